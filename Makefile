@@ -1,0 +1,32 @@
+# Two commands set up and prove the project (see README):
+#   make demo   install everything into .venv and run the smoke study with its report
+#   make test   install (if needed) and run the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+
+.PHONY: demo test install bench lint clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c constraints.txt -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(VENV)/bin/sparsernn reproduce --profile smoke --out runs/smoke
+
+test: install
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) -m sparsernn.bench
+
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,186 @@
+"""Small statistics helpers shared by the analysis modules, and the study's feature names.
+
+Also holds the conventions every analysis function follows: a missing column is a
+:class:`~sparsernn.errors.DataError`; an analysis that cannot run on the given rows (no rows, one
+generator, fewer rows than folds) returns an empty frame with the right columns and the reason in
+``frame.attrs["note"]`` instead of raising.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats as _st
+
+from sparsernn._seed import SeedLike, rng
+from sparsernn.errors import ConfigError, DataError
+
+__all__ = ["STUDY_FEATURES", "mean_ci", "bootstrap_ci"]
+
+#: The 23 graph properties of the study, in the study's order (see SPEC section 5).
+STUDY_FEATURES: tuple[str, ...] = (
+    "layers",
+    "nodes",
+    "edges",
+    "source_nodes",
+    "sink_nodes",
+    "diameter",
+    "density",
+    "average_shortest_path_length",
+    "eccentricity_mean",
+    "eccentricity_var",
+    "eccentricity_std",
+    "degree_mean",
+    "degree_var",
+    "degree_std",
+    "closeness_mean",
+    "closeness_var",
+    "closeness_std",
+    "nodes_betweenness_mean",
+    "nodes_betweenness_var",
+    "nodes_betweenness_std",
+    "edge_betweenness_mean",
+    "edge_betweenness_var",
+    "edge_betweenness_std",
+)
+
+
+def _check_confidence(confidence: float) -> float:
+    if not 0.0 < float(confidence) < 1.0:
+        raise ConfigError(f"confidence must be between 0 and 1 (e.g. 0.95), not {confidence!r}")
+    return float(confidence)
+
+
+def mean_ci(values: Iterable[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean and Student-t confidence interval of the mean.
+
+    Parameters
+    ----------
+    values : iterable of float
+        Sample; NaNs are dropped first.
+    confidence : float, default 0.95
+        Two-sided coverage of the interval.
+
+    Returns
+    -------
+    (mean, lo, hi) : tuple of float
+        ``mean -/+ t_{(1+confidence)/2, n-1} * s / sqrt(n)`` with ``s`` the sample standard
+        deviation (n-1). With no values all three are NaN; with one value the mean is that value
+        and ``lo`` and ``hi`` are NaN (the spread is unknown, not zero). With n >= 2 equal
+        values the interval collapses to the mean.
+
+    Examples
+    --------
+    >>> m, lo, hi = mean_ci([1.0, 2.0, 3.0])
+    >>> round(m, 3), round(lo, 3), round(hi, 3)
+    (2.0, -0.484, 4.484)
+    """
+    confidence = _check_confidence(confidence)
+    x = np.asarray(values if isinstance(values, np.ndarray | pd.Series) else list(values), float)
+    x = x[~np.isnan(x)]
+    n = x.size
+    if n == 0:
+        return (float("nan"),) * 3
+    mean = float(x.mean())
+    if n == 1:
+        return mean, float("nan"), float("nan")
+    sem = float(x.std(ddof=1)) / float(np.sqrt(n))
+    half = float(_st.t.ppf((1.0 + confidence) / 2.0, n - 1)) * sem
+    return mean, mean - half, mean + half
+
+
+def bootstrap_ci(
+    x: Sequence[float] | np.ndarray,
+    y: Sequence[float] | np.ndarray | None,
+    statistic: Callable[..., float | np.ndarray],
+    n_boot: int = 1000,
+    seed: SeedLike = None,
+    confidence: float = 0.95,
+    vectorized: bool = False,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``statistic(x, y)``, resampling (x, y) pairs together.
+
+    Parameters
+    ----------
+    x, y : array-like
+        Paired samples of equal length; ``y`` may be None, then ``statistic(x)`` is used.
+    statistic : callable
+        ``statistic(x, y) -> float``. With ``vectorized=True`` it receives arrays of shape
+        ``(n_boot, n)`` and must return an array of shape ``(n_boot,)`` (much faster).
+    n_boot : int, default 1000
+        Number of resamples.
+    seed : int, numpy Generator or None
+        Randomness of the resampling.
+    confidence : float, default 0.95
+        Two-sided coverage.
+
+    Returns
+    -------
+    (lo, hi) : tuple of float
+        Percentiles of the finite bootstrap statistics. Resamples where the statistic is
+        undefined (NaN, e.g. a constant resample for a correlation) are dropped; if fewer than
+        half are finite, or there are no rows, both bounds are NaN.
+    """
+    confidence = _check_confidence(confidence)
+    if int(n_boot) < 1:
+        raise ConfigError(f"n_boot must be a positive integer, not {n_boot!r}")
+    xa = np.asarray(x, dtype=float)
+    ya = None if y is None else np.asarray(y, dtype=float)
+    if ya is not None and ya.shape != xa.shape:
+        raise DataError(f"x and y must have the same length, got {xa.shape} and {ya.shape}")
+    n = xa.shape[0]
+    if n == 0:
+        return float("nan"), float("nan")
+    idx = rng(seed).integers(0, n, size=(int(n_boot), n))
+    args = (xa[idx],) if ya is None else (xa[idx], ya[idx])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if vectorized:
+            boot = np.asarray(statistic(*args), dtype=float).reshape(-1)
+        else:
+            boot = np.array([statistic(*(a[i] for a in args)) for i in range(int(n_boot))], float)
+    boot = boot[np.isfinite(boot)]
+    if boot.size == 0 or boot.size < 0.5 * int(n_boot):
+        return float("nan"), float("nan")
+    alpha = (1.0 - confidence) / 2.0
+    lo, hi = np.quantile(boot, [alpha, 1.0 - alpha])
+    return float(lo), float(hi)
+
+
+# ----------------------------------------------------------------------------- shared helpers
+
+
+def _require_columns(df: pd.DataFrame, columns: Iterable[str], what: str) -> None:
+    """Raise DataError naming the columns ``what`` needs that ``df`` lacks."""
+    if not isinstance(df, pd.DataFrame):
+        raise DataError(f"{what} needs a pandas DataFrame, not {type(df).__name__}")
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DataError(
+            f"{what} needs column(s) {', '.join(missing)}; "
+            f"the frame has {', '.join(map(str, df.columns)) or 'no columns'}"
+        )
+
+
+def _empty(columns: Sequence[str], note: str) -> pd.DataFrame:
+    """An empty frame with ``columns`` and the reason it is empty in ``attrs['note']``."""
+    out = pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+    out.attrs["note"] = note
+    return out
+
+
+def _with_notes(df: pd.DataFrame, notes: Sequence[str]) -> pd.DataFrame:
+    """Attach ``notes`` (joined by '; ') to ``df.attrs['note']`` when there are any."""
+    if notes:
+        df.attrs["note"] = "; ".join(notes)
+    return df
+
+
+def _format_ci(mean: float, lo: float, hi: float, digits: int = 1) -> str:
+    """``'1.0 [0.5, 1.5]'``; just the mean when the interval is undefined."""
+    if np.isnan(mean):
+        return "nan"
+    if np.isnan(lo) or np.isnan(hi):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"

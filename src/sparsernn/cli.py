@@ -1,0 +1,502 @@
+"""The ``sparsernn`` command line: a thin layer over the library (click).
+
+Every command parses options into the library's configs and calls one public function.
+Problems with the user's input become one ``error: ...`` line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from sparsernn.errors import ConfigError, SparsernnError
+
+ALL_CELLS = ("rnn_tanh", "rnn_relu", "gru", "lstm")
+
+
+def _friendly(fn):
+    """Turn library errors into one line on stderr and exit status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except SparsernnError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo(
+                "interrupted: finished units are stored; rerun the command to resume", err=True
+            )
+            sys.exit(130)
+
+    return wrapper
+
+
+def _cells(text: str) -> tuple[str, ...]:
+    cells = ALL_CELLS if text.strip() == "all" else tuple(c.strip() for c in text.split(","))
+    for c in cells:
+        if c not in ALL_CELLS:
+            raise ConfigError(f"unknown cell {c!r}; choose from {', '.join(ALL_CELLS)} or 'all'")
+    return cells
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def _seeds(n: int) -> tuple[int, ...]:
+    if n < 1:
+        raise ConfigError(f"--seeds {n} must be >= 1 (the number of seeds, 0..N-1)")
+    return tuple(range(n))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="sparsernn")
+def cli() -> None:
+    """Study sparsity in recurrent networks: magnitude pruning and random-graph structure."""
+
+
+# ----------------------------------------------------------------------------------- data
+@cli.group()
+def data() -> None:
+    """Generate and check Reber-grammar data sets (the study's CSV format)."""
+
+
+@data.command("generate")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Directory for train.csv and test.csv.",
+)
+@click.option("--grammar", default="reber", show_default=True, help="reber or embedded_reber.")
+@click.option("--n-strings", default=25000, show_default=True, help="Total strings (train+test).")
+@click.option(
+    "--mix",
+    default="0.56,0.44,0",
+    show_default=True,
+    help="Fractions of negatives: foreign,transition,edit.",
+)
+@click.option("--min-length", default=11, show_default=True)
+@click.option("--max-length", default=53, show_default=True)
+@click.option("--test-fraction", default=0.25, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@_friendly
+def data_generate(out, grammar, n_strings, mix, min_length, max_length, test_fraction, seed):
+    """Write train.csv and test.csv (header string,valid) for a generated data set."""
+    from sparsernn.data import DataSpec, make_dataset, write_csv
+
+    try:
+        mix_t = tuple(float(x) for x in mix.split(","))
+    except ValueError:
+        raise ConfigError(f"--mix {mix!r} must be three comma-separated fractions") from None
+    spec = DataSpec(
+        grammar=grammar,
+        n_strings=n_strings,
+        negative_mix=mix_t,
+        min_length=min_length,
+        max_length=max_length,
+        test_fraction=test_fraction,
+        seed=seed,
+    )
+    train, test = make_dataset(spec)
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(train, out / "train.csv")
+    write_csv(test, out / "test.csv")
+    (out / "dataspec.json").write_text(spec.to_json())
+    click.echo(f"wrote {len(train)} train and {len(test)} test strings to {out}")
+
+
+@data.command("check")
+@click.argument("csv_file", type=click.Path(path_type=Path))
+@_friendly
+def data_check(csv_file):
+    """Validate a CSV file and summarise it (also checks labels against the grammar)."""
+    from sparsernn.data import read_csv
+    from sparsernn.data.reber import accepts
+
+    ds = read_csv(csv_file)
+    disagree = sum(int(accepts(s)) != int(y) for s, y in zip(ds.strings, ds.labels, strict=True))
+    for k, v in ds.summary().items():
+        click.echo(f"{k:>16}: {v}")
+    click.echo(f"{'label != reber':>16}: {disagree}")
+
+
+# ----------------------------------------------------------------------------------- train
+@cli.command()
+@click.option("--cell", default="gru", show_default=True, type=click.Choice(ALL_CELLS))
+@click.option("--epochs", default=50, show_default=True)
+@click.option("--batch-size", default=32, show_default=True)
+@click.option("--lr", default=1e-3, show_default=True)
+@click.option("--clip", default=5.0, show_default=True, help="Gradient-norm clip (0 = off).")
+@click.option("--hidden-size", default=50, show_default=True)
+@click.option("--num-layers", default=3, show_default=True)
+@click.option("--embedding-dim", default=50, show_default=True)
+@click.option("--train-csv", type=click.Path(path_type=Path), help="Train on this CSV.")
+@click.option("--test-csv", type=click.Path(path_type=Path), help="Evaluate on this CSV.")
+@click.option(
+    "--n-strings",
+    default=25000,
+    show_default=True,
+    help="Size of the generated data set when no CSV is given.",
+)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option(
+    "--bucket/--no-bucket",
+    default=False,
+    show_default=True,
+    help="Batch strings of similar length (faster; deviates from the study).",
+)
+@click.option("--out", type=click.Path(path_type=Path), help="Save the checkpoint here.")
+@_friendly
+def train(
+    cell,
+    epochs,
+    batch_size,
+    lr,
+    clip,
+    hidden_size,
+    num_layers,
+    embedding_dim,
+    train_csv,
+    test_csv,
+    n_strings,
+    seed,
+    device,
+    bucket,
+    out,
+):
+    """Train the study's base model and print its per-epoch table."""
+    from sparsernn.workflows import train_base_model
+
+    history, _ = train_base_model(
+        cell=cell,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        clip=clip or None,
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+        embedding_dim=embedding_dim,
+        train_csv=train_csv,
+        test_csv=test_csv,
+        n_strings=n_strings,
+        seed=seed,
+        device=device,
+        bucket=bucket,
+        out=out,
+        progress=True,
+    )
+    click.echo(
+        _table(
+            history,
+            ["epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "epoch_time"],
+        )
+    )
+    if out:
+        click.echo(f"saved checkpoint to {out}")
+
+
+@cli.command()
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--test-csv", type=click.Path(path_type=Path), required=True)
+@click.option(
+    "--study-format",
+    "cell",
+    default=None,
+    type=click.Choice(ALL_CELLS),
+    help="The checkpoint is the study's own format, of this cell type.",
+)
+@click.option("--batch-size", default=32, show_default=True)
+@_friendly
+def evaluate(checkpoint, test_csv, cell, batch_size):
+    """Evaluate a checkpoint (ours, or the study's with --study-format CELL) on a CSV."""
+    from sparsernn.compat import load_study_checkpoint
+    from sparsernn.data import read_csv
+    from sparsernn.train import evaluate as _evaluate
+    from sparsernn.train import load_checkpoint
+
+    model = load_study_checkpoint(checkpoint, cell) if cell else load_checkpoint(checkpoint)[0]
+    res = _evaluate(model, read_csv(test_csv), batch_size)
+    click.echo(f"accuracy {res['accuracy']:.4f}  loss {res['loss']:.4f}")
+
+
+# ----------------------------------------------------------------------------------- studies
+def _study_options(fn):
+    opts = [
+        click.option(
+            "--out",
+            type=click.Path(path_type=Path),
+            required=True,
+            help="Study directory (results store, artefacts, report).",
+        ),
+        click.option(
+            "--config",
+            "config_file",
+            type=click.Path(path_type=Path),
+            help="Study TOML file; flags override it.",
+        ),
+        click.option("--seeds", type=int, help="Number of seeds (0..N-1)."),
+        click.option("--n-strings", type=int, help="Data set size."),
+        click.option(
+            "--workers",
+            type=int,
+            default=None,
+            help="Local worker processes [default: number of cores].",
+        ),
+        click.option(
+            "--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True
+        ),
+        click.option("--address", default=None, help="Ray cluster address (HOST:PORT or auto)."),
+        click.option(
+            "--gpus-per-unit",
+            default=0.0,
+            show_default=True,
+            help="GPUs each unit requests from Ray.",
+        ),
+        click.option("--retry-failed", is_flag=True, help="Rerun units that failed before."),
+        click.option("--device", default=None, help="auto, cpu or cuda."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def _start(config_file, base):
+    from sparsernn.experiments.config import load_study_config
+
+    return load_study_config(config_file, base) if config_file else base
+
+
+def _common(seeds, n_strings, device) -> dict:
+    over: dict = {}
+    if seeds is not None:
+        over["seeds"] = list(_seeds(seeds))
+    if n_strings is not None:
+        over["data"] = {"n_strings": n_strings}
+    if device is not None:
+        over["train"] = {"device": device}
+    return over
+
+
+def _run(study, out, kinds, workers, executor, address, gpus_per_unit, retry_failed):
+    from sparsernn.experiments.runner import run_study
+
+    run = run_study(
+        study,
+        out,
+        workers=workers,
+        executor=executor,
+        address=address,
+        gpus_per_unit=gpus_per_unit,
+        retry_failed=retry_failed,
+        kinds=kinds,
+    )
+    click.echo(
+        f"{run.done} units done, {run.failed} failed, {run.skipped} already stored, "
+        f"{run.blocked} blocked, in {run.wall_s:.1f} s -> {out}"
+    )
+    for line in run.failures[:10]:
+        click.echo(f"  failed: {line}", err=True)
+    return run
+
+
+@cli.command()
+@click.option("--cells", default="all", show_default=True, help="Comma list or 'all'.")
+@click.option("--targets", default="both,i2h,h2h", show_default=True)
+@click.option(
+    "--amounts",
+    default="10:100:10",
+    show_default=True,
+    help="start:stop:step (inclusive) or comma list of percentages.",
+)
+@click.option(
+    "--scope", default="global", show_default=True, type=click.Choice(["global", "layer"])
+)
+@click.option("--retrain-epochs", default=10, show_default=True)
+@click.option("--epochs", default=50, show_default=True, help="Base-model epochs.")
+@click.option("--tolerance", default=0.01, show_default=True)
+@_study_options
+@_friendly
+def prune(
+    cells,
+    targets,
+    amounts,
+    scope,
+    retrain_epochs,
+    epochs,
+    tolerance,
+    out,
+    config_file,
+    seeds,
+    n_strings,
+    workers,
+    executor,
+    address,
+    gpus_per_unit,
+    retry_failed,
+    device,
+):
+    """Pruning study: train base models, prune by magnitude, retrain with masks fixed."""
+    from sparsernn.experiments.config import StudyConfig, merge, parse_range
+    from sparsernn.workflows import pruning_summary
+
+    over = _common(seeds, n_strings, device)
+    over["cells"] = list(_cells(cells))
+    over.setdefault("train", {})["epochs"] = epochs
+    over["pruning"] = {
+        "targets": list(_names(targets)),
+        "scope": scope,
+        "amounts": list(parse_range(amounts, what="--amounts")),
+        "retrain_epochs": retrain_epochs,
+        "tolerance": tolerance,
+    }
+    study = merge(_start(config_file, StudyConfig()), over, "command line")
+    _run(study, out, ("base", "prune"), workers, executor, address, gpus_per_unit, retry_failed)
+    for name, table in pruning_summary(out, tolerance).items():
+        click.echo(f"\n{name}:\n{table.to_string(index=False)}")
+
+
+@cli.command()
+@click.option("--cells", default="all", show_default=True, help="Comma list or 'all'.")
+@click.option("--generators", default="ws,ba", show_default=True)
+@click.option("--graphs", "n_graphs", default=100, show_default=True, help="Graphs per generator.")
+@click.option("--nodes", default="10:50", show_default=True, help="Node-count range lo:hi.")
+@click.option("--epochs", default=15, show_default=True)
+@click.option("--batch-size", default=128, show_default=True)
+@_study_options
+@_friendly
+def structure(
+    cells,
+    generators,
+    n_graphs,
+    nodes,
+    epochs,
+    batch_size,
+    out,
+    config_file,
+    seeds,
+    n_strings,
+    workers,
+    executor,
+    address,
+    gpus_per_unit,
+    retry_failed,
+    device,
+):
+    """Random-structure study: graphs -> layered DAG networks -> accuracy and properties."""
+    from sparsernn.experiments.config import StudyConfig, merge, parse_range
+    from sparsernn.workflows import structure_summary
+
+    lo_hi = parse_range(nodes, what="--nodes")
+    if len(lo_hi) != 2 or any(v != int(v) for v in lo_hi):
+        raise ConfigError(f"--nodes {nodes!r} must be lo:hi, e.g. 10:50")
+    over = _common(seeds, n_strings, device)
+    over["cells"] = list(_cells(cells))
+    over["structure"] = {
+        "generators": list(_names(generators)),
+        "n_graphs": n_graphs,
+        "nodes": [int(lo_hi[0]), int(lo_hi[1])],
+        "epochs": epochs,
+        "batch_size": batch_size,
+    }
+    study = merge(_start(config_file, StudyConfig()), over, "command line")
+    _run(study, out, ("structure",), workers, executor, address, gpus_per_unit, retry_failed)
+    click.echo("\n" + structure_summary(out).to_string(index=False))
+
+
+@cli.command()
+@click.option(
+    "--profile",
+    "profile_name",
+    default="smoke",
+    show_default=True,
+    type=click.Choice(["smoke", "quick", "full"]),
+)
+@_study_options
+@click.option("--report/--no-report", default=True, show_default=True)
+@_friendly
+def reproduce(
+    profile_name,
+    out,
+    config_file,
+    seeds,
+    n_strings,
+    workers,
+    executor,
+    address,
+    gpus_per_unit,
+    retry_failed,
+    device,
+    report,
+):
+    """Run the whole study (base, pruning, structure) for a profile, then write the report."""
+    from sparsernn.experiments.config import merge, profile
+
+    study = merge(_start(config_file, profile(profile_name)), _common(seeds, n_strings, device))
+    _run(study, out, None, workers, executor, address, gpus_per_unit, retry_failed)
+    if report:
+        from sparsernn.report import build_report
+
+        path = build_report(out, Path(out) / "report.html")
+        click.echo(f"report: {path}")
+
+
+@cli.command()
+@click.argument("study_dir", type=click.Path(path_type=Path))
+@_friendly
+def status(study_dir):
+    """Summarise a study directory: units done, pending, failed, time spent."""
+    from sparsernn.workflows import study_status
+
+    click.echo(study_status(study_dir))
+
+
+@cli.command()
+@click.argument("study_dir", type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="HTML file [default: STUDY_DIR/report.html].",
+)
+@_friendly
+def report(study_dir, output):
+    """Write one self-contained HTML report (tables as CSV/Markdown beside it)."""
+    from sparsernn.report import build_report
+
+    if not (Path(study_dir) / "results.sqlite").exists():
+        raise ConfigError(
+            f"{study_dir} holds no results.sqlite; run a study with --out {study_dir}"
+        )
+    path = build_report(study_dir, output or Path(study_dir) / "report.html")
+    click.echo(f"report: {path}")
+
+
+def _table(rows: list[dict], cols: list[str]) -> str:
+    lines = ["  ".join(f"{c:>14}" for c in cols)]
+    for r in rows:
+        cells = []
+        for c in cols:
+            v = r.get(c, "")
+            cells.append(f"{v:>14.4f}" if isinstance(v, float) else f"{v!s:>14}")
+        lines.append("  ".join(cells))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
+    cli(prog_name="sparsernn")
+
+
+if __name__ == "__main__":
+    main()

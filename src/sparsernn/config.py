@@ -1,0 +1,130 @@
+"""Frozen-dataclass configuration: JSON/TOML round trips and a stable content hash (run key).
+
+A run's identity is the hash of its config's sorted JSON, which is how the results store
+dedupes finished work and resumes a study.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from sparsernn.errors import ConfigError
+
+__all__ = ["Config", "config_key", "load_toml"]
+
+C = TypeVar("C", bound="Config")
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def config_key(obj: Any, length: int = 16) -> str:
+    """Hex digest of the sorted, compact JSON of ``obj`` (a dataclass or plain data)."""
+    text = json.dumps(_jsonable(obj), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    """Turn JSON data back into the annotated type (tuples, nested configs, optionals)."""
+    origin = typing.get_origin(tp)
+    if isinstance(tp, type) and issubclass(tp, Config):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table/object, got {value!r}")
+        return tp.from_dict(value)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(args[0], value, where) if len(args) == 1 else value
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        inner = args[0] if args else Any
+        return tuple(_coerce(inner, v, where) for v in value)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+class Config:
+    """Mixin for frozen dataclasses: ``to_dict``/``from_dict``, JSON, TOML and ``key``.
+
+    Subclasses are ``@dataclasses.dataclass(frozen=True)`` with a default for every field and
+    validate themselves in ``__post_init__`` by raising :class:`ConfigError`.
+    """
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(self)
+
+    @classmethod
+    def from_dict(cls: type[C], data: dict[str, Any]) -> C:
+        hints = typing.get_type_hints(cls)
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(
+                f"unknown {cls.__name__} field(s) {unknown}; valid fields: {sorted(names)}"
+            )
+        kwargs = {k: _coerce(hints[k], v, f"{cls.__name__}.{k}") for k, v in data.items()}
+        return cls(**kwargs)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, indent=2)
+
+    @classmethod
+    def from_json(cls: type[C], text: str) -> C:
+        return cls.from_dict(json.loads(text))
+
+    def to_toml(self) -> str:
+        import tomli_w
+
+        return tomli_w.dumps(_drop_none(self.to_dict()))
+
+    @classmethod
+    def from_toml(cls: type[C], text: str) -> C:
+        return cls.from_dict(tomllib.loads(text))
+
+    def replace(self: C, **changes: Any) -> C:
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+    @property
+    def key(self) -> str:
+        """Stable identity of this configuration (hash of its sorted JSON)."""
+        return config_key(self)
+
+
+def _drop_none(d: Any) -> Any:
+    if isinstance(d, dict):
+        return {k: _drop_none(v) for k, v in d.items() if v is not None}
+    return d
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML file, turning syntax errors into a one-line :class:`ConfigError`."""
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML ({exc}); fix the syntax") from None

@@ -1,0 +1,28 @@
+"""Data: the Reber grammars, invalid-string generators, data sets, CSV IO and ASCII encoding.
+
+Lowest layer of sparsernn: imports nothing from the rest of the package but errors, seeds and
+configs.
+"""
+
+from sparsernn.data import negatives, reber
+from sparsernn.data.dataset import Dataset, DataSpec, encode, make_dataset, read_csv, write_csv
+from sparsernn.data.negatives import NEGATIVE_KINDS, make_negatives
+from sparsernn.data.reber import EMBEDDED_REBER, REBER, Grammar, accepts, get_grammar
+
+__all__ = [
+    "Grammar",
+    "REBER",
+    "EMBEDDED_REBER",
+    "get_grammar",
+    "accepts",
+    "NEGATIVE_KINDS",
+    "make_negatives",
+    "DataSpec",
+    "Dataset",
+    "make_dataset",
+    "read_csv",
+    "write_csv",
+    "encode",
+    "reber",
+    "negatives",
+]

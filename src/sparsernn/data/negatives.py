@@ -1,0 +1,277 @@
+"""Invalid strings for a grammar: three kinds, each checked by the grammar's acceptor.
+
+- ``foreign``: B...E framed, letters A..Z, at least one letter outside the grammar's alphabet
+  (about 56% of the study's invalid strings).
+- ``transition``: B...E framed, only the grammar's letters, but the walk breaks a transition
+  (about 44% of the study's invalid strings).
+- ``edit``: one substitution, insertion or deletion inside a valid string that makes it
+  invalid; the first and last symbols are kept, so it stays B...E framed (beyond the study: the
+  hard kind, since it differs from a valid string by one symbol).
+
+Negatives follow the valid strings' length distribution: ``foreign`` and ``transition`` draw each
+target length from a pool of valid strings, ``edit`` edits strings drawn from that pool (and
+keeps the result inside the length bounds), so length is not a shortcut for a classifier.
+"""
+
+from __future__ import annotations
+
+import string as _string
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from sparsernn._seed import SeedLike, rng
+from sparsernn.data.reber import Grammar, get_grammar
+from sparsernn.errors import ConfigError
+
+__all__ = [
+    "NEGATIVE_KINDS",
+    "foreign",
+    "transition",
+    "edit",
+    "foreign_string",
+    "transition_string",
+    "edit_string",
+    "make_negatives",
+]
+
+NEGATIVE_KINDS: tuple[str, str, str] = ("foreign", "transition", "edit")
+
+_FIRST, _LAST = "B", "E"
+_LETTERS = _string.ascii_uppercase
+# Random tries per string before giving up (each try is almost always invalid at once).
+_MAX_TRIES = 200
+
+
+def _framed_too_short(kind: str, length: int) -> ConfigError:
+    return ConfigError(f"{kind} negatives need length >= 3 (B, a letter, E); got {length}")
+
+
+def foreign_string(grammar: Grammar | str, length: int, seed: SeedLike = None) -> str:
+    """One invalid string ``B...E`` of ``length`` letters A..Z with a letter outside the grammar.
+
+    The inner letters are uniform over A..Z, redrawn until at least one is foreign.
+    """
+    g = get_grammar(grammar)
+    if length < 3:
+        raise _framed_too_short("foreign", length)
+    foreign_letters = [c for c in _LETTERS if c not in g.alphabet]
+    if not foreign_letters:
+        raise ConfigError(f"grammar {g.name}: uses all of A..Z, so no foreign letter exists")
+    gen = rng(seed)
+    letters = np.array(list(_LETTERS))
+    is_foreign = np.array([c not in g.alphabet for c in _LETTERS])
+    for _ in range(_MAX_TRIES):
+        idx = gen.integers(0, len(_LETTERS), size=length - 2)
+        if is_foreign[idx].any():
+            out = _FIRST + "".join(letters[idx].tolist()) + _LAST
+            if not g.accepts(out):
+                return out
+    # Practically unreachable (19 of 26 letters are foreign for Reber); force one foreign letter.
+    idx = gen.integers(0, len(_LETTERS), size=length - 2)
+    inner = letters[idx].tolist()
+    inner[int(gen.integers(len(inner)))] = foreign_letters[int(gen.integers(len(foreign_letters)))]
+    return _FIRST + "".join(inner) + _LAST
+
+
+def transition_string(grammar: Grammar | str, length: int, seed: SeedLike = None) -> str:
+    """One invalid string ``B...E`` of ``length`` symbols, all from the grammar's alphabet.
+
+    The inner symbols are uniform over the alphabet, redrawn until the acceptor rejects the
+    string, so it only breaks the transitions.
+    """
+    g = get_grammar(grammar)
+    if length < 3:
+        raise _framed_too_short("transition", length)
+    if _FIRST not in g.alphabet or _LAST not in g.alphabet:
+        raise ConfigError(f"grammar {g.name}: transition negatives need B and E in the alphabet")
+    gen = rng(seed)
+    letters = np.array(list(g.alphabet))
+    for _ in range(_MAX_TRIES):
+        idx = gen.integers(0, len(letters), size=length - 2)
+        out = _FIRST + "".join(letters[idx].tolist()) + _LAST
+        if not g.accepts(out):
+            return out
+    raise ConfigError(
+        f"grammar {g.name}: {_MAX_TRIES} random strings of length {length} over "
+        f"{g.alphabet!r} were all valid; use another length"
+    )
+
+
+def _allowed_ops(n: int, min_length: int | None, max_length: int | None) -> list[str]:
+    ops = []
+    if n >= 3:  # an inner symbol exists
+        ops.append("substitute")
+        if min_length is None or n - 1 >= max(min_length, 1):
+            ops.append("delete")
+    if max_length is None or n + 1 <= max_length:
+        ops.append("insert")
+    return ops
+
+
+def edit_string(
+    grammar: Grammar | str,
+    string: str,
+    seed: SeedLike = None,
+    *,
+    min_length: int | None = None,
+    max_length: int | None = None,
+) -> str:
+    """Apply one random edit inside ``string`` (keeping its first and last symbol) so it is invalid.
+
+    The edit kind (substitution, insertion, deletion) is uniform among those that keep the
+    length in ``[min_length, max_length]``; the position and the new symbol (from the grammar's
+    alphabet, different from the old one for a substitution) are uniform. Edits that leave the
+    string valid are redrawn; if random tries fail, every single edit is enumerated.
+    """
+    g = get_grammar(grammar)
+    n = len(string)
+    ops = _allowed_ops(n, min_length, max_length)
+    if not ops:
+        raise ConfigError(
+            f"cannot edit {string!r} inside the length range [{min_length}, {max_length}]"
+        )
+    gen = rng(seed)
+    alphabet = g.alphabet
+    for _ in range(_MAX_TRIES):
+        op = ops[int(gen.integers(len(ops)))]
+        if op == "substitute":
+            i = int(gen.integers(1, n - 1))
+            choices = [c for c in alphabet if c != string[i]]
+            out = string[:i] + choices[int(gen.integers(len(choices)))] + string[i + 1 :]
+        elif op == "delete":
+            i = int(gen.integers(1, n - 1))
+            out = string[:i] + string[i + 1 :]
+        else:
+            i = int(gen.integers(1, n)) if n >= 2 else n
+            out = string[:i] + alphabet[int(gen.integers(len(alphabet)))] + string[i:]
+        if not g.accepts(out):
+            return out
+    candidates = sorted(_all_invalid_edits(g, string, ops))
+    if not candidates:
+        raise ConfigError(f"grammar {g.name}: no single edit inside {string!r} makes it invalid")
+    return candidates[int(gen.integers(len(candidates)))]
+
+
+def _all_invalid_edits(g: Grammar, string: str, ops: list[str]) -> set[str]:
+    n, out = len(string), set()
+    for i in range(1, max(n - 1, 1)):
+        if "substitute" in ops:
+            out.update(string[:i] + c + string[i + 1 :] for c in g.alphabet if c != string[i])
+        if "delete" in ops:
+            out.add(string[:i] + string[i + 1 :])
+    if "insert" in ops:
+        for i in range(1, n) if n >= 2 else [n]:
+            out.update(string[:i] + c + string[i:] for c in g.alphabet)
+    return {s for s in out if not g.accepts(s)}
+
+
+def _pool(
+    g: Grammar,
+    n: int,
+    gen: np.random.Generator,
+    valid: Sequence[str] | None,
+    min_length: int | None,
+    max_length: int | None,
+) -> list[str]:
+    """``n`` valid strings drawn (with replacement) from ``valid``, or freshly sampled."""
+    if valid is None:
+        return g.sample_many(n, gen, min_length, max_length)
+    if len(valid) == 0:
+        raise ConfigError("valid: the pool of valid strings is empty; pass at least one string")
+    pick = gen.integers(0, len(valid), size=n)
+    return [valid[i] for i in pick.tolist()]
+
+
+def foreign(
+    grammar: Grammar | str,
+    n: int,
+    seed: SeedLike = None,
+    *,
+    valid: Sequence[str] | None = None,
+    min_length: int | None = None,
+    max_length: int | None = None,
+) -> list[str]:
+    """``n`` foreign-letter negatives whose lengths are drawn from valid strings' lengths.
+
+    Parameters
+    ----------
+    grammar : Grammar or str
+        The grammar (or its name) the strings must be invalid for.
+    n : int
+        Number of strings (duplicates possible).
+    seed : int, Generator or None
+        Randomness.
+    valid : sequence of str, optional
+        Pool of valid strings whose lengths the negatives copy; by default ``n`` strings are
+        sampled from ``grammar`` within ``[min_length, max_length]``.
+    """
+    g = get_grammar(grammar)
+    gen = rng(seed)
+    pool = _pool(g, n, gen, valid, min_length, max_length)
+    return [foreign_string(g, len(s), gen) for s in pool]
+
+
+def transition(
+    grammar: Grammar | str,
+    n: int,
+    seed: SeedLike = None,
+    *,
+    valid: Sequence[str] | None = None,
+    min_length: int | None = None,
+    max_length: int | None = None,
+) -> list[str]:
+    """``n`` broken-transition negatives whose lengths are drawn from valid strings' lengths.
+
+    Parameters are as for :func:`foreign`.
+    """
+    g = get_grammar(grammar)
+    gen = rng(seed)
+    pool = _pool(g, n, gen, valid, min_length, max_length)
+    return [transition_string(g, len(s), gen) for s in pool]
+
+
+def edit(
+    grammar: Grammar | str,
+    n: int,
+    seed: SeedLike = None,
+    *,
+    valid: Sequence[str] | None = None,
+    min_length: int | None = None,
+    max_length: int | None = None,
+) -> list[str]:
+    """``n`` one-edit negatives, each made from a valid string drawn from ``valid``.
+
+    Parameters are as for :func:`foreign`; results keep lengths in ``[min_length, max_length]``.
+    """
+    g = get_grammar(grammar)
+    gen = rng(seed)
+    pool = _pool(g, n, gen, valid, min_length, max_length)
+    return [edit_string(g, s, gen, min_length=min_length, max_length=max_length) for s in pool]
+
+
+_GENERATORS: dict[str, Callable[..., list[str]]] = {
+    "foreign": foreign,
+    "transition": transition,
+    "edit": edit,
+}
+
+
+def make_negatives(
+    kind: str,
+    grammar: Grammar | str,
+    n: int,
+    seed: SeedLike = None,
+    *,
+    valid: Sequence[str] | None = None,
+    min_length: int | None = None,
+    max_length: int | None = None,
+) -> list[str]:
+    """Dispatch to the generator named ``kind`` (one of :data:`NEGATIVE_KINDS`)."""
+    try:
+        fn = _GENERATORS[kind]
+    except KeyError:
+        raise ConfigError(
+            f"unknown negative kind {kind!r}; valid kinds: {', '.join(NEGATIVE_KINDS)}"
+        ) from None
+    return fn(grammar, n, seed, valid=valid, min_length=min_length, max_length=max_length)

@@ -1,0 +1,194 @@
+"""A study as one frozen configuration, with the ``smoke``/``quick``/``full`` profiles.
+
+A study = base-model trainings (cells x seeds), pruning points (cells x seeds x targets x
+amounts, each retrained with its mask fixed) and random-structure networks (cells x seeds x
+generators x graphs). ``full`` is the study's exact protocol (SPEC sections 3-5).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from sparsernn.config import Config, load_toml
+from sparsernn.data import DataSpec
+from sparsernn.errors import ConfigError
+from sparsernn.nn.cells import MODES
+from sparsernn.prune import SCOPES, TARGETS
+from sparsernn.train import TrainConfig
+
+__all__ = [
+    "PruningConfig",
+    "StructureConfig",
+    "StudyConfig",
+    "PROFILES",
+    "profile",
+    "load_study_config",
+    "parse_range",
+]
+
+_GENERATORS = ("ws", "ba", "er")
+
+
+@dataclasses.dataclass(frozen=True)
+class PruningConfig(Config):
+    """The pruning grid (SPEC section 4): targets x amounts, each retrained ``retrain_epochs``."""
+
+    enabled: bool = True
+    targets: tuple[str, ...] = ("both", "i2h", "h2h")
+    amounts: tuple[float, ...] = (10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
+    scope: str = "global"
+    retrain_epochs: int = 10
+    tolerance: float = 0.01
+
+    def __post_init__(self) -> None:
+        for t in self.targets:
+            if t not in TARGETS:
+                raise ConfigError(f"unknown pruning target {t!r}; choose from {', '.join(TARGETS)}")
+        for a in self.amounts:
+            if not 0 <= a <= 100:
+                raise ConfigError(f"pruning amount {a} is outside 0..100 (a percentage)")
+        if self.scope not in SCOPES:
+            raise ConfigError(f"unknown pruning scope {self.scope!r}; choose from {SCOPES}")
+        if self.retrain_epochs < 0:
+            raise ConfigError(f"retrain_epochs={self.retrain_epochs} must be >= 0")
+        if not 0 <= self.tolerance < 1:
+            raise ConfigError(f"tolerance={self.tolerance} must be a fraction in [0, 1)")
+
+
+@dataclasses.dataclass(frozen=True)
+class StructureConfig(Config):
+    """The random-structure grid (SPEC section 5)."""
+
+    enabled: bool = True
+    generators: tuple[str, ...] = ("ws", "ba")
+    n_graphs: int = 100
+    nodes: tuple[int, int] = (10, 50)
+    epochs: int = 15
+    batch_size: int = 128
+
+    def __post_init__(self) -> None:
+        for g in self.generators:
+            if g not in _GENERATORS:
+                raise ConfigError(
+                    f"unknown graph generator {g!r}; choose from {', '.join(_GENERATORS)}"
+                )
+        if self.n_graphs < 0:
+            raise ConfigError(f"n_graphs={self.n_graphs} must be >= 0")
+        lo, hi = self.nodes
+        if not 10 <= lo <= hi:
+            raise ConfigError(
+                f"nodes range {lo}:{hi} is invalid; need 10 <= lo <= hi "
+                "(Barabasi-Albert needs n // 10 >= 1)"
+            )
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError("structure epochs and batch_size must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyConfig(Config):
+    """Everything that defines a study's results (defaults: the study's ``full`` protocol).
+
+    Each seed trains its own base model (initial weights, batch order); the data set is the
+    same for all seeds (``data.seed``) so that seeds measure training variance.
+    """
+
+    cells: tuple[str, ...] = MODES
+    seeds: tuple[int, ...] = (0,)
+    data: DataSpec = DataSpec()
+    embedding_dim: int = 50
+    hidden_size: int = 50
+    num_layers: int = 3
+    train: TrainConfig = TrainConfig()
+    pruning: PruningConfig = PruningConfig()
+    structure: StructureConfig = StructureConfig()
+
+    def __post_init__(self) -> None:
+        if not self.cells:
+            raise ConfigError("no cells selected; choose from " + ", ".join(MODES))
+        for c in self.cells:
+            if c not in MODES:
+                raise ConfigError(f"unknown cell {c!r}; choose from {', '.join(MODES)} or 'all'")
+        if not self.seeds:
+            raise ConfigError("no seeds given; use e.g. --seeds 1")
+        if min(self.embedding_dim, self.hidden_size, self.num_layers) < 1:
+            raise ConfigError("embedding_dim, hidden_size and num_layers must be >= 1")
+
+
+def profile(name: str) -> StudyConfig:
+    """The named profile: ``full`` (the study), ``quick`` (~20 min) or ``smoke`` (~1-2 min)."""
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ConfigError(f"unknown profile {name!r}; choose from {', '.join(PROFILES)}") from None
+
+
+PROFILES: dict[str, StudyConfig] = {
+    "full": StudyConfig(),
+    "quick": StudyConfig(
+        data=DataSpec(n_strings=4000),
+        train=TrainConfig(epochs=4),
+        pruning=PruningConfig(amounts=(20, 40, 60, 80, 90, 100), retrain_epochs=2),
+        structure=StructureConfig(n_graphs=6, nodes=(10, 30), epochs=3),
+    ),
+    "smoke": StudyConfig(
+        cells=("gru", "rnn_tanh"),
+        data=DataSpec(n_strings=600),
+        train=TrainConfig(epochs=2),
+        pruning=PruningConfig(targets=("both", "h2h"), amounts=(50, 100), retrain_epochs=1),
+        structure=StructureConfig(n_graphs=2, nodes=(10, 14), epochs=1),
+    ),
+}
+
+
+def load_study_config(path: str | Path, base: StudyConfig | None = None) -> StudyConfig:
+    """Read a study TOML file; its tables override ``base`` (default: the ``full`` profile).
+
+    A top-level ``profile = "quick"`` key picks the base profile.
+    """
+    data = load_toml(path)
+    name = data.pop("profile", None)
+    start = profile(name) if name else (base or StudyConfig())
+    return merge(start, data, where=str(path))
+
+
+def merge(config: StudyConfig, overrides: dict[str, Any], where: str = "overrides") -> StudyConfig:
+    """Apply nested overrides (TOML tables / CLI flags) to a study config, validating them."""
+    merged = _deep_update(config.to_dict(), overrides)
+    try:
+        return StudyConfig.from_dict(merged)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _deep_update(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in new.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_update(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def parse_range(text: str, *, what: str = "range") -> tuple[float, ...]:
+    """Parse ``"10:100:10"`` (inclusive start:stop:step), ``"10,20,30"`` or ``"50"``."""
+    text = text.strip()
+    try:
+        if ":" in text:
+            parts = [float(p) for p in text.split(":")]
+            if len(parts) == 2:
+                return (parts[0], parts[1])
+            start, stop, step = parts
+            if step <= 0:
+                raise ValueError
+            n = int(round((stop - start) / step)) + 1
+            return tuple(
+                start + i * step for i in range(max(n, 0)) if start + i * step <= stop + 1e-9
+            )
+        return tuple(float(p) for p in text.split(",") if p.strip())
+    except ValueError:
+        raise ConfigError(
+            f"cannot parse {what} {text!r}; use start:stop:step (e.g. 10:100:10) or a comma list"
+        ) from None

@@ -1,0 +1,134 @@
+"""Read a study directory's store into tidy pandas DataFrames for analysis and the report."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sparsernn.store import ResultsStore
+
+__all__ = ["StudyResults", "load_results"]
+
+
+@dataclasses.dataclass
+class StudyResults:
+    """A study's results as DataFrames (empty frames, with their columns, when absent).
+
+    - ``base``: one row per (cell, seed): ``base_accuracy``, ``test_loss``, ``epochs``,
+      ``mean_epoch_time``, ``wall_s``.
+    - ``base_curves``: (cell, seed, epoch) with train/test loss and accuracy, ``epoch_time``.
+    - ``pruning``: long format (cell, seed, target, amount, epoch) -> ``accuracy``, ``loss``;
+      epoch 0 is right after pruning. ``pruning_points`` has one row per point with
+      ``post_prune_accuracy``, ``final_accuracy``, ``achieved_sparsity``.
+    - ``structure``: one row per trained graph network: cell, generator, graph_id, seed,
+      test_accuracy, test_loss, the graph properties, ``n_parameters``, ``wall_s``.
+    - ``study``: the study config dict; ``failures``: failed units.
+    """
+
+    study_dir: Path
+    study: dict[str, Any]
+    base: pd.DataFrame
+    base_curves: pd.DataFrame
+    pruning: pd.DataFrame
+    pruning_points: pd.DataFrame
+    structure: pd.DataFrame
+    failures: pd.DataFrame
+
+
+_BASE_COLS = ["cell", "seed", "base_accuracy", "test_loss", "epochs", "mean_epoch_time", "wall_s"]
+_PRUNE_COLS = ["cell", "seed", "target", "amount", "epoch", "accuracy", "loss"]
+_POINT_COLS = [
+    "cell",
+    "seed",
+    "target",
+    "amount",
+    "base_accuracy",
+    "post_prune_accuracy",
+    "final_accuracy",
+    "achieved_sparsity",
+    "wall_s",
+]
+_STRUCT_ID = ["cell", "generator", "graph_id", "seed"]
+
+
+def _strip(df: pd.DataFrame) -> pd.DataFrame:
+    return df.rename(columns=lambda c: c[len("config.") :] if c.startswith("config.") else c)
+
+
+def load_results(study_dir: str | os.PathLike[str]) -> StudyResults:
+    """Load everything a study stored (read-only: safe while the study is still running)."""
+    with ResultsStore.open(study_dir, readonly=True) as store:
+        study = store.get_meta("study", {}) or {}
+        base = _strip(store.frame("base"))
+        base_curves = _strip(store.curves("base"))
+        prune = _strip(store.frame("prune"))
+        prune_curves = _strip(store.curves("prune"))
+        struct = _strip(store.frame("structure"))
+        failures = store.failures()
+    if len(base):
+        base = base.rename(columns={"test_accuracy": "base_accuracy"})
+        base = base[[c for c in _BASE_COLS if c in base.columns]]
+        base = base.sort_values(["cell", "seed"]).reset_index(drop=True)
+    else:
+        base = pd.DataFrame(columns=_BASE_COLS)
+    if len(base_curves):
+        keep = [
+            "cell",
+            "seed",
+            "epoch",
+            "train_loss",
+            "train_accuracy",
+            "test_loss",
+            "test_accuracy",
+            "epoch_time",
+        ]
+        base_curves = base_curves[[c for c in keep if c in base_curves.columns]]
+    else:
+        base_curves = pd.DataFrame(columns=["cell", "seed", "epoch", "test_accuracy"])
+    if len(prune_curves):
+        pruning = prune_curves.rename(columns={"test_accuracy": "accuracy", "test_loss": "loss"})
+        pruning = pruning[_PRUNE_COLS].copy()
+        pruning["amount"] = pruning["amount"].astype(float)
+        pruning = pruning.sort_values(["cell", "seed", "target", "amount", "epoch"])
+        pruning = pruning.reset_index(drop=True)
+        points = prune[[c for c in _POINT_COLS if c in prune.columns]].copy()
+    else:
+        pruning = pd.DataFrame(columns=_PRUNE_COLS)
+        points = pd.DataFrame(columns=_POINT_COLS)
+    if len(struct):
+        drop = [
+            c
+            for c in struct.columns
+            if c
+            in (
+                "key",
+                "kind",
+                "status",
+                "finished",
+                "attempts",
+                "node_range",
+                "edge_list",
+                "layer_sizes",
+            )
+            or c.startswith(("data.", "train."))
+        ]
+        struct = struct.drop(columns=drop)
+        lead = [c for c in _STRUCT_ID + ["test_accuracy", "test_loss"] if c in struct.columns]
+        struct = struct[lead + [c for c in struct.columns if c not in lead]]
+        struct = struct.sort_values(_STRUCT_ID).reset_index(drop=True)
+    else:
+        struct = pd.DataFrame(columns=_STRUCT_ID + ["test_accuracy", "test_loss"])
+    return StudyResults(
+        study_dir=Path(study_dir),
+        study=study,
+        base=base,
+        base_curves=base_curves,
+        pruning=pruning,
+        pruning_points=points,
+        structure=struct,
+        failures=failures,
+    )

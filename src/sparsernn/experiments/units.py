@@ -1,0 +1,268 @@
+"""Units of work: their configs (whose hash is the run key) and the pure function that runs one.
+
+A unit's payload is plain data (JSON-able dicts plus, for pruning, the base model's state dict
+bytes), so it runs the same inline, in a local worker process or as a Ray task on another
+machine; the worker never touches the results store (the driver is its only writer).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import io
+import time
+import traceback
+from typing import Any
+
+import torch
+
+from sparsernn._seed import derive_seed
+from sparsernn.config import config_key
+from sparsernn.data import DataSpec, make_dataset
+from sparsernn.experiments.config import StudyConfig
+from sparsernn.models import ModelConfig, SequenceClassifier, build_model
+from sparsernn.train import EncodedData, TrainConfig, evaluate, fit, resolve_device
+
+__all__ = ["Unit", "plan_units", "execute", "CODE_VERSION"]
+
+#: Bump when a change alters results of an unchanged config, so old store rows are not reused.
+CODE_VERSION = "1"
+
+
+@dataclasses.dataclass(frozen=True)
+class Unit:
+    """One unit of work: ``kind`` in {base, prune, structure}, its config and dependencies."""
+
+    kind: str
+    config: dict[str, Any]
+    depends_on: str | None = None
+
+    @property
+    def key(self) -> str:
+        return config_key({"kind": self.kind, "version": CODE_VERSION, **self.config})
+
+    @property
+    def label(self) -> str:
+        c = self.config
+        if self.kind == "base":
+            return f"base {c['cell']} seed={c['seed']}"
+        if self.kind == "prune":
+            return f"prune {c['cell']} {c['target']} {c['amount']:g}% seed={c['seed']}"
+        return f"structure {c['cell']} {c['generator']}#{c['graph_id']} seed={c['seed']}"
+
+
+def _base_config(study: StudyConfig, cell: str, seed: int) -> dict[str, Any]:
+    model = ModelConfig(
+        cell=cell,
+        embedding_dim=study.embedding_dim,
+        hidden_size=study.hidden_size,
+        num_layers=study.num_layers,
+    )
+    train = dataclasses.replace(study.train, seed=seed)
+    return {
+        "cell": cell,
+        "seed": seed,
+        "data": study.data.to_dict(),
+        "model": model.to_dict(),
+        "train": train.to_dict(),
+    }
+
+
+def plan_units(study: StudyConfig) -> list[Unit]:
+    """Every unit of a study, bases first (pruning units depend on them)."""
+    units: list[Unit] = []
+    for cell in study.cells:
+        for seed in study.seeds:
+            base = Unit("base", _base_config(study, cell, seed))
+            units.append(base)
+            if not study.pruning.enabled:
+                continue
+            p = study.pruning
+            retrain = dataclasses.replace(study.train, epochs=p.retrain_epochs, seed=seed)
+            for target in p.targets:
+                for amount in p.amounts:
+                    cfg = {
+                        "cell": cell,
+                        "seed": seed,
+                        "base": base.key,
+                        "target": target,
+                        "amount": float(amount),
+                        "scope": p.scope,
+                        "retrain": retrain.to_dict(),
+                        "data": study.data.to_dict(),
+                    }
+                    units.append(Unit("prune", cfg, depends_on=base.key))
+    s = study.structure
+    if s.enabled:
+        for cell in study.cells:
+            for seed in study.seeds:
+                for gen in s.generators:
+                    for graph_id in range(s.n_graphs):
+                        train = dataclasses.replace(
+                            study.train, epochs=s.epochs, batch_size=s.batch_size, seed=seed
+                        )
+                        cfg = {
+                            "cell": cell,
+                            "seed": seed,
+                            "generator": gen,
+                            "graph_id": graph_id,
+                            "node_range": list(s.nodes),
+                            "data": study.data.to_dict(),
+                            "train": train.to_dict(),
+                        }
+                        units.append(Unit("structure", cfg))
+    return units
+
+
+# ---------------------------------------------------------------------------------- execution
+@functools.lru_cache(maxsize=4)
+def _data(spec_json: str, device: str):
+    spec = DataSpec.from_json(spec_json)
+    train, test = make_dataset(spec)
+    dev = torch.device(device)
+    return EncodedData(train, dev), EncodedData(test, dev)
+
+
+def _datasets(cfg: dict[str, Any], device: torch.device):
+    return _data(DataSpec.from_dict(cfg["data"]).to_json(), str(device))
+
+
+def _state_bytes(model: SequenceClassifier) -> bytes:
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
+    return buf.getvalue()
+
+
+def _run_base(cfg: dict[str, Any]) -> dict[str, Any]:
+    train_cfg = TrainConfig.from_dict(cfg["train"])
+    device = resolve_device(train_cfg.device)
+    train, test = _datasets(cfg, device)
+    model_cfg = ModelConfig.from_dict(cfg["model"])
+    model = build_model(model_cfg, seed=derive_seed(cfg["seed"], "init", cfg["cell"])).to(device)
+    curve = fit(model, train, test, train_cfg)
+    last = curve[-1] if curve else evaluate(model, test, train_cfg.batch_size)
+    metrics = {
+        "test_accuracy": last.get("test_accuracy", last.get("accuracy")),
+        "test_loss": last.get("test_loss", last.get("loss")),
+        "train_accuracy": last.get("train_accuracy"),
+        "epochs": len(curve),
+        "mean_epoch_time": sum(r["epoch_time"] for r in curve) / max(len(curve), 1),
+    }
+    return {
+        "metrics": metrics,
+        "curve": curve,
+        "files": {"model.pt": _checkpoint_bytes(model, metrics)},
+    }
+
+
+def _checkpoint_bytes(model: SequenceClassifier, metrics: dict[str, Any]) -> bytes:
+    import json
+
+    buf = io.BytesIO()
+    torch.save(
+        {
+            "format": "sparsernn-checkpoint-1",
+            "model_config": model.config.to_json(),
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "metrics": json.dumps(metrics),
+        },
+        buf,
+    )
+    return buf.getvalue()
+
+
+def _load_base(base_bytes: bytes, device: torch.device) -> SequenceClassifier:
+    payload = torch.load(io.BytesIO(base_bytes), map_location=device, weights_only=True)
+    model = SequenceClassifier(ModelConfig.from_json(payload["model_config"]))
+    model.load_state_dict(payload["state_dict"])
+    return model.to(device)
+
+
+def _run_prune(cfg: dict[str, Any], base_bytes: bytes) -> dict[str, Any]:
+    from sparsernn.prune import magnitude_prune, sparsity_report
+
+    retrain = TrainConfig.from_dict(cfg["retrain"])
+    device = resolve_device(retrain.device)
+    train, test = _datasets(cfg, device)
+    model = _load_base(base_bytes, device)
+    eval_bs = retrain.eval_batch_size or retrain.batch_size
+    base = evaluate(model, test, eval_bs)
+    magnitude_prune(model, cfg["amount"], cfg["target"], cfg["scope"])
+    report = sparsity_report(model)
+    kinds = ["i2h", "h2h"] if cfg["target"] == "both" else [cfg["target"]]
+    selected = report[report["kind"].isin(kinds)]
+    post = evaluate(model, test, eval_bs)
+    curve = [{"epoch": 0, "test_accuracy": post["accuracy"], "test_loss": post["loss"]}]
+    curve += [
+        {k: r[k] for k in ("epoch", "test_accuracy", "test_loss", "train_loss", "epoch_time")}
+        for r in fit(model, train, test, retrain)
+    ]
+    metrics = {
+        "base_accuracy": base["accuracy"],
+        "post_prune_accuracy": post["accuracy"],
+        "final_accuracy": curve[-1]["test_accuracy"],
+        "achieved_sparsity": float(1 - selected["kept"].sum() / selected["size"].sum()),
+        "overall_sparsity": float(1 - report["kept"].sum() / report["size"].sum()),
+    }
+    return {"metrics": metrics, "curve": curve, "files": {}}
+
+
+def structure_graph(cfg: dict[str, Any]):
+    """The graph of a structure unit: graph ``graph_id`` of its generator's seeded stream."""
+    from sparsernn.graphs import sample_graphs
+
+    lo, hi = cfg["node_range"]
+    return sample_graphs(cfg["generator"], cfg["graph_id"] + 1, (lo, hi), seed=cfg["seed"])[-1]
+
+
+def _run_structure(cfg: dict[str, Any]) -> dict[str, Any]:
+    from sparsernn.graphs import graph_to_edges, properties, to_layered_dag
+
+    graph = structure_graph(cfg)
+    train_cfg = TrainConfig.from_dict(cfg["train"])
+    device = resolve_device(train_cfg.device)
+    train, test = _datasets(cfg, device)
+    edges = graph_to_edges(graph)
+    model_cfg = ModelConfig(
+        cell=cfg["cell"],
+        embedding_dim=None,
+        graph_edges=tuple(map(tuple, edges)),
+        n_nodes=graph.number_of_nodes(),
+    )
+    seed = derive_seed(cfg["seed"], "init", cfg["cell"], cfg["generator"], cfg["graph_id"])
+    model = build_model(model_cfg, seed=seed).to(device)
+    curve = fit(model, train, test, train_cfg)
+    props = properties(graph)
+    dag = to_layered_dag(graph)
+    metrics = {
+        "test_accuracy": curve[-1]["test_accuracy"],
+        "test_loss": curve[-1]["test_loss"],
+        **{k: float(v) for k, v in props.items()},
+        "n_parameters": model.recurrent.n_parameters(),
+        "layer_sizes": list(dag.layer_sizes),
+        "edge_list": [list(e) for e in edges],
+    }
+    return {"metrics": metrics, "curve": curve, "files": {}}
+
+
+def execute(unit: dict[str, Any], base_bytes: bytes | None = None) -> dict[str, Any]:
+    """Run one unit (``{"kind", "config"}``); never raises: failures come back as data."""
+    started = time.time()
+    t0 = time.perf_counter()
+    try:
+        if unit["kind"] == "base":
+            out = _run_base(unit["config"])
+        elif unit["kind"] == "prune":
+            if base_bytes is None:
+                raise RuntimeError("pruning unit needs its base model's checkpoint")
+            out = _run_prune(unit["config"], base_bytes)
+        elif unit["kind"] == "structure":
+            out = _run_structure(unit["config"])
+        else:
+            raise ValueError(f"unknown unit kind {unit['kind']!r}")
+        out["status"] = "done"
+    except Exception:  # noqa: BLE001 - a failing unit is recorded, the study goes on
+        out = {"status": "failed", "error": traceback.format_exc()}
+    out["wall_s"] = time.perf_counter() - t0
+    out["started"] = started
+    return out

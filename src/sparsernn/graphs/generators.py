@@ -1,0 +1,445 @@
+"""Random graph models of the study, a registry, batch sampling and graph files.
+
+One function per model returns a plain undirected :class:`networkx.Graph` with nodes ``0..n-1``
+(the networkx habit). Every function takes ``seed`` (an int, a numpy Generator or None); it is
+normalised by :func:`sparsernn._seed.rng` and one int is drawn from it for networkx, so
+``seed=5`` and ``seed=numpy.random.default_rng(5)`` give the same graph.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Hashable, Iterable
+from numbers import Integral
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+
+from sparsernn._seed import SeedLike, derive_seed, rng
+from sparsernn.errors import ConfigError, GraphError
+
+__all__ = [
+    "GENERATORS",
+    "barabasi_albert",
+    "erdos_renyi",
+    "graph_from_edges",
+    "graph_to_edges",
+    "make_graph",
+    "read_graph",
+    "sample_graphs",
+    "watts_strogatz",
+    "write_edgelist",
+]
+
+_EDGELIST_SUFFIXES = (".edgelist", ".txt", ".csv")
+_GRAPHML_SUFFIXES = (".graphml",)
+_N_NODES_HEADER = "# n_nodes:"
+
+
+def _nx_seed(seed: SeedLike) -> int:
+    """One int seed for a networkx generator, drawn from the normalised ``seed``."""
+    return int(rng(seed).integers(2**31))
+
+
+def _check_int(name: str, value: object, minimum: int, hint: str = "") -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise ConfigError(f"{name} must be an integer, not {type(value).__name__}{hint}")
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}{hint}")
+    return int(value)
+
+
+def _check_probability(name: str, value: object, *, allow_zero: bool = True) -> float:
+    try:
+        p = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number in [0, 1], not {value!r}") from None
+    low_ok = p >= 0.0 if allow_zero else p > 0.0
+    if not (low_ok and p <= 1.0):
+        valid = "[0, 1]" if allow_zero else "(0, 1]"
+        raise ConfigError(f"{name} must be in {valid}, got {value}")
+    return p
+
+
+def watts_strogatz(
+    n: int, seed: SeedLike = None, k: int | None = None, p: float = 1.0, tries: int = 10
+) -> nx.Graph:
+    """Connected Watts-Strogatz small-world graph, the study's first model.
+
+    Parameters
+    ----------
+    n : int
+        Number of nodes (>= 10 with the default ``k``).
+    seed : int, numpy.random.Generator or None
+        Randomness; one int is drawn from it for networkx.
+    k : int, optional
+        Each node joins its ``k`` nearest ring neighbours (``k - 1`` if odd) before rewiring;
+        defaults to the study's ``n // 5``. Must satisfy ``2 <= k <= n``.
+    p : float
+        Rewiring probability in [0, 1]; the study uses 1.
+    tries : int
+        Attempts to get a connected graph before giving up.
+
+    Returns
+    -------
+    networkx.Graph
+        Nodes ``0..n-1``; the same as
+        ``nx.connected_watts_strogatz_graph(n, k, p, tries, seed=<int drawn from seed>)``.
+
+    Raises
+    ------
+    ConfigError
+        ``n``, ``k``, ``p`` or ``tries`` out of range.
+    GraphError
+        No connected graph after ``tries`` attempts.
+
+    Examples
+    --------
+    >>> g = watts_strogatz(20, seed=0)
+    >>> g.number_of_nodes(), g.number_of_edges()
+    (20, 40)
+    """
+    n = _check_int("n", n, 2)
+    if k is None:
+        if n // 5 < 2:
+            raise ConfigError(
+                f"watts_strogatz needs n >= 10 for the default k = n // 5 >= 2, got n={n}; "
+                "use a larger n or pass k"
+            )
+        k = n // 5
+    k = _check_int("k", k, 2, hint=" (watts_strogatz needs 2 <= k <= n)")
+    if k > n:
+        raise ConfigError(f"watts_strogatz needs k <= n, got k={k}, n={n}; use a smaller k")
+    p = _check_probability("p", p)
+    tries = _check_int("tries", tries, 1)
+    try:
+        graph = nx.connected_watts_strogatz_graph(n, k, p=p, tries=tries, seed=_nx_seed(seed))
+    except nx.NetworkXError as exc:
+        raise GraphError(
+            f"watts_strogatz(n={n}, k={k}, p={p}) found no connected graph in {tries} tries "
+            f"({exc}); raise tries or k, or use another seed"
+        ) from None
+    return nx.Graph(graph)
+
+
+def barabasi_albert(n: int, seed: SeedLike = None, m: int | None = None) -> nx.Graph:
+    """Barabasi-Albert preferential-attachment graph, the study's second model.
+
+    Parameters
+    ----------
+    n : int
+        Number of nodes (>= 10 with the default ``m``).
+    seed : int, numpy.random.Generator or None
+        Randomness; one int is drawn from it for networkx.
+    m : int, optional
+        Edges attached from each new node; defaults to the study's ``n // 10``.
+        Must satisfy ``1 <= m < n``.
+
+    Returns
+    -------
+    networkx.Graph
+        Nodes ``0..n-1``, connected, ``m * (n - m)`` edges; the same as
+        ``nx.barabasi_albert_graph(n, m, seed=<int drawn from seed>)``.
+
+    Raises
+    ------
+    ConfigError
+        ``n`` or ``m`` out of range.
+
+    Examples
+    --------
+    >>> g = barabasi_albert(20, seed=0)
+    >>> g.number_of_nodes(), g.number_of_edges()
+    (20, 36)
+    """
+    n = _check_int("n", n, 2)
+    if m is None:
+        if n // 10 < 1:
+            raise ConfigError(
+                f"barabasi_albert needs n >= 10 for the default m = n // 10 >= 1, got n={n}; "
+                "use a larger n or pass m"
+            )
+        m = n // 10
+    m = _check_int("m", m, 1, hint=" (barabasi_albert needs 1 <= m < n)")
+    if m >= n:
+        raise ConfigError(f"barabasi_albert needs m < n, got m={m}, n={n}; use a smaller m")
+    graph = nx.Graph(nx.barabasi_albert_graph(n, m, seed=_nx_seed(seed)))
+    if not nx.is_connected(graph):  # pragma: no cover - BA graphs are connected by construction
+        raise GraphError(f"barabasi_albert(n={n}, m={m}) is disconnected; use another seed")
+    return graph
+
+
+def erdos_renyi(
+    n: int, seed: SeedLike = None, p: float | None = None, tries: int = 1000
+) -> nx.Graph:
+    """Connected Erdos-Renyi G(n, p) graph (beyond the study: a structure-free baseline).
+
+    Draws ``nx.gnp_random_graph(n, p)`` until the graph is connected: the first attempt uses
+    the int drawn from ``seed``, attempt ``t`` uses ``derive_seed(<that int>, "erdos_renyi", t)``.
+    The result is therefore G(n, p) *conditioned on being connected*, which has somewhat more
+    edges than ``p * n * (n - 1) / 2`` when ``p`` is near the connectivity threshold.
+
+    Parameters
+    ----------
+    n : int
+        Number of nodes (>= 10 with the default ``p``, >= 2 otherwise).
+    seed : int, numpy.random.Generator or None
+        Randomness.
+    p : float, optional
+        Edge probability in (0, 1]. Defaults to ``2 * (k // 2) / (n - 1)`` with ``k = n // 5``,
+        so the expected edge count equals the Watts-Strogatz graph's exact ``n * (k // 2)``.
+    tries : int
+        Attempts to get a connected graph before giving up.
+
+    Returns
+    -------
+    networkx.Graph
+        Nodes ``0..n-1``, connected.
+
+    Raises
+    ------
+    ConfigError
+        ``n``, ``p`` or ``tries`` out of range.
+    GraphError
+        No connected graph after ``tries`` attempts.
+
+    Examples
+    --------
+    >>> g = erdos_renyi(30, seed=0)
+    >>> g.number_of_nodes(), nx.is_connected(g)
+    (30, True)
+    """
+    n = _check_int("n", n, 2)
+    if p is None:
+        k = n // 5
+        if k < 2:
+            raise ConfigError(
+                f"erdos_renyi needs n >= 10 for the default p (Watts-Strogatz-like degree), "
+                f"got n={n}; use a larger n or pass p"
+            )
+        p = 2 * (k // 2) / (n - 1)
+    p = _check_probability("p", p, allow_zero=False)
+    tries = _check_int("tries", tries, 1)
+    base = _nx_seed(seed)
+    for attempt in range(tries):
+        attempt_seed = base if attempt == 0 else derive_seed(base, "erdos_renyi", attempt)
+        graph = nx.gnp_random_graph(n, p, seed=attempt_seed)
+        if nx.is_connected(graph):
+            return nx.Graph(graph)
+    raise GraphError(
+        f"erdos_renyi(n={n}, p={p:.4g}) found no connected graph in {tries} tries; raise p or tries"
+    )
+
+
+GENERATORS: dict[str, Callable[..., nx.Graph]] = {
+    "ws": watts_strogatz,
+    "ba": barabasi_albert,
+    "er": erdos_renyi,
+}
+
+
+def make_graph(generator: str, n: int, seed: SeedLike = None, **kwargs: Any) -> nx.Graph:
+    """Build one graph by registry name: ``"ws"``, ``"ba"`` or ``"er"`` (see :data:`GENERATORS`).
+
+    Extra keyword arguments go to the generator (``k``, ``p``, ``m``, ``tries``).
+
+    Examples
+    --------
+    >>> make_graph("ba", 30, seed=1).number_of_edges()
+    81
+    """
+    try:
+        func = GENERATORS[generator]
+    except (KeyError, TypeError):
+        names = ", ".join(sorted(GENERATORS))
+        raise ConfigError(f"unknown graph generator {generator!r}; use one of: {names}") from None
+    try:
+        return func(n, seed=seed, **kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"bad option for graph generator {generator!r}: {exc}") from None
+
+
+def sample_graphs(
+    generator: str,
+    n_graphs: int,
+    nodes: tuple[int, int] = (10, 50),
+    seed: SeedLike = None,
+    **kwargs: Any,
+) -> list[nx.Graph]:
+    """Sample graphs as the study does: each with ``n ~ uniform integer in [lo, hi]``.
+
+    Graph ``i`` uses its own stream ``rng(derive_seed(base, generator, i))`` (``base`` is the
+    int ``seed``, or one int drawn from a Generator / entropy), which draws first ``n`` and
+    then the graph. So with an int seed, graph ``i`` is the same whatever ``n_graphs`` is.
+
+    Parameters
+    ----------
+    generator : str
+        Registry name, see :data:`GENERATORS`.
+    n_graphs : int
+        How many graphs (>= 0).
+    nodes : (int, int)
+        Inclusive node-count range ``(lo, hi)``; the study uses ``(10, 50)``.
+    seed : int, numpy.random.Generator or None
+        Randomness.
+    **kwargs
+        Passed to the generator.
+
+    Examples
+    --------
+    >>> graphs = sample_graphs("ws", 3, seed=0)
+    >>> all(10 <= g.number_of_nodes() <= 50 for g in graphs)
+    True
+    """
+    if generator not in GENERATORS:
+        names = ", ".join(sorted(GENERATORS))
+        raise ConfigError(f"unknown graph generator {generator!r}; use one of: {names}")
+    n_graphs = _check_int("n_graphs", n_graphs, 0)
+    try:
+        lo, hi = nodes
+    except (TypeError, ValueError):
+        raise ConfigError(f"nodes must be a pair (lo, hi), got {nodes!r}") from None
+    lo = _check_int("nodes[0]", lo, 1)
+    hi = _check_int("nodes[1]", hi, 1)
+    if lo > hi:
+        raise ConfigError(f"nodes range must have lo <= hi, got ({lo}, {hi}); swap them")
+    base = int(seed) if isinstance(seed, Integral) else int(rng(seed).integers(2**63))
+    graphs = []
+    for i in range(n_graphs):
+        stream = rng(derive_seed(base, generator, i))
+        n = int(stream.integers(lo, hi + 1))
+        graphs.append(make_graph(generator, n, seed=stream, **kwargs))
+    return graphs
+
+
+def graph_to_edges(graph: nx.Graph) -> list[tuple[int, int]]:
+    """Sorted edge list of a graph with integer nodes; undirected edges as ``(min, max)``."""
+    edges = []
+    for u, v in graph.edges():
+        if not (_is_int(u) and _is_int(v)):
+            raise GraphError(
+                f"graph_to_edges needs integer nodes, got edge ({u!r}, {v!r}); "
+                "relabel with nx.convert_node_labels_to_integers"
+            )
+        u, v = int(u), int(v)
+        edges.append((u, v) if graph.is_directed() else (min(u, v), max(u, v)))
+    return sorted(edges)
+
+
+def graph_from_edges(edges: Iterable[tuple[int, int]], n_nodes: int) -> nx.Graph:
+    """Undirected graph with nodes ``0..n_nodes-1`` (isolated ones kept) and the given edges."""
+    n_nodes = _check_int("n_nodes", n_nodes, 0)
+    graph = nx.Graph()
+    graph.add_nodes_from(range(n_nodes))
+    for edge in edges:
+        try:
+            u, v = (int(x) for x in edge)
+        except (TypeError, ValueError):
+            raise GraphError(f"edge {edge!r} is not a pair of integers; use (u, v)") from None
+        if not (0 <= u < n_nodes and 0 <= v < n_nodes):
+            raise GraphError(
+                f"edge ({u}, {v}) has a node outside 0..{n_nodes - 1}; raise n_nodes or fix it"
+            )
+        graph.add_edge(u, v)
+    return graph
+
+
+def write_edgelist(graph: nx.Graph, path: str | os.PathLike[str]) -> None:
+    """Write ``u v`` lines after a ``# n_nodes: N`` header (so isolated nodes survive).
+
+    :func:`read_graph` reads the file back to an equal graph when nodes are ``0..N-1``.
+    """
+    edges = graph_to_edges(graph)
+    lines = [f"{_N_NODES_HEADER} {graph.number_of_nodes()}"]
+    lines += [f"{u} {v}" for u, v in edges]
+    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def read_graph(path: str | os.PathLike[str]) -> nx.Graph:
+    """Read a GraphML (``.graphml``) or edge-list (``.edgelist``, ``.txt``, ``.csv``) file.
+
+    Edge lists hold one ``u v`` (or ``u,v``) pair per line; blank lines, ``#`` comments and a
+    non-numeric header line are skipped, and a ``# n_nodes: N`` header (written by
+    :func:`write_edgelist`) adds nodes ``0..N-1``. Nodes are relabelled ``0..n-1`` in sorted
+    order (numerically when every label is an integer). A GraphML file declared directed
+    gives a :class:`networkx.DiGraph`; everything else gives an undirected graph.
+
+    Raises
+    ------
+    GraphError
+        Missing, unreadable or malformed file, or an unknown suffix.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in _GRAPHML_SUFFIXES + _EDGELIST_SUFFIXES:
+        known = ", ".join(_GRAPHML_SUFFIXES + _EDGELIST_SUFFIXES)
+        raise GraphError(f"cannot read graph file {path}: unknown suffix {suffix!r}; use {known}")
+    if not path.is_file():
+        raise GraphError(f"graph file {path} does not exist; check the path")
+    if suffix in _GRAPHML_SUFFIXES:
+        try:
+            raw = nx.read_graphml(path)
+        except Exception as exc:  # networkx/ElementTree raise many kinds
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise GraphError(f"cannot read GraphML file {path}: {reason}; fix the file") from None
+        graph: nx.Graph = nx.DiGraph(raw) if raw.is_directed() else nx.Graph(raw)
+    else:
+        graph = _read_edgelist(path)
+    return _relabel_sorted(graph)
+
+
+def _read_edgelist(path: Path) -> nx.Graph:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GraphError(f"cannot read edge list {path}: {exc}; fix the file") from None
+    graph = nx.Graph()
+    seen_data = False
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if stripped.startswith(_N_NODES_HEADER):
+            count = stripped[len(_N_NODES_HEADER) :].strip()
+            if not count.isdigit():
+                raise GraphError(f"{path}:{lineno}: bad node-count header {stripped!r}")
+            graph.add_nodes_from(range(int(count)))
+            continue
+        stripped = stripped.split("#", 1)[0].strip()
+        if not stripped:
+            continue
+        tokens = stripped.replace(",", " ").split()
+        if len(tokens) < 2:
+            raise GraphError(f"{path}:{lineno}: expected 'u v', got {line.strip()!r}; fix the line")
+        u, v = (_parse_label(t) for t in tokens[:2])
+        is_header = not seen_data and not (_is_int(u) or _is_int(v))
+        seen_data = True
+        if is_header and path.suffix.lower() == ".csv":  # e.g. "source,target"
+            continue
+        graph.add_edge(u, v)
+    return graph
+
+
+def _parse_label(token: str) -> Hashable:
+    try:
+        return int(token)
+    except ValueError:
+        return token
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, Integral) and not isinstance(x, bool)
+
+
+def _relabel_sorted(graph: nx.Graph) -> nx.Graph:
+    """Relabel nodes to ``0..n-1`` in sorted order (ints numerically, all-digit strings too)."""
+    labels = list(graph.nodes())
+    keyed = [int(x) if isinstance(x, str) and x.lstrip("-").isdigit() else x for x in labels]
+    try:
+        order = sorted(range(len(labels)), key=lambda i: keyed[i])
+    except TypeError:
+        order = sorted(range(len(labels)), key=lambda i: str(labels[i]))
+    mapping = {labels[i]: new for new, i in enumerate(order)}
+    out = nx.DiGraph() if graph.is_directed() else nx.Graph()
+    out.add_nodes_from(range(len(labels)))
+    out.add_edges_from((mapping[u], mapping[v]) for u, v in graph.edges())
+    return out

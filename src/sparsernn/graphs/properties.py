@@ -1,0 +1,222 @@
+"""Graph properties recorded per random-structure network (SPEC 5) and its parameter count."""
+
+from __future__ import annotations
+
+import warnings
+
+import networkx as nx
+import numpy as np
+
+from sparsernn.errors import ConfigError, GraphError
+from sparsernn.graphs.dag import LayeredDAG, to_layered_dag
+
+__all__ = ["EXTRA_FEATURES", "STUDY_FEATURES", "n_parameters", "properties"]
+
+_STATS = ("eccentricity", "degree", "closeness", "nodes_betweenness", "edge_betweenness")
+
+#: The study's 23 features, in the order of its tables.
+STUDY_FEATURES: tuple[str, ...] = (
+    "layers",
+    "nodes",
+    "edges",
+    "source_nodes",
+    "sink_nodes",
+    "diameter",
+    "density",
+    "average_shortest_path_length",
+) + tuple(f"{name}_{stat}" for name in _STATS for stat in ("mean", "var", "std"))
+
+#: Features beyond the study, appended after :data:`STUDY_FEATURES` unless ``extras=False``.
+EXTRA_FEATURES: tuple[str, ...] = (
+    "average_clustering",
+    "transitivity",
+    "degree_assortativity",
+    "spectral_radius",
+    "dag_depth",
+    "dag_width",
+    "n_skip_layers",
+)
+
+_GATES = {"rnn_tanh": 1, "rnn_relu": 1, "gru": 3, "lstm": 4}
+
+
+def _mean_var_std(values: object) -> tuple[float, float, float]:
+    """Mean and SAMPLE variance / standard deviation (ddof=1); nan spread for < 2 values."""
+    x = np.fromiter(values, dtype=float)  # type: ignore[call-overload]
+    if x.size < 2:
+        return float(x.mean()) if x.size else float("nan"), float("nan"), float("nan")
+    var = float(x.var(ddof=1))
+    return float(x.mean()), var, float(np.sqrt(var))
+
+
+def _degree_assortativity(graph: nx.Graph) -> float:
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        try:
+            value = float(nx.degree_assortativity_coefficient(graph))
+        except (ValueError, ZeroDivisionError, nx.NetworkXError):
+            return float("nan")
+    return value if np.isfinite(value) else float("nan")
+
+
+def properties(graph: nx.Graph, *, extras: bool = True) -> dict[str, float]:
+    """The study's 23 graph features, plus a few more, as one flat dict of floats.
+
+    All metrics use the undirected graph (a DiGraph is converted with ``to_undirected()``);
+    ``layers``, ``source_nodes`` and ``sink_nodes`` come from :func:`to_layered_dag` of the
+    graph as given (so a DiGraph's own edge directions). ``density`` is
+    ``edges / (nodes * (nodes - 1))`` exactly as in the study, i.e. half of
+    :func:`networkx.density` for an undirected graph. ``*_var`` / ``*_std`` are sample
+    statistics (ddof=1); centralities use networkx's default normalisations:
+    ``degree`` = degree centrality, ``closeness`` = closeness centrality,
+    ``nodes_betweenness`` = betweenness centrality, ``edge_betweenness`` = edge betweenness
+    centrality. A statistic over fewer than two values has nan var/std.
+
+    Parameters
+    ----------
+    graph : networkx.Graph or networkx.DiGraph
+        A connected graph with at least one edge.
+    extras : bool
+        Also return :data:`EXTRA_FEATURES`: ``average_clustering``, ``transitivity``,
+        ``degree_assortativity`` (nan when undefined, e.g. regular graphs),
+        ``spectral_radius`` (largest absolute adjacency eigenvalue), ``dag_depth``
+        (= layers), ``dag_width`` (largest layer) and ``n_skip_layers``.
+
+    Returns
+    -------
+    dict[str, float]
+        :data:`STUDY_FEATURES` in order, then (if ``extras``) :data:`EXTRA_FEATURES`.
+
+    Raises
+    ------
+    GraphError
+        Empty or disconnected graph (diameter, path lengths and eccentricity are undefined),
+        or a graph without edges (single layer).
+
+    Examples
+    --------
+    >>> import networkx as nx
+    >>> p = properties(nx.path_graph(4))
+    >>> p["layers"], p["edges"], p["diameter"], p["density"]
+    (4.0, 3.0, 3.0, 0.25)
+    >>> round(p["closeness_mean"], 4), round(p["closeness_var"], 4)
+    (0.625, 0.0208)
+    >>> len(properties(nx.path_graph(4), extras=False))
+    23
+    """
+    if not isinstance(graph, nx.Graph):
+        raise TypeError(f"properties needs a networkx graph, not {type(graph).__name__}")
+    n_nodes = graph.number_of_nodes()
+    if n_nodes == 0:
+        raise GraphError("graph is empty (no nodes); properties need a connected graph with edges")
+    und = nx.Graph(graph.to_undirected()) if graph.is_directed() else nx.Graph(graph)
+    if not nx.is_connected(und):
+        n_comp = nx.number_connected_components(und)
+        raise GraphError(
+            f"graph is disconnected ({n_comp} components): diameter, "
+            "average_shortest_path_length and eccentricity are undefined; use a connected graph "
+            "(e.g. connected_watts_strogatz / graphs.watts_strogatz)"
+        )
+    layered = to_layered_dag(graph)  # raises for self-loops and single-layer (edgeless) graphs
+    n_edges = und.number_of_edges()
+    ecc = nx.eccentricity(und)
+    out: dict[str, float] = {
+        "layers": float(layered.n_layers),
+        "nodes": float(n_nodes),
+        "edges": float(n_edges),
+        "source_nodes": float(len(layered.sources)),
+        "sink_nodes": float(len(layered.sinks)),
+        "diameter": float(max(ecc.values())),
+        "density": n_edges / (n_nodes * (n_nodes - 1)),
+        "average_shortest_path_length": float(nx.average_shortest_path_length(und)),
+    }
+    per_item = {
+        "eccentricity": ecc.values(),
+        "degree": nx.degree_centrality(und).values(),
+        "closeness": nx.closeness_centrality(und).values(),
+        "nodes_betweenness": nx.betweenness_centrality(und).values(),
+        "edge_betweenness": nx.edge_betweenness_centrality(und).values(),
+    }
+    for name in _STATS:
+        mean, var, std = _mean_var_std(per_item[name])
+        out[f"{name}_mean"], out[f"{name}_var"], out[f"{name}_std"] = mean, var, std
+    if extras:
+        adjacency = nx.to_numpy_array(und, dtype=float)
+        out["average_clustering"] = float(nx.average_clustering(und))
+        out["transitivity"] = float(nx.transitivity(und))
+        out["degree_assortativity"] = _degree_assortativity(und)
+        out["spectral_radius"] = float(np.abs(np.linalg.eigvalsh(adjacency)).max())
+        out["dag_depth"] = float(layered.n_layers)
+        out["dag_width"] = float(max(layered.layer_sizes))
+        out["n_skip_layers"] = float(layered.n_skip_layers)
+    return out
+
+
+def n_parameters(
+    dag_or_graph: LayeredDAG | nx.Graph,
+    mode: str,
+    input_size: int | None = None,
+    *,
+    count_masked: bool = False,
+    vocab_size: int = 128,
+    n_classes: int = 2,
+) -> int:
+    """Trainable-parameter count of the study's structured network built on a graph (SPEC 5).
+
+    With ``G`` gates (1 for ``rnn_tanh`` / ``rnn_relu``, 3 for ``gru``, 4 for ``lstm``),
+    ``H_l`` = size of layer ``l``, ``I`` = ``input_size`` (the embedding dimension, default
+    ``H_0``) and ``E_sl`` = number of edges from layer ``s`` into layer ``l``::
+
+        layer 0           : G * (H_0 * I + H_0 * H_0 + 2 * H_0)
+        each (s, l) in connections (main l-1 -> l and every skip):
+                            G * (E_sl + H_l * H_l + 2 * H_l)       (count_masked=False)
+                            G * (H_l * H_s + H_l * H_l + 2 * H_l)  (count_masked=True)
+        embedding         : vocab_size * I
+        classifier        : H_last * n_classes + n_classes
+
+    ``2 * H`` counts the two bias vectors (``b_ih``, ``b_hh``) per gate, as in PyTorch. With
+    ``count_masked=False`` masked-out i2h entries (fixed at zero) are not counted.
+
+    Parameters
+    ----------
+    dag_or_graph : LayeredDAG or networkx.Graph
+        The layering, or a graph passed to :func:`to_layered_dag`.
+    mode : {"rnn_tanh", "rnn_relu", "gru", "lstm"}
+        Cell type (case-insensitive).
+    input_size : int, optional
+        Embedding dimension; defaults to the size of layer 0 as in the study.
+    count_masked : bool
+        Count masked-out i2h entries too (the dense storage size).
+    vocab_size, n_classes : int
+        Embedding rows (128 ASCII codes) and classifier outputs.
+
+    Examples
+    --------
+    >>> import networkx as nx
+    >>> n_parameters(nx.path_graph(3), "rnn_tanh")  # layers [0], [1], [2]
+    144
+    """
+    key = mode.lower() if isinstance(mode, str) else mode
+    if key not in _GATES:
+        raise ConfigError(f"unknown mode {mode!r}; use one of: {', '.join(_GATES)}")
+    gates = _GATES[key]
+    layered = dag_or_graph if isinstance(dag_or_graph, LayeredDAG) else to_layered_dag(dag_or_graph)
+    sizes = layered.layer_sizes
+    if input_size is None:
+        input_size = sizes[0]
+    for name, value in (
+        ("input_size", input_size),
+        ("vocab_size", vocab_size),
+        ("n_classes", n_classes),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    h0 = sizes[0]
+    total = gates * (h0 * input_size + h0 * h0 + 2 * h0)
+    for (s, t), mask in layered.connections.items():
+        h = sizes[t]
+        i2h = h * sizes[s] if count_masked else int(mask.sum())
+        total += gates * (i2h + h * h + 2 * h)
+    total += vocab_size * input_size
+    total += sizes[-1] * n_classes + n_classes
+    return int(total)

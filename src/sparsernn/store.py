@@ -1,0 +1,742 @@
+"""The results store of a study directory: one SQLite file holding every finished unit of work.
+
+A study is hundreds of independent units (a base-model training, a pruning point with its
+retraining curve, a structure-graph training), each identified by the hash of its frozen config.
+The store records each unit once, in one transaction, so a study killed at any moment resumes by
+skipping the keys already ``done``. Layout of a study directory::
+
+    <study_dir>/results.sqlite        the store (SQLite, WAL mode, synchronous=FULL)
+    <study_dir>/results.sqlite.lock   advisory lock of the single writer, holds its pid
+    <study_dir>/artefacts/<key>/      checkpoints and other files of one unit
+
+One process writes (it holds an exclusive ``flock`` on the lock file until it closes the store);
+any number of processes may read at the same time with ``readonly=True``, which takes no lock and
+opens the database read-only, so ``sparsernn status DIR`` works while a study runs.
+
+JSON columns (``config``, ``metrics``, ``curve``, ``artefacts``) are written by :mod:`json` with
+``allow_nan=True``: NaN and infinities are stored as the tokens ``NaN``/``Infinity`` and come back
+as the same floats. NumPy scalars and arrays (anything with ``tolist``) are stored as plain numbers
+and lists. SQLite's own ``json_*`` functions before 3.42 reject those tokens; read the columns
+through this module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import tempfile
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from sparsernn.errors import StoreError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "STORE_FILENAME",
+    "STATUSES",
+    "ResultsStore",
+    "artefact_dir",
+    "atomic_save",
+    "atomic_write_bytes",
+]
+
+SCHEMA_VERSION = 1
+STORE_FILENAME = "results.sqlite"
+STATUSES = ("done", "failed")
+
+_APPLICATION = "sparsernn"
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_FILE_SUFFIXES = {".sqlite", ".sqlite3", ".db"}
+_RESERVED_META = {"application", "schema_version"}
+_UNIT_COLUMNS = (
+    "key",
+    "kind",
+    "status",
+    "config",
+    "metrics",
+    "curve",
+    "artefacts",
+    "error",
+    "wall_s",
+    "started",
+    "finished",
+    "host",
+    "attempts",
+)
+_JSON_COLUMNS = {"config", "metrics", "curve", "artefacts"}
+_FRAME_COLUMNS = ["key", "kind", "status", "wall_s", "finished", "attempts"]
+_SCHEMA = """
+CREATE TABLE meta (
+    name TEXT PRIMARY KEY,
+    value TEXT
+);
+CREATE TABLE units (
+    key TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('done', 'failed')),
+    config TEXT NOT NULL,
+    metrics TEXT,
+    curve TEXT,
+    artefacts TEXT,
+    error TEXT,
+    wall_s REAL,
+    started REAL,
+    finished REAL,
+    host TEXT,
+    attempts INTEGER NOT NULL DEFAULT 1
+);
+CREATE INDEX units_kind_status ON units (kind, status);
+"""
+
+
+# --------------------------------------------------------------------------------------------
+# JSON encoding
+
+
+def _plain(value: Any) -> Any:
+    """Turn ``value`` into plain JSON data: NumPy/torch values via ``tolist``, paths to strings."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted(_plain(v) for v in value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if hasattr(value, "tolist"):  # NumPy scalars and arrays, torch tensors
+        return _plain(value.tolist())
+    if hasattr(value, "to_dict"):  # a Config
+        return _plain(value.to_dict())
+    raise TypeError(f"cannot store {type(value).__name__} value {value!r} as JSON")
+
+
+def _dumps(value: Any) -> str | None:
+    if value is None:
+        return None
+    return json.dumps(_plain(value), allow_nan=True, separators=(",", ":"))
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _flatten(data: Mapping[str, Any] | None, prefix: str = "") -> dict[str, Any]:
+    """Flatten nested dicts to dotted names: ``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    flat: dict[str, Any] = {}
+    for name, value in (data or {}).items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{name}."))
+        else:
+            flat[f"{prefix}{name}"] = value
+    return flat
+
+
+# --------------------------------------------------------------------------------------------
+# Opening and checking a store file
+
+
+def _resolve(path: str | os.PathLike[str]) -> Path:
+    """A study directory means ``<dir>/results.sqlite``; an existing or ``*.sqlite`` file itself."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        return p / STORE_FILENAME
+    if p.is_file() or p.suffix in _FILE_SUFFIXES:
+        return p
+    return p / STORE_FILENAME
+
+
+def _header(path: Path) -> bytes | None:
+    """The first 16 bytes of ``path``, or None when it does not exist."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(len(_SQLITE_MAGIC))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StoreError(f"{path} cannot be read ({exc.strerror}); check its permissions") from None
+
+
+def _not_ours(path: Path) -> StoreError:
+    return StoreError(f"{path} is not a sparsernn results store; choose another --out directory")
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    uri = "file:" + urllib.parse.quote(str(path.resolve())) + "?mode=ro"
+    return sqlite3.connect(
+        uri, uri=True, timeout=10.0, isolation_level=None, check_same_thread=False
+    )
+
+
+def _check_meta(conn: sqlite3.Connection, path: Path) -> None:
+    """Raise :class:`StoreError` unless ``conn`` is a sparsernn store of a supported schema."""
+    try:
+        rows = dict(conn.execute("SELECT name, value FROM meta").fetchall())
+        conn.execute("SELECT key, status, attempts FROM units LIMIT 0").fetchall()
+    except sqlite3.DatabaseError as exc:
+        message = str(exc)
+        if message.startswith("no such"):
+            raise _not_ours(path) from None
+        if "locked" in message:
+            raise StoreError(
+                f"{path} is locked by another program ({message}); wait for it and retry"
+            ) from None
+        raise StoreError(
+            f"{path} is a damaged SQLite file ({message}); move it aside or choose another "
+            "--out directory"
+        ) from None
+    if rows.get("application") != _APPLICATION:
+        raise _not_ours(path)
+    try:
+        version = int(rows.get("schema_version", ""))
+    except ValueError:
+        raise StoreError(
+            f"{path} has an unreadable schema version {rows.get('schema_version')!r}; move it "
+            "aside or choose another --out directory"
+        ) from None
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path}: schema version {version} is newer than this sparsernn supports "
+            f"({SCHEMA_VERSION}); upgrade sparsernn"
+        )
+    if version < 1:
+        raise StoreError(
+            f"{path}: schema version {version} is unknown; move it aside or choose another "
+            "--out directory"
+        )
+
+
+def _validate_existing(path: Path) -> None:
+    """Check an existing non-empty file without writing to it (header, then the meta table)."""
+    if _header(path) != _SQLITE_MAGIC:
+        raise _not_ours(path)
+    try:
+        conn = _connect_readonly(path)
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path} cannot be opened ({exc}); check its permissions") from None
+    try:
+        _check_meta(conn, path)
+    finally:
+        conn.close()
+
+
+def _acquire_lock(lock_path: Path, db_path: Path, timeout: float) -> int:
+    """Take the exclusive advisory writer lock, retrying for ``timeout`` seconds; return its fd."""
+    import fcntl  # POSIX only; imported here so that reading a store works everywhere
+
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + max(timeout, 0.0)
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise StoreError(
+                    f"{db_path} is in use by another sparsernn process (pid {holder}); wait for "
+                    "it to finish or use another --out directory"
+                ) from None
+            time.sleep(min(0.05, max(deadline - time.monotonic(), 0.0)))
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _release_lock(fd: int) -> None:
+    import fcntl
+
+    try:
+        os.ftruncate(fd, 0)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------------------------
+# The store
+
+
+class ResultsStore:
+    """Finished and failed units of one study, keyed by run key, in ``<study_dir>/results.sqlite``.
+
+    Open with :meth:`open` (or the constructor); use as a context manager or call :meth:`close`.
+    A writer holds the study's lock until it closes; ``readonly=True`` takes no lock.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        readonly: bool = False,
+        lock_timeout: float = 0.0,
+    ) -> None:
+        self._path = _resolve(path)
+        self._readonly = readonly
+        self._mutex = threading.RLock()
+        self._lock_fd: int | None = None
+        self._conn = self._open_readonly() if readonly else self._open_writer(lock_timeout)
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        readonly: bool = False,
+        lock_timeout: float = 0.0,
+    ) -> ResultsStore:
+        """Open (creating if needed, unless ``readonly``) the store of a study dir or file.
+
+        Raises :class:`StoreError` if the file is not a sparsernn store, has a newer schema, or
+        another process is writing to it (after retrying for ``lock_timeout`` seconds).
+        """
+        return cls(path, readonly=readonly, lock_timeout=lock_timeout)
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        header = _header(self._path)
+        if not header:
+            state = "does not exist" if header is None else "is empty"
+            raise StoreError(
+                f"{self._path} {state}; check the directory, or run a study there first"
+            )
+        _validate_existing(self._path)
+        conn = _connect_readonly(self._path)
+        conn.execute("PRAGMA query_only = ON")
+        return conn
+
+    def _open_writer(self, lock_timeout: float) -> sqlite3.Connection:
+        # Check an existing file before creating anything next to it, so a foreign file is
+        # never touched; check again under the lock in case another writer created it meanwhile.
+        if _header(self._path):
+            _validate_existing(self._path)
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create study directory {self._path.parent} ({exc.strerror}); choose "
+                "another --out directory"
+            ) from None
+        lock_path = self._path.with_name(self._path.name + ".lock")
+        self._lock_fd = _acquire_lock(lock_path, self._path, lock_timeout)
+        try:
+            is_new = not _header(self._path)
+            if not is_new:
+                _validate_existing(self._path)
+            conn = sqlite3.connect(
+                self._path, timeout=10.0, isolation_level=None, check_same_thread=False
+            )
+            if is_new:
+                self._create_schema(conn)
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            return conn
+        except BaseException:
+            _release_lock(self._lock_fd)
+            self._lock_fd = None
+            raise
+
+    @staticmethod
+    def _create_schema(conn: sqlite3.Connection) -> None:
+        # One rollback-journal transaction, so a reader sees either an empty file or the full
+        # schema; the switch to WAL comes after. (executescript commits any open transaction
+        # first, so BEGIN and COMMIT are part of the script.)
+        meta = (
+            f"INSERT INTO meta (name, value) VALUES ('application', '{_APPLICATION}'), "
+            f"('schema_version', '{SCHEMA_VERSION}'), ('created', '{time.time()!r}');"
+        )
+        try:
+            conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + meta + "COMMIT;")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def path(self) -> Path:
+        """The SQLite file."""
+        return self._path
+
+    @property
+    def study_dir(self) -> Path:
+        """The study directory holding the store and ``artefacts/``."""
+        return self._path.parent
+
+    @property
+    def readonly(self) -> bool:
+        return self._readonly
+
+    def close(self) -> None:
+        """Close the database and release the writer lock; safe to call twice."""
+        with self._mutex:
+            try:
+                self._conn.close()
+            finally:
+                if self._lock_fd is not None:
+                    _release_lock(self._lock_fd)
+                    self._lock_fd = None
+
+    def __enter__(self) -> ResultsStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        mode = "readonly" if self._readonly else "writer"
+        return f"ResultsStore({str(self._path)!r}, {mode})"
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: all of it is committed, or none of it."""
+        if self._readonly:
+            raise StoreError(
+                f"{self._path} was opened read-only; open it without readonly=True to write"
+            )
+        with self._mutex:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._mutex:
+            return self._conn.execute(sql, params).fetchall()
+
+    # -- meta --------------------------------------------------------------------------------
+
+    def set_meta(self, name: str, value: Any) -> None:
+        """Store a JSON value under ``name`` (e.g. ``"study"``: the study config)."""
+        if name in _RESERVED_META:
+            raise ValueError(f"meta name {name!r} is reserved by the store")
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (name, _dumps(value))
+            )
+
+    def get_meta(self, name: str, default: Any = None) -> Any:
+        """The value stored by :meth:`set_meta` (reserved names come back as raw text)."""
+        rows = self._query("SELECT value FROM meta WHERE name = ?", (name,))
+        if not rows:
+            return default
+        return rows[0][0] if name in _RESERVED_META else _loads(rows[0][0])
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def put_done(
+        self,
+        key: str,
+        kind: str,
+        config: Mapping[str, Any],
+        metrics: Mapping[str, Any],
+        curve: list[Mapping[str, Any]] | None = None,
+        artefacts: Mapping[str, str | os.PathLike[str]] | None = None,
+        wall_s: float | None = None,
+        started: float | None = None,
+        *,
+        overwrite: bool = False,
+    ) -> None:
+        """Record a finished unit in one transaction.
+
+        Replaces a ``failed`` row (a retry; ``attempts`` goes up by one). A key already ``done``
+        raises :class:`StoreError` unless ``overwrite=True``. Absolute artefact paths inside the
+        study directory are stored relative to it.
+        """
+        if not isinstance(metrics, Mapping):
+            raise TypeError(f"metrics must be a dict, got {type(metrics).__name__}")
+        if curve is not None and not all(isinstance(row, Mapping) for row in curve):
+            raise TypeError("curve must be a list of dicts (one per epoch)")
+        values = {
+            "metrics": _dumps(metrics),
+            "curve": _dumps(list(curve)) if curve is not None else None,
+            "artefacts": _dumps(self._relative(artefacts)) if artefacts is not None else None,
+            "error": None,
+        }
+        self._put(key, kind, "done", config, values, wall_s, started, overwrite)
+
+    def put_failed(
+        self,
+        key: str,
+        kind: str,
+        config: Mapping[str, Any],
+        error: str,
+        wall_s: float | None = None,
+        started: float | None = None,
+    ) -> None:
+        """Record a failed unit in one transaction; a failed key may fail again (``attempts``+1).
+
+        A key already ``done`` raises :class:`StoreError`: a failure must not erase a result.
+        """
+        values = {"metrics": None, "curve": None, "artefacts": None, "error": str(error)}
+        self._put(key, kind, "failed", config, values, wall_s, started, False)
+
+    def _put(
+        self,
+        key: str,
+        kind: str,
+        status: str,
+        config: Mapping[str, Any],
+        values: dict[str, Any],
+        wall_s: float | None,
+        started: float | None,
+        overwrite: bool,
+    ) -> None:
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"key must be a non-empty string, got {key!r}")
+        if not isinstance(kind, str) or not kind:
+            raise ValueError(f"kind must be a non-empty string, got {kind!r}")
+        if hasattr(config, "to_dict"):
+            config = config.to_dict()
+        if not isinstance(config, Mapping):
+            raise TypeError(f"config must be a dict or Config, got {type(config).__name__}")
+        finished = time.time()
+        if wall_s is None and started is not None:
+            wall_s = finished - started
+        row = {
+            "key": key,
+            "kind": kind,
+            "status": status,
+            "config": _dumps(config),
+            **values,
+            "wall_s": None if wall_s is None else float(wall_s),
+            "started": None if started is None else float(started),
+            "finished": finished,
+            "host": socket.gethostname(),
+        }
+        with self._transaction() as conn:
+            sql = "SELECT status, attempts FROM units WHERE key = ?"
+            old = conn.execute(sql, (key,)).fetchone()
+            if old is not None and old[0] == "done" and not overwrite:
+                if status == "done":
+                    action = "pass overwrite=True to replace it"
+                else:
+                    action = "a failure must not replace a stored result"
+                raise StoreError(
+                    f"unit {key} ({kind}) is already stored as done in {self._path}; {action}"
+                )
+            row["attempts"] = 1 if old is None else old[1] + 1
+            names = ", ".join(row)
+            marks = ", ".join("?" for _ in row)
+            conn.execute(
+                f"INSERT OR REPLACE INTO units ({names}) VALUES ({marks})", tuple(row.values())
+            )
+
+    def _relative(self, artefacts: Mapping[str, Any]) -> dict[str, str]:
+        """Artefact paths as strings, relative to the study directory when inside it."""
+        root = self.study_dir.resolve()
+        out = {}
+        for name, value in artefacts.items():
+            p = Path(value)
+            if p.is_absolute() and p.resolve().is_relative_to(root):
+                p = p.resolve().relative_to(root)
+            out[str(name)] = p.as_posix()
+        return out
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def has(self, key: str, status: str | None = "done") -> bool:
+        """Whether ``key`` is stored with ``status`` (any status when None)."""
+        if status is None:
+            rows = self._query("SELECT 1 FROM units WHERE key = ?", (key,))
+        else:
+            rows = self._query("SELECT 1 FROM units WHERE key = ? AND status = ?", (key, status))
+        return bool(rows)
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The decoded row of ``key`` (JSON columns as Python objects), or None."""
+        rows = self._query(f"SELECT {', '.join(_UNIT_COLUMNS)} FROM units WHERE key = ?", (key,))
+        return self._decode(rows[0]) if rows else None
+
+    @staticmethod
+    def _decode(row: tuple[Any, ...]) -> dict[str, Any]:
+        return {
+            name: _loads(value) if name in _JSON_COLUMNS else value
+            for name, value in zip(_UNIT_COLUMNS, row, strict=True)
+        }
+
+    def _where(self, kind: str | None, status: str | None) -> tuple[str, tuple[Any, ...]]:
+        if status is not None and status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES} or None, got {status!r}")
+        clauses, params = [], []
+        if kind is not None:
+            clauses.append("kind = ?")
+            params.append(kind)
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(status)
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
+
+    def _rows(self, kind: str | None, status: str | None) -> list[dict[str, Any]]:
+        where, params = self._where(kind, status)
+        sql = f"SELECT {', '.join(_UNIT_COLUMNS)} FROM units{where} ORDER BY key"
+        return [self._decode(row) for row in self._query(sql, params)]
+
+    def keys(self, kind: str | None = None, status: str | None = None) -> set[str]:
+        """Keys of the units of ``kind`` with ``status`` (None: any)."""
+        where, params = self._where(kind, status)
+        return {row[0] for row in self._query(f"SELECT key FROM units{where}", params)}
+
+    def count(self, kind: str | None = None) -> dict[str, int]:
+        """Number of units per status, e.g. ``{"done": 12, "failed": 1}`` (zeros included)."""
+        where, params = self._where(kind, None)
+        sql = f"SELECT status, COUNT(*) FROM units{where} GROUP BY status"
+        counts = dict.fromkeys(STATUSES, 0)
+        counts.update(dict(self._query(sql, params)))
+        return counts
+
+    def frame(self, kind: str | None = None, status: str | None = "done") -> pd.DataFrame:
+        """One row per unit: ``key, kind, status, wall_s, finished, attempts``, config, metrics.
+
+        Config entries become ``config.<name>`` columns and metrics keep their names; nested dicts
+        are flattened with dots (``config.model.cell``). A metric whose name clashes with another
+        column is renamed ``metrics.<name>``. Rows are sorted by key; ``status=None``: all units.
+        """
+        import pandas as pd
+
+        records: list[dict[str, Any]] = []
+        columns: dict[str, None] = {}
+        for unit in self._rows(kind, status):
+            record = {name: unit[name] for name in _FRAME_COLUMNS}
+            record.update(_flatten(unit["config"], "config."))
+            for name, value in _flatten(unit["metrics"]).items():
+                clash = name in _FRAME_COLUMNS or name.startswith(("config.", "metrics."))
+                record[f"metrics.{name}" if clash else name] = value
+            columns.update(dict.fromkeys(record))
+            records.append(record)
+        # Fixed columns, then config, then metrics, each in first-seen order.
+        config_cols = [c for c in columns if c.startswith("config.")]
+        metric_cols = [c for c in columns if c not in _FRAME_COLUMNS and c[:7] != "config."]
+        ordered = [*_FRAME_COLUMNS, *config_cols, *metric_cols]
+        return pd.DataFrame.from_records(records, columns=ordered)
+
+    def curves(self, kind: str | None = None) -> pd.DataFrame:
+        """Training curves in long format: one row per (unit, epoch) of the ``done`` units.
+
+        Columns: ``key, kind, epoch``, the curve dict's entries (flattened), then ``config.*``.
+        ``epoch`` is taken from the curve dict when present, else the 0-based list index.
+        """
+        import pandas as pd
+
+        records: list[dict[str, Any]] = []
+        curve_cols: dict[str, None] = dict.fromkeys(["key", "kind", "epoch"])
+        config_cols: dict[str, None] = {}
+        for unit in self._rows(kind, "done"):
+            if not unit["curve"]:
+                continue
+            config = _flatten(unit["config"], "config.")
+            config_cols.update(dict.fromkeys(config))
+            for index, point in enumerate(unit["curve"]):
+                record: dict[str, Any] = {"key": unit["key"], "kind": unit["kind"], "epoch": index}
+                for name, value in _flatten(point).items():
+                    clash = name in ("key", "kind") or name.startswith("config.")
+                    record[f"curve.{name}" if clash else name] = value
+                curve_cols.update(dict.fromkeys(record))
+                records.append({**record, **config})
+        return pd.DataFrame.from_records(records, columns=[*curve_cols, *config_cols])
+
+    def failures(self) -> pd.DataFrame:
+        """The failed units: ``key, kind, error, attempts, finished``, sorted by key."""
+        import pandas as pd
+
+        columns = ["key", "kind", "error", "attempts", "finished"]
+        records = [{c: unit[c] for c in columns} for unit in self._rows(None, "failed")]
+        return pd.DataFrame.from_records(records, columns=columns)
+
+    def summary(self) -> dict[str, Any]:
+        """Totals for a status line: ``done``, ``failed``, ``wall_s`` overall and ``by_kind``."""
+        rows = self._query(
+            "SELECT kind, status, COUNT(*), COALESCE(SUM(wall_s), 0) FROM units "
+            "GROUP BY kind, status ORDER BY kind"
+        )
+        by_kind: dict[str, dict[str, Any]] = {}
+        for kind, status, n_units, wall_s in rows:
+            entry = by_kind.setdefault(kind, {**dict.fromkeys(STATUSES, 0), "wall_s": 0.0})
+            entry[status] = n_units
+            entry["wall_s"] += float(wall_s)
+        totals: dict[str, Any] = {status: 0 for status in STATUSES}
+        totals["wall_s"] = 0.0
+        for entry in by_kind.values():
+            for name in (*STATUSES, "wall_s"):
+                totals[name] += entry[name]
+        return {**totals, "by_kind": by_kind}
+
+
+# --------------------------------------------------------------------------------------------
+# Files beside the store
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (best effort where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_save(
+    obj: Any, path: str | os.PathLike[str], save_fn: Callable[[Any, IO[bytes]], Any]
+) -> Path:
+    """Save ``obj`` by ``save_fn(obj, binary_file)``; ``path`` is then the old or the new file.
+
+    Writes to a temporary file in the same directory, fsyncs it, then renames it over ``path``;
+    if ``save_fn`` raises, the temporary file is removed and ``path`` is untouched. ``torch.save``
+    and ``pickle.dump`` fit ``save_fn`` as they are.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            save_fn(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_save`)."""
+    return atomic_save(data, path, lambda payload, fh: fh.write(payload))
+
+
+def artefact_dir(store: ResultsStore, key: str) -> Path:
+    """``<study_dir>/artefacts/<key>/``, created on demand (not for a read-only store)."""
+    if not key or key in (".", "..") or "/" in key or os.sep in key:
+        raise ValueError(f"key {key!r} cannot name a directory")
+    directory = store.study_dir / "artefacts" / key
+    if not store.readonly:
+        directory.mkdir(parents=True, exist_ok=True)
+    return directory

@@ -1,0 +1,262 @@
+"""Training and evaluation loops for :class:`~sparsernn.models.SequenceClassifier`.
+
+A short readable loop (Adam, gradient-norm clipping, shuffled batches, per-epoch evaluation) and
+checkpoints that are a config JSON plus a state dict, written atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sparsernn._seed import derive_seed
+from sparsernn.config import Config
+from sparsernn.data import Dataset, encode
+from sparsernn.errors import ConfigError, DataError
+from sparsernn.models import ModelConfig, SequenceClassifier
+
+__all__ = [
+    "TrainConfig",
+    "EncodedData",
+    "fit",
+    "evaluate",
+    "resolve_device",
+    "save_checkpoint",
+    "load_checkpoint",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(Config):
+    """Optimisation settings (defaults: the study's base model, SPEC section 3).
+
+    ``bucket=True`` groups strings of similar length into batches, which cuts padded steps but
+    changes the model's input (the study reads the last PADDED step): a documented deviation.
+    """
+
+    epochs: int = 50
+    batch_size: int = 32
+    lr: float = 1e-3
+    clip: float | None = 5.0
+    shuffle: bool = True
+    bucket: bool = False
+    eval_batch_size: int | None = None
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0:
+            raise ConfigError(f"epochs={self.epochs} must be >= 0")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size={self.batch_size} must be >= 1")
+        if self.eval_batch_size is not None and self.eval_batch_size < 1:
+            raise ConfigError(f"eval_batch_size={self.eval_batch_size} must be >= 1")
+        if not self.lr > 0:
+            raise ConfigError(f"lr={self.lr} must be > 0")
+        if self.clip is not None and not self.clip > 0:
+            raise ConfigError(f"clip={self.clip} must be > 0 (or None for no clipping)")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ConfigError(f"device={self.device!r}; choose auto, cpu or cuda[:N]")
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; asking for CUDA without one is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' requested but no CUDA GPU is available; use --device cpu")
+    return torch.device(device)
+
+
+class EncodedData:
+    """A data set encoded once: padded codes (N, T_max), lengths and labels as tensors."""
+
+    def __init__(self, dataset: Dataset, device: torch.device | str = "cpu") -> None:
+        if len(dataset) == 0:
+            raise DataError("empty data set: nothing to train or evaluate on")
+        self.tokens = torch.from_numpy(encode(dataset.strings)).to(device)
+        self.lengths = torch.tensor([len(s) for s in dataset.strings], device=device)
+        self.labels = torch.as_tensor(np.asarray(dataset.labels, dtype=np.int64), device=device)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batches(self, order: np.ndarray, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        """Yield ``(tokens (B, T_b), labels (B,))``, each batch padded to its own longest string."""
+        lengths = self.lengths.cpu().numpy() if self.lengths.is_cuda else self.lengths.numpy()
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            t = int(lengths[idx].max())
+            sel = torch.as_tensor(idx, device=self.tokens.device)
+            yield self.tokens[sel, :t], self.labels[sel]
+
+
+def _epoch_order(n: int, lengths: np.ndarray, cfg: TrainConfig, rng: np.random.Generator):
+    order = rng.permutation(n) if cfg.shuffle else np.arange(n)
+    if not cfg.bucket:
+        return order
+    chunk = cfg.batch_size * 50
+    parts = []
+    for s in range(0, n, chunk):
+        part = order[s : s + chunk]
+        parts.append(part[np.argsort(lengths[part], kind="stable")])
+    order = np.concatenate(parts)
+    batches = [order[s : s + cfg.batch_size] for s in range(0, n, cfg.batch_size)]
+    return np.concatenate([batches[i] for i in rng.permutation(len(batches))])
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, dataset: Dataset | EncodedData, batch_size: int = 32
+) -> dict[str, float]:
+    """Accuracy and mean cross-entropy over ``dataset`` in file order.
+
+    Batches are taken in order, each zero-padded to its own longest string (as the study did),
+    so the result depends on ``batch_size``.
+    """
+    device = next(model.parameters()).device
+    data = dataset if isinstance(dataset, EncodedData) else EncodedData(dataset, device)
+    was_training = model.training
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for tokens, labels in data.batches(np.arange(len(data)), batch_size):
+        logits = model(tokens)
+        loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
+        correct += (logits.argmax(1) == labels).sum().item()
+    model.train(was_training)
+    return {"accuracy": correct / len(data), "loss": loss_sum / len(data)}
+
+
+def fit(
+    model: nn.Module,
+    train: Dataset | EncodedData,
+    test: Dataset | EncodedData | None = None,
+    config: TrainConfig | None = None,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    progress: bool | str = False,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Train ``model`` in place; return one record per epoch.
+
+    Each record holds ``epoch`` (1-based), ``train_loss``, ``train_accuracy`` (running, over the
+    epoch's batches), ``test_loss``, ``test_accuracy`` (when ``test`` is given) and
+    ``epoch_time`` (seconds of training, evaluation excluded). A fresh Adam is made unless
+    ``optimizer`` is given. Masked weights stay zero: their gradient is zero, so Adam leaves them.
+    """
+    cfg = config or TrainConfig()
+    torch.set_flush_denormal(True)  # masked ReLU nets otherwise hit slow denormal arithmetic
+    device = next(model.parameters()).device
+    train_data = train if isinstance(train, EncodedData) else EncodedData(train, device)
+    test_data = None
+    if test is not None:
+        test_data = test if isinstance(test, EncodedData) else EncodedData(test, device)
+    opt = optimizer or torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    params = [p for p in model.parameters() if p.requires_grad]
+    order_rng = np.random.default_rng(derive_seed(cfg.seed, "batch-order"))
+    lengths = train_data.lengths.cpu().numpy()
+    eval_bs = cfg.eval_batch_size or cfg.batch_size
+    history: list[dict[str, Any]] = []
+    bar = _progress(progress, cfg.epochs * -(-len(train_data) // cfg.batch_size))
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        t0 = time.perf_counter()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        order = _epoch_order(len(train_data), lengths, cfg, order_rng)
+        for tokens, labels in train_data.batches(order, cfg.batch_size):
+            logits = model(tokens)
+            loss = F.cross_entropy(logits, labels)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.clip is not None:
+                nn.utils.clip_grad_norm_(params, cfg.clip)
+            opt.step()
+            loss_sum += loss.detach() * len(labels)
+            correct += (logits.detach().argmax(1) == labels).sum()
+            if bar is not None:
+                bar.update(1)
+        record: dict[str, Any] = {
+            "epoch": epoch,
+            "train_loss": loss_sum.item() / len(train_data),
+            "train_accuracy": correct.item() / len(train_data),
+            "epoch_time": time.perf_counter() - t0,
+        }
+        if test_data is not None:
+            res = evaluate(model, test_data, eval_bs)
+            record["test_loss"], record["test_accuracy"] = res["loss"], res["accuracy"]
+        history.append(record)
+        if bar is not None:
+            bar.set_postfix(
+                {k: f"{v:.3f}" for k, v in record.items() if k in ("train_loss", "test_accuracy")}
+            )
+        if on_epoch is not None:
+            on_epoch(record)
+    if bar is not None:
+        bar.close()
+    return history
+
+
+def _progress(progress: bool | str, total: int):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    desc = progress if isinstance(progress, str) else "train"
+    return tqdm(total=total, desc=desc, unit="batch", dynamic_ncols=True, leave=False)
+
+
+def save_checkpoint(
+    path: str | Path, model: SequenceClassifier, metrics: dict[str, Any] | None = None
+) -> Path:
+    """Write ``{config JSON, state_dict, metrics}`` atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": "sparsernn-checkpoint-1",
+        "model_config": model.config.to_json(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "metrics": json.dumps(metrics or {}),
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[SequenceClassifier, dict[str, Any]]:
+    """Load a checkpoint written by :func:`save_checkpoint`: ``(model, metrics)``."""
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such checkpoint file") from None
+    except Exception as exc:  # noqa: BLE001
+        raise DataError(f"{path}: unreadable checkpoint ({exc.__class__.__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != "sparsernn-checkpoint-1":
+        raise DataError(
+            f"{path}: not a sparsernn checkpoint; for a study checkpoint use "
+            "sparsernn.compat.load_study_checkpoint"
+        )
+    model = SequenceClassifier(ModelConfig.from_json(payload["model_config"]))
+    model.load_state_dict(payload["state_dict"])
+    return model.to(device), json.loads(payload["metrics"])

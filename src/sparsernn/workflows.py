@@ -1,0 +1,141 @@
+"""Library functions behind the CLI commands, callable from Python with the same arguments."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sparsernn.errors import ConfigError
+
+__all__ = ["train_base_model", "pruning_summary", "structure_summary", "study_status"]
+
+
+def train_base_model(
+    *,
+    cell: str = "gru",
+    epochs: int = 50,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    clip: float | None = 5.0,
+    hidden_size: int = 50,
+    num_layers: int = 3,
+    embedding_dim: int = 50,
+    train_csv: str | os.PathLike[str] | None = None,
+    test_csv: str | os.PathLike[str] | None = None,
+    n_strings: int = 25000,
+    seed: int = 0,
+    device: str = "auto",
+    bucket: bool = False,
+    out: str | os.PathLike[str] | None = None,
+    progress: bool = False,
+):
+    """Train the study's base model on CSV files or a generated data set.
+
+    Returns ``(history, model)``; with ``out`` the checkpoint is saved there atomically.
+    """
+    from sparsernn._seed import derive_seed
+    from sparsernn.data import DataSpec, make_dataset, read_csv
+    from sparsernn.models import ModelConfig, build_model
+    from sparsernn.train import TrainConfig, fit, resolve_device, save_checkpoint
+
+    if (train_csv is None) != (test_csv is None):
+        raise ConfigError("give both --train-csv and --test-csv, or neither (generated data)")
+    if train_csv is not None:
+        train, test = read_csv(train_csv), read_csv(test_csv)
+    else:
+        train, test = make_dataset(DataSpec(n_strings=n_strings, seed=seed))
+    cfg = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        clip=clip,
+        seed=seed,
+        device=device,
+        bucket=bucket,
+    )
+    model_cfg = ModelConfig(
+        cell=cell, embedding_dim=embedding_dim, hidden_size=hidden_size, num_layers=num_layers
+    )
+    model = build_model(model_cfg, seed=derive_seed(seed, "init", cell))
+    model = model.to(resolve_device(device))
+    history = fit(model, train, test, cfg, progress=f"{cell}" if progress else False)
+    if out is not None:
+        save_checkpoint(out, model, history[-1] if history else {})
+    return history, model
+
+
+def pruning_summary(
+    study_dir: str | os.PathLike[str], tolerance: float = 0.01
+) -> dict[str, pd.DataFrame]:
+    """Tolerated sparsity and epochs-to-recover tables of a study (also written as CSV)."""
+    from sparsernn.analysis import epochs_to_recover, tolerated_sparsity
+    from sparsernn.experiments.results import load_results
+
+    res = load_results(study_dir)
+    if res.pruning.empty:
+        return {}
+    tables = {
+        "tolerated_sparsity": tolerated_sparsity(res.pruning, res.base, tolerance=tolerance),
+        "epochs_to_recover": epochs_to_recover(res.pruning, res.base, tolerance=tolerance),
+    }
+    for name, table in tables.items():
+        table.to_csv(Path(study_dir) / f"{name}.csv", index=False)
+    return tables
+
+
+def structure_summary(study_dir: str | os.PathLike[str]) -> pd.DataFrame:
+    """Mean test accuracy (95% CI) per cell and generator (also written as CSV)."""
+    from sparsernn.analysis import mean_ci
+    from sparsernn.experiments.results import load_results
+
+    res = load_results(study_dir)
+    rows = []
+    for (cell, gen), grp in res.structure.groupby(["cell", "generator"]):
+        mean, lo, hi = mean_ci(grp["test_accuracy"].to_numpy(dtype=float))
+        rows.append(
+            {
+                "cell": cell,
+                "generator": gen,
+                "n_graphs": len(grp),
+                "mean_accuracy": mean,
+                "ci_low": lo,
+                "ci_high": hi,
+            }
+        )
+    table = pd.DataFrame(
+        rows, columns=["cell", "generator", "n_graphs", "mean_accuracy", "ci_low", "ci_high"]
+    )
+    table.to_csv(Path(study_dir) / "structure_accuracy.csv", index=False)
+    return table
+
+
+def study_status(study_dir: str | os.PathLike[str]) -> str:
+    """A short text summary: units done/failed/pending per kind and time spent."""
+    from sparsernn.experiments.config import StudyConfig
+    from sparsernn.experiments.units import plan_units
+    from sparsernn.store import ResultsStore
+
+    path = Path(study_dir)
+    if not (path / "results.sqlite").exists():
+        raise ConfigError(
+            f"{study_dir} holds no results.sqlite; start a study with --out {study_dir}"
+        )
+    with ResultsStore.open(path, readonly=True) as store:
+        study = store.get_meta("study")
+        done, failed = store.keys(status="done"), store.keys(status="failed")
+        summary: dict[str, Any] = store.summary()
+    planned = plan_units(StudyConfig.from_dict(study)) if study else []
+    kinds = sorted({u.kind for u in planned} | set(summary.get("by_kind", {})))
+    lines = [f"study {path}", f"{'kind':>10} {'done':>6} {'failed':>6} {'pending':>7} {'hours':>7}"]
+    for kind in kinds:
+        mine = [u for u in planned if u.kind == kind]
+        n_done = sum(u.key in done for u in mine)
+        n_failed = sum(u.key in failed for u in mine)
+        wall = summary.get("by_kind", {}).get(kind, {}).get("wall_s", 0.0) or 0.0
+        pending = len(mine) - n_done - n_failed
+        lines.append(f"{kind:>10} {n_done:>6} {n_failed:>6} {pending:>7} {wall / 3600:>7.2f}")
+    lines.append(f"total time spent in units: {(summary.get('wall_s') or 0) / 3600:.2f} h")
+    return "\n".join(lines)

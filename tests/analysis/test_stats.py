@@ -1,0 +1,73 @@
+"""Tests for sparsernn.analysis.stats: t-interval and bootstrap interval."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from sparsernn.analysis import STUDY_FEATURES, bootstrap_ci, mean_ci
+from sparsernn.errors import ConfigError, DataError
+
+
+def test_study_features_are_the_23_in_order():
+    assert len(STUDY_FEATURES) == 23
+    assert STUDY_FEATURES[:3] == ("layers", "nodes", "edges")
+    assert STUDY_FEATURES[-1] == "edge_betweenness_std"
+    assert len(set(STUDY_FEATURES)) == 23
+
+
+def test_mean_ci_matches_hand_computed_t_interval():
+    # mean 2, s = 1, half width = t_{0.975, 2} * 1 / sqrt(3) = 4.3027 * 0.57735 = 2.4841
+    mean, lo, hi = mean_ci([1.0, 2.0, 3.0])
+    assert mean == pytest.approx(2.0)
+    assert hi - mean == pytest.approx(2.4841, abs=1e-3)
+    assert mean - lo == pytest.approx(2.4841, abs=1e-3)
+
+
+def test_mean_ci_other_confidence_is_narrower():
+    _, lo95, hi95 = mean_ci([1.0, 2.0, 3.0, 4.0])
+    _, lo80, hi80 = mean_ci([1.0, 2.0, 3.0, 4.0], confidence=0.8)
+    assert lo95 < lo80 < hi80 < hi95
+
+
+def test_mean_ci_edge_cases():
+    assert all(math.isnan(v) for v in mean_ci([]))
+    mean, lo, hi = mean_ci([0.7])
+    assert mean == 0.7 and math.isnan(lo) and math.isnan(hi)
+    assert mean_ci([3.0, 3.0, 3.0]) == (3.0, 3.0, 3.0)
+    assert mean_ci([1.0, np.nan, 3.0])[0] == pytest.approx(2.0)  # NaN dropped
+    with pytest.raises(ConfigError):
+        mean_ci([1.0, 2.0], confidence=95)
+
+
+def _mean_stat(x, y):
+    return float(np.mean(x))
+
+
+def test_bootstrap_ci_covers_true_mean_and_is_reproducible():
+    x = np.random.default_rng(0).normal(5.0, 1.0, size=400)
+    lo, hi = bootstrap_ci(x, x, _mean_stat, n_boot=500, seed=1)
+    # n = 400, sd 1: the 95% interval has half width about 0.1; it must cover the sample mean
+    assert lo < x.mean() < hi
+    assert 0.1 < hi - lo < 0.3
+    assert bootstrap_ci(x, x, _mean_stat, n_boot=500, seed=1) == (lo, hi)
+
+
+def test_bootstrap_ci_vectorized_equals_loop_and_y_optional():
+    x = np.arange(30.0)
+    loop = bootstrap_ci(x, None, lambda a: float(a.mean()), n_boot=200, seed=3)
+    vec = bootstrap_ci(x, None, lambda a: a.mean(axis=1), n_boot=200, seed=3, vectorized=True)
+    assert loop == pytest.approx(vec)
+
+
+def test_bootstrap_ci_edge_cases():
+    assert all(math.isnan(v) for v in bootstrap_ci([], [], _mean_stat, n_boot=10, seed=0))
+    # every resample undefined -> NaN bounds, no exception
+    nan_stat = bootstrap_ci([1.0, 2.0], [1.0, 2.0], lambda x, y: float("nan"), 20, seed=0)
+    assert all(math.isnan(v) for v in nan_stat)
+    with pytest.raises(DataError):
+        bootstrap_ci([1.0, 2.0], [1.0], _mean_stat)
+    with pytest.raises(ConfigError):
+        bootstrap_ci([1.0, 2.0], [1.0, 2.0], _mean_stat, n_boot=0)

@@ -1,0 +1,8 @@
+import sys
+from pathlib import Path
+
+import torch
+
+# tests/nn/reference.py holds slow reference implementations shared by tests and benchmarks
+sys.path.insert(0, str(Path(__file__).parent / "nn"))
+torch.set_num_threads(min(2, torch.get_num_threads()))

@@ -1,0 +1,226 @@
+"""Tests for sparsernn.data.dataset: DataSpec, make_dataset, Dataset, CSV IO and encode."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sparsernn.data import (
+    Dataset,
+    DataSpec,
+    encode,
+    make_dataset,
+    read_csv,
+    reber,
+    write_csv,
+)
+from sparsernn.data.dataset import _apportion
+from sparsernn.errors import ConfigError, DataError
+
+
+@pytest.fixture(scope="module")
+def study() -> tuple[Dataset, Dataset]:
+    return make_dataset(DataSpec())
+
+
+# ------------------------------------------------------------------------------------ DataSpec
+def test_spec_defaults_and_counts() -> None:
+    spec = DataSpec()
+    assert spec.n_valid == 12500 and spec.n_test == 6250
+    assert spec.n_negatives == {"foreign": 7000, "transition": 5500, "edit": 0}
+
+
+def test_apportion_largest_remainder() -> None:
+    assert _apportion(51, (0.5, 0.3, 0.2)) == [26, 15, 10]  # 25.5, 15.3, 10.2
+    assert _apportion(10, (1 / 3, 1 / 3, 1 / 3)) == [4, 3, 3]
+    assert sum(_apportion(12499, (0.56, 0.44, 0.0))) == 12499
+
+
+def test_spec_round_trips() -> None:
+    spec = DataSpec(grammar="embedded_reber", negative_mix=(0.5, 0.25, 0.25), seed=3)
+    assert DataSpec.from_json(spec.to_json()) == spec
+    assert DataSpec.from_toml(spec.to_toml()) == spec
+    assert DataSpec(negative_mix=[0.5, 0.5, 0]).negative_mix == (0.5, 0.5, 0.0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"grammar": "tomita"}, "grammar"),
+        ({"n_strings": 3}, "n_strings"),
+        ({"n_strings": 10.0}, "n_strings"),
+        ({"valid_fraction": 0.0}, "valid_fraction"),
+        ({"valid_fraction": 1.0}, "valid_fraction"),
+        ({"n_strings": 10, "valid_fraction": 0.01}, "valid_fraction"),
+        ({"test_fraction": 1.5}, "test_fraction"),
+        ({"negative_mix": (0.5, 0.4, 0.0)}, "negative_mix"),
+        ({"negative_mix": (1.2, -0.2, 0.0)}, "negative_mix"),
+        ({"negative_mix": (0.5, 0.5)}, "negative_mix"),
+        ({"min_length": 0}, "min_length"),
+        ({"min_length": 20, "max_length": 19}, "max_length"),
+        ({"min_length": 1, "max_length": 4}, "min_length/max_length"),
+        ({"seed": -1}, "seed"),
+    ],
+)
+def test_spec_validation(changes: dict, field: str) -> None:
+    with pytest.raises(ConfigError, match=f"DataSpec.{field}"):
+        DataSpec(**changes)
+
+
+# -------------------------------------------------------------------------------- make_dataset
+def test_study_dataset(study: tuple[Dataset, Dataset]) -> None:
+    train, test = study
+    assert (len(train), len(test)) == (18750, 6250)
+    assert (int(train.labels.sum()), int(test.labels.sum())) == (9375, 3125)
+    kinds = train.summary()["kinds"]
+    tkinds = test.summary()["kinds"]
+    assert kinds["foreign"] + tkinds["foreign"] == 7000
+    assert kinds["transition"] + tkinds["transition"] == 5500
+    everything = train.strings + test.strings
+    assert len(set(everything)) == 25000  # unique, so train and test are disjoint
+    assert all(11 <= len(s) <= 53 for s in everything)
+    for part in (train, test):
+        pairs = zip(part.strings, part.labels.tolist(), strict=True)
+        assert all(reber.accepts(s) == bool(y) for s, y in pairs)
+        assert part.labels.dtype == np.int64
+    # The study reports mode 22; the dedupe of walk samples puts it near there.
+    assert 20 <= train.summary()["length_mode"] <= 25
+
+
+def test_shuffled(study: tuple[Dataset, Dataset]) -> None:
+    train, _ = study
+    # Valid strings are spread through the order: each block of 1000 is 50% +- 6 sd.
+    for k in range(0, 18000, 1000):
+        assert abs(train.labels[k : k + 1000].mean() - 0.5) < 6 * 0.016
+
+
+def test_deterministic_and_seed_dependent() -> None:
+    spec = DataSpec(n_strings=200, negative_mix=(0.4, 0.3, 0.3), seed=5)
+    a, b = make_dataset(spec), make_dataset(spec)
+    assert a[0] == b[0] and a[1] == b[1]
+    c = make_dataset(spec.replace(seed=6))
+    assert c[0].strings != a[0].strings
+
+
+def test_mix_with_edits_and_embedded() -> None:
+    spec = DataSpec(
+        grammar="embedded_reber", n_strings=103, negative_mix=(0.5, 0.3, 0.2), test_fraction=0.2
+    )
+    train, test = make_dataset(spec)
+    assert len(train) + len(test) == 103 and len(test) == 21
+    kinds = train.kinds + test.kinds
+    assert [kinds.count(k) for k in ("valid", "foreign", "transition", "edit")] == [52, 26, 15, 10]
+    assert int(test.labels.sum()) == round(21 * 52 / 103)
+    assert train.name == "embedded_reber/train"
+
+
+def test_too_few_distinct_strings() -> None:
+    with pytest.raises(ConfigError, match="distinct"):
+        make_dataset(DataSpec(n_strings=10, min_length=5, max_length=5))
+
+
+# ------------------------------------------------------------------------------------- Dataset
+def test_dataset_indexing_and_summary() -> None:
+    ds = Dataset(["BTXSE", "BAE", "BPVVE", "BTE"], [1, 0, 1, 0], ["valid", "foreign"] * 2, "x")
+    assert len(ds) == 4 and ds[0] == ("BTXSE", 1)
+    assert ds[1:3].strings == ["BAE", "BPVVE"] and ds[1:3].kinds == ["foreign", "valid"]
+    assert ds[np.array([3, 0])].labels.tolist() == [0, 1]
+    assert ds[ds.labels == 1].strings == ["BTXSE", "BPVVE"]
+    assert len(ds[[]]) == 0
+    s = ds.summary()
+    assert (s["n"], s["n_valid"], s["n_invalid"]) == (4, 2, 2)
+    assert (s["length_min"], s["length_max"], s["length_mode"]) == (3, 5, 3)
+    assert s["kinds"] == {"foreign": 2, "valid": 2}
+    with pytest.raises(DataError, match="labels must be 0 or 1"):
+        Dataset(["a"], [2])
+    with pytest.raises(DataError, match="one label per string"):
+        Dataset(["a", "b"], [1])
+
+
+# -------------------------------------------------------------------------------------- CSV IO
+def test_csv_round_trip(tmp_path: Path) -> None:
+    train, _ = make_dataset(DataSpec(n_strings=40, seed=2))
+    path = write_csv(train, tmp_path / "train.csv")
+    assert path.read_text().splitlines()[0] == "string,valid"
+    back = read_csv(path)
+    assert back.strings == train.strings and back.labels.tolist() == train.labels.tolist()
+    assert back.kinds is None
+
+
+def test_csv_with_index_column(tmp_path: Path) -> None:
+    df = pd.DataFrame({"string": ["BTXSE", "BAXE", "BPVVE"], "valid": [1, 0, 1]})
+    path = tmp_path / "study.csv"
+    df.to_csv(path, index=True)
+    assert path.read_text().startswith(",string,valid")
+    ds = read_csv(path)
+    assert ds.strings == ["BTXSE", "BAXE", "BPVVE"] and ds.labels.tolist() == [1, 0, 1]
+    # And pandas reads what we write.
+    write_csv(ds, tmp_path / "out.csv")
+    assert pd.read_csv(tmp_path / "out.csv")["valid"].tolist() == [1, 0, 1]
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("string,valid\nBTXSE,1\nBAE,2\n", r"data row 2 \(line 3\).*not 0 or 1"),
+        (",string,valid\n0,BTXSE,1\n1,,0\n", r"data row 2 \(line 3\).*empty string"),
+        ("string,valid\nBTXSE,1\nBT\u00e9E,0\n", r"data row 2 \(line 3\).*code 233"),
+        ("string,valid\nBTXSE,1,7\n", r"data row 1 \(line 2\).*3 fields"),
+        ("string,label\nBTXSE,1\n", "lacks column.*valid"),
+        ("text\nBTXSE\n", "lacks column.*string, valid"),
+        ("", "file is empty"),
+        ("string,valid\n", "no data rows"),
+    ],
+)
+def test_bad_csv(tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "bad_data.csv"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(DataError, match=match) as info:
+        read_csv(path)
+    message = str(info.value)
+    assert "bad_data.csv" in message and "\n" not in message
+
+
+def test_missing_and_non_utf8_files(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="nowhere.csv: no such file"):
+        read_csv(tmp_path / "nowhere.csv")
+    path = tmp_path / "latin.csv"
+    path.write_bytes(b"string,valid\nBTXSE,1\nB\xe9E,0\n")
+    with pytest.raises(DataError, match="latin.csv: line 3: .*not UTF-8"):
+        read_csv(path)
+
+
+def test_write_csv_does_not_clobber(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "data.csv"
+    path.write_text("string,valid\nBTXSE,1\n")
+    ds = Dataset(["BPVVE", "BAE"], [1, 0])
+    monkeypatch.setattr(os, "replace", lambda *a, **k: (_ for _ in ()).throw(OSError("disk")))
+    with pytest.raises(OSError, match="disk"):
+        write_csv(ds, path)
+    monkeypatch.undo()
+    assert path.read_text() == "string,valid\nBTXSE,1\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.csv"]  # temp file removed
+    with pytest.raises(DataError, match="data.csv: dataset row 2: empty string"):
+        write_csv(Dataset(["BTXSE", ""], [1, 0]), path)
+    assert path.read_text() == "string,valid\nBTXSE,1\n"
+
+
+# -------------------------------------------------------------------------------------- encode
+def test_encode() -> None:
+    x = encode(["BTXSE", "BE"])
+    assert x.dtype == np.int64 and x.shape == (2, 5)
+    assert x[0].tolist() == [ord(c) for c in "BTXSE"]
+    assert x[1].tolist() == [66, 69, 0, 0, 0]
+    assert encode([]).shape == (0, 0)
+    with pytest.raises(DataError, match="string 1 .*position 2 has code 88"):
+        encode(["BE", "BX"], vocab_size=70)
+    with pytest.raises(DataError, match="code 233"):
+        encode(["B\u00e9"])
+    with pytest.raises(DataError, match="padding"):
+        encode(["B\x00E"])
+    with pytest.raises(ConfigError, match="vocab_size"):
+        encode(["B"], vocab_size=1)
