@@ -5,4 +5,4 @@ import torch
 
 # tests/nn/reference.py holds slow reference implementations shared by tests and benchmarks
 sys.path.insert(0, str(Path(__file__).parent / "nn"))
-torch.set_num_threads(min(2, torch.get_num_threads()))
+torch.set_num_threads(1)  # tiny test models: threads only add contention

@@ -146,6 +146,7 @@ def test_csv_round_trip(tmp_path: Path) -> None:
     train, _ = make_dataset(DataSpec(n_strings=40, seed=2))
     path = write_csv(train, tmp_path / "train.csv")
     assert path.read_text().splitlines()[0] == "string,valid"
+    assert path.stat().st_mode & 0o777 == 0o644
     back = read_csv(path)
     assert back.strings == train.strings and back.labels.tolist() == train.labels.tolist()
     assert back.kinds is None
@@ -216,7 +217,7 @@ def test_encode() -> None:
     assert x[0].tolist() == [ord(c) for c in "BTXSE"]
     assert x[1].tolist() == [66, 69, 0, 0, 0]
     assert encode([]).shape == (0, 0)
-    with pytest.raises(DataError, match="string 1 .*position 2 has code 88"):
+    with pytest.raises(DataError, match=r"strings\[1\] .*'X' at index 1 has code 88"):
         encode(["BE", "BX"], vocab_size=70)
     with pytest.raises(DataError, match="code 233"):
         encode(["B\u00e9"])

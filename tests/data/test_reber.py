@@ -79,7 +79,8 @@ def test_grammar_properties() -> None:
     assert REBER.shortest_length == 5
     assert EMBEDDED_REBER.shortest_length == 9
     assert REBER.is_deterministic and EMBEDDED_REBER.is_deterministic
-    assert [REBER.n_strings(k) for k in range(7)] == [0, 0, 0, 0, 0, 2, 3]  # BTSXSE BPTVVE BPVPSE
+    # Length 5: BTXSE, BPVVE; length 6: BTSXSE, BPTVVE, BPVPSE.
+    assert [REBER.count_strings(k) for k in range(7)] == [0, 0, 0, 0, 0, 2, 3]
     assert get_grammar("reber") is REBER
     assert get_grammar(EMBEDDED_REBER) is EMBEDDED_REBER
 
@@ -161,7 +162,7 @@ def test_sample_unique_is_distinct_and_peaks_like_the_study() -> None:
     assert all(REBER.accepts(s) and 11 <= len(s) <= 53 for s in strings)
     lengths = np.bincount([len(s) for s in strings])
     # All 24 strings of length 11 exist; short lengths saturate, so the mode moves up.
-    assert lengths[11] <= REBER.n_strings(11) == 24
+    assert lengths[11] <= REBER.count_strings(11) == 24
     assert int(np.argmax(lengths)) > 14
     assert REBER.sample_unique(100, 4, 11, 53) == REBER.sample_unique(100, 4, 11, 53)
 

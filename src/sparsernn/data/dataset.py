@@ -81,6 +81,7 @@ class DataSpec(Config):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 raise ConfigError(f"DataSpec.{name}={value!r} must be an integer")
+            object.__setattr__(self, name, int(value))
         if self.n_strings < 4:
             raise ConfigError(f"DataSpec.n_strings={self.n_strings} must be >= 4")
         if self.seed < 0:
@@ -91,6 +92,7 @@ class DataSpec(Config):
                 raise ConfigError(f"DataSpec.{name}={value!r} must be a number in (0, 1)")
             if not 0.0 < float(value) < 1.0:
                 raise ConfigError(f"DataSpec.{name}={value} must lie in the open range (0, 1)")
+            object.__setattr__(self, name, float(value))
         n_valid = round(self.n_strings * self.valid_fraction)
         if not 1 <= n_valid <= self.n_strings - 1:
             raise ConfigError(
@@ -440,8 +442,11 @@ def write_csv(dataset: Dataset, path: str | os.PathLike[str]) -> Path:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise DataError(f"{path}: folder {parent} does not exist; create it first")
+    # mkstemp makes the file private (0600); give the result the old file's mode, or 0644.
+    mode = path.stat().st_mode & 0o777 if path.is_file() else 0o644
     fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, mode)
         with os.fdopen(fd, "w", newline="", encoding="ascii") as fh:
             writer = csv.writer(fh, lineterminator="\n")
             writer.writerow(("string", "valid"))
@@ -489,8 +494,8 @@ def encode(strings: Sequence[str], vocab_size: int = 128) -> np.ndarray:
         code = int(codes[k])
         problem = "is 0, the padding index" if code == 0 else f"is >= vocab_size={vocab_size}"
         raise DataError(
-            f"string {row} ({strings[row][:40]!r}): character at position {col + 1} has code "
-            f"{code}, which {problem}; remove or replace it"
+            f"strings[{row}] ({strings[row][:40]!r}): character {chr(code)!r} at index {col} "
+            f"has code {code}, which {problem}; remove or replace it"
         )
     out[np.arange(width)[None, :] < lengths[:, None]] = codes
     return out

@@ -28,6 +28,7 @@ __all__ = [
     "REBER",
     "EMBEDDED_REBER",
     "GRAMMARS",
+    "MAX_LENGTH",
     "get_grammar",
     "accepts",
     "sample",
@@ -201,7 +202,7 @@ class Grammar:
         self._extend_tables(high)
         return [k for k in range(max(low, 0), high + 1) if self.start in self._counts[k]]
 
-    def n_strings(self, length: int) -> int:
+    def count_strings(self, length: int) -> int:
         """Number of valid strings of exactly ``length`` symbols (paths, if non-deterministic)."""
         self._extend_tables(length)
         return self._counts[length].get(self.start, 0)

@@ -1,0 +1,82 @@
+"""One smoke test per CLI command on tiny data, plus one-line errors for bad input."""
+
+import torch
+from click.testing import CliRunner
+
+from sparsernn.cli import cli
+
+
+def _ok(args):
+    res = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    return res.output
+
+
+def _fails(args, match):
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.output.strip().splitlines() if ln.startswith("error")]
+    assert len(lines) == 1 and match in lines[0], res.output
+    return res.output
+
+
+def test_every_command_on_tiny_data(tmp_path):
+    d = tmp_path / "data"
+    _ok(["data", "generate", "--out", str(d), "--n-strings", "200", "--seed", "3"])
+    out = _ok(["data", "check", str(d / "train.csv")])
+    assert "label != reber" in out and "0" in out.split("label != reber:")[1]
+    ckpt = tmp_path / "m.pt"
+    out = _ok(["train", "--cell", "lstm", "--epochs", "1", "--hidden-size", "8",
+               "--embedding-dim", "4", "--train-csv", str(d / "train.csv"),
+               "--test-csv", str(d / "test.csv"), "--out", str(ckpt), "--device", "cpu"])
+    assert "test_accuracy" in out and ckpt.exists()
+    assert "accuracy" in _ok(["evaluate", str(ckpt), "--test-csv", str(d / "test.csv")])
+    study = tmp_path / "study"
+    common = ["--out", str(study), "--n-strings", "120", "--workers", "1", "--seeds", "1"]
+    out = _ok(["prune", "--cells", "gru", "--targets", "h2h", "--amounts", "50,100",
+               "--retrain-epochs", "1", "--epochs", "1", *common])
+    assert "tolerated_sparsity" in out
+    out = _ok(["structure", "--cells", "rnn_tanh", "--generators", "ba", "--graphs", "2",
+               "--nodes", "10:12", "--epochs", "1", *common])
+    assert "mean_accuracy" in out
+    assert "prune" in _ok(["status", str(study)])
+    _ok(["report", str(study), "-o", str(tmp_path / "r.html")])
+    assert (tmp_path / "r.html").exists()
+    for cmd in ([], ["data"], ["train"], ["prune"], ["structure"], ["reproduce"], ["status"],
+                ["report"], ["evaluate"], ["data", "generate"], ["data", "check"]):
+        assert "Usage" in _ok([*cmd, "--help"])
+
+
+def test_study_format_checkpoint_via_cli(tmp_path):
+    from sparsernn.data import Dataset, write_csv
+
+    state = {"embedding.weight": torch.randn(128, 3)}
+    for k in range(3):
+        i = 3 if k == 0 else 4
+        state |= {f"recurrent.recurrent_layers.{k}.weight_ih": torch.randn(4, i),
+                  f"recurrent.recurrent_layers.{k}.weight_hh": torch.randn(4, 4),
+                  f"recurrent.recurrent_layers.{k}.bias_ih": torch.randn(4),
+                  f"recurrent.recurrent_layers.{k}.bias_hh": torch.randn(4)}
+    state |= {"out.weight": torch.randn(2, 4), "out.bias": torch.randn(2)}
+    torch.save(state, tmp_path / "study.pt")
+    write_csv(Dataset(["BTXSE", "BPQE"], [1, 0]), tmp_path / "t.csv")
+    out = _ok(["evaluate", str(tmp_path / "study.pt"), "--study-format", "rnn_relu",
+               "--test-csv", str(tmp_path / "t.csv")])
+    assert "accuracy" in out
+
+
+def test_bad_input_gives_one_line_errors(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("string,valid\nBTXSE,1\nBPVVE,7\n")
+    _fails(["data", "check", str(bad)], "bad.csv")
+    bad.write_text("text,label\nBTXSE,1\n")
+    _fails(["data", "check", str(bad)], "bad.csv")
+    _fails(["prune", "--out", str(tmp_path / "s"), "--amounts", "50,150"], "outside 0..100")
+    _fails(["prune", "--out", str(tmp_path / "s"), "--cells", "tcn"], "unknown cell")
+    _fails(["prune", "--out", str(tmp_path / "s"), "--targets", "all"], "unknown pruning target")
+    _fails(["structure", "--out", str(tmp_path / "s"), "--nodes", "5:3"], "nodes")
+    _fails(["structure", "--out", str(tmp_path / "s"), "--generators", "xx"], "generator")
+    _fails(["status", str(tmp_path / "nowhere")], "no results.sqlite")
+    _fails(["report", str(tmp_path / "nowhere")], "no results.sqlite")
+    _fails(["data", "generate", "--out", str(tmp_path / "d"), "--mix", "a,b"], "--mix")
+    _fails(["train", "--train-csv", str(bad)], "--test-csv")
