@@ -146,6 +146,9 @@ def data_check(csv_file):
     show_default=True,
     help="Size of the generated data set when no CSV is given.",
 )
+@click.option(
+    "--grammar", default="reber", show_default=True, help="Generated task: reber or embedded_reber."
+)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option(
@@ -168,6 +171,7 @@ def train(
     train_csv,
     test_csv,
     n_strings,
+    grammar,
     seed,
     device,
     bucket,
@@ -188,6 +192,7 @@ def train(
         train_csv=train_csv,
         test_csv=test_csv,
         n_strings=n_strings,
+        grammar=grammar,
         seed=seed,
         device=device,
         bucket=bucket,

@@ -26,6 +26,7 @@ def train_base_model(
     train_csv: str | os.PathLike[str] | None = None,
     test_csv: str | os.PathLike[str] | None = None,
     n_strings: int = 25000,
+    grammar: str = "reber",
     seed: int = 0,
     device: str = "auto",
     bucket: bool = False,
@@ -46,7 +47,7 @@ def train_base_model(
     if train_csv is not None:
         train, test = read_csv(train_csv), read_csv(test_csv)
     else:
-        train, test = make_dataset(DataSpec(n_strings=n_strings, seed=seed))
+        train, test = make_dataset(DataSpec(grammar=grammar, n_strings=n_strings, seed=seed))
     cfg = TrainConfig(
         epochs=epochs,
         batch_size=batch_size,

@@ -217,3 +217,11 @@ def test_regressor_passes_sklearn_check_estimator():
     from sklearn.utils.estimator_checks import check_estimator
 
     check_estimator(GraphAccuracyRegressor(model="bayesian_ridge"))
+
+
+def test_constant_accuracy_gives_undefined_r2_not_a_perfect_score():
+    df = _frame(n=40)
+    df["test_accuracy"] = 0.5  # e.g. every network stuck at chance
+    assert study_protocol(df)["r2"].isna().all()
+    cv = cross_validated(df, n_repeats=1)
+    assert cv.empty and "constant" in cv.attrs["note"]

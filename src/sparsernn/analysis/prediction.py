@@ -63,6 +63,14 @@ _SIZE = ("nodes", "edges")
 _ID_COLUMNS = ("generator", "graph_id", "seed")
 
 
+def _r2(y_true, y_pred) -> float:
+    """R^2, or NaN where it is undefined (a constant target: scikit-learn would report 1.0)."""
+    y_true = np.asarray(y_true, dtype=float)
+    if np.ptp(y_true) == 0:
+        return float("nan")
+    return float(r2_score(y_true, y_pred))
+
+
 def feature_subsets() -> dict[str, list[str]]:
     """The study's three feature subsets.
 
@@ -196,7 +204,7 @@ def study_protocol(
                 {
                     "cell": cell,
                     "model": name,
-                    "r2": float(r2_score(y_te, model.predict(X_te))),
+                    "r2": _r2(y_te, model.predict(X_te)),
                     "n_train": len(y_tr),
                     "n_test": len(y_te),
                 }
@@ -258,6 +266,9 @@ def cross_validated(
             )
             continue
         y = sub[target].to_numpy(float)
+        if np.ptp(y) == 0:
+            notes.append(f"cross_validated: cell {cell} has a constant {target}; R^2 is undefined")
+            continue
         for name in models:
             use = list(_SIZE) if name == "size_only" else cols
             with _quiet():
@@ -392,7 +403,7 @@ def leave_one_generator_out(
                         "train_generators": "+".join(x for x in gens if x != g),
                         "test_generator": g,
                         "model": name,
-                        "r2": float(r2_score(test[target].to_numpy(float), pred)),
+                        "r2": _r2(test[target].to_numpy(float), pred),
                         "n_train": len(train),
                         "n_test": len(test),
                     }

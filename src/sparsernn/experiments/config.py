@@ -46,6 +46,10 @@ class PruningConfig(Config):
         for t in self.targets:
             if t not in TARGETS:
                 raise ConfigError(f"unknown pruning target {t!r}; choose from {', '.join(TARGETS)}")
+        try:  # floats, so that 50 and 50.0 (TOML, CLI) give the same run key
+            object.__setattr__(self, "amounts", tuple(float(a) for a in self.amounts))
+        except (TypeError, ValueError):
+            raise ConfigError(f"pruning amounts {self.amounts!r} must be numbers") from None
         for a in self.amounts:
             if not 0 <= a <= 100:
                 raise ConfigError(f"pruning amount {a} is outside 0..100 (a percentage)")
@@ -184,11 +188,15 @@ def parse_range(text: str, *, what: str = "range") -> tuple[float, ...]:
             if step <= 0:
                 raise ValueError
             n = int(round((stop - start) / step)) + 1
-            return tuple(
+            values = tuple(
                 start + i * step for i in range(max(n, 0)) if start + i * step <= stop + 1e-9
             )
-        return tuple(float(p) for p in text.split(",") if p.strip())
+        else:
+            values = tuple(float(p) for p in text.split(",") if p.strip())
     except ValueError:
         raise ConfigError(
             f"cannot parse {what} {text!r}; use start:stop:step (e.g. 10:100:10) or a comma list"
         ) from None
+    if not values:
+        raise ConfigError(f"{what} {text!r} selects no values; e.g. 10:100:10 or 50,90")
+    return values

@@ -95,7 +95,8 @@ def load_results(study_dir: str | os.PathLike[str]) -> StudyResults:
         pruning["amount"] = pruning["amount"].astype(float)
         pruning = pruning.sort_values(["cell", "seed", "target", "amount", "epoch"])
         pruning = pruning.reset_index(drop=True)
-        points = prune[[c for c in _POINT_COLS if c in prune.columns]].copy()
+        points = prune[[c for c in _POINT_COLS if c in prune.columns]]
+        points = points.sort_values(["cell", "seed", "target", "amount"]).reset_index(drop=True)
     else:
         pruning = pd.DataFrame(columns=_PRUNE_COLS)
         points = pd.DataFrame(columns=_POINT_COLS)

@@ -1,34 +1,55 @@
 """Run a study's units inline, in local worker processes or on a Ray cluster, resumably.
 
-The driver (this process) is the only writer of the results store: it plans all units, skips
-those already stored, sends the rest to an executor and commits each result in one transaction
-as soon as it arrives, so an interrupted study loses at most the units in flight.
+The driver (this process) is the only writer of the results store: it takes the store's lock,
+plans all units, skips those already stored, sends the rest to an executor and commits each
+result in one transaction as soon as it arrives. A study killed at any moment (even by SIGKILL)
+loses at most the units in flight; rerunning the same command resumes it. Ctrl-C cancels the
+queued units, stops the workers without waiting for them, and leaves the store consistent.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import sys
+import threading
 import time
+import traceback
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sparsernn.errors import ConfigError
+from sparsernn.errors import ConfigError, SparsernnError
 from sparsernn.experiments.config import StudyConfig
 from sparsernn.experiments.units import Unit, execute, plan_units
 from sparsernn.store import ResultsStore, artefact_dir, atomic_write_bytes
 
-__all__ = ["run_study", "StudyRun", "EXECUTORS"]
+__all__ = ["run_study", "StudyRun", "EXECUTORS", "WorkerError"]
 
 EXECUTORS = ("local", "ray")
+_KINDS = ("base", "prune", "structure")
+
+#: A unit ready to run, with its base model's checkpoint bytes (pruning units) or None.
+_Job = tuple[Unit, bytes | None]
+
+
+class WorkerError(SparsernnError, RuntimeError):
+    """A local worker process died (killed, out of memory); finished units are stored."""
 
 
 @dataclass
 class StudyRun:
-    """What :func:`run_study` did: counts of units by outcome and the wall time."""
+    """What :func:`run_study` did: counts of units by outcome and the wall time.
+
+    ``blocked`` units are pruning points whose base model is not stored (it failed, or it was
+    not run); they stay pending and run once their base is done.
+    """
 
     study_dir: Path
     total: int = 0
@@ -38,73 +59,261 @@ class StudyRun:
     blocked: int = 0
     wall_s: float = 0.0
     failures: list[str] = field(default_factory=list)
+    blocked_units: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------ helpers
+def _n_cores() -> int:
+    """CPU cores this process may use (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def _threads_per_worker(workers: int) -> int:
+    """Torch threads of each of ``workers`` local processes, so they share the cores."""
+    return max(1, _n_cores() // workers)
 
 
 def _worker_init(threads: int) -> None:
+    """Initialise a local worker: its torch threads, and Ctrl-C left to the driver."""
     import torch
 
     torch.set_num_threads(threads)
+    # A terminal's Ctrl-C reaches the whole process group; the driver alone decides what to do.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _execute_local(jobs, workers: int) -> Iterator[tuple[Unit, dict[str, Any]]]:
-    """Yield (unit, result) as units finish; ``jobs`` yields (unit, base_bytes) lazily."""
-    if workers <= 1:
-        for unit, base in jobs:
-            yield unit, execute({"kind": unit.kind, "config": unit.config}, base)
+@contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold off Ctrl-C while a result is committed, so its counts and bar match the store."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
         return
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        workers, mp_context=ctx, initializer=_worker_init, initargs=(threads,)
-    ) as pool:
-        pending = {}
-        it = iter(jobs)
-        exhausted = False
-        while True:
-            while not exhausted and len(pending) < 2 * workers:
-                try:
-                    unit, base = next(it)
-                except StopIteration:
-                    exhausted = True
-                    break
-                fut = pool.submit(execute, {"kind": unit.kind, "config": unit.config}, base)
-                pending[fut] = unit
-            if not pending:
-                return
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                yield pending.pop(fut), fut.result()
-
-
-def _execute_ray(jobs, address: str | None, gpus: float) -> Iterator[tuple[Unit, dict[str, Any]]]:
+    caught: list[Any] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
     try:
-        import ray
-    except ImportError:
-        raise ConfigError(
-            "--executor ray needs Ray: pip install 'sparsernn[ray]' (or pip install ray)"
-        ) from None
-    if not ray.is_initialized():
-        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
-    remote = ray.remote(num_cpus=1, num_gpus=gpus)(execute)
-    capacity = max(1, int(ray.available_resources().get("CPU", 1)))
-    pending: dict[Any, Unit] = {}
-    it = iter(jobs)
-    exhausted = False
-    while True:
-        while not exhausted and len(pending) < 2 * capacity:
-            try:
-                unit, base = next(it)
-            except StopIteration:
-                exhausted = True
-                break
-            pending[remote.remote({"kind": unit.kind, "config": unit.config}, base)] = unit
-        if not pending:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            if callable(previous):
+                previous(signal.SIGINT, caught[0])
+            elif previous != signal.SIG_IGN:
+                raise KeyboardInterrupt
+
+
+class _Progress:
+    """One tqdm bar on stderr: units finished of those to run, and the unit(s) running now."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self._running: dict[str, str] = {}
+        self._bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(
+                total=total, desc="units", unit="unit", file=sys.stderr, dynamic_ncols=True
+            )
+
+    def _show(self, refresh: bool) -> None:
+        if self._bar is None:
             return
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        for ref in ready:
-            yield pending.pop(ref), ray.get(ref)
+        labels = list(self._running.values())
+        if not labels:
+            text = ""
+        elif len(labels) == 1:
+            text = labels[0]
+        else:
+            text = f"{labels[-1]} (+{len(labels) - 1} running)"
+        self._bar.set_postfix_str(text, refresh=refresh)
+
+    def start(self, unit: Unit) -> None:
+        self._running[unit.key] = unit.label
+        self._show(refresh=True)
+
+    def finish(self, unit: Unit) -> None:
+        self._running.pop(unit.key, None)
+        self._show(refresh=False)
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def skip(self) -> None:
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
 
 
+def _payload(unit: Unit) -> dict[str, Any]:
+    return {"kind": unit.kind, "config": unit.config}
+
+
+def _lost(error: str) -> dict[str, Any]:
+    """A unit whose executor lost it, recorded as failed like a unit that raised."""
+    return {"status": "failed", "error": error, "wall_s": None, "started": None}
+
+
+# ---------------------------------------------------------------------------------- executors
+class _InlineExecutor:
+    """Runs each unit in this process when its result is asked for."""
+
+    capacity = 1
+
+    def __init__(self) -> None:
+        self._queue: deque[_Job] = deque()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._queue)
+
+    def submit(self, unit: Unit, base: bytes | None) -> None:
+        self._queue.append((unit, base))
+
+    def next_result(self) -> tuple[Unit, dict[str, Any]]:
+        unit, base = self._queue.popleft()
+        return unit, execute(_payload(unit), base)
+
+    def close(self, cancel: bool) -> None:
+        self._queue.clear()
+
+
+class _PoolExecutor:
+    """A pool of ``workers`` spawned processes with ``threads`` torch threads each."""
+
+    def __init__(self, workers: int, threads: int) -> None:
+        self.capacity = workers
+        self._pool = ProcessPoolExecutor(
+            workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_worker_init,
+            initargs=(threads,),
+        )
+        self._pending: dict[Future[dict[str, Any]], Unit] = {}
+        self._finished: deque[Future[dict[str, Any]]] = deque()
+        self._processes: set[multiprocessing.process.BaseProcess] = set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    def submit(self, unit: Unit, base: bytes | None) -> None:
+        self._pending[self._pool.submit(execute, _payload(unit), base)] = unit
+        # The processes, to stop them on close (shutdown() forgets them); started on demand.
+        self._processes.update((getattr(self._pool, "_processes", None) or {}).values())
+
+    def next_result(self) -> tuple[Unit, dict[str, Any]]:
+        if not self._finished:
+            done, _ = wait(self._pending, return_when=FIRST_COMPLETED)
+            self._finished.extend(done)
+        future = self._finished.popleft()
+        unit = self._pending.pop(future)
+        try:
+            return unit, future.result()
+        except BrokenProcessPool:
+            running = ", ".join(u.label for u in [unit, *self._pending.values()])
+            raise WorkerError(
+                f"a worker process died (killed, or out of memory?) while running {running}; "
+                "finished units are stored: rerun to resume, with fewer --workers if memory is "
+                "short (a script calling run_study needs if __name__ == '__main__':)"
+            ) from None
+
+    def close(self, cancel: bool) -> None:
+        """Cancel queued units and stop the workers now, without waiting for running units.
+
+        Without ``cancel`` every unit has finished, so the workers are idle; stopping them
+        saves the seconds each would spend tearing down torch.
+        """
+        terminate = getattr(self._pool, "terminate_workers", None)  # Python >= 3.14
+        if terminate is not None:
+            terminate()  # shuts the pool down, cancelling queued units, then terminates
+            return
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for process in self._processes:
+            if process.is_alive():
+                process.terminate()
+        for process in self._processes:
+            process.join(timeout=10)
+
+
+class _RayExecutor:
+    """Ray tasks of 1 CPU and ``gpus`` GPUs each, on the cluster at ``address`` (or a new one)."""
+
+    def __init__(self, address: str | None, gpus: float) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise ConfigError(
+                "--executor ray needs Ray: pip install 'sparsernn[ray]' (or pip install ray)"
+            ) from None
+        self._ray = ray
+        self._started = False
+        if not ray.is_initialized():
+            try:
+                ray.init(address=address, log_to_driver=False)
+            except (ConnectionError, TimeoutError) as exc:
+                raise ConfigError(
+                    f"cannot connect to a Ray cluster at {address!r} ({exc}); start one with "
+                    "'ray start --head --port 6379' or check --address"
+                ) from None
+            self._started = True
+        self._remote = ray.remote(num_cpus=1, num_gpus=gpus)(execute)
+        resources = ray.available_resources()
+        slots = max(1, int(resources.get("CPU", 1)))
+        if gpus > 0:
+            slots = max(1, min(slots, int(resources.get("GPU", 0) / gpus)))
+        self.capacity = 2 * slots  # queued tasks keep a cluster busy between results
+        self._pending: dict[Any, Unit] = {}
+        self._base_refs: dict[str, Any] = {}  # one object-store copy per base checkpoint
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    def submit(self, unit: Unit, base: bytes | None) -> None:
+        base_ref = None
+        if base is not None and unit.depends_on is not None:
+            if unit.depends_on not in self._base_refs:
+                self._base_refs[unit.depends_on] = self._ray.put(base)
+            base_ref = self._base_refs[unit.depends_on]
+        self._pending[self._remote.remote(_payload(unit), base_ref)] = unit
+
+    def next_result(self) -> tuple[Unit, dict[str, Any]]:
+        ready, _ = self._ray.wait(list(self._pending), num_returns=1)
+        unit = self._pending.pop(ready[0])
+        try:
+            return unit, self._ray.get(ready[0])
+        except Exception:  # noqa: BLE001 - a lost task (its worker or node died) is a failed unit
+            return unit, _lost(traceback.format_exc())
+
+    def close(self, cancel: bool) -> None:
+        try:
+            if cancel:
+                for ref in self._pending:
+                    try:
+                        self._ray.cancel(ref)
+                    except Exception:  # noqa: BLE001 - best effort while leaving
+                        pass
+        finally:
+            self._base_refs.clear()
+            if self._started:
+                self._ray.shutdown()
+
+
+def _make_executor(
+    executor: str, workers: int, n_units: int, address: str | None, gpus: float
+) -> _InlineExecutor | _PoolExecutor | _RayExecutor:
+    if executor == "ray":
+        return _RayExecutor(address, gpus)
+    if min(workers, n_units) <= 1:
+        return _InlineExecutor()
+    return _PoolExecutor(min(workers, n_units), _threads_per_worker(workers))
+
+
+# ---------------------------------------------------------------------------------- the study
 def run_study(
     study: StudyConfig,
     out: str | os.PathLike[str],
@@ -121,67 +330,118 @@ def run_study(
     """Run (or resume) every unit of ``study`` in directory ``out``; return what happened.
 
     Units already stored as done are skipped; failed ones are skipped unless
-    ``retry_failed``. Pruning units start once their base model is stored. ``kinds`` restricts
-    the run to some unit kinds (e.g. ``("base", "prune")`` for ``sparsernn prune``).
+    ``retry_failed``. A pruning unit starts once its base model is stored; if the base failed
+    its pruning units are counted ``blocked``. ``kinds`` restricts the run to some unit kinds
+    (e.g. ``("base", "prune")`` for ``sparsernn prune``). ``workers=None`` runs one local
+    process per core (each with ``cores // workers`` torch threads); ``executor="ray"`` runs
+    each unit as a Ray task on the cluster at ``address`` (default: a running local one, else a
+    new one), requesting ``gpus_per_unit`` GPUs. The progress bar goes to stderr.
+
+    Raises :class:`~sparsernn.errors.StoreError` when another process is writing to ``out`` or
+    its ``results.sqlite`` is not a store, and :class:`WorkerError` when a local worker dies.
+    On KeyboardInterrupt, queued units are cancelled and workers stopped; what was stored stays.
     """
     if executor not in EXECUTORS:
         raise ConfigError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers {workers} must be >= 1")
-    workers = workers or os.cpu_count() or 1
+    if gpus_per_unit < 0:
+        raise ConfigError(f"--gpus-per-unit {gpus_per_unit} must be >= 0")
+    if executor != "ray" and (address is not None or gpus_per_unit > 0):
+        raise ConfigError(
+            "--address and --gpus-per-unit apply to --executor ray; locally use --device cuda"
+        )
+    for kind in kinds or ():
+        if kind not in _KINDS:
+            raise ConfigError(f"unknown unit kind {kind!r}; choose from {', '.join(_KINDS)}")
+    workers = workers or _n_cores()
     run = StudyRun(Path(out))
     t0 = time.perf_counter()
     units = [u for u in plan_units(study) if kinds is None or u.kind in kinds]
     run.total = len(units)
     with ResultsStore.open(out) as store:
         store.set_meta("study", study.to_dict())
-        (Path(out) / "study.toml").write_text(study.to_toml())
+        atomic_write_bytes(store.study_dir / "study.toml", study.to_toml().encode())
         done = store.keys(status="done")
         failed = store.keys(status="failed")
         todo = [u for u in units if u.key not in done and (retry_failed or u.key not in failed)]
         run.skipped = run.total - len(todo)
-        first = [u for u in todo if u.depends_on is None]
-        second = [u for u in todo if u.depends_on is not None]
-        bar = _bar(progress, len(todo))
+        bar = _Progress(progress, len(todo))
+        pool = None
+        cancel = True
         try:
-            for phase in (first, second):
-                jobs = _jobs(phase, store, run)
-                if executor == "ray":
-                    results = _execute_ray(jobs, address, gpus_per_unit)
-                else:
-                    results = _execute_local(jobs, workers)
-                for unit, result in results:
-                    _commit(store, unit, result, run)
-                    if on_result is not None:
-                        on_result(unit, result)
-                    if bar is not None:
-                        bar.set_postfix_str(f"{unit.label} [{result['status']}]", refresh=False)
-                        bar.update(1)
-            if bar is not None and run.blocked:
-                bar.update(run.blocked)
+            if todo:
+                pool = _make_executor(executor, workers, len(todo), address, gpus_per_unit)
+                _drive(todo, store, run, pool, bar, on_result)
+            cancel = False
         finally:
-            if bar is not None:
+            try:
+                if pool is not None:
+                    pool.close(cancel)
+            finally:
                 bar.close()
     run.wall_s = time.perf_counter() - t0
     return run
 
 
-def _jobs(units: list[Unit], store: ResultsStore, run: StudyRun):
-    """(unit, base checkpoint bytes or None); units whose base is missing are counted blocked."""
-    cache: dict[str, bytes | None] = {}
-    for unit in units:
-        base = None
-        if unit.depends_on is not None:
-            if unit.depends_on not in cache:
-                row = store.get(unit.depends_on)
-                ok = row is not None and row["status"] == "done"
-                path = store.study_dir / row["artefacts"]["model.pt"] if ok else None
-                cache[unit.depends_on] = path.read_bytes() if path and path.exists() else None
-            base = cache[unit.depends_on]
-            if base is None:
-                run.blocked += 1
-                continue
-        yield unit, base
+def _drive(
+    todo: list[Unit],
+    store: ResultsStore,
+    run: StudyRun,
+    pool: _InlineExecutor | _PoolExecutor | _RayExecutor,
+    bar: _Progress,
+    on_result: Callable[[Unit, dict[str, Any]], None] | None,
+) -> None:
+    """Feed ``pool`` the units whose dependencies are met and commit results as they come."""
+    planned = {u.key for u in todo}
+    ready: deque[_Job] = deque()
+    waiting: dict[str, list[Unit]] = {}  # base key -> its pruning units, until the base is run
+    stored_bases: dict[str, bytes | None] = {}
+    for unit in todo:
+        if unit.depends_on is None:
+            ready.append((unit, None))
+        elif unit.depends_on in planned:
+            waiting.setdefault(unit.depends_on, []).append(unit)
+        else:  # the base is not run now: use its stored checkpoint, if any
+            if unit.depends_on not in stored_bases:
+                stored_bases[unit.depends_on] = _base_checkpoint(store, unit.depends_on)
+            _release([unit], stored_bases[unit.depends_on], ready, run, bar)
+    while ready or pool.in_flight:
+        while ready and pool.in_flight < pool.capacity:
+            unit, base = ready.popleft()
+            bar.start(unit)
+            pool.submit(unit, base)
+        unit, result = pool.next_result()
+        with _interrupts_deferred():
+            _commit(store, unit, result, run)
+            bar.finish(unit)
+        if unit.key in waiting:
+            _release(waiting.pop(unit.key), _base_checkpoint(store, unit.key), ready, run, bar)
+        if on_result is not None:
+            on_result(unit, result)
+
+
+def _release(
+    units: list[Unit], base: bytes | None, ready: deque[_Job], run: StudyRun, bar: _Progress
+) -> None:
+    """Queue ``units`` (next in line) with their base checkpoint, or count them blocked."""
+    if base is None:
+        for unit in units:
+            run.blocked += 1
+            run.blocked_units.append(unit.label)
+            bar.skip()
+        return
+    ready.extendleft((unit, base) for unit in reversed(units))
+
+
+def _base_checkpoint(store: ResultsStore, key: str) -> bytes | None:
+    """The stored checkpoint of base unit ``key``, or None when it is not done (or lost)."""
+    row = store.get(key)
+    if row is None or row["status"] != "done":
+        return None
+    name = (row["artefacts"] or {}).get("model.pt")
+    path = store.study_dir / name if name else None
+    return path.read_bytes() if path is not None and path.is_file() else None
 
 
 def _commit(store: ResultsStore, unit: Unit, result: dict[str, Any], run: StudyRun) -> None:
@@ -191,7 +451,8 @@ def _commit(store: ResultsStore, unit: Unit, result: dict[str, Any], run: StudyR
             unit.key, unit.kind, config, result["error"], result["wall_s"], result["started"]
         )
         run.failed += 1
-        run.failures.append(f"{unit.label}: {result['error'].strip().splitlines()[-1]}")
+        lines = result["error"].strip().splitlines() or ["unknown error"]
+        run.failures.append(f"{unit.label}: {lines[-1]}")
         return
     artefacts = {}
     for name, data in result.get("files", {}).items():
@@ -209,11 +470,3 @@ def _commit(store: ResultsStore, unit: Unit, result: dict[str, Any], run: StudyR
         started=result["started"],
     )
     run.done += 1
-
-
-def _bar(progress: bool, total: int):
-    if not progress:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="units", unit="unit", dynamic_ncols=True)

@@ -147,6 +147,7 @@ def _run_base(cfg: dict[str, Any]) -> dict[str, Any]:
         "train_accuracy": last.get("train_accuracy"),
         "epochs": len(curve),
         "mean_epoch_time": sum(r["epoch_time"] for r in curve) / max(len(curve), 1),
+        "device": str(device),
     }
     return {
         "metrics": metrics,

@@ -4,6 +4,16 @@ The whole sequence of a layer runs in one call of PyTorch's fused recurrent kern
 (``torch._VF.rnn_tanh/rnn_relu/gru/lstm``, cuDNN on GPU), the same entry points ``nn.RNN``,
 ``nn.GRU`` and ``nn.LSTM`` use. Masks are applied to the weights once per forward by the caller,
 never inside the time loop.
+
+On CPU, ``rnn_tanh``, ``rnn_relu`` and ``gru`` instead run :func:`fused_recurrence`: a
+hand-written forward and backward through time (one autograd node per layer) whose time loop
+holds only the recurrent matmul and a few in-place elementwise operations; the input
+projection, the weight gradients and every factor of the backward that does not depend on the
+incoming gradient are hoisted out of the loop as whole-sequence operations. PyTorch's CPU
+kernels for these cells are loops of small autograd-recorded ops, so this is faster; it is
+equal to them up to float rounding. LSTM keeps PyTorch's kernel (oneDNN's fused LSTM is faster).
+:func:`fused_recurrence` also takes a leading model axis, for K models at once
+(:mod:`sparsernn.nn.batched`).
 """
 
 from __future__ import annotations
@@ -16,7 +26,7 @@ from torch import _VF, Tensor
 
 from sparsernn.nn.cells import GATES
 
-__all__ = ["run_layers", "LayerWeights"]
+__all__ = ["run_layers", "LayerWeights", "fused_recurrence"]
 
 LayerWeights = tuple[Tensor, Tensor, Tensor | None, Tensor | None]  # (w_ih, w_hh, b_ih, b_hh)
 
@@ -62,8 +72,11 @@ def run_layers(
     Returns
     -------
     The top layer's output sequence and the list of final states per layer.
-    Consecutive layers of equal hidden size are fused into one kernel call.
+    Consecutive layers of equal hidden size are fused into one kernel call; on CPU, rnn_tanh,
+    rnn_relu and gru (without training-time dropout) run :func:`fused_recurrence` instead.
     """
+    if mode in _FUSED_CPU_MODES and x.device.type == "cpu" and not (dropout > 0 and training):
+        return _run_layers_fused(mode, x, weights, hx, batch_first)
     n_layers = len(weights)
     has_bias = weights[0][2] is not None
     batch = x.shape[0] if batch_first else x.shape[1]
@@ -104,3 +117,194 @@ def _zeros(mode: str, x: Tensor, batch: int, hidden: int):
 def gate_count(mode: str) -> int:
     """Number of gate blocks stacked in the weight matrices of ``mode``."""
     return GATES[mode]
+
+
+# ---------------------------------------------------------------------- hand-fused recurrence
+#: Modes that run :func:`fused_recurrence` on CPU inside :func:`run_layers`.
+_FUSED_CPU_MODES = frozenset({"rnn_tanh", "rnn_relu", "gru"})
+
+
+class _Recurrence(torch.autograd.Function):
+    """K independent recurrent layers over a whole sequence, with a hand-written BPTT.
+
+    ``gi`` (K, T, B, G*H) are the input gates ``x @ w_ih^T + b_ih``, ``w_hh`` (K, G*H, H),
+    ``b_hh`` (K, G*H) or None, ``h0``/``c0`` (K, B, H) (``c0`` None unless LSTM). Returns
+    ``hs`` (K, T+1, B, H) with ``hs[:, 0] = h0`` and the final cell state (an empty tensor
+    unless LSTM). Gate order and equations are PyTorch's (:mod:`sparsernn.nn.cells`).
+
+    Every per-step result is written into a preallocated whole-sequence buffer (``out=``), so
+    nothing is stacked or transposed afterwards: ``hs[:, :-1]`` and the gate gradients are
+    already (K, T*B, F) matrices for the hoisted weight-gradient matmuls.
+    """
+
+    @staticmethod
+    def forward(ctx, mode, gi, w_hh, b_hh, h0, c0):
+        k, n_steps, batch, _ = gi.shape
+        n_hidden = w_hh.shape[2]
+        w_hh_t = w_hh.transpose(1, 2)  # (K, H, G*H)
+        if mode != "gru" and b_hh is not None:
+            gi = gi + b_hh[:, None, None, :]
+        hs = gi.new_empty(k, n_steps + 1, batch, n_hidden)
+        hs[:, 0] = h0
+        c_last = gi.new_empty(0)
+        if mode in ("rnn_tanh", "rnn_relu"):
+            act = torch.Tensor.tanh_ if mode == "rnn_tanh" else torch.Tensor.relu_
+            for t, gi_t in enumerate(gi.unbind(1)):
+                act(torch.baddbmm(gi_t, hs[:, t], w_hh_t, out=hs[:, t + 1]))
+            ctx.save_for_backward(hs, w_hh)
+        elif mode == "gru":
+            h1, h2 = n_hidden, 2 * n_hidden
+            b = gi.new_zeros(k, 1, 3 * n_hidden) if b_hh is None else b_hh.unsqueeze(1)
+            rz = gi.new_empty(k, n_steps, batch, h2)  # sigmoid gates (r, z)
+            n = gi.new_empty(k, n_steps, batch, h1)
+            for t, (gi_rz, gi_n) in enumerate(
+                zip(gi[..., :h2].unbind(1), gi[..., h2:].unbind(1), strict=True)
+            ):
+                gh = torch.baddbmm(b, hs[:, t], w_hh_t)  # (K, B, 3H)
+                rz_t = torch.add(gi_rz, gh[..., :h2], out=rz[:, t]).sigmoid_()
+                n_t = torch.addcmul(gi_n, rz_t[..., :h1], gh[..., h2:], out=n[:, t]).tanh_()
+                torch.lerp(n_t, hs[:, t], rz_t[..., h1:], out=hs[:, t + 1])  # (1-z)*n + z*h
+            ctx.save_for_backward(hs, w_hh, b, rz, n)
+        elif mode == "lstm":
+            h1, h2, h3 = n_hidden, 2 * n_hidden, 3 * n_hidden
+            a = gi.new_empty(k, n_steps, batch, 4 * n_hidden)  # i, f, g, o activations
+            cs = gi.new_empty(k, n_steps + 1, batch, n_hidden)
+            tc = gi.new_empty(k, n_steps, batch, n_hidden)  # tanh(c)
+            cs[:, 0] = c0
+            for t, gi_t in enumerate(gi.unbind(1)):
+                gates = torch.baddbmm(gi_t, hs[:, t], w_hh_t)  # (K, B, 4H)
+                a_t = torch.sigmoid(gates, out=a[:, t])
+                torch.tanh(gates[..., h2:h3], out=a_t[..., h2:h3])
+                c_t = torch.mul(a_t[..., h1:h2], cs[:, t], out=cs[:, t + 1])
+                c_t.addcmul_(a_t[..., :h1], a_t[..., h2:h3])
+                torch.mul(a_t[..., h3:], torch.tanh(c_t, out=tc[:, t]), out=hs[:, t + 1])
+            ctx.save_for_backward(hs, w_hh, cs, a, tc)
+            c_last = cs[:, -1]
+        else:
+            raise ValueError(f"unknown mode {mode!r}")
+        ctx.mode = mode
+        ctx.has_b_hh = b_hh is not None
+        return hs, c_last
+
+    @staticmethod
+    def backward(ctx, g_hs, g_c):
+        mode = ctx.mode
+        hs, w_hh, *rest = ctx.saved_tensors
+        k, t1, batch, n_hidden = hs.shape
+        n_steps = t1 - 1
+        dh = g_hs[:, n_steps]
+        h_prev = hs[:, :-1].reshape(k, n_steps * batch, n_hidden)  # a view
+        d_c0 = None
+        if mode in ("rnn_tanh", "rnn_relu"):
+            out = hs[:, 1:]
+            # d_gi starts as the activation's derivative; each step multiplies dh in place.
+            d_gi = (1 - out * out) if mode == "rnn_tanh" else (out > 0).to(out.dtype)
+            for t in range(n_steps - 1, -1, -1):
+                da = d_gi[:, t].mul_(dh)
+                dh = torch.baddbmm(g_hs[:, t], da, w_hh)
+            d_gh = d_gi.view(k, n_steps * batch, n_hidden)
+            d_w_hh = torch.bmm(d_gh.transpose(1, 2), h_prev)
+            d_b_hh = d_gh.sum(1) if ctx.has_b_hh else None
+        elif mode == "gru":
+            b, rz, n = rest
+            h1, h2 = n_hidden, 2 * n_hidden
+            r, z = rz[..., :h1], rz[..., h1:]
+            # W_hn h + b_hn of every step, recomputed as one matmul instead of stored per step.
+            hn = torch.baddbmm(b[..., h2:], h_prev, w_hh[:, h2:].transpose(1, 2))
+            hn = hn.view(k, n_steps, batch, n_hidden)
+            one_z = 1 - z
+            dn = (1 - n * n).mul_(one_z)  # d h_t / d (pre-activation of n)
+            # coef[:, t] * dh = (d hn, d r_pre, d z_pre, d n_pre) of step t, computed in place.
+            coef = n.new_empty(k, n_steps, batch, 4, n_hidden)
+            torch.mul(dn, r, out=coef[..., 0, :])
+            torch.mul(coef[..., 0, :], hn.mul_(1 - r), out=coef[..., 1, :])
+            torch.mul(hs[:, :-1] - n, z * one_z, out=coef[..., 2, :])
+            coef[..., 3, :] = dn
+            w_perm = torch.cat([w_hh[:, h2:], w_hh[:, :h2]], 1)  # rows (n, r, z)
+            for t in range(n_steps - 1, -1, -1):
+                p = coef[:, t].mul_(dh.unsqueeze(-2))  # (K, B, 4, H)
+                dh = torch.baddbmm(
+                    torch.addcmul(g_hs[:, t], dh, z[:, t]), p[:, :, :3].flatten(-2), w_perm
+                )
+            d_gi = coef[..., 1:, :].flatten(-2)  # (K, T, B, 3H): r, z, n (a strided view)
+            d_gh = coef[..., :3, :].flatten(-2).view(k, n_steps * batch, 3 * n_hidden)
+            d_perm = torch.bmm(d_gh.transpose(1, 2), h_prev)  # rows (n, r, z)
+            d_w_hh = torch.cat([d_perm[:, h1:], d_perm[:, :h1]], 1)
+            d_b_hh = None
+            if ctx.has_b_hh:
+                sums = coef.sum((1, 2))  # (K, 4, H)
+                d_b_hh = torch.cat([sums[:, 1], sums[:, 2], sums[:, 0]], 1)
+        else:  # lstm
+            cs, a, tc = rest
+            h1, h2, h3 = n_hidden, 2 * n_hidden, 3 * n_hidden
+            i_g, f_g, g_g, o_g = a[..., :h1], a[..., h1:h2], a[..., h2:h3], a[..., h3:]
+            q = o_g * (1 - tc * tc)  # d h_t / d c_t
+            # coef[:, t] * (dc, dc, dc, dh) = d (i, f, g, o) pre-activations, in place.
+            coef = a.new_empty(k, n_steps, batch, 4, n_hidden)
+            torch.mul(g_g, i_g * (1 - i_g), out=coef[..., 0, :])
+            torch.mul(cs[:, :-1], f_g * (1 - f_g), out=coef[..., 1, :])
+            torch.mul(i_g, 1 - g_g * g_g, out=coef[..., 2, :])
+            torch.mul(tc, o_g * (1 - o_g), out=coef[..., 3, :])
+            dc = g_c
+            for t in range(n_steps - 1, -1, -1):
+                dc = torch.addcmul(dc, dh, q[:, t])
+                p = coef[:, t]
+                p[:, :, :3].mul_(dc.unsqueeze(-2))
+                p[:, :, 3].mul_(dh)
+                dc = dc * f_g[:, t]
+                dh = torch.baddbmm(g_hs[:, t], p.flatten(-2), w_hh)
+            d_gi = coef.view(k, n_steps, batch, 4 * n_hidden)
+            d_gh = d_gi.view(k, n_steps * batch, 4 * n_hidden)
+            d_w_hh = torch.bmm(d_gh.transpose(1, 2), h_prev)
+            d_b_hh = d_gh.sum(1) if ctx.has_b_hh else None
+            d_c0 = dc
+        d_gi = d_gi.view(k, n_steps, batch, -1) if d_gi.is_contiguous() else d_gi
+        return None, d_gi, d_w_hh, d_b_hh, dh, d_c0
+
+
+def fused_recurrence(
+    mode: str,
+    gi: Tensor,
+    w_hh: Tensor,
+    b_hh: Tensor | None = None,
+    h0: Tensor | None = None,
+    c0: Tensor | None = None,
+) -> tuple[Tensor, Tensor | None]:
+    """Run K independent recurrent layers from precomputed input gates (one autograd node).
+
+    Parameters
+    ----------
+    mode : one of ``rnn_tanh``, ``rnn_relu``, ``gru``, ``lstm``.
+    gi : (K, T, B, G*H) input gates ``x @ w_ih^T + b_ih`` of every time step.
+    w_hh : (K, G*H, H) hidden-to-hidden weights (masked by the caller); ``b_hh`` (K, G*H).
+    h0, c0 : (K, B, H) initial states; None means zeros (``c0`` is LSTM only).
+
+    Returns
+    -------
+    ``hs`` (K, T+1, B, H), every hidden state with ``hs[:, 0] = h0``, and the final cell state
+    (K, B, H) for LSTM (None otherwise).
+    """
+    k, _, batch, _ = gi.shape
+    n_hidden = w_hh.shape[2]
+    if h0 is None:
+        h0 = gi.new_zeros(k, batch, n_hidden)
+    if mode == "lstm" and c0 is None:
+        c0 = gi.new_zeros(k, batch, n_hidden)
+    hs, c_last = _Recurrence.apply(mode, gi, w_hh, b_hh, h0, c0 if mode == "lstm" else None)
+    return hs, (c_last if mode == "lstm" else None)
+
+
+def _run_layers_fused(mode, x, weights, hx, batch_first):
+    """:func:`run_layers` through :func:`fused_recurrence`, one layer at a time (K = 1)."""
+    if batch_first:
+        x = x.transpose(0, 1)
+    final = []
+    for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(weights):
+        gi = F.linear(x, w_ih, b_ih)  # (T, B, G*H)
+        h0 = None if hx is None else hx[k].unsqueeze(0)
+        hs, _ = fused_recurrence(
+            mode, gi.unsqueeze(0), w_hh.unsqueeze(0), None if b_hh is None else b_hh.unsqueeze(0), h0
+        )
+        x = hs[0, 1:]  # (T, B, H)
+        final.append(hs[0, -1])
+    return (x.transpose(0, 1) if batch_first else x), final

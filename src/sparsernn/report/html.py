@@ -54,7 +54,10 @@ _TITLES = {
 # How to produce what a section lacks; {dir} is the study directory.
 _HOW_PRUNING = "run `sparsernn prune --out {dir}`"
 _HOW_STRUCTURE = "run `sparsernn structure --out {dir}`"
-_HOW_ALL = "run `sparsernn prune --out {dir}` and `sparsernn structure --out {dir}`"
+_HOW_ALL = (
+    "run `sparsernn reproduce --profile quick --out {dir}` "
+    "(or `sparsernn prune` / `sparsernn structure`)"
+)
 
 _MAX_CV_FITS = 1000  # cap on model fits in the repeated cross-validation, all cells together
 _ERROR_CLASS = "error"
@@ -100,8 +103,9 @@ def _column_text(series: pd.Series) -> list[str]:
         v = series.to_numpy(float)
         finite = v[np.isfinite(v)]
         if finite.size and (np.abs(finite) < 1e6).all() and (finite == np.round(finite)).all():
-            return ["–" if math.isnan(x) else _fmt(int(x)) if math.isfinite(x) else _fmt(x)
-                    for x in v]
+            return [
+                "–" if math.isnan(x) else _fmt(int(x)) if math.isfinite(x) else _fmt(x) for x in v
+            ]
         return [_fmt(x) for x in v]
     return [_fmt(x) for x in series]
 
@@ -187,8 +191,10 @@ class _Context:
         rel = f"{self.tables_dir.name}/{name}"
         files = f'<a href="{html.escape(rel)}.csv">CSV</a>, <a href="{html.escape(rel)}.md">MD</a>'
         if not show:
-            return f'<p class="files">Table <code>{html.escape(name)}</code> ({len(df)} rows): ' \
-                   f"{files}</p>"
+            return (
+                f'<p class="files">Table <code>{html.escape(name)}</code> ({len(df)} rows): '
+                f"{files}</p>"
+            )
         cap = html.escape(caption) + " " if caption else ""
         return (
             f'<div class="table"><div class="caption">{cap}<span class="files">[{files}]'
@@ -226,8 +232,15 @@ def _group_mean_ci(df: pd.DataFrame, by: Sequence[str], value: str) -> pd.DataFr
     for key, sub in df.groupby(list(by), sort=False):
         key = key if isinstance(key, tuple) else (key,)
         mean, lo, hi = analysis.mean_ci(pd.to_numeric(sub[value], errors="coerce"))
-        rows.append({**dict(zip(by, key, strict=True)), value: mean, "ci_low": lo,
-                     "ci_high": hi, "n": len(sub)})
+        rows.append(
+            {
+                **dict(zip(by, key, strict=True)),
+                value: mean,
+                "ci_low": lo,
+                "ci_high": hi,
+                "n": len(sub),
+            }
+        )
     return pd.DataFrame(rows, columns=[*by, value, "ci_low", "ci_high", "n"])
 
 
@@ -239,6 +252,12 @@ def _cell_sorted(df: pd.DataFrame, extra: Sequence[str] = ()) -> pd.DataFrame:
     keys = df["cell"].map(lambda c: rank.get(c, len(rank))).rename("_rank")
     out = df.assign(_rank=keys).sort_values(["_rank", "cell", *extra], kind="stable")
     return out.drop(columns="_rank").reset_index(drop=True)
+
+
+def _target_rank(df: pd.DataFrame) -> pd.Series:
+    """Sort key putting pruning targets in the study's order: both, i2h, h2h."""
+    rank = {t: i for i, t in enumerate(("both", "i2h", "h2h"))}
+    return df["target"].map(lambda t: rank.get(t, len(rank)))
 
 
 def _with_base(ctx: _Context) -> tuple[pd.DataFrame, pd.DataFrame, str | None]:
@@ -277,11 +296,20 @@ def _setup(ctx: _Context) -> list[str]:
         res.failures["kind"].value_counts().to_dict() if "kind" in res.failures.columns else {}
     )
     units = []
-    for kind, frame in (("base", res.base), ("prune", res.pruning_points),
-                        ("structure", ctx.structure)):
+    for kind, frame in (
+        ("base", res.base),
+        ("prune", res.pruning_points),
+        ("structure", ctx.structure),
+    ):
         wall = pd.to_numeric(frame["wall_s"], errors="coerce").sum() if "wall_s" in frame else 0.0
-        units.append({"kind": kind, "done": len(frame), "failed": int(failed_kinds.get(kind, 0)),
-                      "wall_s": float(wall)})
+        units.append(
+            {
+                "kind": kind,
+                "done": len(frame),
+                "failed": int(failed_kinds.get(kind, 0)),
+                "wall_s": float(wall),
+            }
+        )
     units_df = pd.DataFrame(units, columns=["kind", "done", "failed", "wall_s"])
     total_wall = float(units_df["wall_s"].sum())
     train = study.get("train", {}) if isinstance(study.get("train"), dict) else {}
@@ -306,12 +334,16 @@ def _setup(ctx: _Context) -> list[str]:
     if not study:
         out.append(_missing("No study configuration is stored in this study directory."))
     else:
-        out.append("<details open><summary>Study configuration</summary>"
-                   f"<pre>{html.escape(_config_text(study))}</pre></details>")
+        out.append(
+            "<details open><summary>Study configuration</summary>"
+            f"<pre>{html.escape(_config_text(study))}</pre></details>"
+        )
     if units_df["done"].sum() == 0:
-        out.append(_missing(
-            "This study has no finished units yet: " + _HOW_ALL.format(dir=ctx.where) + "."
-        ))
+        out.append(
+            _missing(
+                "This study has no finished units yet: " + _HOW_ALL.format(dir=ctx.where) + "."
+            )
+        )
     return out
 
 
@@ -319,17 +351,32 @@ def _pruning(ctx: _Context) -> list[str]:
     res = ctx.results
     out: list[str] = []
     if res.base.empty and res.pruning.empty:
-        return [_missing("No base models or pruning runs in this study: "
-                         + _HOW_PRUNING.format(dir=ctx.where) + ".")]
+        return [
+            _missing(
+                "No base models or pruning runs in this study: "
+                + _HOW_PRUNING.format(dir=ctx.where)
+                + "."
+            )
+        ]
     if not res.base.empty:
         out.append("<h3>Base models</h3>")
         out.extend(_base_accuracy(ctx))
     if res.pruning.empty:
-        out.append(_missing("No pruning runs in this study: "
-                            + _HOW_PRUNING.format(dir=ctx.where) + "."))
+        out.append(
+            _missing("No pruning runs in this study: " + _HOW_PRUNING.format(dir=ctx.where) + ".")
+        )
         return out
     pruning, base, dropped = _with_base(ctx)
     out.append(_note(text=dropped))
+    if pruning.empty:
+        out.append(
+            _missing(
+                "No pruning run has its base model in this study: "
+                + _HOW_PRUNING.format(dir=ctx.where)
+                + "."
+            )
+        )
+        return out
     out.append("<h3>Tolerated sparsity</h3>")
     out.extend(_tolerated(ctx, pruning, base))
     out.append("<h3>Retraining epochs to recover</h3>")
@@ -338,38 +385,67 @@ def _pruning(ctx: _Context) -> list[str]:
         out.append("<h3>GRU accuracy right after pruning</h3>")
         out.extend(_post_prune(ctx, pruning))
     out.append("<h3>Plots</h3>")
-    out.append(ctx.figure(plots.pruning_accuracy(pruning, base),
-                          "Test accuracy against pruning amount (mean over seeds, 95% CI)"))
-    out.append(ctx.figure(plots.recovery_curves(pruning, base, ctx.tolerance),
-                          f"Recovery of the amounts that cost more than {ctx.tolerance:g} "
-                          "accuracy (grey band: tolerance)"))
+    out.append(
+        ctx.figure(
+            plots.pruning_accuracy(pruning, base),
+            "Test accuracy against pruning amount (mean over seeds, 95% CI)",
+        )
+    )
+    out.append(
+        ctx.figure(
+            plots.recovery_curves(pruning, base, ctx.tolerance),
+            f"Recovery of the amounts that cost more than {ctx.tolerance:g} "
+            "accuracy (grey band: tolerance)",
+        )
+    )
     return out
 
 
 def _base_accuracy(ctx: _Context) -> list[str]:
     base = ctx.results.base.copy()
+    for column in ("epochs", "mean_epoch_time"):  # absent from stores of older versions
+        if column not in base.columns:
+            base[column] = np.nan
     ours = _group_mean_ci(base, ["cell"], "base_accuracy")
-    extra = base.groupby("cell", sort=False).agg(
-        n_seeds=("seed", "nunique"),
-        epochs=("epochs", lambda s: pd.to_numeric(s, errors="coerce").max()),
-        mean_epoch_time_s=("mean_epoch_time", lambda s: pd.to_numeric(s, errors="coerce").mean()),
-    ).reset_index()
-    table = analysis.compare(ours, analysis.published_base_accuracy(), on="cell",
-                             value_ours="base_accuracy", how="left")
+    extra = pd.DataFrame(
+        {
+            "n_seeds": base.groupby("cell")["seed"].nunique(),
+            "epochs": pd.to_numeric(base["epochs"], errors="coerce").groupby(base["cell"]).max(),
+            "mean_epoch_time_s": pd.to_numeric(base["mean_epoch_time"], errors="coerce")
+            .groupby(base["cell"])
+            .mean(),
+        }
+    ).reset_index(names="cell")
+    table = analysis.compare(
+        ours, analysis.published_base_accuracy(), on="cell", value_ours="base_accuracy", how="left"
+    )
     table = table.merge(ours[["cell", "ci_low", "ci_high"]], on="cell").merge(extra, on="cell")
-    table = table[["cell", "ours", "ci_low", "ci_high", "published", "difference", "n_seeds",
-                   "epochs", "mean_epoch_time_s"]]
-    out = [ctx.table("pruning_base_accuracy", _cell_sorted(table),
-                     "Base-model test accuracy (published: one run, 50 epochs)")]
+    columns = ["cell", "ours", "ci_low", "ci_high", "published", "difference", "n_seeds"]
+    table = table[[*columns, "epochs", "mean_epoch_time_s"]]
+    out = [
+        ctx.table(
+            "pruning_base_accuracy",
+            _cell_sorted(table),
+            "Base-model test accuracy (published: one run, 50 epochs)",
+        )
+    ]
     epochs = pd.to_numeric(base["epochs"], errors="coerce").dropna()
     if len(epochs) and epochs.max() != 50:
-        out.append(_p(f"Our base models trained for {int(epochs.max())} epoch(s); the study "
-                      "trained 50, so accuracies are comparable only for a full run.", "note"))
-    out.append(_p("Published epoch times (Tesla K80): 31 s for RNN, 44-47 s for LSTM/GRU.",
-                  "note"))
+        out.append(
+            _p(
+                f"Our base models trained for {int(epochs.max())} epoch(s); the study "
+                "trained 50, so accuracies are comparable only for a full run.",
+                "note",
+            )
+        )
+    out.append(_p("Published epoch times (Tesla K80): 31 s for RNN, 44-47 s for LSTM/GRU.", "note"))
     if not ctx.results.base_curves.empty:
-        out.append(ctx.figure(plots.training_curves(ctx.results.base_curves),
-                              "Base-model training curves (mean over seeds, 95% CI)"))
+        out.append(
+            ctx.figure(
+                plots.training_curves(ctx.results.base_curves),
+                "Base-model training curves (mean over seeds, 95% CI)",
+            )
+        )
     return out
 
 
@@ -384,29 +460,53 @@ def _tolerated(ctx: _Context, pruning: pd.DataFrame, base: pd.DataFrame) -> list
         if agg.empty:
             notes.append(agg.attrs.get("note", f"nothing at epoch {epoch}"))
             continue
-        cmp = analysis.compare(agg, published, on=["cell", "target"], value_ours="tolerated_mean",
-                               value_published="safe_percent", how="left")
-        cmp = cmp.merge(agg[["cell", "target", "tolerated_ci_low", "tolerated_ci_high",
-                             "n_seeds"]], on=["cell", "target"])
+        cmp = analysis.compare(
+            agg,
+            published,
+            on=["cell", "target"],
+            value_ours="tolerated_mean",
+            value_published="safe_percent",
+            how="left",
+        )
+        cmp = cmp.merge(
+            agg[["cell", "target", "tolerated_ci_low", "tolerated_ci_high", "n_seeds"]],
+            on=["cell", "target"],
+        )
         cmp.insert(2, "epoch", epoch)
         parts.append(cmp)
-    out = [_p(
-        f"Tolerated = the largest pruning amount (%) whose test accuracy is within "
-        f"{ctx.tolerance:g} of the base model's, judged right after pruning (epoch 0) and after "
-        "retraining; mean over seeds with a 95% t-interval. Published = the study's \"safe\" "
-        "amount (one run); difference = ours - published."
-    )]
+    out = [
+        _p(
+            "Tolerated = the largest pruning amount (%) whose test accuracy is within "
+            f"{ctx.tolerance:g} of the base model's, judged right after pruning (epoch 0) and "
+            "after retraining; mean over seeds with a 95% t-interval. Published = the study's "
+            '"safe" amount (one run); difference = ours - published.'
+        )
+    ]
     if not parts:
         return [*out, _missing("No pruning results to judge. " + "; ".join(notes))]
     table = pd.concat(parts, ignore_index=True).rename(
-        columns={"ours": "tolerated", "published": "published_safe",
-                 "tolerated_ci_low": "ci_low", "tolerated_ci_high": "ci_high"}
+        columns={
+            "ours": "tolerated",
+            "published": "published_safe",
+            "tolerated_ci_low": "ci_low",
+            "tolerated_ci_high": "ci_high",
+        }
     )
-    table = table[["cell", "target", "epoch", "tolerated", "ci_low", "ci_high", "published_safe",
-                   "difference", "n_seeds"]]
-    rank = {t: i for i, t in enumerate(("both", "i2h", "h2h"))}
-    table = table.assign(_t=table["target"].map(lambda t: rank.get(t, 9)))
-    table = _cell_sorted(table, ["_t", "epoch"]).drop(columns="_t")
+    table = table[
+        [
+            "cell",
+            "target",
+            "epoch",
+            "tolerated",
+            "ci_low",
+            "ci_high",
+            "published_safe",
+            "difference",
+            "n_seeds",
+        ]
+    ]
+    table = _cell_sorted(table.assign(_t=_target_rank(table)), ["_t", "epoch"])
+    table = table.drop(columns="_t")
     out.append(ctx.table("pruning_tolerated", table, "Tolerated sparsity (%)"))
     out.extend(_p(n, "note") for n in notes)
     return out
@@ -416,15 +516,20 @@ def _recovery(ctx: _Context, pruning: pd.DataFrame, base: pd.DataFrame) -> list[
     agg = analysis.epochs_to_recover(pruning, base, ctx.tolerance)
     if agg.empty:
         return [_note(agg) or _missing("No pruning results to judge.")]
-    long = _cell_sorted(agg, ["target", "amount"])
-    wide = long.pivot_table(index=["cell", "target"], columns="amount", values="epochs",
-                            aggfunc="first", sort=False)
+    long = _cell_sorted(agg.assign(_t=_target_rank(agg)), ["_t", "amount"]).drop(columns="_t")
+    wide = long.pivot_table(
+        index=["cell", "target"], columns="amount", values="epochs", aggfunc="first", sort=False
+    )
     wide.columns = [f"{float(a):g}%" for a in wide.columns]
-    wide = _cell_sorted(wide.reset_index(), ["target"]).fillna("–")
+    wide = wide.reset_index()
+    wide = _cell_sorted(wide.assign(_t=_target_rank(wide)), ["_t"]).drop(columns="_t")
+    wide = wide.fillna("–")
     return [
-        _p(f"Retraining epochs until test accuracy is back within {ctx.tolerance:g} of the base "
-           "model (0 = not needed; mean [95% CI] over the seeds that recover; \"never\" = not "
-           "within the recorded epochs)."),
+        _p(
+            f"Retraining epochs until test accuracy is back within {ctx.tolerance:g} of the base "
+            'model (0 = not needed; mean [95% CI] over the seeds that recover; "never" = not '
+            "within the recorded epochs)."
+        ),
         ctx.table("pruning_recovery", wide, "Epochs to recover, per pruning amount"),
         ctx.table("pruning_recovery_long", long, show=False),
         _note(agg),
@@ -436,18 +541,29 @@ def _post_prune(ctx: _Context, pruning: pd.DataFrame) -> list[str]:
     ours = at0.groupby(["cell", "target", "amount"], as_index=False)["accuracy"].mean()
     published = analysis.published_post_prune()
     published = published.assign(amount=published["amount"].astype(float))
-    table = analysis.compare(ours, published, on=["cell", "target", "amount"],
-                             value_ours="accuracy", how="inner")
+    table = analysis.compare(
+        ours, published, on=["cell", "target", "amount"], value_ours="accuracy", how="inner"
+    )
     if table.empty:
         return [_p("None of the amounts the study reported for GRU (80-100%) were run.", "note")]
-    return [ctx.table("pruning_post_prune", table,
-                      "GRU test accuracy right after pruning, before retraining (mean over seeds)")]
+    return [
+        ctx.table(
+            "pruning_post_prune",
+            table,
+            "GRU test accuracy right after pruning, before retraining (mean over seeds)",
+        )
+    ]
 
 
 def _no_structure(ctx: _Context) -> list[str] | None:
     if ctx.structure.empty:
-        return [_missing("No random-structure runs in this study: "
-                         + _HOW_STRUCTURE.format(dir=ctx.where) + ".")]
+        return [
+            _missing(
+                "No random-structure runs in this study: "
+                + _HOW_STRUCTURE.format(dir=ctx.where)
+                + "."
+            )
+        ]
     return None
 
 
@@ -464,23 +580,35 @@ def _structure(ctx: _Context) -> list[str]:
         columns={"test_accuracy": "mean_accuracy", "mean_accuracy": "published"}
     )
     table["difference"] = table["mean_accuracy"] - table["published"]
-    table = _cell_sorted(table)[["cell", "generator", "mean_accuracy", "ci_low", "ci_high", "n",
-                                 "published", "difference"]]
+    table = _cell_sorted(table)[
+        ["cell", "generator", "mean_accuracy", "ci_low", "ci_high", "n", "published", "difference"]
+    ]
     out = [
-        _p("Mean test accuracy of the random-structure networks with a 95% t-interval; "
-           f"generator \"{analysis.POOLED}\" pools all generators, as the study's published means "
-           "(200 graphs per cell, one run each) do."),
+        _p(
+            "Mean test accuracy of the random-structure networks with a 95% t-interval; "
+            f'generator "{analysis.POOLED}" pools all generators, as the study\'s published means '
+            "(200 graphs per cell, one run each) do."
+        ),
         ctx.table("structure_mean_accuracy", table, "Mean test accuracy"),
     ]
     gens = sorted(df["generator"].astype(str).unique())
     if len(gens) < 2:
-        out.append(_p(f"Only one generator ({', '.join(gens)}) in this study; the study pooled "
-                      "Watts-Strogatz and Barabasi-Albert graphs. Add the other with "
-                      + _HOW_STRUCTURE.format(dir=ctx.where) + ".", "note"))
+        out.append(
+            _p(
+                f"Only one generator ({', '.join(gens)}) in this study; the study pooled "
+                "Watts-Strogatz and Barabasi-Albert graphs. Add the other with "
+                + _HOW_STRUCTURE.format(dir=ctx.where)
+                + ".",
+                "note",
+            )
+        )
     out.append(ctx.figure(plots.structure_accuracy(df), "Accuracy per cell and generator"))
-    out.append(ctx.figure(plots.property_scatter(df),
-                          "Accuracy against the six properties the study singled out, with "
-                          "least-squares lines"))
+    out.append(
+        ctx.figure(
+            plots.property_scatter(df),
+            "Accuracy against the six properties the study singled out, with least-squares lines",
+        )
+    )
     return out
 
 
@@ -513,8 +641,7 @@ def _correlations(ctx: _Context) -> list[str]:
     features, lacking = _features(ctx)
     if not features:
         return [_missing("The structure results hold none of the study's graph properties.")]
-    corr = analysis.correlations(ctx.structure, features=features, n_boot=ctx.n_boot,
-                                 seed=ctx.seed)
+    corr = analysis.correlations(ctx.structure, features=features, n_boot=ctx.n_boot, seed=ctx.seed)
     out = [_constant_note(ctx), _note(text=lacking), _note(corr)]
     if corr.empty:
         return [*out, _missing("No correlations could be computed.")]
@@ -522,35 +649,69 @@ def _correlations(ctx: _Context) -> list[str]:
     pooled = corr[(corr["generator"] == analysis.POOLED) & corr["feature"].isin(key)]
     wide = None
     for method in ("pearson", "spearman"):
-        part = pooled[pooled["method"] == method][["cell", "feature", "r", "ci_low", "ci_high",
-                                                   "n"]]
-        part = part.rename(columns={"r": method, "ci_low": f"{method}_ci_low",
-                                    "ci_high": f"{method}_ci_high"})
-        wide = part if wide is None else wide.merge(part.drop(columns="n"),
-                                                    on=["cell", "feature"], how="outer")
+        part = pooled[pooled["method"] == method][
+            ["cell", "feature", "r", "ci_low", "ci_high", "n"]
+        ]
+        part = part.rename(
+            columns={"r": method, "ci_low": f"{method}_ci_low", "ci_high": f"{method}_ci_high"}
+        )
+        wide = (
+            part
+            if wide is None
+            else wide.merge(part.drop(columns="n"), on=["cell", "feature"], how="outer")
+        )
     published = analysis.published_correlations().rename(columns={"r": "published"})
-    table = wide.merge(published[["cell", "feature", "published"]], on=["cell", "feature"],
-                       how="left")
+    table = wide.merge(
+        published[["cell", "feature", "published"]], on=["cell", "feature"], how="left"
+    )
     table["difference"] = table["pearson"] - table["published"]
     order = {f: i for i, f in enumerate(key)}
     table = table.assign(_f=table["feature"].map(order))
     table = _cell_sorted(table, ["_f"]).drop(columns="_f")
-    cols = ["cell", "feature", "pearson", "pearson_ci_low", "pearson_ci_high", "spearman",
-            "spearman_ci_low", "spearman_ci_high", "published", "difference", "n"]
-    out.append(_p(
-        f"Correlation of each graph property with test accuracy, all generators pooled, with "
-        f"{ctx.n_boot}-resample bootstrap 95% intervals. Published = the study's Pearson r "
-        "(200 graphs per cell, one run); difference = our Pearson r - published."
-    ))
-    out.append(ctx.table("correlations_published", table[cols],
-                         "Correlation with accuracy: the six published properties"))
+    cols = [
+        "cell",
+        "feature",
+        "pearson",
+        "pearson_ci_low",
+        "pearson_ci_high",
+        "spearman",
+        "spearman_ci_low",
+        "spearman_ci_high",
+        "published",
+        "difference",
+        "n",
+    ]
+    out.append(
+        _p(
+            f"Correlation of each graph property with test accuracy, all generators pooled, with "
+            f"{ctx.n_boot}-resample bootstrap 95% intervals. Published = the study's Pearson r "
+            "(200 graphs per cell, one run); difference = our Pearson r - published."
+        )
+    )
+    out.append(
+        ctx.table(
+            "correlations_published",
+            table[cols],
+            "Correlation with accuracy: the six published properties",
+        )
+    )
     why = corr.loc[corr["note"].astype(str) != "", "note"].value_counts()
     if len(why):
-        out.append(_p("r is undefined (n/a) in " + "; ".join(
-            f"{n} row(s): {reason}" for reason, n in why.items()) + ".", "note"))
+        out.append(
+            _p(
+                "r is undefined (n/a) in "
+                + "; ".join(f"{n} row(s): {reason}" for reason, n in why.items())
+                + ".",
+                "note",
+            )
+        )
     out.append(ctx.table("correlations_all", corr, show=False))
-    out.append(ctx.figure(plots.correlation_heatmap(corr),
-                          "Pearson r of every study property with accuracy (generators pooled)"))
+    out.append(
+        ctx.figure(
+            plots.correlation_heatmap(corr),
+            "Pearson r of every study property with accuracy (generators pooled)",
+        )
+    )
     return out
 
 
@@ -578,63 +739,107 @@ def _prediction(ctx: _Context) -> list[str]:
 
     out.append("<h3>The study's protocol</h3>")
     proto = analysis.study_protocol(df, features=features)
-    out.append(_p("MinMax scaling on all rows, one 90/10 split (random_state 7), R² on the 10%: "
-                  "exactly the study's protocol, and as noisy as its 10% test part is small."))
+    out.append(
+        _p(
+            "MinMax scaling on all rows, one 90/10 split (random_state 7), R² on the 10%: "
+            "exactly the study's protocol, and as noisy as its 10% test part is small."
+        )
+    )
     if proto.empty:
-        out.append(_missing("The study protocol could not run. "
-                            + proto.attrs.get("note", "")))
+        out.append(_missing("The study protocol could not run. " + proto.attrs.get("note", "")))
     else:
-        table = analysis.compare(proto, published, on=["cell", "model"], value_ours="r2",
-                                 how="left")
+        table = analysis.compare(
+            proto, published, on=["cell", "model"], value_ours="r2", how="left"
+        )
         table = table.merge(proto[["cell", "model", "n_train", "n_test"]], on=["cell", "model"])
-        out.append(ctx.table("prediction_study_protocol", _cell_sorted(table),
-                             "R² with the study's protocol"))
+        out.append(
+            ctx.table(
+                "prediction_study_protocol", _cell_sorted(table), "R² with the study's protocol"
+            )
+        )
         out.append(_note(proto))
 
     out.append("<h3>Repeated cross-validation</h3>")
-    cv = analysis.cross_validated(df, features=features, n_splits=n_splits, n_repeats=n_repeats,
-                                  random_state=ctx.seed)
-    out.append(_p(
-        f"{n_repeats} x {n_splits}-fold cross-validation (scaler refit in each fold), mean R² "
-        "with a 95% t-interval over folds (approximate: folds share rows). Baselines: "
-        "dummy_mean predicts the training mean; size_only is BayesianRidge on nodes and edges."
-    ))
+    cv = analysis.cross_validated(
+        df, features=features, n_splits=n_splits, n_repeats=n_repeats, random_state=ctx.seed
+    )
+    out.append(
+        _p(
+            f"{n_repeats} x {n_splits}-fold cross-validation (scaler refit in each fold), mean R² "
+            "with a 95% t-interval over folds (approximate: folds share rows). Baselines: "
+            "dummy_mean predicts the training mean; size_only is BayesianRidge on nodes and edges."
+        )
+    )
     if cv.empty:
         out.append(_missing("Cross-validation could not run. " + cv.attrs.get("note", "")))
     else:
-        table = cv.merge(published.rename(columns={"r2": "published"}), on=["cell", "model"],
-                         how="left")
-        table = _cell_sorted(table)[["cell", "model", "features", "r2_mean", "r2_ci_low",
-                                     "r2_ci_high", "published", "n_folds", "n"]]
-        out.append(ctx.table("prediction_cross_validated", table,
-                             "Cross-validated R² (published: the study's single split)"))
+        table = cv.merge(
+            published.rename(columns={"r2": "published"}), on=["cell", "model"], how="left"
+        )
+        table = _cell_sorted(table)[
+            [
+                "cell",
+                "model",
+                "features",
+                "r2_mean",
+                "r2_ci_low",
+                "r2_ci_high",
+                "published",
+                "n_folds",
+                "n",
+            ]
+        ]
+        out.append(
+            ctx.table(
+                "prediction_cross_validated",
+                table,
+                "Cross-validated R² (published: the study's single split)",
+            )
+        )
         out.append(_note(cv))
 
     out.append("<h3>Transfer between generators</h3>")
     logo = analysis.leave_one_generator_out(df, features=features, random_state=ctx.seed)
     if logo.empty:
-        out.append(_p("Leave-one-generator-out could not run: "
-                      + logo.attrs.get("note", "no rows"), "note"))
+        out.append(
+            _p(
+                "Leave-one-generator-out could not run: " + logo.attrs.get("note", "no rows"),
+                "note",
+            )
+        )
     else:
-        out.append(ctx.table("prediction_leave_one_generator_out", _cell_sorted(logo),
-                             "R² when testing on a generator left out of training"))
+        out.append(
+            ctx.table(
+                "prediction_leave_one_generator_out",
+                _cell_sorted(logo),
+                "R² when testing on a generator left out of training",
+            )
+        )
         out.append(_note(logo))
 
     out.append("<h3>Predicted against actual</h3>")
-    pva = analysis.predicted_vs_actual(df, features=features, n_splits=n_splits,
-                                       random_state=ctx.seed)
+    pva = analysis.predicted_vs_actual(
+        df, features=features, n_splits=n_splits, random_state=ctx.seed
+    )
     out.append(_note(pva))
-    out.append(ctx.figure(plots.predicted_vs_actual(pva),
-                          f"Out-of-fold predictions ({n_splits}-fold) against actual accuracy"))
+    out.append(
+        ctx.figure(
+            plots.predicted_vs_actual(pva),
+            f"Out-of-fold predictions ({n_splits}-fold) against actual accuracy",
+        )
+    )
 
     out.append("<h3>Feature importance</h3>")
-    imp = analysis.feature_importances(df, features=features, n_repeats=5,
-                                       random_state=ctx.seed)
+    imp = analysis.feature_importances(df, features=features, n_repeats=5, random_state=ctx.seed)
     out.append(_note(imp))
     if not imp.empty:
         out.append(ctx.table("prediction_feature_importance", imp, show=False))
-    out.append(ctx.figure(plots.feature_importance(imp),
-                          "Random-forest permutation importance (drop in held-out R²)"))
+    out.append(
+        ctx.figure(
+            plots.feature_importance(imp),
+            "Random-forest permutation importance (drop in held-out R²)",
+        )
+    )
     return out
 
 
@@ -643,17 +848,16 @@ def _failures(ctx: _Context) -> list[str]:
     if fails.empty:
         return [_p("No failed units.")]
     table = fails.copy()
-    table["error"] = table["error"].astype(str).map(
-        lambda e: (e.strip().splitlines() or [""])[-1]
-    )
+    table["error"] = table["error"].astype(str).map(lambda e: (e.strip().splitlines() or [""])[-1])
     out = [
-        _p(f"{len(fails)} unit(s) failed; rerun them with the same command and "
-           "`--retry-failed`."),
+        _p(f"{len(fails)} unit(s) failed; rerun them with the same command and `--retry-failed`."),
         ctx.table("failures", table, "Failed units (last line of each error)"),
     ]
     for row in fails.itertuples(index=False):
-        out.append(f"<details><summary>{html.escape(str(row.key))} ({html.escape(str(row.kind))})"
-                   f"</summary><pre>{html.escape(str(row.error))}</pre></details>")
+        out.append(
+            f"<details><summary>{html.escape(str(row.key))} ({html.escape(str(row.kind))})"
+            f"</summary><pre>{html.escape(str(row.error))}</pre></details>"
+        )
     return out
 
 
@@ -706,8 +910,8 @@ code{background:#f2f2f2;padding:0 .2em}
 def _page(title: str, sections: list[str]) -> str:
     nav = " ".join(f'<a href="#{s}">{html.escape(_TITLES[s])}</a>' for s in SECTIONS)
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
         f"<h1>{html.escape(title)}</h1>\n"
         "<p>Our results beside those of H. Darji, <i>Investigating Sparsity in Recurrent Neural "

@@ -283,8 +283,13 @@ def recovery_curves(pruning: pd.DataFrame, base: pd.DataFrame, tolerance: float 
     for ax in axes[:, 0]:
         ax.set_ylabel("test accuracy")
     handles = [Line2D([], [], color=shade[a], marker="o", label=f"{a:g}%") for a in amounts]
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 10),
-               fontsize=8, title="pruned")
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncols=min(len(handles), 10),
+        fontsize=8,
+        title="pruned",
+    )
     return fig
 
 
@@ -373,17 +378,19 @@ def structure_accuracy(structure: pd.DataFrame) -> Figure:
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
     handles = [
-        Patch(facecolor="white", edgecolor="black", hatch=hatches[j % len(hatches)],
-              label=_GENERATOR_NAMES.get(g, g))
+        Patch(
+            facecolor="white",
+            edgecolor="black",
+            hatch=hatches[j % len(hatches)],
+            label=_GENERATOR_NAMES.get(g, g),
+        )
         for j, g in enumerate(gens)
     ]
     ax.legend(handles=handles, fontsize=8)
     return fig
 
 
-def property_scatter(
-    structure: pd.DataFrame, features: Sequence[str] = KEY_FEATURES
-) -> Figure:
+def property_scatter(structure: pd.DataFrame, features: Sequence[str] = KEY_FEATURES) -> Figure:
     """Test accuracy against each graph property, coloured by cell, with least-squares lines."""
     title = "accuracy against graph properties"
     why = _missing(structure, ["cell", "test_accuracy"])
@@ -414,12 +421,17 @@ def property_scatter(
                 ax.plot(grid, intercept + slope * grid, color=cell_color(cell), lw=1.5)
         ax.set_xlabel(feature)
         ax.grid(alpha=0.3)
-    for ax in axes[len(present):]:
+    for ax in axes[len(present) :]:
         ax.set_axis_off()
+    acc = df["test_accuracy"].to_numpy(float)
+    if np.ptp(acc) < 1e-6:  # all networks equal: show the value, not a rounding-noise axis
+        axes[0].set_ylim(acc.mean() - 0.05, acc.mean() + 0.05)
+        axes[0].ticklabel_format(axis="y", useOffset=False)
     for r in range(rows):
         axes[r * cols].set_ylabel("test accuracy")
-    fig.legend(handles=_cell_legend(cells), loc="outside lower center", ncols=len(cells),
-               fontsize=8)
+    fig.legend(
+        handles=_cell_legend(cells), loc="outside lower center", ncols=len(cells), fontsize=8
+    )
     return fig
 
 
@@ -445,8 +457,9 @@ def correlation_heatmap(corr_frame: pd.DataFrame) -> Figure:
         df = df[gens == gen]
         title += f" (generator: {gen})"
     df = df.assign(r=pd.to_numeric(df["r"], errors="coerce"))
-    table = df.pivot_table(index="feature", columns="cell", values="r", aggfunc="mean",
-                           dropna=False, sort=False)
+    table = df.pivot_table(
+        index="feature", columns="cell", values="r", aggfunc="mean", dropna=False, sort=False
+    )
     if table.empty:
         return no_data("no correlations", title)
     table = table[_ordered(table.columns, CELL_ORDER)]
@@ -454,8 +467,7 @@ def correlation_heatmap(corr_frame: pd.DataFrame) -> Figure:
     n_feat, n_cell = values.shape
     fig = _figure(4.0 + 1.0 * n_cell, 1.4 + 0.3 * n_feat)
     ax = fig.add_subplot()
-    image = ax.imshow(np.ma.masked_invalid(values), cmap="RdBu_r", vmin=-1, vmax=1,
-                      aspect="auto")
+    image = ax.imshow(np.ma.masked_invalid(values), cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
     ax.set_xticks(range(n_cell), [str(c) for c in table.columns])
     ax.set_yticks(range(n_feat), [str(f) for f in table.index], fontsize=8)
     for (i, j), v in np.ndenumerate(values):
@@ -488,18 +500,24 @@ def predicted_vs_actual(frame: pd.DataFrame) -> Figure:
     lo = float(min(df["actual"].min(), df["predicted"].min()))
     hi = float(max(df["actual"].max(), df["predicted"].max()))
     pad = max((hi - lo) * 0.05, 0.01)
-    fig = _figure(3.8 * len(models), 4.0)
+    fig = _figure(3.6 * len(models) + 0.4, 4.4)
     axes = fig.subplots(1, len(models), sharex=True, sharey=True, squeeze=False)[0]
     for ax, model in zip(axes, models, strict=True):
         sub = df[df["model"].astype(str) == model]
         for cell in cells:
             part = sub[sub["cell"] == cell]
-            ax.scatter(part["actual"], part["predicted"], s=12, color=cell_color(cell),
-                       alpha=0.7, linewidths=0)
+            ax.scatter(
+                part["actual"],
+                part["predicted"],
+                s=12,
+                color=cell_color(cell),
+                alpha=0.7,
+                linewidths=0,
+            )
         ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="black", ls="--", lw=1)
         ax.set_xlim(lo - pad, hi + pad)
         ax.set_ylim(lo - pad, hi + pad)
-        ax.set_aspect("equal")
+        ax.set_box_aspect(1)  # equal limits, so the identity line is the diagonal
         ax.set_title(model, fontsize=10)
         ax.set_xlabel("actual test accuracy")
         ax.grid(alpha=0.3)
@@ -516,8 +534,14 @@ def feature_importance(frame: pd.DataFrame, top: int = 15) -> Figure:
     no permutation importance. A frame without ``cell`` is drawn as one panel.
     """
     title = "feature importance"
-    value = next((c for c in ("permutation_mean", "impurity", "importance")
-                  if isinstance(frame, pd.DataFrame) and c in frame.columns), "permutation_mean")
+    value = next(
+        (
+            c
+            for c in ("permutation_mean", "impurity", "importance")
+            if isinstance(frame, pd.DataFrame) and c in frame.columns
+        ),
+        "permutation_mean",
+    )
     why = _missing(frame, ["feature", value])
     if why:
         return no_data(why, title)
@@ -535,13 +559,19 @@ def feature_importance(frame: pd.DataFrame, top: int = 15) -> Figure:
     for ax, cell in zip(axes, cells, strict=False):
         sub = df[df["cell"] == cell].sort_values(value, ascending=False).head(top)[::-1]
         xerr = pd.to_numeric(sub[err], errors="coerce").to_numpy(float) if err else None
-        ax.barh(sub["feature"].astype(str), sub[value].to_numpy(float), xerr=xerr,
-                color=cell_color(cell), alpha=0.8, error_kw={"lw": 0.8})
+        ax.barh(
+            sub["feature"].astype(str),
+            sub[value].to_numpy(float),
+            xerr=xerr,
+            color=cell_color(cell),
+            alpha=0.8,
+            error_kw={"lw": 0.8},
+        )
         ax.axvline(0, color="black", lw=0.6)
         ax.set_title(cell, fontsize=10, color=cell_color(cell))
         ax.tick_params(axis="y", labelsize=7)
         ax.set_xlabel("drop in R$^2$ when permuted" if value == "permutation_mean" else value)
         ax.grid(axis="x", alpha=0.3)
-    for ax in axes[len(cells):]:
+    for ax in axes[len(cells) :]:
         ax.set_axis_off()
     return fig

@@ -1,0 +1,319 @@
+"""Tests for the study runner: executors, failures, retries, blocked units, Ctrl-C, progress."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from sparsernn.data import DataSpec
+from sparsernn.errors import ConfigError
+from sparsernn.experiments import runner, units
+from sparsernn.experiments.config import PruningConfig, StructureConfig, StudyConfig
+from sparsernn.experiments.runner import StudyRun, run_study
+from sparsernn.experiments.units import plan_units
+from sparsernn.store import ResultsStore
+from sparsernn.train import TrainConfig
+
+
+def tiny_study(n_graphs: int = 2) -> StudyConfig:
+    """1 base, 2 pruning points and ``n_graphs`` structure units, each well under a second."""
+    return StudyConfig(
+        cells=("rnn_tanh",),
+        data=DataSpec(n_strings=120),
+        embedding_dim=4,
+        hidden_size=6,
+        num_layers=1,
+        train=TrainConfig(epochs=1, device="cpu"),
+        pruning=PruningConfig(targets=("both",), amounts=(50, 100), retrain_epochs=1),
+        structure=StructureConfig(generators=("ws",), n_graphs=n_graphs, nodes=(10, 12), epochs=1),
+    )
+
+
+def snapshot(study_dir: Path) -> dict[str, dict[str, Any]]:
+    """Every stored unit, with timings left out of its metrics and curve."""
+    with ResultsStore.open(study_dir, readonly=True) as store:
+        rows = [store.get(key) for key in sorted(store.keys())]
+    return {
+        row["key"]: {
+            "kind": row["kind"],
+            "status": row["status"],
+            "attempts": row["attempts"],
+            "metrics": {k: v for k, v in (row["metrics"] or {}).items() if "time" not in k},
+            "curve": [{k: v for k, v in p.items() if "time" not in k} for p in row["curve"] or []],
+        }
+        for row in rows
+    }
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """One thread: the machine is shared, and oversubscribed threads make torch crawl."""
+    with torch_threads(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """The tiny study run inline, uninterrupted."""
+    out = tmp_path_factory.mktemp("reference")
+    with torch_threads(1):
+        run = run_study(tiny_study(), out, workers=1, progress=False)
+    assert (run.done, run.failed, run.blocked) == (5, 0, 0)
+    return snapshot(out)
+
+
+# ------------------------------------------------------------------------------ basic runs
+def test_run_stores_every_unit_once_and_resumes_as_a_no_op(tmp_path: Path, reference):
+    out = tmp_path / "study"
+    run = run_study(tiny_study(), out, workers=1, progress=False)
+    assert isinstance(run, StudyRun)
+    assert (run.total, run.done, run.skipped, run.failed, run.blocked) == (5, 5, 0, 0, 0)
+    assert snapshot(out) == reference
+    assert (out / "study.toml").is_file()
+    again = run_study(tiny_study(), out, workers=1, progress=False)
+    assert (again.total, again.done, again.skipped) == (5, 0, 5)
+    assert snapshot(out) == reference
+
+
+def test_kinds_restrict_the_run(tmp_path: Path):
+    run = run_study(tiny_study(), tmp_path, kinds=("base",), progress=False)
+    assert (run.total, run.done) == (1, 1)
+    # Pruning alone runs once the base is stored.
+    run = run_study(tiny_study(), tmp_path, kinds=("prune",), progress=False)
+    assert (run.total, run.done, run.blocked) == (2, 2, 0)
+
+
+def test_workers_2_gives_the_same_results_as_workers_1(tmp_path: Path, reference):
+    run = run_study(tiny_study(), tmp_path, workers=2, progress=False)
+    assert (run.done, run.failed, run.blocked) == (5, 0, 0)
+    assert snapshot(tmp_path) == reference
+
+
+def test_workers_none_means_one_process_per_core(tmp_path: Path, monkeypatch):
+    pools: list[tuple[int, int]] = []
+
+    class FakePool(runner._InlineExecutor):
+        def __init__(self, workers: int, threads: int) -> None:
+            super().__init__()
+            pools.append((workers, threads))
+
+    monkeypatch.setattr(runner, "_n_cores", lambda: 6)
+    monkeypatch.setattr(runner, "_PoolExecutor", FakePool)
+    run = run_study(tiny_study(n_graphs=5), tmp_path / "a", workers=None, progress=False)
+    assert run.done == 8
+    # One pool for the whole study: 6 workers of 1 thread each.
+    assert pools == [(6, 1)]
+    # Never more processes than units; threads still follow the requested workers.
+    run_study(tiny_study(n_graphs=0), tmp_path / "b", workers=3, progress=False)
+    assert pools[-1] == (3, 2)
+    run_study(tiny_study(n_graphs=0), tmp_path / "c", workers=4, kinds=("base",), progress=False)
+    assert pools[-1] == (3, 2)  # unchanged: one unit runs inline
+
+
+def test_n_cores_is_the_usable_cpu_count():
+    expected = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert runner._n_cores() == expected
+
+
+@pytest.mark.parametrize(
+    ("cores", "workers", "threads"), [(8, 2, 4), (8, 3, 2), (2, 4, 1), (1, 1, 1)]
+)
+def test_threads_per_worker_share_the_cores(monkeypatch, cores, workers, threads):
+    monkeypatch.setattr(runner, "_n_cores", lambda: cores)
+    assert runner._threads_per_worker(workers) == threads
+
+
+def test_worker_init_sets_threads_and_leaves_ctrl_c_to_the_driver():
+    old_handler = signal.getsignal(signal.SIGINT)
+    try:
+        with torch_threads(2):
+            runner._worker_init(1)
+            assert torch.get_num_threads() == 1
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, old_handler)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"executor": "dask"}, "unknown executor 'dask'"),
+        ({"workers": 0}, "--workers 0 must be >= 1"),
+        ({"gpus_per_unit": -1}, "--gpus-per-unit -1 must be >= 0"),
+        ({"address": "head:6379"}, "apply to --executor ray"),
+        ({"gpus_per_unit": 1}, "apply to --executor ray"),
+        ({"kinds": ("base", "pruning")}, "unknown unit kind 'pruning'"),
+    ],
+)
+def test_bad_arguments_are_one_line_config_errors(tmp_path: Path, kwargs, words):
+    with pytest.raises(ConfigError, match=words) as exc:
+        run_study(tiny_study(), tmp_path / "study", progress=False, **kwargs)
+    assert "\n" not in str(exc.value)
+    assert not (tmp_path / "study").exists()
+
+
+# ------------------------------------------------------------------- failures and retries
+def _failing_structure(graph_id: int):
+    real = units._run_structure
+
+    def run(cfg: dict[str, Any]) -> dict[str, Any]:
+        if cfg["graph_id"] == graph_id:
+            raise RuntimeError(f"simulated failure of graph {graph_id}")
+        return real(cfg)
+
+    return run
+
+
+def test_failing_unit_is_recorded_and_the_study_goes_on(tmp_path: Path, monkeypatch, reference):
+    with monkeypatch.context() as patch:
+        patch.setattr(units, "_run_structure", _failing_structure(1))
+        run = run_study(tiny_study(), tmp_path, workers=1, progress=False)
+    assert (run.done, run.failed, run.blocked) == (4, 1, 0)
+    assert len(run.failures) == 1
+    assert "structure rnn_tanh ws#1" in run.failures[0]
+    assert "RuntimeError: simulated failure of graph 1" in run.failures[0]
+    with ResultsStore.open(tmp_path, readonly=True) as store:
+        failures = store.failures()
+    assert len(failures) == 1
+    error = failures["error"].iloc[0]
+    assert error.startswith("Traceback (most recent call last)")
+    assert "_run_structure" in error or "in run" in error
+    assert "RuntimeError: simulated failure of graph 1" in error
+    failed_key = failures["key"].iloc[0]
+
+    # Without --retry-failed the failed unit is skipped; it stays failed, attempts unchanged.
+    again = run_study(tiny_study(), tmp_path, workers=1, progress=False)
+    assert (again.done, again.failed, again.skipped) == (0, 0, 5)
+    assert snapshot(tmp_path)[failed_key]["attempts"] == 1
+
+    # With it, the unit runs again (now succeeding) and replaces the failure.
+    retry = run_study(tiny_study(), tmp_path, workers=1, progress=False, retry_failed=True)
+    assert (retry.done, retry.failed, retry.skipped) == (1, 0, 4)
+    final = snapshot(tmp_path)
+    assert final[failed_key]["status"] == "done"
+    assert final[failed_key]["attempts"] == 2
+    for key, row in reference.items():
+        assert final[key]["metrics"] == row["metrics"]
+        assert final[key]["attempts"] == (2 if key == failed_key else 1)
+
+
+def test_pruning_units_of_a_failed_base_are_blocked_not_crashed(tmp_path: Path, monkeypatch):
+    def broken(cfg: dict[str, Any]) -> dict[str, Any]:
+        raise MemoryError("simulated")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(units, "_run_base", broken)
+        run = run_study(tiny_study(), tmp_path, workers=1, progress=False)
+    assert (run.done, run.failed, run.blocked) == (2, 1, 2)
+    assert run.blocked_units == [
+        "prune rnn_tanh both 50% seed=0",
+        "prune rnn_tanh both 100% seed=0",
+    ]
+    with ResultsStore.open(tmp_path, readonly=True) as store:
+        assert store.count() == {"done": 2, "failed": 1}
+        assert store.keys(kind="prune") == set()
+    # A plain rerun skips the failed base, so its pruning units stay blocked ...
+    again = run_study(tiny_study(), tmp_path, workers=1, progress=False)
+    assert (again.done, again.failed, again.blocked, again.skipped) == (0, 0, 2, 3)
+    # ... until --retry-failed trains the base; then they run.
+    retry = run_study(tiny_study(), tmp_path, workers=1, progress=False, retry_failed=True)
+    assert (retry.done, retry.failed, retry.blocked) == (3, 0, 0)
+
+
+def test_base_with_a_lost_checkpoint_blocks_its_pruning_units(tmp_path: Path):
+    run_study(tiny_study(), tmp_path, kinds=("base",), progress=False)
+    for path in (tmp_path / "artefacts").rglob("model.pt"):
+        path.unlink()
+    run = run_study(tiny_study(), tmp_path, kinds=("prune",), progress=False)
+    assert (run.done, run.failed, run.blocked) == (0, 0, 2)
+
+
+# ------------------------------------------------------------------------------------ Ctrl-C
+class _Interrupt:
+    """An ``on_result`` callback that raises KeyboardInterrupt at the n-th result."""
+
+    def __init__(self, at: int) -> None:
+        self.at, self.seen, self.raised_at = at, 0, 0.0
+
+    def __call__(self, unit, result) -> None:
+        self.seen += 1
+        if self.seen == self.at:
+            self.raised_at = time.perf_counter()
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_inline_keeps_what_was_stored(tmp_path: Path, reference):
+    with pytest.raises(KeyboardInterrupt):
+        run_study(tiny_study(), tmp_path, workers=1, progress=False, on_result=_Interrupt(2))
+    stored = snapshot(tmp_path)
+    assert len(stored) == 2
+    assert all(reference[key] == row for key, row in stored.items())
+    run = run_study(tiny_study(), tmp_path, workers=1, progress=False)  # the lock was released
+    assert (run.skipped, run.done) == (2, 3)
+    assert snapshot(tmp_path) == reference
+
+
+def test_ctrl_c_with_a_pool_cancels_the_queue_and_stops_workers(tmp_path: Path, reference):
+    study = tiny_study(n_graphs=12)
+    interrupt = _Interrupt(1)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(study, tmp_path, workers=2, progress=False, on_result=interrupt)
+    stopped_after = time.perf_counter() - interrupt.raised_at
+    assert multiprocessing.active_children() == []
+    assert stopped_after < 5.0  # workers are terminated, not waited for
+    stored = snapshot(tmp_path)
+    assert len(stored) == 1
+    (key,) = stored
+    assert stored[key]["status"] == "done" and stored[key]["attempts"] == 1
+    run = run_study(study, tmp_path, workers=1, progress=False)
+    assert (run.skipped, run.done, run.failed) == (1, len(plan_units(study)) - 1, 0)
+    final = snapshot(tmp_path)
+    assert all(final[key] == row for key, row in reference.items())
+    assert {row["attempts"] for row in final.values()} == {1}
+
+
+def test_ctrl_c_during_a_commit_waits_for_the_commit():
+    reached = False
+    with pytest.raises(KeyboardInterrupt):
+        with runner._interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            reached = True
+    assert reached
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+# ---------------------------------------------------------------------------------- progress
+def test_progress_bar_goes_to_stderr_with_the_current_unit(tmp_path: Path, capsys):
+    run_study(tiny_study(), tmp_path, workers=1, kinds=("base", "prune"), progress=True)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "units: 100%" in captured.err
+    assert "3/3" in captured.err
+    assert "base rnn_tanh seed=0" in captured.err
+    assert "prune rnn_tanh both 100% seed=0" in captured.err
+
+
+def test_no_progress_bar_when_disabled(tmp_path: Path, capsys):
+    run_study(tiny_study(), tmp_path, workers=1, kinds=("base",), progress=False)
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""

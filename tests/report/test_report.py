@@ -1,0 +1,260 @@
+"""The HTML report: built from a tiny real study, self-contained, and robust to missing results."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sparsernn.data import DataSpec
+from sparsernn.errors import StoreError
+from sparsernn.experiments.config import PruningConfig, StructureConfig, StudyConfig
+from sparsernn.experiments.results import StudyResults, load_results
+from sparsernn.experiments.runner import run_study
+from sparsernn.report import SECTIONS, build_report, markdown_table
+from sparsernn.store import ResultsStore
+from sparsernn.train import TrainConfig
+
+TINY = StudyConfig(
+    cells=("gru", "rnn_tanh"),
+    data=DataSpec(n_strings=200),
+    embedding_dim=16,
+    hidden_size=16,
+    num_layers=2,
+    train=TrainConfig(epochs=1),
+    pruning=PruningConfig(targets=("both", "h2h"), amounts=(50, 100), retrain_epochs=1),
+    structure=StructureConfig(n_graphs=3, nodes=(10, 12), epochs=1),
+)
+TABLES = (
+    "setup",
+    "pruning_base_accuracy",
+    "pruning_tolerated",
+    "pruning_recovery",
+    "structure_mean_accuracy",
+    "correlations_published",
+    "correlations_all",
+    "prediction_cross_validated",
+    "prediction_leave_one_generator_out",
+)
+
+
+class _Refs(HTMLParser):
+    """Collects every src/href attribute and the ids of <h2> headings."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: list[tuple[str, str, str]] = []
+        self.h2_ids: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name in ("src", "href") and value is not None:
+                self.refs.append((tag, name, value))
+            if tag == "h2" and name == "id" and value:
+                self.h2_ids.append(value)
+
+
+def _parse(text: str) -> _Refs:
+    parser = _Refs()
+    parser.feed(text)
+    return parser
+
+
+def _sections(text: str) -> dict[str, str]:
+    """Section id -> that section's HTML."""
+    return dict(re.findall(r'<section><h2 id="([a-z_]+)">(.*?)</section>', text, flags=re.S))
+
+
+def _errors(text: str) -> list[str]:
+    return [sid for sid, body in _sections(text).items() if 'class="error"' in body]
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> StudyResults:
+    out = tmp_path_factory.mktemp("tiny_study")
+    run = run_study(TINY, out, workers=1, progress=False)
+    assert run.failed == 0 and run.done == run.total
+    return load_results(out)
+
+
+@pytest.fixture(scope="module")
+def report(study: StudyResults, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_report(study.study_dir, tmp_path_factory.mktemp("rep") / "report.html")
+
+
+def test_report_from_real_study_is_complete_and_self_contained(report: Path):
+    text = report.read_text(encoding="utf-8")
+    parsed = _parse(text)
+    assert parsed.h2_ids == list(SECTIONS)
+    assert _errors(text) == []
+    images = [v for tag, name, v in parsed.refs if tag == "img"]
+    assert len(images) >= 7
+    for src in images:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1]).startswith(b"\x89PNG")
+    for _, _, value in parsed.refs:
+        assert not value.lower().startswith(("http://", "https://", "//")), value
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", text, flags=re.I)
+    assert "<script" not in text.lower() and "<link" not in text.lower()
+
+
+def test_report_writes_every_table_as_csv_and_markdown(report: Path):
+    tables = report.parent / "report_tables"
+    for name in TABLES:
+        csv, md = tables / f"{name}.csv", tables / f"{name}.md"
+        assert csv.is_file() and md.is_file(), name
+        frame = pd.read_csv(csv)
+        lines = md.read_text().splitlines()
+        assert len(lines) == len(frame) + 2 and lines[0].startswith("| "), name
+    tolerated = pd.read_csv(tables / "pruning_tolerated.csv")
+    gru_both = tolerated[(tolerated["cell"] == "gru") & (tolerated["target"] == "both")]
+    assert set(gru_both["published_safe"]) == {80}  # from analysis.published, not re-typed here
+    assert set(gru_both["epoch"]) == {0, 1}
+    base = pd.read_csv(tables / "pruning_base_accuracy.csv").set_index("cell")
+    assert base.loc["rnn_tanh", "published"] == pytest.approx(0.937)
+    mean = pd.read_csv(tables / "structure_mean_accuracy.csv")
+    assert set(mean["generator"]) == {"ws", "ba", "all"}
+
+
+def test_report_sections_show_the_expected_content(report: Path):
+    sections = _sections(report.read_text(encoding="utf-8"))
+    assert "gru, rnn_tanh" in sections["setup"] and "units done" in sections["setup"]
+    assert "Tolerated sparsity" in sections["pruning"] and "published_safe" in sections["pruning"]
+    assert "Epochs to recover" in sections["pruning"]
+    assert "No failed units" in sections["failures"]
+    assert "bayesian_ridge" in sections["prediction"] and "dummy_mean" in sections["prediction"]
+
+
+def test_empty_store_gives_report_that_says_what_is_missing(tmp_path: Path):
+    ResultsStore.open(tmp_path / "empty").close()
+    text = build_report(tmp_path / "empty", tmp_path / "r.html").read_text()
+    sections = _sections(text)
+    assert list(sections) == list(SECTIONS) and _errors(text) == []
+    assert "no finished units" in sections["setup"]
+    assert "No base models or pruning runs" in sections["pruning"]
+    assert "<code>sparsernn prune --out" in sections["pruning"]
+    for sid in ("structure", "correlations", "prediction"):
+        assert (
+            "No random-structure runs in this study: run <code>sparsernn structure"
+            in (sections[sid])
+        )
+
+
+def test_missing_study_dir_raises_store_error(tmp_path: Path):
+    with pytest.raises(StoreError):
+        build_report(tmp_path / "nowhere", tmp_path / "r.html")
+
+
+def test_pruning_only_study(study: StudyResults, tmp_path: Path):
+    results = dataclasses.replace(study, structure=study.structure.iloc[:0])
+    text = build_report(results, tmp_path / "p.html").read_text()
+    sections = _sections(text)
+    assert _errors(text) == []
+    assert "Tolerated sparsity" in sections["pruning"] and "<img" in sections["pruning"]
+    for sid in ("structure", "correlations", "prediction"):
+        assert "No random-structure runs" in sections[sid]
+    assert (tmp_path / "p_tables" / "pruning_tolerated.csv").is_file()
+    assert not (tmp_path / "p_tables" / "structure_mean_accuracy.csv").exists()
+
+
+def test_structure_only_study_with_one_generator(study: StudyResults, tmp_path: Path):
+    ws = study.structure[study.structure["generator"] == "ws"]
+    empty = {
+        f: getattr(study, f).iloc[:0] for f in ("base", "base_curves", "pruning", "pruning_points")
+    }
+    results = dataclasses.replace(study, structure=ws, **empty)
+    text = build_report(results, tmp_path / "s.html", n_boot=50, n_repeats=1).read_text()
+    sections = _sections(text)
+    assert _errors(text) == []
+    assert "No base models or pruning runs" in sections["pruning"]
+    assert "Only one generator (ws)" in sections["structure"]
+    # 3 graphs per cell: fewer rows than the study protocol and the folds need
+    assert "too few rows" in sections["prediction"]
+    assert "needs at least two" in sections["prediction"]  # leave-one-generator-out
+
+
+def test_a_failing_analysis_is_reported_in_its_section_only(
+    study: StudyResults, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from sparsernn.report import html as report_html
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("correlations exploded")
+
+    monkeypatch.setattr(report_html.analysis, "correlations", boom)
+    results = dataclasses.replace(
+        study,
+        pruning=study.pruning.iloc[:0],
+        pruning_points=study.pruning_points.iloc[:0],
+        structure=study.structure[study.structure["generator"] == "ws"],
+    )
+    text = build_report(results, tmp_path / "e.html", n_boot=50, n_repeats=1).read_text()
+    assert _errors(text) == ["correlations"]
+    assert "RuntimeError: correlations exploded" in _sections(text)["correlations"]
+
+
+def test_markdown_table_escapes_and_aligns():
+    df = pd.DataFrame({"name": ["a|b", None], "r": [0.5, float("nan")], "n": [1, 2]})
+    assert markdown_table(df).splitlines() == [
+        "| name | r | n |",
+        "|---|---:|---:|",
+        "| a\\|b | 0.500 | 1 |",
+        "| – | – | 2 |",
+    ]
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "/usr/bin/chromium"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+_CHECK_IMAGES = """<script>
+window.addEventListener("load", function () {
+  var broken = 0;
+  for (var i = 0; i < document.images.length; i++) {
+    var img = document.images[i];
+    if (!img.complete || img.naturalWidth === 0) { broken++; }
+  }
+  document.body.dataset.broken = String(broken);
+  document.body.dataset.images = String(document.images.length);
+});
+</script>
+</body>"""
+
+
+def test_every_image_loads_in_headless_chromium(report: Path, tmp_path: Path):
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("chromium not installed: apt-get install chromium")
+    text = report.read_text(encoding="utf-8")
+    n_images = len(re.findall(r"<img ", text))
+    page = tmp_path / "checked.html"
+    page.write_text(text.replace("</body>", _CHECK_IMAGES), encoding="utf-8")
+    cmd = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        page.as_uri(),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f'data-images="{n_images}"' in done.stdout
+    assert 'data-broken="0"' in done.stdout
