@@ -80,3 +80,15 @@ def test_bad_input_gives_one_line_errors(tmp_path):
     _fails(["report", str(tmp_path / "nowhere")], "no results.sqlite")
     _fails(["data", "generate", "--out", str(tmp_path / "d"), "--mix", "a,b"], "--mix")
     _fails(["train", "--train-csv", str(bad)], "--test-csv")
+
+
+def test_flags_override_config_file_but_defaults_do_not(tmp_path):
+    from sparsernn.experiments.results import load_results
+
+    cfg = tmp_path / "study.toml"
+    cfg.write_text('[pruning]\namounts = [30.0]\ntargets = ["i2h"]\nretrain_epochs = 1\n')
+    study = tmp_path / "s"
+    _ok(["prune", "--config", str(cfg), "--cells", "rnn_relu", "--epochs", "1",
+         "--n-strings", "120", "--workers", "1", "--out", str(study)])
+    points = load_results(study).pruning_points
+    assert points[["target", "amount"]].values.tolist() == [["i2h", 30.0]]

@@ -313,21 +313,19 @@ def _run(study, out, kinds, workers, executor, address, gpus_per_unit, retry_fai
     return run
 
 
+def _given(**values) -> dict:
+    """Only the flags the user gave: they override the config file (or the study defaults)."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
 @cli.command()
-@click.option("--cells", default="all", show_default=True, help="Comma list or 'all'.")
-@click.option("--targets", default="both,i2h,h2h", show_default=True)
-@click.option(
-    "--amounts",
-    default="10:100:10",
-    show_default=True,
-    help="start:stop:step (inclusive) or comma list of percentages.",
-)
-@click.option(
-    "--scope", default="global", show_default=True, type=click.Choice(["global", "layer"])
-)
-@click.option("--retrain-epochs", default=10, show_default=True)
-@click.option("--epochs", default=50, show_default=True, help="Base-model epochs.")
-@click.option("--tolerance", default=0.01, show_default=True)
+@click.option("--cells", help="Comma list or 'all'.  [default: all]")
+@click.option("--targets", help="Comma list of both, i2h, h2h.  [default: both,i2h,h2h]")
+@click.option("--amounts", help="start:stop:step (inclusive) or comma list.  [default: 10:100:10]")
+@click.option("--scope", type=click.Choice(["global", "layer"]), help="[default: global]")
+@click.option("--retrain-epochs", type=int, help="[default: 10]")
+@click.option("--epochs", type=int, help="Base-model epochs.  [default: 50]")
+@click.option("--tolerance", type=float, help="Accuracy tolerance (fraction).  [default: 0.01]")
 @_study_options
 @_friendly
 def prune(
@@ -349,33 +347,38 @@ def prune(
     retry_failed,
     device,
 ):
-    """Pruning study: train base models, prune by magnitude, retrain with masks fixed."""
+    """Pruning study: train base models, prune by magnitude, retrain with masks fixed.
+
+    Defaults are the study's protocol; flags override a --config file.
+    """
     from sparsernn.experiments.config import StudyConfig, merge, parse_range
     from sparsernn.workflows import pruning_summary
 
     over = _common(seeds, n_strings, device)
-    over["cells"] = list(_cells(cells))
-    over.setdefault("train", {})["epochs"] = epochs
-    over["pruning"] = {
-        "targets": list(_names(targets)),
-        "scope": scope,
-        "amounts": list(parse_range(amounts, what="--amounts")),
-        "retrain_epochs": retrain_epochs,
-        "tolerance": tolerance,
-    }
+    if cells is not None:
+        over["cells"] = list(_cells(cells))
+    if epochs is not None:
+        over.setdefault("train", {})["epochs"] = epochs
+    over["pruning"] = _given(
+        targets=list(_names(targets)) if targets is not None else None,
+        scope=scope,
+        amounts=list(parse_range(amounts, what="--amounts")) if amounts is not None else None,
+        retrain_epochs=retrain_epochs,
+        tolerance=tolerance,
+    )
     study = merge(_start(config_file, StudyConfig()), over, "command line")
     _run(study, out, ("base", "prune"), workers, executor, address, gpus_per_unit, retry_failed)
-    for name, table in pruning_summary(out, tolerance).items():
+    for name, table in pruning_summary(out, study.pruning.tolerance).items():
         click.echo(f"\n{name}:\n{table.to_string(index=False)}")
 
 
 @cli.command()
-@click.option("--cells", default="all", show_default=True, help="Comma list or 'all'.")
-@click.option("--generators", default="ws,ba", show_default=True)
-@click.option("--graphs", "n_graphs", default=100, show_default=True, help="Graphs per generator.")
-@click.option("--nodes", default="10:50", show_default=True, help="Node-count range lo:hi.")
-@click.option("--epochs", default=15, show_default=True)
-@click.option("--batch-size", default=128, show_default=True)
+@click.option("--cells", help="Comma list or 'all'.  [default: all]")
+@click.option("--generators", help="Comma list of ws, ba, er.  [default: ws,ba]")
+@click.option("--graphs", "n_graphs", type=int, help="Graphs per generator.  [default: 100]")
+@click.option("--nodes", help="Node-count range lo:hi.  [default: 10:50]")
+@click.option("--epochs", type=int, help="[default: 15]")
+@click.option("--batch-size", type=int, help="[default: 128]")
 @_study_options
 @_friendly
 def structure(
@@ -396,22 +399,29 @@ def structure(
     retry_failed,
     device,
 ):
-    """Random-structure study: graphs -> layered DAG networks -> accuracy and properties."""
+    """Random-structure study: graphs -> layered DAG networks -> accuracy and properties.
+
+    Defaults are the study's protocol; flags override a --config file.
+    """
     from sparsernn.experiments.config import StudyConfig, merge, parse_range
     from sparsernn.workflows import structure_summary
 
-    lo_hi = parse_range(nodes, what="--nodes")
-    if len(lo_hi) != 2 or any(v != int(v) for v in lo_hi):
-        raise ConfigError(f"--nodes {nodes!r} must be lo:hi, e.g. 10:50")
+    node_range = None
+    if nodes is not None:
+        lo_hi = parse_range(nodes, what="--nodes")
+        if len(lo_hi) != 2 or any(v != int(v) for v in lo_hi):
+            raise ConfigError(f"--nodes {nodes!r} must be lo:hi, e.g. 10:50")
+        node_range = [int(lo_hi[0]), int(lo_hi[1])]
     over = _common(seeds, n_strings, device)
-    over["cells"] = list(_cells(cells))
-    over["structure"] = {
-        "generators": list(_names(generators)),
-        "n_graphs": n_graphs,
-        "nodes": [int(lo_hi[0]), int(lo_hi[1])],
-        "epochs": epochs,
-        "batch_size": batch_size,
-    }
+    if cells is not None:
+        over["cells"] = list(_cells(cells))
+    over["structure"] = _given(
+        generators=list(_names(generators)) if generators is not None else None,
+        n_graphs=n_graphs,
+        nodes=node_range,
+        epochs=epochs,
+        batch_size=batch_size,
+    )
     study = merge(_start(config_file, StudyConfig()), over, "command line")
     _run(study, out, ("structure",), workers, executor, address, gpus_per_unit, retry_failed)
     click.echo("\n" + structure_summary(out).to_string(index=False))

@@ -126,9 +126,13 @@ def study_status(study_dir: str | os.PathLike[str]) -> str:
         )
     with ResultsStore.open(path, readonly=True) as store:
         study = store.get_meta("study")
+        run_kinds = store.get_meta("kinds")
         done, failed = store.keys(status="done"), store.keys(status="failed")
         summary: dict[str, Any] = store.summary()
     planned = plan_units(StudyConfig.from_dict(study)) if study else []
+    if run_kinds is not None:  # what the last command asked for (e.g. `prune`: base + prune)
+        stored = set(summary.get("by_kind", {}))
+        planned = [u for u in planned if u.kind in run_kinds or u.kind in stored]
     kinds = sorted({u.kind for u in planned} | set(summary.get("by_kind", {})))
     lines = [f"study {path}", f"{'kind':>10} {'done':>6} {'failed':>6} {'pending':>7} {'hours':>7}"]
     for kind in kinds:

@@ -249,7 +249,11 @@ def test_ctrl_c_stops_a_pool_run_promptly_and_keeps_the_store(tmp_path: Path, re
     assert "interrupted: finished units are stored" in stderr
     assert "Traceback" not in stderr
     assert stopped_after < 10  # running units are not waited for
-    assert live_processes_in_group(proc.pid) == []  # no worker outlives the driver
+    # No worker outlives the driver (multiprocessing's resource tracker may take a moment).
+    deadline = time.monotonic() + 5
+    while live_processes_in_group(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert live_processes_in_group(proc.pid) == []
     stored = rows(out)
     assert 1 <= len(stored) < N_SMOKE_UNITS
     for key, row in stored.items():
@@ -326,9 +330,9 @@ def test_status_counts_done_failed_and_pending(tmp_path: Path, monkeypatch):
     result = CliRunner().invoke(cli, ["status", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[0] == f"study {tmp_path}"
+    # pruning units were not asked for (kinds=base, structure): they are not "pending"
     assert status_table(result.stdout) == {
         "base": (1, 0, 0),
-        "prune": (0, 0, 2),
         "structure": (1, 1, 0),
     }
     assert "total time spent in units" in result.stdout

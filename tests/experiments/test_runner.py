@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -317,3 +318,17 @@ def test_no_progress_bar_when_disabled(tmp_path: Path, capsys):
     run_study(tiny_study(), tmp_path, workers=1, kinds=("base",), progress=False)
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
+
+
+def test_unreachable_ray_address_fails_fast(tmp_path: Path):
+    with socket.socket() as sock:  # a port that nothing listens on once closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(ConfigError, match="cannot reach the Ray cluster") as exc:
+        runner._check_reachable(f"127.0.0.1:{port}")
+    assert "ray start --head" in str(exc.value)
+    with pytest.raises(ConfigError, match="must be HOST:PORT"):
+        runner._check_reachable("head-without-port")
+    runner._check_reachable(None)
+    runner._check_reachable("auto")
+    runner._check_reachable("ray://head:10001")  # Ray client addresses are left to Ray

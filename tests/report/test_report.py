@@ -40,7 +40,6 @@ TABLES = (
     "structure_mean_accuracy",
     "correlations_published",
     "correlations_all",
-    "prediction_cross_validated",
     "prediction_leave_one_generator_out",
 )
 
@@ -121,6 +120,22 @@ def test_report_writes_every_table_as_csv_and_markdown(report: Path):
     assert base.loc["rnn_tanh", "published"] == pytest.approx(0.937)
     mean = pd.read_csv(tables / "structure_mean_accuracy.csv")
     assert set(mean["generator"]) == {"ws", "ba", "all"}
+
+
+def test_constant_accuracies_are_reported_as_undefined_r2(report: Path):
+    # networks this tiny all sit at chance: R^2 is undefined, and the report must say so
+    prediction = _sections(report.read_text(encoding="utf-8"))["prediction"]
+    assert "R^2 is undefined" in prediction
+    assert not (report.parent / "report_tables" / "prediction_cross_validated.csv").exists()
+
+
+def test_cross_validated_table_when_accuracy_depends_on_size(study: StudyResults, tmp_path: Path):
+    structure = study.structure.copy()
+    structure["test_accuracy"] = 0.5 + 0.01 * structure["nodes"] + 0.001 * structure["edges"]
+    out = build_report(dataclasses.replace(study, structure=structure), tmp_path / "cv.html")
+    table = pd.read_csv(out.parent / "cv_tables" / "prediction_cross_validated.csv")
+    assert {"bayesian_ridge", "dummy_mean", "size_only"} <= set(table["model"])
+    assert not _errors(out.read_text(encoding="utf-8"))
 
 
 def test_report_sections_show_the_expected_content(report: Path):

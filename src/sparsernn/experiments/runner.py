@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -251,7 +252,10 @@ class _RayExecutor:
             ) from None
         self._ray = ray
         self._started = False
+        self._pending: dict[Any, Unit] = {}
+        self._base_refs: dict[str, Any] = {}  # one object-store copy per base checkpoint
         if not ray.is_initialized():
+            _check_reachable(address)
             try:
                 ray.init(address=address, log_to_driver=False)
             except (ConnectionError, TimeoutError) as exc:
@@ -260,14 +264,19 @@ class _RayExecutor:
                     "'ray start --head --port 6379' or check --address"
                 ) from None
             self._started = True
+        if gpus > 0 and ray.cluster_resources().get("GPU", 0) < gpus:
+            self.close(cancel=True)
+            raise ConfigError(
+                f"--gpus-per-unit {gpus:g}: the Ray cluster has "
+                f"{ray.cluster_resources().get('GPU', 0):g} GPUs; start its nodes with GPUs "
+                "(ray start --num-gpus N) or drop --gpus-per-unit"
+            )
         self._remote = ray.remote(num_cpus=1, num_gpus=gpus)(execute)
         resources = ray.available_resources()
         slots = max(1, int(resources.get("CPU", 1)))
         if gpus > 0:
             slots = max(1, min(slots, int(resources.get("GPU", 0) / gpus)))
         self.capacity = 2 * slots  # queued tasks keep a cluster busy between results
-        self._pending: dict[Any, Unit] = {}
-        self._base_refs: dict[str, Any] = {}  # one object-store copy per base checkpoint
 
     @property
     def in_flight(self) -> int:
@@ -301,6 +310,22 @@ class _RayExecutor:
             self._base_refs.clear()
             if self._started:
                 self._ray.shutdown()
+
+
+def _check_reachable(address: str | None, timeout: float = 10.0) -> None:
+    """Fail fast on a ``HOST:PORT`` nobody listens on (``ray.init`` would retry for minutes)."""
+    if address is None or "://" in address or address == "auto":
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--address {address!r} must be HOST:PORT (e.g. head:6379) or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); start it with "
+            "'ray start --head --port 6379' on the head node, or check --address"
+        ) from None
 
 
 def _make_executor(
@@ -361,23 +386,24 @@ def run_study(
     run.total = len(units)
     with ResultsStore.open(out) as store:
         store.set_meta("study", study.to_dict())
+        store.set_meta("kinds", sorted({u.kind for u in units}))
         atomic_write_bytes(store.study_dir / "study.toml", study.to_toml().encode())
         done = store.keys(status="done")
         failed = store.keys(status="failed")
         todo = [u for u in units if u.key not in done and (retry_failed or u.key not in failed)]
         run.skipped = run.total - len(todo)
+        if not todo:
+            run.wall_s = time.perf_counter() - t0
+            return run
+        pool = _make_executor(executor, workers, len(todo), address, gpus_per_unit)
         bar = _Progress(progress, len(todo))
-        pool = None
         cancel = True
         try:
-            if todo:
-                pool = _make_executor(executor, workers, len(todo), address, gpus_per_unit)
-                _drive(todo, store, run, pool, bar, on_result)
+            _drive(todo, store, run, pool, bar, on_result)
             cancel = False
         finally:
             try:
-                if pool is not None:
-                    pool.close(cancel)
+                pool.close(cancel)
             finally:
                 bar.close()
     run.wall_s = time.perf_counter() - t0
@@ -405,7 +431,7 @@ def _drive(
         else:  # the base is not run now: use its stored checkpoint, if any
             if unit.depends_on not in stored_bases:
                 stored_bases[unit.depends_on] = _base_checkpoint(store, unit.depends_on)
-            _release([unit], stored_bases[unit.depends_on], ready, run, bar)
+            _release([unit], stored_bases[unit.depends_on], ready, run, bar, first=False)
     while ready or pool.in_flight:
         while ready and pool.in_flight < pool.capacity:
             unit, base = ready.popleft()
@@ -416,22 +442,32 @@ def _drive(
             _commit(store, unit, result, run)
             bar.finish(unit)
         if unit.key in waiting:
-            _release(waiting.pop(unit.key), _base_checkpoint(store, unit.key), ready, run, bar)
+            base = _base_checkpoint(store, unit.key)
+            _release(waiting.pop(unit.key), base, ready, run, bar, first=True)
         if on_result is not None:
             on_result(unit, result)
 
 
 def _release(
-    units: list[Unit], base: bytes | None, ready: deque[_Job], run: StudyRun, bar: _Progress
+    units: list[Unit],
+    base: bytes | None,
+    ready: deque[_Job],
+    run: StudyRun,
+    bar: _Progress,
+    *,
+    first: bool,
 ) -> None:
-    """Queue ``units`` (next in line) with their base checkpoint, or count them blocked."""
+    """Queue pruning ``units`` with their base's checkpoint (``first``: next in line), or
+    count them blocked when the base has none (it failed, or was not run)."""
     if base is None:
         for unit in units:
             run.blocked += 1
             run.blocked_units.append(unit.label)
             bar.skip()
-        return
-    ready.extendleft((unit, base) for unit in reversed(units))
+    elif first:
+        ready.extendleft((unit, base) for unit in reversed(units))
+    else:
+        ready.extend((unit, base) for unit in units)
 
 
 def _base_checkpoint(store: ResultsStore, key: str) -> bytes | None:

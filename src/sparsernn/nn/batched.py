@@ -98,7 +98,9 @@ class BatchedMaskedRNN(nn.Module):
             for kind, cols in (("ih", i), ("hh", h)):
                 shape = (self.n_models, g * h, cols)
                 self.register_parameter(f"weight_{kind}_l{k}", nn.Parameter(torch.empty(shape)))
-                self.register_buffer(f"weight_{kind}_l{k}_mask", torch.ones(shape, dtype=torch.bool))
+                self.register_buffer(
+                    f"weight_{kind}_l{k}_mask", torch.ones(shape, dtype=torch.bool)
+                )
             if bias:
                 for kind in ("ih", "hh"):
                     p = nn.Parameter(torch.empty(self.n_models, g * h))
@@ -128,13 +130,19 @@ class BatchedMaskedRNN(nn.Module):
             getattr(self, name).mul_(getattr(self, f"{name}_mask"))
 
     def layer_weights(self) -> list[tuple[Tensor, Tensor, Tensor | None, Tensor | None]]:
-        """Per layer ``(w_ih, w_hh, b_ih, b_hh)`` stacked over models, masks applied."""
+        """Per layer ``(w_ih, w_hh, b_ih, b_hh)`` stacked over models, masks applied.
+
+        Except for GRU (whose ``b_hn`` sits inside ``r * (...)``), both biases add to the same
+        pre-activation: they are returned summed as ``b_ih``, with ``b_hh`` None.
+        """
         out = []
         for k in range(self.num_layers):
             w_ih = getattr(self, f"weight_ih_l{k}") * getattr(self, f"weight_ih_l{k}_mask")
             w_hh = getattr(self, f"weight_hh_l{k}") * getattr(self, f"weight_hh_l{k}_mask")
             b_ih = getattr(self, f"bias_ih_l{k}") if self.bias else None
             b_hh = getattr(self, f"bias_hh_l{k}") if self.bias else None
+            if self.bias and self.mode != "gru":
+                b_ih, b_hh = b_ih + b_hh, None
             out.append((w_ih, w_hh, b_ih, b_hh))
         return out
 
@@ -152,9 +160,9 @@ class BatchedMaskedRNN(nn.Module):
         """Like :meth:`forward`, from the first layer's input gates ``x @ w_ih^T + b_ih``."""
         weights = self.layer_weights() if weights is None else weights
         final: list = []
+        out = gi
         for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(weights):
-            if k > 0:
-                gi = _input_gates(out, w_ih, b_ih)
+            gi = _input_gates(out, w_ih, b_ih) if k > 0 else gi
             hs, c = fused_recurrence(self.mode, gi, w_hh, b_hh)  # hs (K, T+1, B, H)
             out = hs[:, 1:]
             final.append((hs[:, -1], c) if self.mode == "lstm" else hs[:, -1])
@@ -300,9 +308,7 @@ def clip_grad_norm_per_model_(parameters: Iterable[Tensor], max_norm: float) -> 
 def _per_model_loss(logits: Tensor, labels: Tensor) -> Tensor:
     """(K, B, C) logits -> (K,) mean cross-entropy of each model."""
     k, batch, n_classes = logits.shape
-    flat = F.cross_entropy(
-        logits.reshape(k * batch, n_classes), labels.repeat(k), reduction="none"
-    )
+    flat = F.cross_entropy(logits.reshape(k * batch, n_classes), labels.repeat(k), reduction="none")
     return flat.view(k, batch).mean(1)
 
 
@@ -313,8 +319,8 @@ def evaluate_many(
     """:func:`sparsernn.train.evaluate` for K models at once: one dict per model."""
     from sparsernn.train import EncodedData
 
-    batched = models if isinstance(models, BatchedClassifier) else BatchedClassifier.from_models(
-        models
+    batched = (
+        models if isinstance(models, BatchedClassifier) else BatchedClassifier.from_models(models)
     )
     device = batched.embedding.device
     data = dataset if isinstance(dataset, EncodedData) else EncodedData(dataset, device)
@@ -392,6 +398,27 @@ def train_many(
     return histories
 
 
+def _make_train_step(
+    batched: BatchedClassifier, lr: float, clip: float | None
+) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """One training step of the K models (a fresh Adam): returns (losses (K,), logits)."""
+    params = [p for p in batched.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=lr)
+    batched.train()
+
+    def step(tokens: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        logits = batched(tokens)  # (K, B, C)
+        losses = _per_model_loss(logits, labels)  # (K,)
+        opt.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        if clip is not None:
+            clip_grad_norm_per_model_(params, clip)
+        opt.step()
+        return losses.detach(), logits.detach()
+
+    return step
+
+
 def _train_chunk(models, train_data, test_data, cfg, progress, report):
     from sparsernn._seed import derive_seed
     from sparsernn.train import _epoch_order, _progress
@@ -400,8 +427,7 @@ def _train_chunk(models, train_data, test_data, cfg, progress, report):
     batched = BatchedClassifier.from_models(models)
     device = batched.embedding.device
     k = batched.n_models
-    params = [p for p in batched.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=cfg.lr)
+    step = _make_train_step(batched, cfg.lr, cfg.clip)
     order_rng = np.random.default_rng(derive_seed(cfg.seed, "batch-order"))
     lengths = train_data.lengths.cpu().numpy()
     eval_bs = cfg.eval_batch_size or cfg.batch_size
@@ -415,15 +441,9 @@ def _train_chunk(models, train_data, test_data, cfg, progress, report):
         correct = torch.zeros(k, device=device, dtype=torch.long)
         order = _epoch_order(n, lengths, cfg, order_rng)
         for tokens, labels in train_data.batches(order, cfg.batch_size):
-            logits = batched(tokens)  # (K, B, C)
-            losses = _per_model_loss(logits, labels)  # (K,)
-            opt.zero_grad(set_to_none=True)
-            losses.sum().backward()
-            if cfg.clip is not None:
-                clip_grad_norm_per_model_(params, cfg.clip)
-            opt.step()
-            loss_sum += losses.detach() * len(labels)
-            correct += (logits.detach().argmax(-1) == labels).sum(1)
+            losses, logits = step(tokens, labels)
+            loss_sum += losses * len(labels)
+            correct += (logits.argmax(-1) == labels).sum(1)
             if bar is not None:
                 bar.update(1)
         elapsed = time.perf_counter() - t0

@@ -1,0 +1,5 @@
+"""Run the benchmark from a source checkout: ``python benchmarks/run.py [--quick] ...``."""
+
+from sparsernn.bench import main
+
+raise SystemExit(main())

@@ -1,0 +1,90 @@
+"""The Ray executor on a local two-CPU cluster gives the local executor's results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from sparsernn.data import DataSpec
+from sparsernn.errors import ConfigError
+from sparsernn.experiments.config import PruningConfig, StructureConfig, StudyConfig
+from sparsernn.experiments.runner import run_study
+from sparsernn.store import ResultsStore
+from sparsernn.train import TrainConfig
+
+ray = pytest.importorskip("ray")
+
+
+def tiny_study() -> StudyConfig:
+    """1 base, 2 pruning points, 2 structure units: each well under a second."""
+    return StudyConfig(
+        cells=("rnn_tanh",),
+        data=DataSpec(n_strings=120),
+        embedding_dim=4,
+        hidden_size=6,
+        num_layers=1,
+        train=TrainConfig(epochs=1, device="cpu"),
+        pruning=PruningConfig(targets=("both",), amounts=(50, 100), retrain_epochs=1),
+        structure=StructureConfig(generators=("ws",), n_graphs=2, nodes=(10, 12), epochs=1),
+    )
+
+
+def snapshot(study_dir: Path) -> dict[str, dict[str, Any]]:
+    """Every stored unit, with timings left out of its metrics and curve."""
+    with ResultsStore.open(study_dir, readonly=True) as store:
+        rows = [store.get(key) for key in sorted(store.keys())]
+    return {
+        row["key"]: {
+            "kind": row["kind"],
+            "status": row["status"],
+            "attempts": row["attempts"],
+            "metrics": {k: v for k, v in (row["metrics"] or {}).items() if "time" not in k},
+            "curve": [{k: v for k, v in p.items() if "time" not in k} for p in row["curve"] or []],
+        }
+        for row in rows
+    }
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A local Ray cluster of 2 CPUs for this module (starting one takes 10-20 s)."""
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def test_ray_executor_gives_the_local_results(tmp_path: Path, cluster):
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        local = run_study(tiny_study(), tmp_path / "local", workers=1, progress=False)
+    finally:
+        torch.set_num_threads(before)
+    remote = run_study(tiny_study(), tmp_path / "ray", executor="ray", progress=False)
+    assert (local.done, local.failed, local.blocked) == (5, 0, 0)
+    assert (remote.done, remote.failed, remote.blocked) == (5, 0, 0)
+    assert snapshot(tmp_path / "ray") == snapshot(tmp_path / "local")
+    # The driver wrote everything: pruning units got the base checkpoint through Ray.
+    with ResultsStore.open(tmp_path / "ray", readonly=True) as store:
+        assert store.count() == {"done": 5, "failed": 0}
+        base = store.get(next(iter(store.keys(kind="base"))))
+        assert (tmp_path / "ray" / base["artefacts"]["model.pt"]).is_file()
+    assert cluster.is_initialized()  # a cluster run_study did not start is left running
+
+    # Resuming through Ray runs nothing again.
+    again = run_study(tiny_study(), tmp_path / "ray", executor="ray", progress=False)
+    assert (again.done, again.skipped) == (0, 5)
+
+
+def test_gpus_per_unit_on_a_cluster_without_gpus_is_a_config_error(tmp_path: Path, cluster):
+    with pytest.raises(ConfigError, match="the Ray cluster has 0 GPUs") as exc:
+        run_study(tiny_study(), tmp_path, executor="ray", gpus_per_unit=1, progress=False)
+    assert "\n" not in str(exc.value)
+    assert cluster.is_initialized()

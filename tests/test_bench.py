@@ -1,0 +1,112 @@
+"""A tiny smoke run of the benchmark: structure of the results, table and JSON (no timings)."""
+
+import json
+
+import pytest
+
+from sparsernn import bench
+from sparsernn.bench import BenchConfig, format_report, project_full_profile, run_benchmark
+from sparsernn.errors import ConfigError
+
+TINY = BenchConfig(
+    cells=("rnn_relu", "lstm"),
+    batch_sizes=(32,),
+    embedding_dim=6,
+    hidden_size=6,
+    num_layers=2,
+    warmup=0,
+    repeats=1,
+    graph_kinds=("ws", "ba"),
+    graph_nodes=(10,),
+    structured_cells=("gru",),
+    structured_repeats=1,
+    n_models=3,
+    many_repeats=1,
+    n_strings=200,
+    threads=1,
+)
+
+
+@pytest.fixture(scope="module")
+def results():
+    return run_benchmark(TINY)
+
+
+def test_results_structure(results):
+    assert set(results) == {"meta", "config", "cells", "structured", "many", "projection"}
+    assert results["meta"]["threads"] == 1 and results["meta"]["reference"] is True
+    assert [(r["cell"], r["batch_size"]) for r in results["cells"]] == [
+        ("rnn_relu", 32),
+        ("lstm", 32),
+    ]
+    for r in results["cells"]:
+        for name in ("reference", "masked", "dense"):
+            assert r[f"{name}_ms"] > 0 and r[f"{name}_saved_mb"] > 0
+        assert r["b_over_a"] == pytest.approx(r["masked_ms"] / r["reference_ms"])
+        assert r["b_over_c"] == pytest.approx(r["masked_ms"] / r["dense_ms"])
+    assert [r["graph"] for r in results["structured"]] == ["ws-10", "ba-10"]
+    assert all(r["speedup"] > 0 and r["layers"] >= 2 for r in results["structured"])
+    assert [(r["cell"], r["n_models"]) for r in results["many"]] == [("rnn_relu", 3), ("lstm", 3)]
+    hours = results["projection"]["hours"]
+    assert set(hours) == {"reference", "masked", "batched"}
+    assert all(h["total"] > 0 for h in hours.values())
+
+
+def test_report_and_json(results, tmp_path):
+    text = format_report(results)
+    for heading in ("Training step", "K models at once", "StructuredRNN", "Projected wall time"):
+        assert heading in text
+    assert "rnn_relu" in text and "ws-10" in text
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(results))
+    assert json.loads(path.read_text())["config"]["cells"] == ["rnn_relu", "lstm"]
+
+
+def test_projection_counts_the_full_profile():
+    row = {"cell": "gru", "batch_size": 32, "masked_ms": 10.0, "masked_eval_ms": 2.0}
+    fake = {
+        "cells": [row],
+        "many": [
+            {
+                "cell": "gru",
+                "batch_size": 32,
+                "n_models": 30,
+                "batched_ms": 150.0,
+                "batched_eval_ms": 30.0,
+            }
+        ],
+        "structured": [{"cell": "gru", "ours_ms": 20.0, "ours_eval_ms": 4.0, "reference_ms": None}],
+    }
+    hours = project_full_profile(fake)["hours"]
+    epoch = (586 * 10.0 + 196 * 2.0) / 1e3
+    assert hours["masked"]["base"] == pytest.approx(4 * 50 * epoch / 3600)
+    assert hours["masked"]["pruning"] == pytest.approx(4 * 30 * (10 * epoch + 0.392) / 3600)
+    batched_epoch = (586 * 150.0 + 196 * 30.0) / 1e3
+    assert hours["batched"]["pruning"] == pytest.approx(4 * (10 * batched_epoch + 5.88) / 3600)
+    graph_epoch = (147 * 20.0 + 49 * 4.0) / 1e3
+    assert hours["masked"]["structure"] == pytest.approx(4 * 200 * 15 * graph_epoch / 3600)
+    assert hours["reference"]["total"] is None
+
+
+def test_main_writes_json(monkeypatch, tmp_path, results, capsys):
+    seen = {}
+
+    def fake_run(cfg, log=None):
+        seen["cfg"] = cfg
+        return results
+
+    monkeypatch.setattr(bench, "run_benchmark", fake_run)
+    out = tmp_path / "out.json"
+    assert bench.main(["--quick", "--threads", "1", "--cells", "gru", "--json", str(out)]) == 0
+    assert seen["cfg"].cells == ("gru",) and seen["cfg"].threads == 1
+    assert seen["cfg"].repeats < BenchConfig().repeats
+    assert json.loads(out.read_text())["cells"]
+    assert "Projected wall time" in capsys.readouterr().out
+
+
+def test_config_validation():
+    with pytest.raises(ConfigError):
+        BenchConfig(cells=("nope",))
+    with pytest.raises(ConfigError):
+        BenchConfig(repeats=0)
+    assert bench.main(["--cells", "nope"]) == 2
