@@ -487,3 +487,14 @@ def test_artefact_dir(tmp_path: Path) -> None:
                 artefact_dir(s, bad)
     with ResultsStore.open(tmp_path, readonly=True) as s:
         assert not artefact_dir(s, "other").exists()
+
+
+def test_relative_artefact_paths_are_stored_relative_to_the_study_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with ResultsStore.open("runs/study") as store:
+        path = artefact_dir(store, "k1") / "model.pt"  # relative to the working directory
+        path.write_bytes(b"x")
+        store.put_done("k1", "base", {}, {}, artefacts={"model.pt": path})
+        stored = store.get("k1")["artefacts"]["model.pt"]
+    assert stored == "artefacts/k1/model.pt"
+    assert (tmp_path / "runs/study" / stored).read_bytes() == b"x"

@@ -542,12 +542,17 @@ class ResultsStore:
             )
 
     def _relative(self, artefacts: Mapping[str, Any]) -> dict[str, str]:
-        """Artefact paths as strings, relative to the study directory when inside it."""
+        """Artefact paths as strings, relative to the study directory when inside it.
+
+        A relative path is taken relative to the working directory (as ``open`` would), so
+        ``runs/x/artefacts/k/model.pt`` for a store in ``runs/x`` is stored as
+        ``artefacts/k/model.pt``, which stays valid when the study directory moves.
+        """
         root = self.study_dir.resolve()
         out = {}
         for name, value in artefacts.items():
             p = Path(value)
-            if p.is_absolute() and p.resolve().is_relative_to(root):
+            if p.resolve().is_relative_to(root):
                 p = p.resolve().relative_to(root)
             out[str(name)] = p.as_posix()
         return out

@@ -476,8 +476,11 @@ def _base_checkpoint(store: ResultsStore, key: str) -> bytes | None:
     if row is None or row["status"] != "done":
         return None
     name = (row["artefacts"] or {}).get("model.pt")
-    path = store.study_dir / name if name else None
-    return path.read_bytes() if path is not None and path.is_file() else None
+    # the canonical location is the fallback for stores written before paths were normalised
+    for path in (store.study_dir / name if name else None, artefact_dir(store, key) / "model.pt"):
+        if path is not None and path.is_file():
+            return path.read_bytes()
+    return None
 
 
 def _commit(store: ResultsStore, unit: Unit, result: dict[str, Any], run: StudyRun) -> None:
