@@ -1,5 +1,3 @@
-"""Run the benchmark from a source checkout: ``python benchmarks/run.py [--quick] ...``."""
-
-from sparsernn.bench import main
+from sparsernn.bench import main  # python benchmarks/run.py [--quick] [--json out.json] ...
 
 raise SystemExit(main())

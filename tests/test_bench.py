@@ -48,7 +48,8 @@ def test_results_structure(results):
     assert all(r["speedup"] > 0 and r["layers"] >= 2 for r in results["structured"])
     assert [(r["cell"], r["n_models"]) for r in results["many"]] == [("rnn_relu", 3), ("lstm", 3)]
     hours = results["projection"]["hours"]
-    assert set(hours) == {"reference", "masked", "batched"}
+    assert set(hours) == {"reference", "masked", "best"}
+    assert set(results["projection"]["base_epoch_s"]) == {"rnn_relu", "lstm"}
     assert all(h["total"] > 0 for h in hours.values())
 
 
@@ -73,6 +74,8 @@ def test_projection_counts_the_full_profile():
                 "n_models": 30,
                 "batched_ms": 150.0,
                 "batched_eval_ms": 30.0,
+                "one_by_one_ms": 10.0,
+                "single_eval_ms": 2.0,
             }
         ],
         "structured": [{"cell": "gru", "ours_ms": 20.0, "ours_eval_ms": 4.0, "reference_ms": None}],
@@ -82,7 +85,7 @@ def test_projection_counts_the_full_profile():
     assert hours["masked"]["base"] == pytest.approx(4 * 50 * epoch / 3600)
     assert hours["masked"]["pruning"] == pytest.approx(4 * 30 * (10 * epoch + 0.392) / 3600)
     batched_epoch = (586 * 150.0 + 196 * 30.0) / 1e3
-    assert hours["batched"]["pruning"] == pytest.approx(4 * (10 * batched_epoch + 5.88) / 3600)
+    assert hours["best"]["pruning"] == pytest.approx(4 * (10 * batched_epoch + 5.88) / 3600)
     graph_epoch = (147 * 20.0 + 49 * 4.0) / 1e3
     assert hours["masked"]["structure"] == pytest.approx(4 * 200 * 15 * graph_epoch / 3600)
     assert hours["reference"]["total"] is None

@@ -26,24 +26,81 @@ def test_every_command_on_tiny_data(tmp_path):
     out = _ok(["data", "check", str(d / "train.csv")])
     assert "label != reber" in out and "0" in out.split("label != reber:")[1]
     ckpt = tmp_path / "m.pt"
-    out = _ok(["train", "--cell", "lstm", "--epochs", "1", "--hidden-size", "8",
-               "--embedding-dim", "4", "--train-csv", str(d / "train.csv"),
-               "--test-csv", str(d / "test.csv"), "--out", str(ckpt), "--device", "cpu"])
+    out = _ok(
+        [
+            "train",
+            "--cell",
+            "lstm",
+            "--epochs",
+            "1",
+            "--hidden-size",
+            "8",
+            "--embedding-dim",
+            "4",
+            "--train-csv",
+            str(d / "train.csv"),
+            "--test-csv",
+            str(d / "test.csv"),
+            "--out",
+            str(ckpt),
+            "--device",
+            "cpu",
+        ]
+    )
     assert "test_accuracy" in out and ckpt.exists()
     assert "accuracy" in _ok(["evaluate", str(ckpt), "--test-csv", str(d / "test.csv")])
     study = tmp_path / "study"
     common = ["--out", str(study), "--n-strings", "120", "--workers", "1", "--seeds", "1"]
-    out = _ok(["prune", "--cells", "gru", "--targets", "h2h", "--amounts", "50,100",
-               "--retrain-epochs", "1", "--epochs", "1", *common])
+    out = _ok(
+        [
+            "prune",
+            "--cells",
+            "gru",
+            "--targets",
+            "h2h",
+            "--amounts",
+            "50,100",
+            "--retrain-epochs",
+            "1",
+            "--epochs",
+            "1",
+            *common,
+        ]
+    )
     assert "tolerated_sparsity" in out
-    out = _ok(["structure", "--cells", "rnn_tanh", "--generators", "ba", "--graphs", "2",
-               "--nodes", "10:12", "--epochs", "1", *common])
+    out = _ok(
+        [
+            "structure",
+            "--cells",
+            "rnn_tanh",
+            "--generators",
+            "ba",
+            "--graphs",
+            "2",
+            "--nodes",
+            "10:12",
+            "--epochs",
+            "1",
+            *common,
+        ]
+    )
     assert "mean_accuracy" in out
     assert "prune" in _ok(["status", str(study)])
     _ok(["report", str(study), "-o", str(tmp_path / "r.html")])
     assert (tmp_path / "r.html").exists()
-    for cmd in ([], ["data"], ["train"], ["prune"], ["structure"], ["reproduce"], ["status"],
-                ["report"], ["evaluate"], ["data", "generate"], ["data", "check"]):
+    for cmd in (
+        [],
+        ["data"],
+        ["train"],
+        ["prune"],
+        ["structure"],
+        ["reproduce"],
+        ["status"],
+        ["report"],
+        ["evaluate"],
+        ["data", "generate"],
+        ["data", "check"],
+    ):
         assert "Usage" in _ok([*cmd, "--help"])
 
 
@@ -53,15 +110,25 @@ def test_study_format_checkpoint_via_cli(tmp_path):
     state = {"embedding.weight": torch.randn(128, 3)}
     for k in range(3):
         i = 3 if k == 0 else 4
-        state |= {f"recurrent.recurrent_layers.{k}.weight_ih": torch.randn(4, i),
-                  f"recurrent.recurrent_layers.{k}.weight_hh": torch.randn(4, 4),
-                  f"recurrent.recurrent_layers.{k}.bias_ih": torch.randn(4),
-                  f"recurrent.recurrent_layers.{k}.bias_hh": torch.randn(4)}
+        state |= {
+            f"recurrent.recurrent_layers.{k}.weight_ih": torch.randn(4, i),
+            f"recurrent.recurrent_layers.{k}.weight_hh": torch.randn(4, 4),
+            f"recurrent.recurrent_layers.{k}.bias_ih": torch.randn(4),
+            f"recurrent.recurrent_layers.{k}.bias_hh": torch.randn(4),
+        }
     state |= {"out.weight": torch.randn(2, 4), "out.bias": torch.randn(2)}
     torch.save(state, tmp_path / "study.pt")
     write_csv(Dataset(["BTXSE", "BPQE"], [1, 0]), tmp_path / "t.csv")
-    out = _ok(["evaluate", str(tmp_path / "study.pt"), "--study-format", "rnn_relu",
-               "--test-csv", str(tmp_path / "t.csv")])
+    out = _ok(
+        [
+            "evaluate",
+            str(tmp_path / "study.pt"),
+            "--study-format",
+            "rnn_relu",
+            "--test-csv",
+            str(tmp_path / "t.csv"),
+        ]
+    )
     assert "accuracy" in out
 
 
@@ -88,7 +155,22 @@ def test_flags_override_config_file_but_defaults_do_not(tmp_path):
     cfg = tmp_path / "study.toml"
     cfg.write_text('[pruning]\namounts = [30.0]\ntargets = ["i2h"]\nretrain_epochs = 1\n')
     study = tmp_path / "s"
-    _ok(["prune", "--config", str(cfg), "--cells", "rnn_relu", "--epochs", "1",
-         "--n-strings", "120", "--workers", "1", "--out", str(study)])
+    _ok(
+        [
+            "prune",
+            "--config",
+            str(cfg),
+            "--cells",
+            "rnn_relu",
+            "--epochs",
+            "1",
+            "--n-strings",
+            "120",
+            "--workers",
+            "1",
+            "--out",
+            str(study),
+        ]
+    )
     points = load_results(study).pruning_points
     assert points[["target", "amount"]].values.tolist() == [["i2h", 30.0]]

@@ -67,8 +67,12 @@ def test_study_rule_on_imported_checkpoint_matches_numpy():
         for amount in (10, 50, 90, 100):
             m = load_study_checkpoint(state, "lstm")
             masks = magnitude_prune(m, amount, target=target)
-            keys = [f"recurrent.recurrent_layers.{k}.weight_{kind}" for k in range(3) for kind in kinds]
-            thr = np.percentile(np.concatenate([state[k].abs().numpy().ravel() for k in keys]), amount)
+            keys = [
+                f"recurrent.recurrent_layers.{k}.weight_{kind}" for k in range(3) for kind in kinds
+            ]
+            thr = np.percentile(
+                np.concatenate([state[k].abs().numpy().ravel() for k in keys]), amount
+            )
             for k in keys:
                 layer, kind = k.split(".")[2], k.split("_")[-1]
                 expected = ~(state[k].abs().numpy() < thr)

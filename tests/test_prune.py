@@ -67,8 +67,12 @@ def test_layer_scope_gives_each_matrix_its_own_percentile():
 
 
 def test_ties_and_amount_100_keep_only_the_largest():
-    rnn = _rnn_with([[1.0, 1.0], [1.0, 1.0]], [[1.0, 1.0], [1.0, 1.0]],
-                    [[1.0, 1.0], [1.0, 1.0]], [[1.0, 1.0], [1.0, 2.0]])
+    rnn = _rnn_with(
+        [[1.0, 1.0], [1.0, 1.0]],
+        [[1.0, 1.0], [1.0, 1.0]],
+        [[1.0, 1.0], [1.0, 1.0]],
+        [[1.0, 1.0], [1.0, 2.0]],
+    )
     masks = magnitude_prune(rnn, 50)
     # threshold = 1.0; strict < removes nothing: the report shows the achieved sparsity
     assert all(m.all() for m in masks.values())
@@ -92,7 +96,9 @@ def test_threshold_equals_numpy_percentile_on_study_model():
                 np.testing.assert_array_equal(masks[n].numpy(), ~(np.abs(ref[n]) < thr))
             # biases, embedding and classifier are never pruned
             for n in ("embedding.weight", "out.weight", "recurrent.bias_hh_l0"):
-                np.testing.assert_array_equal(dict(m.named_parameters())[n].detach().numpy(), ref[n])
+                np.testing.assert_array_equal(
+                    dict(m.named_parameters())[n].detach().numpy(), ref[n]
+                )
 
 
 def test_pruned_weights_stay_zero_through_retraining():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from sparsernn.data import DataSpec, Dataset, make_dataset
+from sparsernn.data import Dataset, DataSpec, make_dataset
 from sparsernn.errors import ConfigError, DataError
 from sparsernn.models import ModelConfig, build_model
 from sparsernn.train import (
@@ -28,8 +28,13 @@ def test_training_on_tiny_data_learns(tiny):
     hist = fit(model, train, test, TrainConfig(epochs=4, batch_size=16))
     assert [r["epoch"] for r in hist] == [1, 2, 3, 4]
     assert hist[-1]["train_loss"] < hist[0]["train_loss"] * 0.8
-    assert set(hist[0]) >= {"train_loss", "train_accuracy", "test_loss", "test_accuracy",
-                            "epoch_time"}
+    assert set(hist[0]) >= {
+        "train_loss",
+        "train_accuracy",
+        "test_loss",
+        "test_accuracy",
+        "epoch_time",
+    }
 
 
 def test_same_seed_same_numbers_on_cpu(tiny):
@@ -100,8 +105,9 @@ def test_bucketing_keeps_every_string_once(tiny):
 
     train, _ = tiny
     lengths = np.array([len(s) for s in train.strings])
-    order = _epoch_order(len(train), lengths, TrainConfig(bucket=True, batch_size=8),
-                         np.random.default_rng(0))
+    order = _epoch_order(
+        len(train), lengths, TrainConfig(bucket=True, batch_size=8), np.random.default_rng(0)
+    )
     assert sorted(order.tolist()) == list(range(len(train)))
     spans = [np.ptp(lengths[order[i : i + 8]]) for i in range(0, len(order), 8)]
     plain = _epoch_order(len(train), lengths, TrainConfig(batch_size=8), np.random.default_rng(0))

@@ -7,17 +7,12 @@ import torch
 from torch import _VF, nn
 
 import sparsernn.nn.functional as fnl
+from sparsernn.batched import BatchedClassifier, evaluate_many, train_many
 from sparsernn.data import DataSpec, make_dataset
 from sparsernn.errors import ConfigError
 from sparsernn.models import ModelConfig, build_model
 from sparsernn.nn import GATES, MODES, MaskedRNN
-from sparsernn.nn.batched import (
-    BatchedClassifier,
-    BatchedMaskedRNN,
-    clip_grad_norm_per_model_,
-    evaluate_many,
-    train_many,
-)
+from sparsernn.nn.batched import BatchedMaskedRNN, clip_grad_norm_per_model_
 from sparsernn.nn.functional import fused_recurrence, run_layers
 from sparsernn.prune import magnitude_prune
 from sparsernn.train import TrainConfig, evaluate, fit
@@ -195,8 +190,8 @@ def test_fused_recurrence_gradcheck(mode):
     c0 = torch.randn(k, b, h, **opts) if mode == "lstm" else None
 
     def run(gi, w_hh, b_hh, h0, c0):
-        hs, c = fused_recurrence(mode, gi, w_hh, b_hh, h0, c0)
-        return (hs, c) if mode == "lstm" else hs
+        out, h_n, c_n = fused_recurrence(mode, gi, w_hh, b_hh, h0, c0)
+        return (out, h_n, c_n) if mode == "lstm" else (out, h_n)
 
     assert torch.autograd.gradcheck(run, (gi, w_hh, b_hh, h0, c0))
 
@@ -213,13 +208,14 @@ def test_fused_recurrence_equals_torch_kernels_large(mode):
     h0 = torch.randn(k, b, h, dtype=torch.double)
     c0 = torch.randn(k, b, h, dtype=torch.double) if mode == "lstm" else None
     gi = torch.einsum("ktbi,kgi->ktbg", x, w_ih) + b_ih[:, None, None]
-    hs, c = fused_recurrence(mode, gi, w_hh, b_hh, h0, c0)
+    out, h_n, c_n = fused_recurrence(mode, gi, w_hh, b_hh, h0, c0)
     for m in range(k):
         hx = (h0[m : m + 1], c0[m : m + 1]) if mode == "lstm" else h0[m : m + 1]
         res = _vf(mode, x[m], hx, [w_ih[m], w_hh[m], b_ih[m], b_hh[m]])
-        assert torch.allclose(hs[m, 1:], res[0], atol=1e-10)
+        assert torch.allclose(out[m], res[0], atol=1e-10)
+        assert torch.allclose(h_n[m], res[1][0], atol=1e-10)
         if mode == "lstm":
-            assert torch.allclose(c[m], res[2][0], atol=1e-10)
+            assert torch.allclose(c_n[m], res[2][0], atol=1e-10)
 
 
 @pytest.mark.parametrize("mode", ["rnn_tanh", "rnn_relu", "gru"])

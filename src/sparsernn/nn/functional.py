@@ -127,27 +127,34 @@ _FUSED_CPU_MODES = frozenset({"rnn_tanh", "rnn_relu", "gru"})
 #: From this many elements on, CPU tanh is computed as 2 * sigmoid(2x) - 1: PyTorch's CPU
 #: ``tanh`` kernel measured ~2 ns/element here (about 10x its ``sigmoid``), which dominated the
 #: elementwise cost of K models at once. Both agree to float rounding.
-_TANH_VIA_SIGMOID = 4096
+_TANH_VIA_SIGMOID = 2048
+
+
+_TWO: dict[torch.dtype, Tensor] = {}
 
 
 def _tanh(x: Tensor, out: Tensor) -> Tensor:
     """``out = tanh(x)``; ``out`` may be ``x`` itself (in place)."""
     if x.device.type != "cpu" or x.numel() < _TANH_VIA_SIGMOID:
         return torch.tanh(x, out=out)
-    return torch.mul(x, 2.0, out=out).sigmoid_().mul_(2.0).sub_(1.0)
+    two = _TWO.get(x.dtype)
+    if two is None:  # a 0-d tensor: a Python float would be converted on every call
+        two = _TWO[x.dtype] = torch.tensor(2.0, dtype=x.dtype)
+    return torch.mul(x, two, out=out).sigmoid_().mul_(two).sub_(two, alpha=0.5)
 
 
 class _Recurrence(torch.autograd.Function):
     """K independent recurrent layers over a whole sequence, with a hand-written BPTT.
 
     ``gi`` (K, T, B, G*H) are the input gates ``x @ w_ih^T + b_ih``, ``w_hh`` (K, G*H, H),
-    ``b_hh`` (K, G*H) or None, ``h0``/``c0`` (K, B, H) (``c0`` None unless LSTM). Returns
-    ``hs`` (K, T+1, B, H) with ``hs[:, 0] = h0`` and the final cell state (an empty tensor
+    ``b_hh`` (K, G*H) or None, ``h0``/``c0`` (K, B, H) (``c0`` None unless LSTM). Returns the
+    outputs (K, T, B, H), the last hidden state and the last cell state (an empty tensor
     unless LSTM). Gate order and equations are PyTorch's (:mod:`sparsernn.nn.cells`).
 
-    Every per-step result is written into a preallocated whole-sequence buffer (``out=``), so
-    nothing is stacked or transposed afterwards: ``hs[:, :-1]`` and the gate gradients are
-    already (K, T*B, F) matrices for the hoisted weight-gradient matmuls.
+    Every per-step result is written into a preallocated whole-sequence buffer ``hs``
+    (K, T+1, B, H) (``hs[:, 0] = h0``), so nothing is stacked or transposed afterwards:
+    ``hs[:, :-1]`` and the gate gradients are already (K, T*B, F) matrices for the hoisted
+    weight-gradient matmuls. The outputs are views of that buffer.
     """
 
     @staticmethod
@@ -160,23 +167,30 @@ class _Recurrence(torch.autograd.Function):
         hs = gi.new_empty(k, n_steps + 1, batch, n_hidden)
         hs[:, 0] = h0
         c_last = gi.new_empty(0)
+        # Per-step views are made once, outside the loop (each Python-level view costs ~1 us).
+        # Matmuls write fresh tensors: with out= a strided view, K > 1 falls back to K addmms.
+        h_v = hs.unbind(1)
         if mode in ("rnn_tanh", "rnn_relu"):
             for t, gi_t in enumerate(gi.unbind(1)):
-                pre = torch.baddbmm(gi_t, hs[:, t], w_hh_t, out=hs[:, t + 1])
-                _tanh(pre, pre) if mode == "rnn_tanh" else pre.relu_()
+                pre = torch.baddbmm(gi_t, h_v[t], w_hh_t)
+                if mode == "rnn_tanh":
+                    _tanh(pre, h_v[t + 1])
+                else:
+                    torch.clamp(pre, min=0, out=h_v[t + 1])  # relu
             ctx.save_for_backward(hs, w_hh)
         elif mode == "gru":
             h1, h2 = n_hidden, 2 * n_hidden
             b = gi.new_zeros(k, 1, 3 * n_hidden) if b_hh is None else b_hh.unsqueeze(1)
             rz = gi.new_empty(k, n_steps, batch, h2)  # sigmoid gates (r, z)
             n = gi.new_empty(k, n_steps, batch, h1)
-            for t, (gi_rz, gi_n) in enumerate(
-                zip(gi[..., :h2].unbind(1), gi[..., h2:].unbind(1), strict=True)
-            ):
-                gh = torch.baddbmm(b, hs[:, t], w_hh_t)  # (K, B, 3H)
-                rz_t = torch.add(gi_rz, gh[..., :h2], out=rz[:, t]).sigmoid_()
-                n_t = _tanh(torch.addcmul(gi_n, rz_t[..., :h1], gh[..., h2:], out=n[:, t]), n[:, t])
-                torch.lerp(n_t, hs[:, t], rz_t[..., h1:], out=hs[:, t + 1])  # (1-z)*n + z*h
+            gi_rz, gi_n = gi[..., :h2].unbind(1), gi[..., h2:].unbind(1)
+            rz_v, r_v, z_v = rz.unbind(1), rz[..., :h1].unbind(1), rz[..., h1:].unbind(1)
+            n_v = n.unbind(1)
+            for t in range(n_steps):
+                gh = torch.baddbmm(b, h_v[t], w_hh_t)  # (K, B, 3H)
+                torch.add(gi_rz[t], gh[..., :h2], out=rz_v[t]).sigmoid_()
+                _tanh(torch.addcmul(gi_n[t], r_v[t], gh[..., h2:], out=n_v[t]), n_v[t])
+                torch.lerp(n_v[t], h_v[t], z_v[t], out=h_v[t + 1])  # (1-z)*n + z*h
             ctx.save_for_backward(hs, w_hh, b, rz, n)
         elif mode == "lstm":
             h1, h2, h3 = n_hidden, 2 * n_hidden, 3 * n_hidden
@@ -184,37 +198,41 @@ class _Recurrence(torch.autograd.Function):
             cs = gi.new_empty(k, n_steps + 1, batch, n_hidden)
             tc = gi.new_empty(k, n_steps, batch, n_hidden)  # tanh(c)
             cs[:, 0] = c0
+            a_v, c_v, tc_v = a.unbind(1), cs.unbind(1), tc.unbind(1)
+            i_v, f_v = a[..., :h1].unbind(1), a[..., h1:h2].unbind(1)
+            g_v, o_v = a[..., h2:h3].unbind(1), a[..., h3:].unbind(1)
             for t, gi_t in enumerate(gi.unbind(1)):
-                gates = torch.baddbmm(gi_t, hs[:, t], w_hh_t)  # (K, B, 4H)
-                a_t = torch.sigmoid(gates, out=a[:, t])
-                _tanh(gates[..., h2:h3], a_t[..., h2:h3])
-                c_t = torch.mul(a_t[..., h1:h2], cs[:, t], out=cs[:, t + 1])
-                c_t.addcmul_(a_t[..., :h1], a_t[..., h2:h3])
-                torch.mul(a_t[..., h3:], _tanh(c_t, tc[:, t]), out=hs[:, t + 1])
+                gates = torch.baddbmm(gi_t, h_v[t], w_hh_t)  # (K, B, 4H): i, f, g, o
+                torch.sigmoid(gates, out=a_v[t])
+                _tanh(gates[..., h2:h3], g_v[t])
+                torch.mul(f_v[t], c_v[t], out=c_v[t + 1]).addcmul_(i_v[t], g_v[t])
+                torch.mul(o_v[t], _tanh(c_v[t + 1], tc_v[t]), out=h_v[t + 1])
             ctx.save_for_backward(hs, w_hh, cs, a, tc)
             c_last = cs[:, -1]
         else:
             raise ValueError(f"unknown mode {mode!r}")
         ctx.mode = mode
         ctx.has_b_hh = b_hh is not None
-        return hs, c_last
+        return hs[:, 1:], hs[:, -1], c_last
 
     @staticmethod
-    def backward(ctx, g_hs, g_c):
+    def backward(ctx, g_out, g_h, g_c):
         mode = ctx.mode
         hs, w_hh, *rest = ctx.saved_tensors
         k, t1, batch, n_hidden = hs.shape
         n_steps = t1 - 1
-        dh = g_hs[:, n_steps]
+        # g_v[t] is the output gradient entering h_t (hs index t; nothing enters h0)
+        g_v = [g_h.new_zeros(()), *g_out.unbind(1)]
+        dh = g_h + g_v[n_steps]
         h_prev = hs[:, :-1].reshape(k, n_steps * batch, n_hidden)  # a view
         d_c0 = None
         if mode in ("rnn_tanh", "rnn_relu"):
             out = hs[:, 1:]
             # d_gi starts as the activation's derivative; each step multiplies dh in place.
             d_gi = (1 - out * out) if mode == "rnn_tanh" else (out > 0).to(out.dtype)
+            d_v = d_gi.unbind(1)
             for t in range(n_steps - 1, -1, -1):
-                da = d_gi[:, t].mul_(dh)
-                dh = torch.baddbmm(g_hs[:, t], da, w_hh)
+                dh = torch.baddbmm(g_v[t], d_v[t].mul_(dh), w_hh)
             d_gh = d_gi.view(k, n_steps * batch, n_hidden)
             d_w_hh = torch.bmm(d_gh.transpose(1, 2), h_prev)
             d_b_hh = d_gh.sum(1) if ctx.has_b_hh else None
@@ -230,15 +248,14 @@ class _Recurrence(torch.autograd.Function):
             # coef[:, t] * dh = (d hn, d r_pre, d z_pre, d n_pre) of step t, computed in place.
             coef = n.new_empty(k, n_steps, batch, 4, n_hidden)
             torch.mul(dn, r, out=coef[..., 0, :])
-            torch.mul(coef[..., 0, :], hn.mul_(1 - r), out=coef[..., 1, :])
+            torch.mul(coef[..., 0, :], hn * (1 - r), out=coef[..., 1, :])
             torch.mul(hs[:, :-1] - n, z * one_z, out=coef[..., 2, :])
             coef[..., 3, :] = dn
             w_perm = torch.cat([w_hh[:, h2:], w_hh[:, :h2]], 1)  # rows (n, r, z)
+            coef_v, d3_v, z_v = coef.unbind(1), coef[..., :3, :].flatten(-2).unbind(1), z.unbind(1)
             for t in range(n_steps - 1, -1, -1):
-                p = coef[:, t].mul_(dh.unsqueeze(-2))  # (K, B, 4, H)
-                dh = torch.baddbmm(
-                    torch.addcmul(g_hs[:, t], dh, z[:, t]), p[:, :, :3].flatten(-2), w_perm
-                )
+                coef_v[t].mul_(dh.unsqueeze(-2))  # (K, B, 4, H)
+                dh = torch.baddbmm(torch.addcmul(g_v[t], dh, z_v[t]), d3_v[t], w_perm)
             d_gi = coef[..., 1:, :].flatten(-2)  # (K, T, B, 3H): r, z, n (a strided view)
             d_gh = coef[..., :3, :].flatten(-2).view(k, n_steps * batch, 3 * n_hidden)
             d_perm = torch.bmm(d_gh.transpose(1, 2), h_prev)  # rows (n, r, z)
@@ -259,13 +276,15 @@ class _Recurrence(torch.autograd.Function):
             torch.mul(i_g, 1 - g_g * g_g, out=coef[..., 2, :])
             torch.mul(tc, o_g * (1 - o_g), out=coef[..., 3, :])
             dc = g_c
+            q_v, f_v = q.unbind(1), f_g.unbind(1)
+            ifg_v, o_v = coef[..., :3, :].unbind(1), coef[..., 3, :].unbind(1)
+            p_v = coef.flatten(-2).unbind(1)
             for t in range(n_steps - 1, -1, -1):
-                dc = torch.addcmul(dc, dh, q[:, t])
-                p = coef[:, t]
-                p[:, :, :3].mul_(dc.unsqueeze(-2))
-                p[:, :, 3].mul_(dh)
-                dc = dc * f_g[:, t]
-                dh = torch.baddbmm(g_hs[:, t], p.flatten(-2), w_hh)
+                dc = torch.addcmul(dc, dh, q_v[t])
+                ifg_v[t].mul_(dc.unsqueeze(-2))
+                o_v[t].mul_(dh)
+                dc = dc * f_v[t]
+                dh = torch.baddbmm(g_v[t], p_v[t], w_hh)
             d_gi = coef.view(k, n_steps, batch, 4 * n_hidden)
             d_gh = d_gi.view(k, n_steps * batch, 4 * n_hidden)
             d_w_hh = torch.bmm(d_gh.transpose(1, 2), h_prev)
@@ -294,8 +313,8 @@ def fused_recurrence(
 
     Returns
     -------
-    ``hs`` (K, T+1, B, H), every hidden state with ``hs[:, 0] = h0``, and the final cell state
-    (K, B, H) for LSTM (None otherwise).
+    ``(output, h_n, c_n)``: the hidden states of every step (K, T, B, H), the last hidden
+    state (K, B, H) and, for LSTM, the last cell state (K, B, H) (None otherwise).
     """
     k, _, batch, _ = gi.shape
     n_hidden = w_hh.shape[2]
@@ -303,8 +322,8 @@ def fused_recurrence(
         h0 = gi.new_zeros(k, batch, n_hidden)
     if mode == "lstm" and c0 is None:
         c0 = gi.new_zeros(k, batch, n_hidden)
-    hs, c_last = _Recurrence.apply(mode, gi, w_hh, b_hh, h0, c0 if mode == "lstm" else None)
-    return hs, (c_last if mode == "lstm" else None)
+    out, h_n, c_n = _Recurrence.apply(mode, gi, w_hh, b_hh, h0, c0 if mode == "lstm" else None)
+    return out, h_n, (c_n if mode == "lstm" else None)
 
 
 def _run_layers_fused(mode, x, weights, hx, batch_first):
@@ -318,7 +337,7 @@ def _run_layers_fused(mode, x, weights, hx, batch_first):
         gi = F.linear(x, w_ih, b_ih)  # (T, B, G*H)
         h0 = None if hx is None else hx[k].unsqueeze(0)
         b = None if b_hh is None else b_hh.unsqueeze(0)
-        hs, _ = fused_recurrence(mode, gi.unsqueeze(0), w_hh.unsqueeze(0), b, h0)
-        x = hs[0, 1:]  # (T, B, H)
-        final.append(hs[0, -1])
+        out, h_n, _ = fused_recurrence(mode, gi.unsqueeze(0), w_hh.unsqueeze(0), b, h0)
+        x = out[0]  # (T, B, H)
+        final.append(h_n[0])
     return (x.transpose(0, 1) if batch_first else x), final
