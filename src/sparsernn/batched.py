@@ -39,7 +39,7 @@ from sparsernn._seed import derive_seed
 from sparsernn.errors import ConfigError
 from sparsernn.nn.batched import BatchedMaskedRNN, _input_gates, clip_grad_norm_per_model_
 from sparsernn.nn.masked import MaskedRNN
-from sparsernn.train import EncodedData, TrainConfig, _epoch_order, _progress
+from sparsernn.train import EncodedData, TrainConfig, _epoch_order, _progress, make_adam
 
 __all__ = ["BatchedClassifier", "train_many", "evaluate_many"]
 
@@ -211,10 +211,7 @@ def _make_train_step(
 ) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]:
     """One training step of the K models (a fresh Adam): returns (losses (K,), logits)."""
     params = [p for p in batched.parameters() if p.requires_grad]
-    try:  # one fused kernel over the few big stacked tensors; same updates up to rounding
-        opt = torch.optim.Adam(params, lr=lr, fused=True)
-    except (RuntimeError, TypeError, ValueError):  # older torch: no fused Adam on this device
-        opt = torch.optim.Adam(params, lr=lr)
+    opt = make_adam(params, lr)
     batched.train()
 
     def step(tokens: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:

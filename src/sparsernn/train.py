@@ -162,8 +162,8 @@ def fit(
     test_data = None
     if test is not None:
         test_data = test if isinstance(test, EncodedData) else EncodedData(test, device)
-    opt = optimizer or torch.optim.Adam(model.parameters(), lr=cfg.lr)
     params = [p for p in model.parameters() if p.requires_grad]
+    opt = optimizer or make_adam(params, cfg.lr)
     order_rng = np.random.default_rng(derive_seed(cfg.seed, "batch-order"))
     lengths = train_data.lengths.cpu().numpy()
     eval_bs = cfg.eval_batch_size or cfg.batch_size
@@ -206,6 +206,18 @@ def fit(
     if bar is not None:
         bar.close()
     return history
+
+
+def make_adam(params: list[Tensor], lr: float) -> torch.optim.Optimizer:
+    """Adam with the fused (single-kernel) update where this torch and device offer it.
+
+    The fused update equals the default one up to float rounding and is ~5x faster per step on
+    a CPU, where a masked model's many exact zeros make the elementwise ``sqrt`` path slow.
+    """
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # older torch or an unsupported device
+        return torch.optim.Adam(params, lr=lr)
 
 
 def _progress(progress: bool | str, total: int):
