@@ -138,10 +138,10 @@ PROFILES: dict[str, StudyConfig] = {
     ),
     "smoke": StudyConfig(
         cells=("gru", "rnn_tanh"),
-        data=DataSpec(n_strings=600),
-        train=TrainConfig(epochs=2),
+        data=DataSpec(n_strings=1500),
+        train=TrainConfig(epochs=3),
         pruning=PruningConfig(targets=("both", "h2h"), amounts=(50, 100), retrain_epochs=1),
-        structure=StructureConfig(n_graphs=2, nodes=(10, 14), epochs=1),
+        structure=StructureConfig(n_graphs=2, nodes=(10, 14), epochs=3, batch_size=32),
     ),
 }
 
