@@ -5,4 +5,6 @@ import torch
 
 # tests/nn/reference.py holds slow reference implementations shared by tests and benchmarks
 sys.path.insert(0, str(Path(__file__).parent / "nn"))
+# tests/experiments/studyhelpers.py: a tiny study and a store snapshot shared by those tests
+sys.path.insert(0, str(Path(__file__).parent / "experiments"))
 torch.set_num_threads(1)  # tiny test models: threads only add contention

@@ -246,7 +246,7 @@ _CHANGES = {
     "data.n_strings": 601,
     "data.seed": 1,
     "data.max_length": 40,
-    "train.epochs": 3,
+    "train.epochs": 7,
     "train.lr": 2e-3,
     "train.batch_size": 16,
     "train.clip": 1.0,
@@ -258,7 +258,7 @@ _CHANGES = {
     "structure.n_graphs": 3,
     "structure.generators": ("ws",),
     "structure.nodes": (10, 15),
-    "structure.epochs": 2,
+    "structure.epochs": 5,
 }
 
 

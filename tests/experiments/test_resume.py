@@ -25,22 +25,18 @@ from typing import Any
 import pytest
 import torch
 from click.testing import CliRunner
+from studyhelpers import tiny_study  # noqa: I001  (tests/experiments on sys.path)
 
 from sparsernn.cli import cli
-from sparsernn.data import DataSpec
 from sparsernn.errors import StoreError
 from sparsernn.experiments import units
 from sparsernn.experiments.config import (
-    PruningConfig,
-    StructureConfig,
-    StudyConfig,
     load_study_config,
     merge,
     profile,
 )
 from sparsernn.experiments.runner import run_study
 from sparsernn.store import ResultsStore
-from sparsernn.train import TrainConfig
 from sparsernn.workflows import study_status
 
 N_SMOKE_UNITS = 18
@@ -288,19 +284,6 @@ def test_second_writer_is_refused_and_the_first_completes(tmp_path: Path, refere
     _, stderr = first.communicate(timeout=300)
     assert first.returncode == 0, stderr[-2000:]
     assert_same_as(out, reference)
-
-
-def tiny_study() -> StudyConfig:
-    return StudyConfig(
-        cells=("rnn_tanh",),
-        data=DataSpec(n_strings=120),
-        embedding_dim=4,
-        hidden_size=6,
-        num_layers=1,
-        train=TrainConfig(epochs=1, device="cpu"),
-        pruning=PruningConfig(targets=("both",), amounts=(50, 100), retrain_epochs=1),
-        structure=StructureConfig(generators=("ws",), n_graphs=2, nodes=(10, 12), epochs=1),
-    )
 
 
 def status_table(text: str) -> dict[str, tuple[int, int, int]]:
