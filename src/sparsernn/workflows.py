@@ -71,7 +71,7 @@ def train_base_model(
 def pruning_summary(
     study_dir: str | os.PathLike[str], tolerance: float = 0.01
 ) -> dict[str, pd.DataFrame]:
-    """Tolerated sparsity and epochs-to-recover tables of a study (also written as CSV)."""
+    """Tolerated sparsity and epochs-to-recover tables (also CSV files) and PNG plots."""
     from sparsernn.analysis import epochs_to_recover, tolerated_sparsity
     from sparsernn.experiments.results import load_results
 
@@ -84,11 +84,28 @@ def pruning_summary(
     }
     for name, table in tables.items():
         table.to_csv(Path(study_dir) / f"{name}.csv", index=False)
+    _save_plots(
+        study_dir,
+        {
+            "pruning_accuracy": lambda p: p.pruning_accuracy(res.pruning, res.base),
+            "recovery_curves": lambda p: p.recovery_curves(res.pruning, res.base, tolerance),
+            "training_curves": lambda p: p.training_curves(res.base_curves),
+        },
+    )
     return tables
 
 
+def _save_plots(study_dir: str | os.PathLike[str], figures: dict) -> None:
+    """Write each figure as ``<study_dir>/plots/<name>.png``."""
+    from sparsernn.report import plots
+    from sparsernn.store import atomic_write_bytes
+
+    for name, make in figures.items():
+        atomic_write_bytes(Path(study_dir) / "plots" / f"{name}.png", plots.to_png(make(plots)))
+
+
 def structure_summary(study_dir: str | os.PathLike[str]) -> pd.DataFrame:
-    """Mean test accuracy (95% CI) per cell and generator (also written as CSV)."""
+    """Mean test accuracy (95% CI) per cell and generator (also CSV) and PNG plots."""
     from sparsernn.analysis import mean_ci
     from sparsernn.experiments.results import load_results
 
@@ -110,6 +127,13 @@ def structure_summary(study_dir: str | os.PathLike[str]) -> pd.DataFrame:
         rows, columns=["cell", "generator", "n_graphs", "mean_accuracy", "ci_low", "ci_high"]
     )
     table.to_csv(Path(study_dir) / "structure_accuracy.csv", index=False)
+    _save_plots(
+        study_dir,
+        {
+            "structure_accuracy": lambda p: p.structure_accuracy(res.structure),
+            "property_scatter": lambda p: p.property_scatter(res.structure),
+        },
+    )
     return table
 
 
