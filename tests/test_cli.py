@@ -86,8 +86,13 @@ def test_every_command_on_tiny_data(tmp_path):
     )
     assert "mean_accuracy" in out
     plots = {p.name for p in (study / "plots").iterdir()}
-    assert plots == {"pruning_accuracy.png", "recovery_curves.png", "training_curves.png",
-                     "structure_accuracy.png", "property_scatter.png"}
+    assert plots == {
+        "pruning_accuracy.png",
+        "recovery_curves.png",
+        "training_curves.png",
+        "structure_accuracy.png",
+        "property_scatter.png",
+    }
     assert all((study / "plots" / name).read_bytes()[:4] == b"\x89PNG" for name in plots)
     assert "prune" in _ok(["status", str(study)])
     _ok(["report", str(study), "-o", str(tmp_path / "r.html")])

@@ -186,7 +186,6 @@ def _input_gates(x: Tensor, w_ih: Tensor, b_ih: Tensor | None) -> Tensor:
     return gi.view(k, t_len, batch, -1)
 
 
-
 def clip_grad_norm_per_model_(parameters: Iterable[Tensor], max_norm: float) -> Tensor:
     """Clip each model's gradient norm separately; return the K norms before clipping.
 
@@ -204,5 +203,3 @@ def clip_grad_norm_per_model_(parameters: Iterable[Tensor], max_norm: float) -> 
     for g in grads:
         g.mul_(coef.view(k, *([1] * (g.dim() - 1))))
     return total
-
-
