@@ -1,0 +1,47 @@
+"""The public names that outside code and checks rely on stay importable with their signatures."""
+
+import inspect
+
+import networkx as nx
+import numpy as np
+import torch
+
+
+def test_stable_names_and_signatures(tmp_path):
+    import sparsernn.compat
+    import sparsernn.data
+    import sparsernn.data.reber
+    import sparsernn.graphs
+    import sparsernn.models
+    import sparsernn.nn
+    import sparsernn.prune
+    import sparsernn.train
+
+    assert sparsernn.data.reber.accepts("BTXSE") is True
+    ds = sparsernn.data.Dataset(["BTXSE", "BTXE"], np.array([1, 0]))
+    sparsernn.data.write_csv(ds, tmp_path / "d.csv")
+    back = sparsernn.data.read_csv(tmp_path / "d.csv")
+    assert list(back.strings) == ["BTXSE", "BTXE"] and list(back.labels) == [1, 0]
+    assert issubclass(sparsernn.nn.MaskedRNN, torch.nn.Module)
+    assert issubclass(sparsernn.nn.StructuredRNN, torch.nn.Module)
+    assert issubclass(sparsernn.models.SequenceClassifier, torch.nn.Module)
+    params = inspect.signature(sparsernn.compat.load_study_checkpoint).parameters
+    assert list(params) == ["path_or_state_dict", "cell"]
+    params = inspect.signature(sparsernn.train.evaluate).parameters
+    assert list(params)[:2] == ["model", "dataset"] and params["batch_size"].default == 32
+    params = inspect.signature(sparsernn.prune.magnitude_prune).parameters
+    assert list(params) == ["model_or_module", "amount", "target", "scope"]
+    assert params["target"].default == "both" and params["scope"].default == "global"
+    dag = sparsernn.graphs.to_layered_dag(nx.path_graph(3))
+    assert dag.layer_sizes == [1, 1, 1] and dag.layer_of == {0: 0, 1: 1, 2: 2}
+    props = sparsernn.graphs.properties(nx.cycle_graph(5))
+    assert list(props)[:8] == [
+        "layers",
+        "nodes",
+        "edges",
+        "source_nodes",
+        "sink_nodes",
+        "diameter",
+        "density",
+        "average_shortest_path_length",
+    ]
