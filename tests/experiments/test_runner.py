@@ -300,3 +300,22 @@ def test_unreachable_ray_address_fails_fast(tmp_path: Path):
     runner._check_reachable(None)
     runner._check_reachable("auto")
     runner._check_reachable("ray://head:10001")  # Ray client addresses are left to Ray
+
+
+def test_results_show_only_the_latest_configuration_of_each_kind(tmp_path: Path):
+    import dataclasses
+
+    from sparsernn.experiments.results import load_results
+
+    first = tiny_study()
+    run_study(first, tmp_path, kinds=("base", "prune"), workers=1, progress=False)
+    longer = dataclasses.replace(
+        first, pruning=dataclasses.replace(first.pruning, retrain_epochs=2)
+    )
+    run_study(longer, tmp_path, kinds=("base", "prune"), workers=1, progress=False)
+    run_study(first, tmp_path, kinds=("structure",), workers=1, progress=False)
+    res = load_results(tmp_path)
+    assert sorted(res.pruning["epoch"].unique()) == [0, 1, 2]  # only the 2-epoch points
+    assert len(res.pruning_points) == 2 and len(res.base) == 1 and len(res.structure) == 2
+    with ResultsStore.open(tmp_path, readonly=True) as store:
+        assert store.count("prune")["done"] == 4  # the 1-epoch points are kept, not shown

@@ -131,10 +131,10 @@ def profile(name: str) -> StudyConfig:
 PROFILES: dict[str, StudyConfig] = {
     "full": StudyConfig(),
     "quick": StudyConfig(
-        data=DataSpec(n_strings=4000),
-        train=TrainConfig(epochs=4),
-        pruning=PruningConfig(amounts=(20, 40, 60, 80, 90, 100), retrain_epochs=2),
-        structure=StructureConfig(n_graphs=6, nodes=(10, 30), epochs=3),
+        data=DataSpec(n_strings=5000),
+        train=TrainConfig(epochs=5),
+        pruning=PruningConfig(retrain_epochs=2),
+        structure=StructureConfig(n_graphs=8, nodes=(10, 35), epochs=3),
     ),
     "smoke": StudyConfig(
         cells=("gru", "rnn_tanh"),

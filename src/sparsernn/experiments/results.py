@@ -59,15 +59,41 @@ def _strip(df: pd.DataFrame) -> pd.DataFrame:
     return df.rename(columns=lambda c: c[len("config.") :] if c.startswith("config.") else c)
 
 
+def _current_keys(store: ResultsStore, kind: str) -> set[str] | None:
+    """Keys of ``kind`` planned by the config that last ran that kind (None: keep all).
+
+    A study directory keeps every unit ever run in it; after, say, a rerun with other
+    retraining epochs, only the units of the latest configuration are this study's results.
+    """
+    from sparsernn.experiments.config import StudyConfig
+    from sparsernn.experiments.units import plan_units
+
+    config = store.get_meta(f"study:{kind}")
+    if not config:
+        return None
+    return {u.key for u in plan_units(StudyConfig.from_dict(config)) if u.kind == kind}
+
+
+def _only(df: pd.DataFrame, keys: set[str] | None) -> pd.DataFrame:
+    if keys is None or df.empty:
+        return df
+    return df[df["key"].isin(keys)].reset_index(drop=True)
+
+
 def load_results(study_dir: str | os.PathLike[str]) -> StudyResults:
-    """Load everything a study stored (read-only: safe while the study is still running)."""
+    """Load the results of a study directory's current configuration (read-only).
+
+    Safe while the study is still running. Units stored by earlier configurations of the same
+    directory (e.g. other retraining epochs) stay in the store but are not returned.
+    """
     with ResultsStore.open(study_dir, readonly=True) as store:
         study = store.get_meta("study", {}) or {}
-        base = _strip(store.frame("base"))
-        base_curves = _strip(store.curves("base"))
-        prune = _strip(store.frame("prune"))
-        prune_curves = _strip(store.curves("prune"))
-        struct = _strip(store.frame("structure"))
+        current = {kind: _current_keys(store, kind) for kind in ("base", "prune", "structure")}
+        base = _strip(_only(store.frame("base"), current["base"]))
+        base_curves = _strip(_only(store.curves("base"), current["base"]))
+        prune = _strip(_only(store.frame("prune"), current["prune"]))
+        prune_curves = _strip(_only(store.curves("prune"), current["prune"]))
+        struct = _strip(_only(store.frame("structure"), current["structure"]))
         failures = store.failures()
     if len(base):
         base = base.rename(columns={"test_accuracy": "base_accuracy"})

@@ -387,6 +387,8 @@ def run_study(
     with ResultsStore.open(out) as store:
         store.set_meta("study", study.to_dict())
         store.set_meta("kinds", sorted({u.kind for u in units}))
+        for kind in {u.kind for u in units}:  # which config each kind of result belongs to
+            store.set_meta(f"study:{kind}", study.to_dict())
         atomic_write_bytes(store.study_dir / "study.toml", study.to_toml().encode())
         done = store.keys(status="done")
         failed = store.keys(status="failed")
