@@ -31,11 +31,11 @@ def reference_structured(mode, x, dag, weights):
     conns = dag.connections
     outputs = [reference_layer(mode, x, *weights[(-1, 0)])]
     for l in range(1, dag.n_layers):
-        mask = torch.from_numpy(conns[(l - 1, l)]).float().repeat(g, 1)
+        mask = torch.tensor(conns[(l - 1, l)]).float().repeat(g, 1)
         total = reference_layer(mode, outputs[l - 1], *weights[(l - 1, l)], ih_mask=mask)
         for s in range(l - 1):
             if (s, l) in conns:
-                skip_mask = torch.from_numpy(conns[(s, l)]).float().repeat(g, 1)
+                skip_mask = torch.tensor(conns[(s, l)]).float().repeat(g, 1)
                 total = total + reference_layer(
                     mode, outputs[s], *weights[(s, l)], ih_mask=skip_mask
                 )
