@@ -7,6 +7,7 @@ checkpoints that are a config JSON plus a state dict, written atomically.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import tempfile
@@ -32,6 +33,7 @@ __all__ = [
     "fit",
     "evaluate",
     "resolve_device",
+    "checkpoint_bytes",
     "save_checkpoint",
     "load_checkpoint",
 ]
@@ -229,22 +231,33 @@ def _progress(progress: bool | str, total: int):
     return tqdm(total=total, desc=desc, unit="batch", dynamic_ncols=True, leave=False)
 
 
+def checkpoint_bytes(model: SequenceClassifier, metrics: dict[str, Any] | None = None) -> bytes:
+    """A checkpoint in memory: ``{format, config JSON, state_dict, metrics JSON}`` (no pickle of
+    modules, so it loads anywhere with ``weights_only=True``)."""
+    buf = io.BytesIO()
+    torch.save(
+        {
+            "format": "sparsernn-checkpoint-1",
+            "model_config": model.config.to_json(),
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "metrics": json.dumps(metrics or {}),
+        },
+        buf,
+    )
+    return buf.getvalue()
+
+
 def save_checkpoint(
     path: str | Path, model: SequenceClassifier, metrics: dict[str, Any] | None = None
 ) -> Path:
-    """Write ``{config JSON, state_dict, metrics}`` atomically (temp file + rename)."""
+    """Write :func:`checkpoint_bytes` atomically (temp file, fsync, rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "format": "sparsernn-checkpoint-1",
-        "model_config": model.config.to_json(),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "metrics": json.dumps(metrics or {}),
-    }
+    data = checkpoint_bytes(model, metrics)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -255,18 +268,20 @@ def save_checkpoint(
 
 
 def load_checkpoint(
-    path: str | Path, device: str | torch.device = "cpu"
+    source: str | Path | bytes, device: str | torch.device = "cpu"
 ) -> tuple[SequenceClassifier, dict[str, Any]]:
-    """Load a checkpoint written by :func:`save_checkpoint`: ``(model, metrics)``."""
+    """Load a checkpoint (a file, or :func:`checkpoint_bytes` output): ``(model, metrics)``."""
+    where = "checkpoint bytes" if isinstance(source, bytes) else str(source)
     try:
-        payload = torch.load(path, map_location=device, weights_only=True)
+        stream = io.BytesIO(source) if isinstance(source, bytes) else source
+        payload = torch.load(stream, map_location=device, weights_only=True)
     except FileNotFoundError:
-        raise DataError(f"{path}: no such checkpoint file") from None
+        raise DataError(f"{where}: no such checkpoint file") from None
     except Exception as exc:  # noqa: BLE001
-        raise DataError(f"{path}: unreadable checkpoint ({exc.__class__.__name__})") from None
+        raise DataError(f"{where}: unreadable checkpoint ({exc.__class__.__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != "sparsernn-checkpoint-1":
         raise DataError(
-            f"{path}: not a sparsernn checkpoint; for a study checkpoint use "
+            f"{where}: not a sparsernn checkpoint; for a study checkpoint use "
             "sparsernn.compat.load_study_checkpoint"
         )
     model = SequenceClassifier(ModelConfig.from_json(payload["model_config"]))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import io
 import time
 import traceback
 from typing import Any
@@ -20,8 +19,16 @@ from sparsernn._seed import derive_seed
 from sparsernn.config import config_key
 from sparsernn.data import DataSpec, make_dataset
 from sparsernn.experiments.config import StudyConfig
-from sparsernn.models import ModelConfig, SequenceClassifier, build_model
-from sparsernn.train import EncodedData, TrainConfig, evaluate, fit, resolve_device
+from sparsernn.models import ModelConfig, build_model
+from sparsernn.train import (
+    EncodedData,
+    TrainConfig,
+    checkpoint_bytes,
+    evaluate,
+    fit,
+    load_checkpoint,
+    resolve_device,
+)
 
 __all__ = ["Unit", "plan_units", "execute", "CODE_VERSION"]
 
@@ -127,12 +134,6 @@ def _datasets(cfg: dict[str, Any], device: torch.device):
     return _data(DataSpec.from_dict(cfg["data"]).to_json(), str(device))
 
 
-def _state_bytes(model: SequenceClassifier) -> bytes:
-    buf = io.BytesIO()
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
-    return buf.getvalue()
-
-
 def _run_base(cfg: dict[str, Any]) -> dict[str, Any]:
     train_cfg = TrainConfig.from_dict(cfg["train"])
     device = resolve_device(train_cfg.device)
@@ -152,31 +153,8 @@ def _run_base(cfg: dict[str, Any]) -> dict[str, Any]:
     return {
         "metrics": metrics,
         "curve": curve,
-        "files": {"model.pt": _checkpoint_bytes(model, metrics)},
+        "files": {"model.pt": checkpoint_bytes(model, metrics)},
     }
-
-
-def _checkpoint_bytes(model: SequenceClassifier, metrics: dict[str, Any]) -> bytes:
-    import json
-
-    buf = io.BytesIO()
-    torch.save(
-        {
-            "format": "sparsernn-checkpoint-1",
-            "model_config": model.config.to_json(),
-            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "metrics": json.dumps(metrics),
-        },
-        buf,
-    )
-    return buf.getvalue()
-
-
-def _load_base(base_bytes: bytes, device: torch.device) -> SequenceClassifier:
-    payload = torch.load(io.BytesIO(base_bytes), map_location=device, weights_only=True)
-    model = SequenceClassifier(ModelConfig.from_json(payload["model_config"]))
-    model.load_state_dict(payload["state_dict"])
-    return model.to(device)
 
 
 def _run_prune(cfg: dict[str, Any], base_bytes: bytes) -> dict[str, Any]:
@@ -185,7 +163,7 @@ def _run_prune(cfg: dict[str, Any], base_bytes: bytes) -> dict[str, Any]:
     retrain = TrainConfig.from_dict(cfg["retrain"])
     device = resolve_device(retrain.device)
     train, test = _datasets(cfg, device)
-    model = _load_base(base_bytes, device)
+    model, _ = load_checkpoint(base_bytes, device)
     eval_bs = retrain.eval_batch_size or retrain.batch_size
     base = evaluate(model, test, eval_bs)
     magnitude_prune(model, cfg["amount"], cfg["target"], cfg["scope"])
