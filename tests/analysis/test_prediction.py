@@ -72,14 +72,15 @@ def test_cross_validated_recovers_a_determining_feature():
     assert out.loc["bayesian_ridge", "features"] == "all"
 
 
-def test_cross_validated_noise_target_has_no_skill():
-    # n = 120 pure-noise rows, 10 folds. Out-of-fold R^2 of noise is slightly negative by
-    # construction (about -1/n_test plus overfitting), so: mean <= 0.02, the interval reaches
-    # 0 from below (ci_low <= 0) and its top is within 0.15 of 0.
-    out = cross_validated(_frame(noise=True), n_repeats=2, models=["bayesian_ridge", "dummy_mean"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cross_validated_noise_target_has_no_skill(seed):
+    # n = 240 pure-noise rows, 5 x 5-fold CV. Out-of-fold R^2 of noise is slightly negative by
+    # construction; the overlap-corrected interval must contain 0 and the mean be <= 0.02.
+    # (A random forest overfits noise to a genuinely negative R^2, so it is not asserted here.)
+    frame = _frame(n=240, seed=seed, noise=True)
+    out = cross_validated(frame, n_repeats=5, models=["bayesian_ridge", "dummy_mean"])
     assert (out["r2_mean"] <= 0.02).all()
-    assert (out["r2_ci_low"] <= 0.0).all()
-    assert (out["r2_ci_high"] >= -0.15).all()
+    assert ((out["r2_ci_low"] <= 0.0) & (out["r2_ci_high"] >= 0.0)).all(), out
 
 
 def test_cross_validated_subset_by_name_or_list():

@@ -71,3 +71,14 @@ def test_bootstrap_ci_edge_cases():
         bootstrap_ci([1.0, 2.0], [1.0], _mean_stat)
     with pytest.raises(ConfigError):
         bootstrap_ci([1.0, 2.0], [1.0, 2.0], _mean_stat, n_boot=0)
+
+
+def test_corrected_cv_ci_hand_computed():
+    from sparsernn.analysis import corrected_cv_ci
+
+    # s^2 = 1/60, (1/4 + 1/3) * s^2 = 0.0097222, t(0.975, 3) = 3.18245 -> half width 0.31379
+    mean, lo, hi = corrected_cv_ci([0.1, 0.3, 0.2, 0.4], test_to_train=1 / 3)
+    assert mean == pytest.approx(0.25)
+    assert lo == pytest.approx(0.25 - 0.31379, abs=1e-4)
+    assert hi == pytest.approx(0.25 + 0.31379, abs=1e-4)
+    assert corrected_cv_ci([0.5], 0.25)[1] != corrected_cv_ci([0.5], 0.25)[1]  # NaN: one score

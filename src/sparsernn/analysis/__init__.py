@@ -35,11 +35,12 @@ from sparsernn.analysis.published import (
     published_r2,
     published_safe_pruning,
 )
-from sparsernn.analysis.stats import STUDY_FEATURES, bootstrap_ci, mean_ci
+from sparsernn.analysis.stats import STUDY_FEATURES, bootstrap_ci, corrected_cv_ci, mean_ci
 
 __all__ = [
     "STUDY_FEATURES",
     "mean_ci",
+    "corrected_cv_ci",
     "bootstrap_ci",
     "POOLED",
     "correlations",

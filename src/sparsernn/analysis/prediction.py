@@ -38,7 +38,7 @@ from sparsernn.analysis.stats import (
     _empty,
     _require_columns,
     _with_notes,
-    mean_ci,
+    corrected_cv_ci,
 )
 from sparsernn.errors import ConfigError, DataError
 
@@ -225,15 +225,16 @@ def cross_validated(
     confidence: float = 0.95,
     n_jobs: int | None = None,
 ) -> pd.DataFrame:
-    """Repeated k-fold R^2 per cell and model, with a t-interval over the fold scores.
+    """Repeated k-fold R^2 per cell and model, with a corrected t-interval over fold scores.
 
     Each model is a ``Pipeline(MinMaxScaler, model)`` refit inside every fold (no leakage), and
     all models see the same folds (``RepeatedKFold(n_splits, n_repeats, random_state)``).
     Baselines: ``dummy_mean`` predicts the training mean (R^2 <= 0 by construction on average);
     ``size_only`` is BayesianRidge on ``nodes`` and ``edges`` only.
 
-    The CI is :func:`mean_ci` over the ``n_splits * n_repeats`` fold scores. Folds share training
-    rows, so the scores are not independent and the interval is approximate (too narrow).
+    The CI is :func:`corrected_cv_ci` over the ``n_splits * n_repeats`` fold scores: folds share
+    training rows, so the plain t-interval would be too narrow; Nadeau & Bengio's correction
+    inflates the variance by ``1/J + 1/(n_splits - 1)``.
 
     Parameters
     ----------
@@ -280,7 +281,7 @@ def cross_validated(
                     scoring="r2",
                     n_jobs=n_jobs,
                 )
-            mean, lo, hi = mean_ci(scores, confidence)
+            mean, lo, hi = corrected_cv_ci(scores, 1 / (n_splits - 1), confidence)
             rows.append(
                 {
                     "cell": cell,

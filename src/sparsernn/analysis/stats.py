@@ -184,3 +184,32 @@ def _format_ci(mean: float, lo: float, hi: float, digits: int = 1) -> str:
     if np.isnan(lo) or np.isnan(hi):
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def corrected_cv_ci(
+    scores: Iterable[float], test_to_train: float, confidence: float = 0.95
+) -> tuple[float, float, float]:
+    """Mean and confidence interval of repeated cross-validation scores, corrected for overlap.
+
+    Fold scores share training rows, so the plain t-interval is too narrow. Nadeau & Bengio's
+    (2003) corrected resampled t uses the variance ``(1/J + n_test/n_train) * s^2`` for ``J``
+    scores; for K-fold, ``test_to_train = 1 / (K - 1)``.
+
+    Examples
+    --------
+    >>> m, lo, hi = corrected_cv_ci([0.1, 0.3, 0.2, 0.4], test_to_train=1 / 3)
+    >>> round(m, 3), round(lo, 3), round(hi, 3)
+    (0.25, -0.064, 0.564)
+    """
+    confidence = _check_confidence(confidence)
+    x = np.asarray(list(scores), float)
+    x = x[~np.isnan(x)]
+    if x.size == 0:
+        return (float("nan"),) * 3
+    mean = float(x.mean())
+    if x.size == 1:
+        return mean, float("nan"), float("nan")
+    half = _st.t.ppf((1 + confidence) / 2, x.size - 1) * np.sqrt(
+        (1 / x.size + test_to_train) * x.var(ddof=1)
+    )
+    return mean, mean - float(half), mean + float(half)

@@ -766,7 +766,8 @@ def _prediction(ctx: _Context) -> list[str]:
     out.append(
         _p(
             f"{n_repeats} x {n_splits}-fold cross-validation (scaler refit in each fold), mean R² "
-            "with a 95% t-interval over folds (approximate: folds share rows). Baselines: "
+            "with a 95% interval over folds (Nadeau-Bengio corrected: folds share rows). "
+            "Baselines: "
             "dummy_mean predicts the training mean; size_only is BayesianRidge on nodes and edges."
         )
     )
