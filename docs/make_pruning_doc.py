@@ -89,10 +89,9 @@ def main(study_dir: str, out: str = "docs/pruning.md") -> None:
         "```",
         "",
         "The study's protocol (SPEC sections 3-4: 25,000 strings, 3x50 model, 50 base epochs, "
-        "global magnitude threshold, fresh Adam, masks fixed), one seed, except that each point "
-        f"is retrained for {retrain} epochs instead of 10 (the findings below only need the first "
-        "two; a 10-epoch rerun reuses the base models: `--retrain-epochs 10`). "
-        f"Tolerance: {tol:g} accuracy. Published figures are single runs too.",
+        "global magnitude threshold, fresh Adam, masks fixed, "
+        f"{retrain} retraining epochs per point{'' if retrain == 10 else ' instead of 10'}), "
+        f"one seed. Tolerance: {tol:g} accuracy. Published figures are single runs too.",
         "",
         "## Qualitative findings of the study (SPEC section 4)",
         "",
