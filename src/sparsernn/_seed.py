@@ -7,11 +7,10 @@ uses :func:`torch_generator` so the same seed gives the same numbers on CPU.
 from __future__ import annotations
 
 import hashlib
-import random
 
 import numpy as np
 
-__all__ = ["rng", "derive_seed", "seed_everything", "SeedLike"]
+__all__ = ["rng", "derive_seed", "SeedLike"]
 
 SeedLike = int | np.random.Generator | None
 
@@ -33,12 +32,3 @@ def derive_seed(*parts: object) -> int:
     """
     digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's, numpy's legacy and torch's global generators (for code we do not own)."""
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)  # noqa: NPY002 - seeds third-party code using the legacy API
-    torch.manual_seed(seed)

@@ -24,8 +24,6 @@ import torch
 import torch.nn.functional as F
 from torch import _VF, Tensor
 
-from sparsernn.nn.cells import GATES
-
 __all__ = ["run_layers", "LayerWeights", "fused_recurrence"]
 
 LayerWeights = tuple[Tensor, Tensor, Tensor | None, Tensor | None]  # (w_ih, w_hh, b_ih, b_hh)
@@ -112,11 +110,6 @@ def run_layers(
 def _zeros(mode: str, x: Tensor, batch: int, hidden: int):
     h = x.new_zeros(batch, hidden)
     return (h, h) if mode == "lstm" else h
-
-
-def gate_count(mode: str) -> int:
-    """Number of gate blocks stacked in the weight matrices of ``mode``."""
-    return GATES[mode]
 
 
 # ---------------------------------------------------------------------- hand-fused recurrence

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 
-import networkx as nx
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -191,11 +190,3 @@ class StructuredRNN(nn.Module):
             f"{self.mode}, input_size={self.input_size}, layers={list(self.layer_sizes)}, "
             f"fused_calls={len(self.plan)}"
         )
-
-    @classmethod
-    def from_edges(cls, edges, n_nodes: int, mode: str, **kwargs) -> StructuredRNN:
-        """Build from an edge list (as stored in results) of an undirected graph."""
-        g = nx.Graph()
-        g.add_nodes_from(range(n_nodes))
-        g.add_edges_from(edges)
-        return cls(g, mode, **kwargs)
