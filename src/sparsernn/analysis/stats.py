@@ -16,35 +16,9 @@ from scipy import stats as _st
 
 from sparsernn._seed import SeedLike, rng
 from sparsernn.errors import ConfigError, DataError
+from sparsernn.graphs.properties import STUDY_FEATURES  # the study's 23, in its order
 
-__all__ = ["STUDY_FEATURES", "mean_ci", "bootstrap_ci"]
-
-#: The 23 graph properties of the study, in the study's order (see SPEC section 5).
-STUDY_FEATURES: tuple[str, ...] = (
-    "layers",
-    "nodes",
-    "edges",
-    "source_nodes",
-    "sink_nodes",
-    "diameter",
-    "density",
-    "average_shortest_path_length",
-    "eccentricity_mean",
-    "eccentricity_var",
-    "eccentricity_std",
-    "degree_mean",
-    "degree_var",
-    "degree_std",
-    "closeness_mean",
-    "closeness_var",
-    "closeness_std",
-    "nodes_betweenness_mean",
-    "nodes_betweenness_var",
-    "nodes_betweenness_std",
-    "edge_betweenness_mean",
-    "edge_betweenness_var",
-    "edge_betweenness_std",
-)
+__all__ = ["STUDY_FEATURES", "mean_ci", "bootstrap_ci", "corrected_cv_ci"]
 
 
 def _check_confidence(confidence: float) -> float:
