@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from sparsernn.errors import ConfigError
 from sparsernn.nn.cells import GATES, MODES
 from sparsernn.nn.functional import fused_recurrence
-from sparsernn.nn.masked import MaskedRNN
+from sparsernn.nn.masked import MaskedRNN, masked_layer_weights
 
 __all__ = ["BatchedMaskedRNN", "clip_grad_norm_per_model_"]
 
@@ -109,15 +109,9 @@ class BatchedMaskedRNN(nn.Module):
         Except for GRU (whose ``b_hn`` sits inside ``r * (...)``), both biases add to the same
         pre-activation: they are returned summed as ``b_ih``, with ``b_hh`` None.
         """
-        out = []
-        for k in range(self.num_layers):
-            w_ih = getattr(self, f"weight_ih_l{k}") * getattr(self, f"weight_ih_l{k}_mask")
-            w_hh = getattr(self, f"weight_hh_l{k}") * getattr(self, f"weight_hh_l{k}_mask")
-            b_ih = getattr(self, f"bias_ih_l{k}") if self.bias else None
-            b_hh = getattr(self, f"bias_hh_l{k}") if self.bias else None
-            if self.bias and self.mode != "gru":
-                b_ih, b_hh = b_ih + b_hh, None
-            out.append((w_ih, w_hh, b_ih, b_hh))
+        out = masked_layer_weights(self, self.num_layers, self.bias)
+        if self.bias and self.mode != "gru":
+            out = [(w_ih, w_hh, b_ih + b_hh, None) for w_ih, w_hh, b_ih, b_hh in out]
         return out
 
     def forward(self, x: Tensor) -> tuple[Tensor, list]:

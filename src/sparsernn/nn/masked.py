@@ -163,14 +163,7 @@ class MaskedRNN(nn.Module):
 
     def layer_weights(self) -> list[tuple[Tensor, Tensor, Tensor | None, Tensor | None]]:
         """Per layer ``(w_ih, w_hh, b_ih, b_hh)`` with masks applied (differentiable)."""
-        out = []
-        for k in range(self.num_layers):
-            w_ih = getattr(self, f"weight_ih_l{k}") * getattr(self, f"weight_ih_l{k}_mask")
-            w_hh = getattr(self, f"weight_hh_l{k}") * getattr(self, f"weight_hh_l{k}_mask")
-            b_ih = getattr(self, f"bias_ih_l{k}") if self.bias else None
-            b_hh = getattr(self, f"bias_hh_l{k}") if self.bias else None
-            out.append((w_ih, w_hh, b_ih, b_hh))
-        return out
+        return masked_layer_weights(self, self.num_layers, self.bias)
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: Tensor, hx: Tensor | tuple | None = None):
@@ -272,6 +265,21 @@ class MaskedRNN(nn.Module):
         for name, mask in self.masks():
             state_dict.setdefault(prefix + name + "_mask", mask.clone())
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, *args, **kw)
+
+
+def masked_layer_weights(
+    module: nn.Module, num_layers: int, bias: bool
+) -> list[tuple[Tensor, Tensor, Tensor | None, Tensor | None]]:
+    """``(w_ih * mask, w_hh * mask, b_ih, b_hh)`` per layer of any module that follows the
+    ``weight_ih_l{k}`` / ``weight_ih_l{k}_mask`` naming (also with a leading model axis)."""
+    out = []
+    for k in range(num_layers):
+        w_ih = getattr(module, f"weight_ih_l{k}") * getattr(module, f"weight_ih_l{k}_mask")
+        w_hh = getattr(module, f"weight_hh_l{k}") * getattr(module, f"weight_hh_l{k}_mask")
+        b_ih = getattr(module, f"bias_ih_l{k}") if bias else None
+        b_hh = getattr(module, f"bias_hh_l{k}") if bias else None
+        out.append((w_ih, w_hh, b_ih, b_hh))
+    return out
 
 
 def _unstack(t):
