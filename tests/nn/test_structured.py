@@ -5,9 +5,10 @@ import pytest
 import torch
 from reference import reference_structured  # noqa: I001  (tests/nn on sys.path via conftest)
 
+from sparsernn.errors import ConfigError
 from sparsernn.graphs import make_graph, to_layered_dag
 from sparsernn.nn import MODES
-from sparsernn.nn.structured import StructuredRNN
+from sparsernn.nn.structured import SCHEDULES, StructuredRNN
 
 STUDY_EXAMPLE = [(0, 2), (1, 2), (1, 3), (2, 3), (2, 4), (3, 4)]
 
@@ -20,9 +21,9 @@ def _graphs():
     return out
 
 
-def _check_equal(mode, graph, seed=0, T=7, B=3):
+def _check_equal(mode, graph, seed=0, T=7, B=3, schedule="layers"):
     torch.manual_seed(seed)
-    net = StructuredRNN(graph, mode).double()
+    net = StructuredRNN(graph, mode, schedule=schedule).double()
     x = torch.randn(T, B, net.input_size, dtype=torch.double, requires_grad=True)
     weights = {
         k: tuple(t.clone().requires_grad_(True) for t in v)
@@ -56,15 +57,43 @@ def _sublayer_grads(net):
     return grads
 
 
+@pytest.mark.parametrize("schedule", SCHEDULES)
 @pytest.mark.parametrize("mode", MODES)
-def test_study_example_equals_reference(mode):
-    _check_equal(mode, nx.Graph(STUDY_EXAMPLE))
+def test_study_example_equals_reference(mode, schedule):
+    _check_equal(mode, nx.Graph(STUDY_EXAMPLE), schedule=schedule)
 
 
+@pytest.mark.parametrize("schedule", SCHEDULES)
 @pytest.mark.parametrize("mode", MODES)
-def test_random_graphs_equal_reference(mode):
+def test_random_graphs_equal_reference(mode, schedule):
     for i, (_, graph) in enumerate(_graphs()):  # 24 WS/BA graphs, 10..43 nodes
-        _check_equal(mode, graph, seed=i, T=4, B=2)
+        # T >= 2 so the wavefront has steps where some sub-layers are idle
+        _check_equal(mode, graph, seed=i, T=4, B=2, schedule=schedule)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_wavefront_equals_layers_on_a_long_sequence(mode):
+    """Longer than the DAG is deep: blocks start and stop at different wavefront steps."""
+    graph = make_graph("ba", 30, seed=5)
+    torch.manual_seed(0)
+    a = StructuredRNN(graph, mode, schedule="layers").double()
+    b = StructuredRNN(graph, mode, schedule="wavefront").double()
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(23, 4, a.input_size, dtype=torch.double)
+    out_a, h_a = a(x)
+    out_b, h_b = b(x)
+    assert torch.allclose(out_a, out_b, atol=1e-10)
+    for u, v in zip(h_a, h_b, strict=True):
+        assert torch.allclose(u, v, atol=1e-10)
+    (out_a.square().sum() + sum(h.sum() for h in h_a)).backward()
+    (out_b.square().sum() + sum(h.sum() for h in h_b)).backward()
+    for (name, p), q in zip(a.named_parameters(), b.parameters(), strict=True):
+        assert torch.allclose(p.grad, q.grad, atol=1e-10), name
+
+
+def test_unknown_schedule_is_refused():
+    with pytest.raises(ConfigError, match="schedule"):
+        StructuredRNN(nx.Graph(STUDY_EXAMPLE), "gru", schedule="diagonal")
 
 
 def test_layout_of_study_example():
