@@ -97,6 +97,9 @@ class BenchConfig(Config):
     reference: bool = True
     device: str = "cpu"
     threads: int | None = 1
+    #: Cores the projected study would run on (one single-threaded worker each); None = this
+    #: machine's core count.
+    cores: int | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -113,6 +116,8 @@ class BenchConfig(Config):
             raise ConfigError(f"sparsity={self.sparsity} must be a percentage in 0..100")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads={self.threads} must be >= 1")
+        if self.cores is not None and self.cores < 1:
+            raise ConfigError(f"cores={self.cores} must be >= 1")
         if any(b < 1 for b in (*self.batch_sizes, self.structured_batch)):
             raise ConfigError("batch sizes must be >= 1")
 
@@ -326,7 +331,7 @@ def _run(cfg: BenchConfig, say: Callable[[str], None]) -> dict[str, Any]:
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     results["meta"]["peak_rss_mb"] = rss1 / 1024
     results["meta"]["peak_rss_growth_mb"] = (rss1 - rss0) / 1024
-    results["projection"] = project_full_profile(results)
+    results["projection"] = project_full_profile(results, cfg.cores or os.cpu_count() or 1)
     return results
 
 
@@ -428,8 +433,13 @@ def _bench_structured(cfg, timer, reference, cell, kind, n, batches, device) -> 
 
 
 # ---------------------------------------------------------------------- projection
-def project_full_profile(results: dict[str, Any]) -> dict[str, Any]:
+def project_full_profile(results: dict[str, Any], cores: int = 1) -> dict[str, Any]:
     """Hours of the ``full`` profile from measured step and eval-batch times.
+
+    ``total`` is the work of one single-threaded process; ``wall`` divides it by ``cores``,
+    since the study's units are independent and run one per core (``--workers``): this
+    assumes each worker keeps the measured per-thread speed while all cores are busy (the
+    benchmark's own timings are taken on the same, possibly loaded, machine).
 
     Per cell: base = 50 epochs x (586 steps at batch 32 + 196 eval batches); pruning = 30
     points x (10 such epochs + the epoch-0 evaluation), one by one or the 30 copies at once;
@@ -496,8 +506,10 @@ def project_full_profile(results: dict[str, Any]) -> dict[str, Any]:
     for h in hours.values():
         parts = [h.get(k) for k in ("base", "pruning", "structure")]
         h["total"] = sum(parts) if all(x is not None for x in parts) else None
+        h["wall"] = None if h["total"] is None else h["total"] / cores
     return {
         "profile": dict(p),
+        "cores": cores,
         "hours": hours,
         "base_epoch_s": {
             c: secs(r["masked_ms"], r["masked_eval_ms"], tr, te) for c, r in rows.items()
@@ -567,12 +579,18 @@ def format_report(results: dict[str, Any]) -> str:
     proj = results.get("projection")
     if proj:
         lines += ["", "Projected wall time of the full profile (hours)"]
-        lines.append(f"{'':<10} {'base':>8} {'pruning':>8} {'structure':>9} {'total':>8}")
+        cores = proj.get("cores", 1)
+        lines.append(
+            f"{'':<10} {'base':>8} {'pruning':>8} {'structure':>9} {'total':>8} "
+            f"{f'wall on {cores} cores':>17}"
+        )
         for name, h in proj["hours"].items():
             lines.append(
                 f"{name:<10} {_f(h.get('base'), '{:.2f}'):>8} {_f(h.get('pruning'), '{:.2f}'):>8}"
                 f" {_f(h.get('structure'), '{:.2f}'):>9} {_f(h.get('total'), '{:.2f}'):>8}"
+                f" {_f(h.get('wall'), '{:.2f}'):>17}"
             )
+        lines.append("(total: one single-threaded process; wall: the units spread over the cores)")
         lines.append(proj["note"])
         epochs = ", ".join(f"{c} {_f(v)}" for c, v in proj["base_epoch_s"].items())
         lines.append(f"base epoch (18,750 strings, batch 32, + evaluation), s: {epochs}")
@@ -599,8 +617,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--cells", default=None, help="comma-separated subset of " + ",".join(MODES)
     )
     parser.add_argument("--no-reference", action="store_true", help="skip the slow references")
+    parser.add_argument(
+        "--cores",
+        type=int,
+        default=None,
+        help="cores of the projected study run (default: this machine's)",
+    )
     args = parser.parse_args(argv)
-    changes: dict[str, Any] = {"device": args.device, "threads": args.threads}
+    changes: dict[str, Any] = {"device": args.device, "threads": args.threads, "cores": args.cores}
     if args.cells:
         cells = tuple(c.strip() for c in args.cells.split(",") if c.strip())
         changes["cells"] = cells

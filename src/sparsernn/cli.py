@@ -274,6 +274,15 @@ def _study_options(fn):
     return fn
 
 
+_BUNDLE = click.option(
+    "--bundle",
+    type=int,
+    default=None,
+    help="Retrain N pruning points of one base model together (1: one by one; 0: auto, "
+    "i.e. all points for tanh/ReLU/GRU, LSTM one by one).  [default: 0]",
+)
+
+
 def _start(config_file, base):
     from sparsernn.experiments.config import load_study_config
 
@@ -326,6 +335,7 @@ def _given(**values) -> dict:
 @click.option("--retrain-epochs", type=int, help="[default: 10]")
 @click.option("--epochs", type=int, help="Base-model epochs.  [default: 50]")
 @click.option("--tolerance", type=float, help="Accuracy tolerance (fraction).  [default: 0.01]")
+@_BUNDLE
 @_study_options
 @_friendly
 def prune(
@@ -346,6 +356,7 @@ def prune(
     gpus_per_unit,
     retry_failed,
     device,
+    bundle,
 ):
     """Pruning study: train base models, prune by magnitude, retrain with masks fixed.
 
@@ -365,6 +376,7 @@ def prune(
         amounts=list(parse_range(amounts, what="--amounts")) if amounts is not None else None,
         retrain_epochs=retrain_epochs,
         tolerance=tolerance,
+        bundle=bundle,
     )
     study = merge(_start(config_file, StudyConfig()), over, "command line")
     _run(study, out, ("base", "prune"), workers, executor, address, gpus_per_unit, retry_failed)
@@ -436,6 +448,7 @@ def structure(
     type=click.Choice(["smoke", "quick", "full"]),
 )
 @_study_options
+@_BUNDLE
 @click.option("--report/--no-report", default=True, show_default=True)
 @_friendly
 def reproduce(
@@ -450,12 +463,16 @@ def reproduce(
     gpus_per_unit,
     retry_failed,
     device,
+    bundle,
     report,
 ):
     """Run the whole study (base, pruning, structure) for a profile, then write the report."""
     from sparsernn.experiments.config import merge, profile
 
-    study = merge(_start(config_file, profile(profile_name)), _common(seeds, n_strings, device))
+    over = _common(seeds, n_strings, device)
+    if bundle is not None:
+        over["pruning"] = {"bundle": bundle}
+    study = merge(_start(config_file, profile(profile_name)), over)
     _run(study, out, None, workers, executor, address, gpus_per_unit, retry_failed)
     if report:
         from sparsernn.report import build_report

@@ -41,8 +41,17 @@ class PruningConfig(Config):
     scope: str = "global"
     retrain_epochs: int = 10
     tolerance: float = 0.01
+    #: Retrain this many pruning points of one base model together
+    #: (:func:`sparsernn.batched.train_many`); 1 = one by one; 0 = auto (all of a base's points
+    #: for tanh/ReLU/GRU, where that is faster; LSTM one by one). Part of each unit's identity:
+    #: bundled training agrees with one-by-one training to float rounding, not bit for bit.
+    bundle: int = 0
 
     def __post_init__(self) -> None:
+        if isinstance(self.bundle, bool) or not isinstance(self.bundle, int) or self.bundle < 0:
+            raise ConfigError(
+                f"pruning bundle={self.bundle!r} must be an integer >= 0 (0 = auto, 1 = off)"
+            )
         for t in self.targets:
             if t not in TARGETS:
                 raise ConfigError(f"unknown pruning target {t!r}; choose from {', '.join(TARGETS)}")

@@ -71,6 +71,9 @@ def _current_keys(store: ResultsStore, kind: str) -> set[str] | None:
     config = store.get_meta(f"study:{kind}")
     if not config:
         return None
+    pruning = config.get("pruning")
+    if isinstance(pruning, dict) and "bundle" not in pruning:  # written before bundles existed:
+        config = {**config, "pruning": {**pruning, "bundle": 1}}  # every point ran alone
     return {u.key for u in plan_units(StudyConfig.from_dict(config)) if u.kind == kind}
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from sparsernn.errors import ConfigError, SparsernnError
 from sparsernn.experiments.config import StudyConfig
-from sparsernn.experiments.units import Unit, execute, plan_units
+from sparsernn.experiments.units import Unit, execute_job, plan_units
 from sparsernn.store import ResultsStore, artefact_dir, atomic_write_bytes
 
 __all__ = ["run_study", "StudyRun", "EXECUTORS", "WorkerError"]
@@ -36,8 +36,8 @@ __all__ = ["run_study", "StudyRun", "EXECUTORS", "WorkerError"]
 EXECUTORS = ("local", "ray")
 _KINDS = ("base", "prune", "structure")
 
-#: A unit ready to run, with its base model's checkpoint bytes (pruning units) or None.
-_Job = tuple[Unit, bytes | None]
+#: Units run together (one, or pruning units of one base), with the base's checkpoint or None.
+_Job = tuple[tuple[Unit, ...], bytes | None]
 
 
 class WorkerError(SparsernnError, RuntimeError):
@@ -149,8 +149,8 @@ class _Progress:
             self._bar.close()
 
 
-def _payload(unit: Unit) -> dict[str, Any]:
-    return {"kind": unit.kind, "config": unit.config}
+def _payload(units: tuple[Unit, ...]) -> list[dict[str, Any]]:
+    return [{"kind": u.kind, "config": u.config} for u in units]
 
 
 def _lost(error: str) -> dict[str, Any]:
@@ -171,12 +171,12 @@ class _InlineExecutor:
     def in_flight(self) -> int:
         return len(self._queue)
 
-    def submit(self, unit: Unit, base: bytes | None) -> None:
-        self._queue.append((unit, base))
+    def submit(self, units: tuple[Unit, ...], base: bytes | None) -> None:
+        self._queue.append((units, base))
 
-    def next_result(self) -> tuple[Unit, dict[str, Any]]:
-        unit, base = self._queue.popleft()
-        return unit, execute(_payload(unit), base)
+    def next_result(self) -> tuple[tuple[Unit, ...], list[dict[str, Any]]]:
+        units, base = self._queue.popleft()
+        return units, execute_job(_payload(units), base)
 
     def close(self, cancel: bool) -> None:
         self._queue.clear()
@@ -193,29 +193,30 @@ class _PoolExecutor:
             initializer=_worker_init,
             initargs=(threads,),
         )
-        self._pending: dict[Future[dict[str, Any]], Unit] = {}
-        self._finished: deque[Future[dict[str, Any]]] = deque()
+        self._pending: dict[Future[list[dict[str, Any]]], tuple[Unit, ...]] = {}
+        self._finished: deque[Future[list[dict[str, Any]]]] = deque()
         self._processes: set[multiprocessing.process.BaseProcess] = set()
 
     @property
     def in_flight(self) -> int:
         return len(self._pending)
 
-    def submit(self, unit: Unit, base: bytes | None) -> None:
-        self._pending[self._pool.submit(execute, _payload(unit), base)] = unit
+    def submit(self, units: tuple[Unit, ...], base: bytes | None) -> None:
+        self._pending[self._pool.submit(execute_job, _payload(units), base)] = units
         # The processes, to stop them on close (shutdown() forgets them); started on demand.
         self._processes.update((getattr(self._pool, "_processes", None) or {}).values())
 
-    def next_result(self) -> tuple[Unit, dict[str, Any]]:
+    def next_result(self) -> tuple[tuple[Unit, ...], list[dict[str, Any]]]:
         if not self._finished:
             done, _ = wait(self._pending, return_when=FIRST_COMPLETED)
             self._finished.extend(done)
         future = self._finished.popleft()
-        unit = self._pending.pop(future)
+        units = self._pending.pop(future)
         try:
-            return unit, future.result()
+            return units, future.result()
         except BrokenProcessPool:
-            running = ", ".join(u.label for u in [unit, *self._pending.values()])
+            lost = [*units, *(u for job in self._pending.values() for u in job)]
+            running = ", ".join(u.label for u in lost)
             raise WorkerError(
                 f"a worker process died (killed, or out of memory?) while running {running}; "
                 "finished units are stored: rerun to resume, with fewer --workers if memory is "
@@ -252,7 +253,7 @@ class _RayExecutor:
             ) from None
         self._ray = ray
         self._started = False
-        self._pending: dict[Any, Unit] = {}
+        self._pending: dict[Any, tuple[Unit, ...]] = {}
         self._base_refs: dict[str, Any] = {}  # one object-store copy per base checkpoint
         if not ray.is_initialized():
             _check_reachable(address)
@@ -271,7 +272,7 @@ class _RayExecutor:
                 f"{ray.cluster_resources().get('GPU', 0):g} GPUs; start its nodes with GPUs "
                 "(ray start --num-gpus N) or drop --gpus-per-unit"
             )
-        self._remote = ray.remote(num_cpus=1, num_gpus=gpus)(execute)
+        self._remote = ray.remote(num_cpus=1, num_gpus=gpus)(execute_job)
         resources = ray.available_resources()
         slots = max(1, int(resources.get("CPU", 1)))
         if gpus > 0:
@@ -282,21 +283,23 @@ class _RayExecutor:
     def in_flight(self) -> int:
         return len(self._pending)
 
-    def submit(self, unit: Unit, base: bytes | None) -> None:
+    def submit(self, units: tuple[Unit, ...], base: bytes | None) -> None:
         base_ref = None
-        if base is not None and unit.depends_on is not None:
-            if unit.depends_on not in self._base_refs:
-                self._base_refs[unit.depends_on] = self._ray.put(base)
-            base_ref = self._base_refs[unit.depends_on]
-        self._pending[self._remote.remote(_payload(unit), base_ref)] = unit
+        parent = units[0].depends_on
+        if base is not None and parent is not None:
+            if parent not in self._base_refs:
+                self._base_refs[parent] = self._ray.put(base)
+            base_ref = self._base_refs[parent]
+        self._pending[self._remote.remote(_payload(units), base_ref)] = units
 
-    def next_result(self) -> tuple[Unit, dict[str, Any]]:
+    def next_result(self) -> tuple[tuple[Unit, ...], list[dict[str, Any]]]:
         ready, _ = self._ray.wait(list(self._pending), num_returns=1)
-        unit = self._pending.pop(ready[0])
+        units = self._pending.pop(ready[0])
         try:
-            return unit, self._ray.get(ready[0])
+            return units, self._ray.get(ready[0])
         except Exception:  # noqa: BLE001 - a lost task (its worker or node died) is a failed unit
-            return unit, _lost(traceback.format_exc())
+            error = traceback.format_exc()
+            return units, [_lost(error) for _ in units]
 
     def close(self, cancel: bool) -> None:
         try:
@@ -362,6 +365,10 @@ def run_study(
     each unit as a Ray task on the cluster at ``address`` (default: a running local one, else a
     new one), requesting ``gpus_per_unit`` GPUs. The progress bar goes to stderr.
 
+    Pruning points of one base are run in the bundles that ``study.pruning.bundle`` fixes (in
+    plan order), always the same bundles, so a resumed study computes exactly what an
+    uninterrupted one would; each unit is still stored on its own.
+
     Raises :class:`~sparsernn.errors.StoreError` when another process is writing to ``out`` or
     its ``results.sqlite`` is not a store, and :class:`WorkerError` when a local worker dies.
     On KeyboardInterrupt, queued units are cancelled and workers stopped; what was stored stays.
@@ -401,7 +408,7 @@ def run_study(
         bar = _Progress(progress, len(todo))
         cancel = True
         try:
-            _drive(todo, store, run, pool, bar, on_result)
+            _drive(todo, _bundles(units), store, run, pool, bar, on_result)
             cancel = False
         finally:
             try:
@@ -414,62 +421,96 @@ def run_study(
 
 def _drive(
     todo: list[Unit],
+    bundles: dict[str, tuple[Unit, ...]],
     store: ResultsStore,
     run: StudyRun,
     pool: _InlineExecutor | _PoolExecutor | _RayExecutor,
     bar: _Progress,
     on_result: Callable[[Unit, dict[str, Any]], None] | None,
 ) -> None:
-    """Feed ``pool`` the units whose dependencies are met and commit results as they come."""
-    planned = {u.key for u in todo}
+    """Feed ``pool`` the jobs whose dependencies are met and commit results as they come.
+
+    A job is one unit or a whole pruning bundle (``bundles`` maps a unit key to its bundle);
+    a bundle runs whole even when some of its units are stored already, and only the units in
+    ``todo`` are committed.
+    """
+    pending = {u.key for u in todo}
     ready: deque[_Job] = deque()
-    waiting: dict[str, list[Unit]] = {}  # base key -> its pruning units, until the base is run
-    stored_bases: dict[str, bytes | None] = {}
+    waiting: dict[str, list[tuple[Unit, ...]]] = {}  # base key -> its jobs, until it is run
+    stored: dict[str, list[tuple[Unit, ...]]] = {}  # base key -> jobs whose base is stored
+    queued: set[tuple[str, ...]] = set()
     for unit in todo:
+        job = bundles.get(unit.key, (unit,))
+        if tuple(u.key for u in job) in queued:
+            continue
+        queued.add(tuple(u.key for u in job))
         if unit.depends_on is None:
-            ready.append((unit, None))
-        elif unit.depends_on in planned:
-            waiting.setdefault(unit.depends_on, []).append(unit)
+            ready.append((job, None))
+        elif unit.depends_on in pending:
+            waiting.setdefault(unit.depends_on, []).append(job)
         else:  # the base is not run now: use its stored checkpoint, if any
-            if unit.depends_on not in stored_bases:
-                stored_bases[unit.depends_on] = _base_checkpoint(store, unit.depends_on)
-            _release([unit], stored_bases[unit.depends_on], ready, run, bar, first=False)
+            stored.setdefault(unit.depends_on, []).append(job)
+    for key, jobs in stored.items():
+        _release(jobs, _base_checkpoint(store, key), ready, run, bar, pending, first=False)
     while ready or pool.in_flight:
         while ready and pool.in_flight < pool.capacity:
-            unit, base = ready.popleft()
-            bar.start(unit)
-            pool.submit(unit, base)
-        unit, result = pool.next_result()
-        with _interrupts_deferred():
-            _commit(store, unit, result, run)
-            bar.finish(unit)
-        if unit.key in waiting:
-            base = _base_checkpoint(store, unit.key)
-            _release(waiting.pop(unit.key), base, ready, run, bar, first=True)
-        if on_result is not None:
-            on_result(unit, result)
+            job, base = ready.popleft()
+            for unit in job:
+                if unit.key in pending:
+                    bar.start(unit)
+            pool.submit(job, base)
+        job, results = pool.next_result()
+        for unit, result in zip(job, results, strict=True):
+            if unit.key not in pending:
+                continue  # a bundle-mate stored by an earlier run
+            with _interrupts_deferred():
+                _commit(store, unit, result, run)
+                bar.finish(unit)
+            if unit.key in waiting:
+                base = _base_checkpoint(store, unit.key)
+                _release(waiting.pop(unit.key), base, ready, run, bar, pending, first=True)
+            if on_result is not None:
+                on_result(unit, result)
+
+
+def _bundles(units: list[Unit]) -> dict[str, tuple[Unit, ...]]:
+    """Each bundled pruning unit's key -> its bundle: consecutive units of one base, in plan
+    order, ``config["bundle"]`` at a time. Fixed by the study config alone."""
+    groups: dict[tuple[str, int], list[Unit]] = {}
+    for unit in units:
+        size = unit.config.get("bundle", 1) if unit.kind == "prune" else 1
+        if size > 1:
+            groups.setdefault((unit.depends_on or "", size), []).append(unit)
+    out: dict[str, tuple[Unit, ...]] = {}
+    for (_, size), members in groups.items():
+        for i in range(0, len(members), size):
+            bundle = tuple(members[i : i + size])
+            out.update((u.key, bundle) for u in bundle)
+    return out
 
 
 def _release(
-    units: list[Unit],
+    jobs: list[tuple[Unit, ...]],
     base: bytes | None,
     ready: deque[_Job],
     run: StudyRun,
     bar: _Progress,
+    pending: set[str],
     *,
     first: bool,
 ) -> None:
-    """Queue pruning ``units`` with their base's checkpoint (``first``: next in line), or
-    count them blocked when the base has none (it failed, or was not run)."""
+    """Queue pruning ``jobs`` with their base's checkpoint (``first``: next in line), or
+    count their pending units blocked when the base has none (it failed, or was not run)."""
     if base is None:
-        for unit in units:
-            run.blocked += 1
-            run.blocked_units.append(unit.label)
-            bar.skip()
+        for job in jobs:
+            for unit in (u for u in job if u.key in pending):
+                run.blocked += 1
+                run.blocked_units.append(unit.label)
+                bar.skip()
     elif first:
-        ready.extendleft((unit, base) for unit in reversed(units))
+        ready.extendleft((job, base) for job in reversed(jobs))
     else:
-        ready.extend((unit, base) for unit in units)
+        ready.extend((job, base) for job in jobs)
 
 
 def _base_checkpoint(store: ResultsStore, key: str) -> bytes | None:

@@ -7,6 +7,7 @@ machine; the worker never touches the results store (the driver is its only writ
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import time
@@ -30,7 +31,7 @@ from sparsernn.train import (
     resolve_device,
 )
 
-__all__ = ["Unit", "plan_units", "execute", "CODE_VERSION"]
+__all__ = ["Unit", "plan_units", "execute", "execute_job", "bundle_size", "CODE_VERSION"]
 
 #: Bump when a change alters results of an unchanged config, so old store rows are not reused.
 CODE_VERSION = "1"
@@ -75,6 +76,18 @@ def _base_config(study: StudyConfig, cell: str, seed: int) -> dict[str, Any]:
     }
 
 
+#: Cells whose pruning points are retrained together under ``bundle = 0`` (auto): measured
+#: faster with :func:`sparsernn.batched.train_many`; LSTM is not (``benchmarks/README.md``).
+BUNDLED_CELLS = frozenset({"rnn_tanh", "rnn_relu", "gru"})
+
+
+def bundle_size(bundle: int, cell: str, n_points: int) -> int:
+    """Resolve :attr:`PruningConfig.bundle` for one cell with ``n_points`` pruning points."""
+    if bundle:
+        return bundle
+    return max(1, n_points) if cell in BUNDLED_CELLS else 1
+
+
 def plan_units(study: StudyConfig) -> list[Unit]:
     """Every unit of a study, bases first (pruning units depend on them)."""
     units: list[Unit] = []
@@ -86,6 +99,7 @@ def plan_units(study: StudyConfig) -> list[Unit]:
                 continue
             p = study.pruning
             retrain = dataclasses.replace(study.train, epochs=p.retrain_epochs, seed=seed)
+            bundle = bundle_size(p.bundle, cell, len(p.targets) * len(p.amounts))
             for target in p.targets:
                 for amount in p.amounts:
                     cfg = {
@@ -98,6 +112,8 @@ def plan_units(study: StudyConfig) -> list[Unit]:
                         "retrain": retrain.to_dict(),
                         "data": study.data.to_dict(),
                     }
+                    if bundle > 1:  # one-by-one units keep the keys they had before bundles
+                        cfg["bundle"] = bundle
                     units.append(Unit("prune", cfg, depends_on=base.key))
     s = study.structure
     if s.enabled:
@@ -158,7 +174,7 @@ def _run_base(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run_prune(cfg: dict[str, Any], base_bytes: bytes) -> dict[str, Any]:
-    from sparsernn.prune import magnitude_prune, sparsity_report
+    from sparsernn.prune import magnitude_prune
 
     retrain = TrainConfig.from_dict(cfg["retrain"])
     device = resolve_device(retrain.device)
@@ -167,14 +183,53 @@ def _run_prune(cfg: dict[str, Any], base_bytes: bytes) -> dict[str, Any]:
     eval_bs = retrain.eval_batch_size or retrain.batch_size
     base = evaluate(model, test, eval_bs)
     magnitude_prune(model, cfg["amount"], cfg["target"], cfg["scope"])
+    post = evaluate(model, test, eval_bs)
+    return _prune_result(cfg, model, base, post, fit(model, train, test, retrain))
+
+
+def _run_prune_many(cfgs: list[dict[str, Any]], base_bytes: bytes) -> list[dict[str, Any]]:
+    """Pruning units of one base model retrained together (:func:`sparsernn.batched.train_many`).
+
+    Equal to running each with :func:`_run_prune` up to float rounding: the copies share the
+    batch order that ``fit`` would draw for each of them alone.
+    """
+    from sparsernn.batched import evaluate_many, train_many
+    from sparsernn.prune import magnitude_prune
+
+    shared = {k: v for k, v in cfgs[0].items() if k not in ("target", "amount")}
+    for cfg in cfgs[1:]:
+        if {k: v for k, v in cfg.items() if k not in ("target", "amount")} != shared:
+            raise ValueError("a bundle holds pruning units of one base and retraining config")
+    retrain = TrainConfig.from_dict(shared["retrain"])
+    device = resolve_device(retrain.device)
+    train, test = _datasets(shared, device)
+    base_model, _ = load_checkpoint(base_bytes, device)
+    eval_bs = retrain.eval_batch_size or retrain.batch_size
+    base = evaluate(base_model, test, eval_bs)
+    models = []
+    for cfg in cfgs:
+        model = copy.deepcopy(base_model)
+        magnitude_prune(model, cfg["amount"], cfg["target"], cfg["scope"])
+        models.append(model)
+    posts = evaluate_many(models, test, eval_bs)
+    histories = train_many(models, train, test, retrain)
+    return [
+        _prune_result(cfg, model, base, post, history)
+        for cfg, model, post, history in zip(cfgs, models, posts, histories, strict=True)
+    ]
+
+
+def _prune_result(cfg, model, base, post, history) -> dict[str, Any]:
+    """A pruning unit's stored result: accuracies before/after pruning, sparsity, the curve."""
+    from sparsernn.prune import sparsity_report
+
     report = sparsity_report(model)
     kinds = ["i2h", "h2h"] if cfg["target"] == "both" else [cfg["target"]]
     selected = report[report["kind"].isin(kinds)]
-    post = evaluate(model, test, eval_bs)
     curve = [{"epoch": 0, "test_accuracy": post["accuracy"], "test_loss": post["loss"]}]
     curve += [
         {k: r[k] for k in ("epoch", "test_accuracy", "test_loss", "train_loss", "epoch_time")}
-        for r in fit(model, train, test, retrain)
+        for r in history
     ]
     metrics = {
         "base_accuracy": base["accuracy"],
@@ -234,7 +289,10 @@ def execute(unit: dict[str, Any], base_bytes: bytes | None = None) -> dict[str, 
         elif unit["kind"] == "prune":
             if base_bytes is None:
                 raise RuntimeError("pruning unit needs its base model's checkpoint")
-            out = _run_prune(unit["config"], base_bytes)
+            if unit["config"].get("bundle", 1) > 1:  # a bundle of one: still train_many
+                out = _run_prune_many([unit["config"]], base_bytes)[0]
+            else:
+                out = _run_prune(unit["config"], base_bytes)
         elif unit["kind"] == "structure":
             out = _run_structure(unit["config"])
         else:
@@ -245,3 +303,31 @@ def execute(unit: dict[str, Any], base_bytes: bytes | None = None) -> dict[str, 
     out["wall_s"] = time.perf_counter() - t0
     out["started"] = started
     return out
+
+
+def execute_job(units: list[dict[str, Any]], base_bytes: bytes | None = None) -> list[dict]:
+    """Run a job: one unit, or pruning units of one base retrained together; never raises.
+
+    Each unit of a bundle gets its own result; its ``wall_s`` is its share of the bundle's
+    wall time (the bundle's time divided by its size).
+    """
+    if len(units) == 1:
+        return [execute(units[0], base_bytes)]
+    if any(u["kind"] != "prune" or u["config"].get("bundle", 1) < len(units) for u in units):
+        raise ValueError("a job of several units must be pruning units of one bundle")
+    started = time.time()
+    t0 = time.perf_counter()
+    try:
+        if base_bytes is None:
+            raise RuntimeError("pruning units need their base model's checkpoint")
+        outs = _run_prune_many([u["config"] for u in units], base_bytes)
+        for out in outs:
+            out["status"] = "done"
+    except Exception:  # noqa: BLE001 - a failing bundle fails each of its units
+        error = traceback.format_exc()
+        outs = [{"status": "failed", "error": error} for _ in units]
+    share = (time.perf_counter() - t0) / len(units)
+    for out in outs:
+        out["wall_s"] = share
+        out["started"] = started
+    return outs
