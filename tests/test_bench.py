@@ -46,6 +46,7 @@ def test_results_structure(results):
         assert r["b_over_c"] == pytest.approx(r["masked_ms"] / r["dense_ms"])
     assert [r["graph"] for r in results["structured"]] == ["ws-10", "ba-10"]
     assert all(r["speedup"] > 0 and r["layers"] >= 2 for r in results["structured"])
+    assert all(r["wavefront_ms"] > 0 for r in results["structured"])
     assert [(r["cell"], r["n_models"]) for r in results["many"]] == [("rnn_relu", 3), ("lstm", 3)]
     hours = results["projection"]["hours"]
     assert set(hours) == {"reference", "masked", "best"}
@@ -80,7 +81,7 @@ def test_projection_counts_the_full_profile():
         ],
         "structured": [{"cell": "gru", "ours_ms": 20.0, "ours_eval_ms": 4.0, "reference_ms": None}],
     }
-    hours = project_full_profile(fake)["hours"]
+    hours = project_full_profile(fake, cores=2)["hours"]
     epoch = (586 * 10.0 + 196 * 2.0) / 1e3
     assert hours["masked"]["base"] == pytest.approx(4 * 50 * epoch / 3600)
     assert hours["masked"]["pruning"] == pytest.approx(4 * 30 * (10 * epoch + 0.392) / 3600)
@@ -89,6 +90,8 @@ def test_projection_counts_the_full_profile():
     graph_epoch = (147 * 20.0 + 49 * 4.0) / 1e3
     assert hours["masked"]["structure"] == pytest.approx(4 * 200 * 15 * graph_epoch / 3600)
     assert hours["reference"]["total"] is None
+    assert hours["masked"]["wall"] == pytest.approx(hours["masked"]["total"] / 2)
+    assert hours["reference"]["wall"] is None
 
 
 def test_main_writes_json(monkeypatch, tmp_path, results, capsys):
@@ -112,4 +115,6 @@ def test_config_validation():
         BenchConfig(cells=("nope",))
     with pytest.raises(ConfigError):
         BenchConfig(repeats=0)
+    with pytest.raises(ConfigError):
+        BenchConfig(cores=0)
     assert bench.main(["--cells", "nope"]) == 2

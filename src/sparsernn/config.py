@@ -52,7 +52,7 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         return tp.from_dict(value)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None:
+        if value is None or (value == NONE and str not in args):  # TOML has no null
             return None
         return _coerce(args[0], value, where) if len(args) == 1 else value
     if origin is tuple:
@@ -98,7 +98,7 @@ class Config:
     def to_toml(self) -> str:
         import tomli_w
 
-        return tomli_w.dumps(_drop_none(self.to_dict()))
+        return tomli_w.dumps(_toml_ready(self))
 
     @classmethod
     def from_toml(cls: type[C], text: str) -> C:
@@ -113,10 +113,24 @@ class Config:
         return config_key(self)
 
 
-def _drop_none(d: Any) -> Any:
-    if isinstance(d, dict):
-        return {k: _drop_none(v) for k, v in d.items() if v is not None}
-    return d
+#: How TOML, which has no null, spells ``None`` for a field whose default is not ``None``
+#: (e.g. ``clip = "none"``: no gradient clipping). Fields that default to ``None`` are omitted.
+NONE = "none"
+
+
+def _toml_ready(obj: Any) -> Any:
+    """``to_dict`` for TOML: ``None`` omitted where it is the default, else written as "none"."""
+    if dataclasses.is_dataclass(obj):
+        out = {}
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if value is None:
+                if f.default is not None:
+                    out[f.name] = NONE
+            else:
+                out[f.name] = _toml_ready(value)
+        return out
+    return _jsonable(obj)
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:

@@ -125,14 +125,17 @@ def test_toml_round_trip_of_a_custom_config(tmp_path: Path):
         seeds=(3, 4),
         hidden_size=7,
         data=DataSpec(n_strings=100, seed=5),
-        train=TrainConfig(epochs=3, lr=0.01, eval_batch_size=64),
-        pruning=PruningConfig(targets=("i2h",), amounts=(12.5, 100), scope="layer"),
+        train=TrainConfig(epochs=3, lr=0.01, eval_batch_size=64, clip=None),
+        pruning=PruningConfig(targets=("i2h",), amounts=(12.5, 100), scope="layer", bundle=4),
         structure=StructureConfig(enabled=False, generators=("er",), nodes=(11, 11)),
     )
     path = tmp_path / "custom.toml"
     path.write_text(cfg.to_toml())
+    assert 'clip = "none"' in path.read_text()  # TOML has no null; the default (5.0) is not None
+    assert "eval_batch_size = 64" in path.read_text()
     back = load_study_config(path)
     assert back == cfg and back.key == cfg.key
+    assert back.train.clip is None
 
 
 def test_profile_key_at_the_top_of_a_file_picks_the_base(tmp_path: Path):
