@@ -112,7 +112,7 @@ def structure_summary(study_dir: str | os.PathLike[str]) -> pd.DataFrame:
     res = load_results(study_dir)
     rows = []
     for (cell, gen), grp in res.structure.groupby(["cell", "generator"]):
-        mean, lo, hi = mean_ci(grp["test_accuracy"].to_numpy(dtype=float))
+        mean, lo, hi = mean_ci(grp["test_accuracy"].to_numpy(dtype=float), bounds=(0, 1))
         rows.append(
             {
                 "cell": cell,

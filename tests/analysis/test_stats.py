@@ -26,6 +26,15 @@ def test_mean_ci_matches_hand_computed_t_interval():
     assert mean - lo == pytest.approx(2.4841, abs=1e-3)
 
 
+def test_mean_ci_bounds_clip_only_what_crosses_them():
+    # accuracies near 1: the t-interval 0.9 -/+ 2.4841 * 0.05 would reach 1.024
+    values = [0.85, 0.9, 0.95]
+    mean, lo, hi = mean_ci(values)
+    assert hi == pytest.approx(0.9 + 0.124205, abs=1e-4) and hi > 1
+    m2, lo2, hi2 = mean_ci(values, bounds=(0, 1))
+    assert (m2, lo2, hi2) == (mean, lo, 1.0)
+
+
 def test_mean_ci_other_confidence_is_narrower():
     _, lo95, hi95 = mean_ci([1.0, 2.0, 3.0, 4.0])
     _, lo80, hi80 = mean_ci([1.0, 2.0, 3.0, 4.0], confidence=0.8)

@@ -27,7 +27,11 @@ def _check_confidence(confidence: float) -> float:
     return float(confidence)
 
 
-def mean_ci(values: Iterable[float], confidence: float = 0.95) -> tuple[float, float, float]:
+def mean_ci(
+    values: Iterable[float],
+    confidence: float = 0.95,
+    bounds: tuple[float, float] | None = None,
+) -> tuple[float, float, float]:
     """Mean and Student-t confidence interval of the mean.
 
     Parameters
@@ -44,6 +48,9 @@ def mean_ci(values: Iterable[float], confidence: float = 0.95) -> tuple[float, f
         deviation (n-1). With no values all three are NaN; with one value the mean is that value
         and ``lo`` and ``hi`` are NaN (the spread is unknown, not zero). With n >= 2 equal
         values the interval collapses to the mean.
+    bounds : (low, high), optional
+        The range the variable cannot leave (an accuracy: ``(0, 1)``); the interval is clipped
+        to it, since a symmetric t-interval near a bound can cross it.
 
     Examples
     --------
@@ -62,7 +69,10 @@ def mean_ci(values: Iterable[float], confidence: float = 0.95) -> tuple[float, f
         return mean, float("nan"), float("nan")
     sem = float(x.std(ddof=1)) / float(np.sqrt(n))
     half = float(_st.t.ppf((1.0 + confidence) / 2.0, n - 1)) * sem
-    return mean, mean - half, mean + half
+    lo, hi = mean - half, mean + half
+    if bounds is not None:
+        lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+    return mean, lo, hi
 
 
 def bootstrap_ci(

@@ -227,11 +227,11 @@ def _clean_structure(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _group_mean_ci(df: pd.DataFrame, by: Sequence[str], value: str) -> pd.DataFrame:
-    """Mean, 95% t-interval and n of ``value`` per group."""
+    """Mean, 95% t-interval (clipped to [0, 1]: accuracies) and n of ``value`` per group."""
     rows = []
     for key, sub in df.groupby(list(by), sort=False):
         key = key if isinstance(key, tuple) else (key,)
-        mean, lo, hi = analysis.mean_ci(pd.to_numeric(sub[value], errors="coerce"))
+        mean, lo, hi = analysis.mean_ci(pd.to_numeric(sub[value], errors="coerce"), bounds=(0, 1))
         rows.append(
             {
                 **dict(zip(by, key, strict=True)),
