@@ -48,6 +48,12 @@ def test_results_structure(results):
     assert all(r["speedup"] > 0 and r["layers"] >= 2 for r in results["structured"])
     assert all(r["wavefront_ms"] > 0 for r in results["structured"])
     assert [(r["cell"], r["n_models"]) for r in results["many"]] == [("rnn_relu", 3), ("lstm", 3)]
+    assert results["meta"]["peak_gflops"] > 0
+    for r in results["many"]:
+        assert r["single_gflops"] == pytest.approx(r["step_gflop"] / r["one_by_one_ms"] * 1e3)
+        assert r["ceiling_speedup"] == pytest.approx(
+            results["meta"]["peak_gflops"] / r["single_gflops"]
+        )
     hours = results["projection"]["hours"]
     assert set(hours) == {"reference", "masked", "best"}
     assert set(results["projection"]["base_epoch_s"]) == {"rnn_relu", "lstm"}
@@ -62,6 +68,13 @@ def test_report_and_json(results, tmp_path):
     path = tmp_path / "bench.json"
     path.write_text(json.dumps(results))
     assert json.loads(path.read_text())["config"]["cells"] == ["rnn_relu", "lstm"]
+
+
+def test_step_flops_hand_computed():
+    # GRU, 2 layers of 4 units on 3 inputs, batch 2, 5 steps: forward 2*2*5*12*(3+4) +
+    # 2*2*5*12*(4+4) = 1680 + 1920 = 3600 FLOPs; a training step is 3x that
+    assert bench._step_flops("gru", 2, 5, 3, 4, 2) == 3 * 3600
+    assert bench._step_flops("rnn_tanh", 1, 1, 1, 1, 1) == 3 * 2 * 2
 
 
 def test_projection_counts_the_full_profile():

@@ -327,6 +327,9 @@ def _run(cfg: BenchConfig, say: Callable[[str], None]) -> dict[str, Any]:
                 )
                 results["structured"].append(row)
                 say(_structured_line(row))
+    results["meta"]["peak_gflops"] = _peak_gflops(timer, device)
+    for row in results["many"]:
+        _add_flop_rates(row, results["meta"]["peak_gflops"])
     results["meta"]["load_avg_end"] = os.getloadavg()[0]
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     results["meta"]["peak_rss_mb"] = rss1 / 1024
@@ -388,7 +391,17 @@ def _bench_many(cfg, timer, base, batches) -> dict[str, Any]:
         cfg.many_repeats,
     )
     per_model = times["batched"]["ms"] / k
+    mc = base.config
     return {
+        "step_gflop": _step_flops(
+            mc.cell,
+            batches[0][1].shape[0],
+            _mean_len(batches),
+            mc.embedding_dim,
+            mc.hidden_size,
+            mc.num_layers,
+        )
+        / 1e9,
         "cell": base.config.cell,
         "kind": "pruning copies",
         "n_models": k,
@@ -403,9 +416,39 @@ def _bench_many(cfg, timer, base, batches) -> dict[str, Any]:
     }
 
 
+def _step_flops(cell: str, batch: int, steps: float, emb: int, hidden: int, layers: int) -> float:
+    """Matmul FLOPs of one dense training step of a stacked model (masks not exploited).
+
+    Forward: ``2 B T G H (I_l + H)`` per layer (input and recurrent projections); the backward
+    needs two matmuls of that size per forward one (input and weight gradients): 3x in all.
+    Elementwise work, the embedding and the output layer are left out (a lower bound).
+    """
+    g = {"rnn_tanh": 1, "rnn_relu": 1, "gru": 3, "lstm": 4}[cell]
+    inputs = [emb] + [hidden] * (layers - 1)
+    return 3 * sum(2 * batch * steps * g * hidden * (i + hidden) for i in inputs)
+
+
+def _peak_gflops(timer: _Timer, device: torch.device, n: int = 1024) -> float:
+    """This process's dense fp32 matmul rate (GFLOP/s), the ceiling for any training step."""
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    times = timer.interleaved({"mm": lambda x, y: a @ b}, [(a, b)] * 8, 3, 5)
+    return 2 * n**3 / (times["mm"]["ms"] / 1e3) / 1e9
+
+
+def _add_flop_rates(row: dict[str, Any], peak: float) -> None:
+    """Achieved GFLOP/s per model, one by one and K at once, and the speed-up ceiling."""
+    flop = row["step_gflop"]
+    row["single_gflops"] = flop / (row["one_by_one_ms"] / 1e3)
+    row["batched_gflops"] = flop / (row["per_model_ms"] / 1e3)
+    row["ceiling_speedup"] = peak / row["single_gflops"]
+
+
 def _bench_structured(cfg, timer, reference, cell, kind, n, batches, device) -> dict[str, Any]:
     graph = make_graph(kind, n, seed=0)
-    model_cfg = ModelConfig(cell=cell, graph_edges=tuple(graph_to_edges(graph)), n_nodes=n)
+    model_cfg = ModelConfig(  # as the structure runner builds it: embedding dim = |layer 0|
+        cell=cell, embedding_dim=None, graph_edges=tuple(graph_to_edges(graph)), n_nodes=n
+    )
     ours = build_model(model_cfg, seed=cfg.seed).to(device)
     wavefront = copy.deepcopy(ours)
     wavefront.recurrent.schedule = "wavefront"  # same weights, the other schedule
@@ -552,6 +595,12 @@ def _many_line(r: dict[str, Any]) -> str:
         f"{r['cell']:<9} K={r['n_models']} {r['kind']} bs {r['batch_size']}: "
         f"{_f(r['batched_ms'])} ms/step = {_f(r['per_model_ms'], '{:.2f}')} ms per model vs "
         f"{_f(r['one_by_one_ms'], '{:.2f}')} one by one -> {_f(r['speedup'], '{:.2f}')}x"
+        + (
+            f"  [{_f(r['single_gflops'], '{:.0f}')} -> {_f(r['batched_gflops'], '{:.0f}')} "
+            f"GFLOP/s; ceiling {_f(r['ceiling_speedup'], '{:.1f}')}x]"
+            if "ceiling_speedup" in r
+            else ""
+        )
     )
 
 
@@ -576,7 +625,11 @@ def format_report(results: dict[str, Any]) -> str:
         "Training step (ms): (a) slow reference, (b) MaskedRNN 80% sparse, (c) dense torch.nn",
     ]
     lines += [_cell_line(r) for r in results["cells"]]
-    lines += ["", "K models at once (pruning copies)"]
+    lines += [
+        "",
+        "K models at once (pruning copies); [matmul GFLOP/s per model one by one -> at once; "
+        f"ceiling = peak {_f(m.get('peak_gflops'), '{:.0f}')} GFLOP/s / one by one]",
+    ]
     lines += [_many_line(r) for r in results["many"]]
     lines += ["", "StructuredRNN training step (ms): slow reference vs ours (layer schedule)"]
     lines += [_structured_line(r) for r in results["structured"]]

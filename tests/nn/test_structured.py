@@ -140,3 +140,24 @@ def test_parameter_count_matches_graph_formula():
         # graphs.n_parameters counts embedding (128 x |layer 0|) and the 2-class classifier too
         extra = 128 * net.input_size + 2 * net.output_size + 2
         assert net.n_parameters() == n_parameters(graph, mode) - extra
+
+
+def test_wavefront_plan_refuses_inconsistent_wiring():
+    from sparsernn.nn.wavefront import WavefrontPlan
+
+    with pytest.raises(ValueError, match="sorted"):
+        WavefrontPlan.from_blocks([(1, 2, 1), (0, 1, 0)])
+    with pytest.raises(ValueError, match="different offsets"):
+        WavefrontPlan.from_blocks([(0, 1, 0), (1, 2, 1), (1, 3, 2)])
+    with pytest.raises(ValueError, match="too late"):  # writes layer 1 at the readers' offset
+        WavefrontPlan.from_blocks([(0, 2, 0), (1, 3, 1), (2, 1, 1)])
+    plan = WavefrontPlan.from_blocks([(0, 1, 0), (0, 2, 0), (1, 2, 1)])
+    assert plan.extra_steps == 1
+    # 3 input steps: block 2 (offset 1) runs at steps 1..3, the others at 0..2
+    assert plan.ranges(3) == [(0, 2), (0, 3), (0, 3), (2, 3)]
+    assert plan.activity(3, torch.device("cpu")).tolist() == [
+        [True, True, False],
+        [True, True, True],
+        [True, True, True],
+        [False, False, True],
+    ]
