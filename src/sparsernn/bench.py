@@ -54,7 +54,7 @@ from sparsernn.graphs import graph_to_edges, make_graph
 from sparsernn.models import ModelConfig, SequenceClassifier, build_model
 from sparsernn.nn.cells import MODES
 from sparsernn.prune import TARGETS, magnitude_prune
-from sparsernn.train import EncodedData, resolve_device
+from sparsernn.train import EncodedData, make_adam, resolve_device
 
 __all__ = ["BenchConfig", "FULL_PROFILE", "run_benchmark", "format_report", "main"]
 
@@ -161,9 +161,9 @@ def _load_reference():
 
 
 def _train_step(model: nn.Module) -> Callable[[Tensor, Tensor], None]:
-    """One step exactly as :func:`sparsernn.train.fit` takes it."""
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    """One step exactly as :func:`sparsernn.train.fit` takes it (same Adam for every variant)."""
     params = [p for p in model.parameters() if p.requires_grad]
+    opt = make_adam(params, lr=1e-3)
 
     def step(tokens: Tensor, labels: Tensor) -> None:
         loss = F.cross_entropy(model(tokens), labels)
@@ -330,6 +330,9 @@ def _run(cfg: BenchConfig, say: Callable[[str], None]) -> dict[str, Any]:
     results["meta"]["peak_gflops"] = _peak_gflops(timer, device)
     for row in results["many"]:
         _add_flop_rates(row, results["meta"]["peak_gflops"])
+    for row in results["cells"]:
+        row["masked_gflops"] = row["step_gflop"] / (row["masked_ms"] / 1e3)
+        row["masked_peak_fraction"] = row["masked_gflops"] / results["meta"]["peak_gflops"]
     results["meta"]["load_avg_end"] = os.getloadavg()[0]
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     results["meta"]["peak_rss_mb"] = rss1 / 1024
@@ -355,7 +358,15 @@ def _bench_cell(cfg, timer, reference, base, batches) -> dict[str, Any]:
     times = timer.interleaved(steps, batches, cfg.warmup, cfg.repeats)
     evals = {name: _eval_step(variants[name]) for name in variants if name != "dense"}
     eval_times = timer.interleaved(evals, batches, min(cfg.warmup, 1), cfg.repeats)
-    row: dict[str, Any] = {"cell": cell, "batch_size": bs, "mean_len": _mean_len(batches)}
+    mc = base.config
+    length = _mean_len(batches)
+    flop = _step_flops(cell, bs, length, mc.embedding_dim, mc.hidden_size, mc.num_layers)
+    row: dict[str, Any] = {
+        "cell": cell,
+        "batch_size": bs,
+        "mean_len": _mean_len(batches),
+        "step_gflop": flop / 1e9,
+    }
     for name in variants:
         row[f"{name}_ms"] = times[name]["ms"]
         row[f"{name}_cpu_ms"] = times[name]["cpu_ms"]
@@ -587,6 +598,11 @@ def _cell_line(r: dict[str, Any]) -> str:
         f"(c) dense {_f(r['dense_ms']):>6}  b/a {_f(r['b_over_a'], '{:.2f}'):>5}  "
         f"b/c {_f(r['b_over_c'], '{:.2f}'):>5}  saved MB a/b/c "
         f"{_f(r.get('reference_saved_mb'))}/{_f(r['masked_saved_mb'])}/{_f(r['dense_saved_mb'])}"
+        + (
+            f"  (b) {r['masked_gflops']:.0f} GFLOP/s = {100 * r['masked_peak_fraction']:.0f}% peak"
+            if "masked_gflops" in r
+            else ""
+        )
     )
 
 
