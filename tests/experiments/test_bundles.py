@@ -137,3 +137,16 @@ def test_failing_bundle_fails_each_of_its_units(tmp_path: Path, monkeypatch):
     run = run_study(_study(), tmp_path, workers=1, progress=False)
     assert (run.done, run.failed) == (1, 2)
     assert all("simulated bundle failure" in line for line in run.failures)
+
+
+def test_stores_from_before_bundles_still_show_their_points(tmp_path: Path):
+    from sparsernn.experiments.results import load_results
+    from sparsernn.store import ResultsStore
+
+    run_study(_study(bundle=1), tmp_path, workers=1, progress=False)
+    with ResultsStore.open(tmp_path) as store:  # what an older version wrote: no bundle field
+        for name in ("study", "study:prune"):
+            meta = store.get_meta(name)
+            del meta["pruning"]["bundle"]
+            store.set_meta(name, meta)
+    assert len(load_results(tmp_path).pruning_points) == 2
