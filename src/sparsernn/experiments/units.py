@@ -173,15 +173,21 @@ def _run_base(cfg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _run_prune(cfg: dict[str, Any], base_bytes: bytes) -> dict[str, Any]:
-    from sparsernn.prune import magnitude_prune
-
+def _prune_setup(cfg: dict[str, Any], base_bytes: bytes):
+    """What every pruning unit of one base starts from: retraining config, data, the base
+    model and its test metrics, and the evaluation batch size."""
     retrain = TrainConfig.from_dict(cfg["retrain"])
     device = resolve_device(retrain.device)
     train, test = _datasets(cfg, device)
     model, _ = load_checkpoint(base_bytes, device)
     eval_bs = retrain.eval_batch_size or retrain.batch_size
-    base = evaluate(model, test, eval_bs)
+    return retrain, train, test, model, evaluate(model, test, eval_bs), eval_bs
+
+
+def _run_prune(cfg: dict[str, Any], base_bytes: bytes) -> dict[str, Any]:
+    from sparsernn.prune import magnitude_prune
+
+    retrain, train, test, model, base, eval_bs = _prune_setup(cfg, base_bytes)
     magnitude_prune(model, cfg["amount"], cfg["target"], cfg["scope"])
     post = evaluate(model, test, eval_bs)
     return _prune_result(cfg, model, base, post, fit(model, train, test, retrain))
@@ -200,12 +206,7 @@ def _run_prune_many(cfgs: list[dict[str, Any]], base_bytes: bytes) -> list[dict[
     for cfg in cfgs[1:]:
         if {k: v for k, v in cfg.items() if k not in ("target", "amount")} != shared:
             raise ValueError("a bundle holds pruning units of one base and retraining config")
-    retrain = TrainConfig.from_dict(shared["retrain"])
-    device = resolve_device(retrain.device)
-    train, test = _datasets(shared, device)
-    base_model, _ = load_checkpoint(base_bytes, device)
-    eval_bs = retrain.eval_batch_size or retrain.batch_size
-    base = evaluate(base_model, test, eval_bs)
+    retrain, train, test, base_model, base, eval_bs = _prune_setup(shared, base_bytes)
     models = []
     for cfg in cfgs:
         model = copy.deepcopy(base_model)

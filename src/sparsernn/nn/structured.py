@@ -139,7 +139,9 @@ class StructuredRNN(nn.Module):
             base["hh"] += g * wide * wide
             base["b"] += g * wide
         self.wave_plan = WavefrontPlan.from_blocks(blocks, n_inputs=1)
-        self._block_dest = tuple(dests)
+        self._layer_blocks = tuple(
+            tuple(j for j, dest in enumerate(dests) if dest == l) for l in range(self.n_layers)
+        )
         for name, parts in idx.items():
             arr = np.stack(parts)
             arr[arr < 0] = base[name]  # padding reads the trailing zero
@@ -248,13 +250,11 @@ class StructuredRNN(nn.Module):
         n_steps = x.shape[0]
         x_pad = torch.nn.functional.pad(x, (0, self.block_width - x.shape[-1])).unsqueeze(1)
         states = wavefront_recurrence(self.mode, self.wave_plan, x_pad, *self._block_weights())
-        layers: list[list[int]] = [[] for _ in range(self.n_layers)]
-        for j, l in enumerate(self._block_dest):
-            layers[l].append(j)
-        top = block_outputs(self.wave_plan, states, layers[-1], n_steps)[..., : self.output_size]
+        blocks = self._layer_blocks
+        top = block_outputs(self.wave_plan, states, blocks[-1], n_steps)[..., : self.output_size]
         h_n = tuple(
             block_outputs(self.wave_plan, states[n_steps - 1 :], js, 1)[0, :, :size]
-            for js, size in zip(layers, self.layer_sizes, strict=True)
+            for js, size in zip(blocks, self.layer_sizes, strict=True)
         )
         return top, h_n
 

@@ -30,7 +30,7 @@ from torch import Tensor
 from sparsernn.nn.cells import GATES
 from sparsernn.nn.functional import _tanh
 
-__all__ = ["WavefrontPlan", "wavefront_recurrence"]
+__all__ = ["WavefrontPlan", "wavefront_recurrence", "block_outputs"]
 
 
 @dataclass(frozen=True)
@@ -128,11 +128,6 @@ class WavefrontPlan:
         return (steps >= offsets) & (steps < offsets + n_steps)
 
 
-def _first_row_of(plan: WavefrontPlan, block: int) -> int:
-    """Row holding block ``block``'s state at time 0."""
-    return plan.offsets[block] + 1
-
-
 class _Wavefront(torch.autograd.Function):
     """All blocks over a whole sequence; returns the state buffer ``(S + 1, J + I, B, H)``.
 
@@ -193,18 +188,17 @@ class _Wavefront(torch.autograd.Function):
                 torch.mul(a_d[..., h1:h2], cells[d, lo:hi], out=c_new)
                 c_new.addcmul_(a_d[..., :h1], a_d[..., h2:h3])
                 torch.mul(a_d[..., h3:], _tanh(c_new, tc[d, lo:hi]), out=h_out)
-        ctx.mode, ctx.plan, ctx.ranges = mode, plan, ranges
+        ctx.mode, ctx.plan, ctx.ranges, ctx.idx = mode, plan, ranges, idx
         ctx.save_for_backward(states, xs, w_ih, w_hh, b_hh, *saved)
         return states
 
     @staticmethod
     def backward(ctx, g_states):
-        mode, plan, ranges = ctx.mode, ctx.plan, ctx.ranges
+        mode, plan, ranges, idx = ctx.mode, ctx.plan, ctx.ranges, ctx.idx
         states, xs, w_ih, w_hh, b_hh, *saved = ctx.saved_tensors
         n_wave, n_blocks, batch, width = xs.shape
         n_steps = n_wave - plan.extra_steps
         h1, h2, h3 = width, 2 * width, 3 * width
-        idx = plan.tensors(n_steps, xs.device)
         active = plan.activity(n_steps, xs.device).to(xs.dtype)[:, :, None, None]
         d_states = g_states.clone()  # accumulates every gradient reaching a state row
         d_flat = d_states.view(-1, batch, width)
@@ -301,11 +295,13 @@ def wavefront_recurrence(
     return _Wavefront.apply(mode, plan, x, w_ih, w_hh, b_ih, b_hh)
 
 
-def block_outputs(plan: WavefrontPlan, states: Tensor, blocks: Sequence[int], n_steps: int):
+def block_outputs(
+    plan: WavefrontPlan, states: Tensor, blocks: Sequence[int], n_steps: int
+) -> Tensor:
     """Sum of the given blocks' output sequences, (T, B, H): a layer's output."""
     total = None
     for j in blocks:
-        first = _first_row_of(plan, j)
+        first = plan.offsets[j] + 1  # the row of block j's state at time 0
         part = states[first : first + n_steps, j]
         total = part if total is None else total + part
     return total
