@@ -150,6 +150,8 @@ def test_bad_input_gives_one_line_errors(tmp_path):
     _fails(["prune", "--out", str(tmp_path / "s"), "--amounts", "50,150"], "outside 0..100")
     _fails(["prune", "--out", str(tmp_path / "s"), "--cells", "tcn"], "unknown cell")
     _fails(["prune", "--out", str(tmp_path / "s"), "--targets", "all"], "unknown pruning target")
+    _fails(["prune", "--out", str(tmp_path / "s"), "--bundle", "-1"], "bundle=-1")
+    _fails(["reproduce", "--out", str(tmp_path / "s"), "--bundle", "-2"], "bundle=-2")
     _fails(["structure", "--out", str(tmp_path / "s"), "--nodes", "5:3"], "nodes")
     _fails(["structure", "--out", str(tmp_path / "s"), "--generators", "xx"], "generator")
     _fails(["status", str(tmp_path / "nowhere")], "no results.sqlite")
