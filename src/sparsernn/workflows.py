@@ -139,7 +139,7 @@ def structure_summary(study_dir: str | os.PathLike[str]) -> pd.DataFrame:
 
 def study_status(study_dir: str | os.PathLike[str]) -> str:
     """A short text summary: units done/failed/pending per kind and time spent."""
-    from sparsernn.experiments.config import StudyConfig
+    from sparsernn.experiments.config import study_from_store
     from sparsernn.experiments.units import plan_units
     from sparsernn.store import ResultsStore
 
@@ -153,7 +153,7 @@ def study_status(study_dir: str | os.PathLike[str]) -> str:
         run_kinds = store.get_meta("kinds")
         done, failed = store.keys(status="done"), store.keys(status="failed")
         summary: dict[str, Any] = store.summary()
-    planned = plan_units(StudyConfig.from_dict(study)) if study else []
+    planned = plan_units(study_from_store(study)) if study else []
     if run_kinds is not None:  # what the last command asked for (e.g. `prune`: base + prune)
         stored = set(summary.get("by_kind", {}))
         planned = [u for u in planned if u.kind in run_kinds or u.kind in stored]

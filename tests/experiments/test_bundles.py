@@ -142,6 +142,7 @@ def test_failing_bundle_fails_each_of_its_units(tmp_path: Path, monkeypatch):
 def test_stores_from_before_bundles_still_show_their_points(tmp_path: Path):
     from sparsernn.experiments.results import load_results
     from sparsernn.store import ResultsStore
+    from sparsernn.workflows import study_status
 
     run_study(_study(bundle=1), tmp_path, workers=1, progress=False)
     with ResultsStore.open(tmp_path) as store:  # what an older version wrote: no bundle field
@@ -150,3 +151,5 @@ def test_stores_from_before_bundles_still_show_their_points(tmp_path: Path):
             del meta["pruning"]["bundle"]
             store.set_meta(name, meta)
     assert len(load_results(tmp_path).pruning_points) == 2
+    prune_line = next(x for x in study_status(tmp_path).splitlines() if "prune" in x)
+    assert prune_line.split()[1:4] == ["2", "0", "0"]  # done, failed, pending

@@ -209,3 +209,15 @@ def parse_range(text: str, *, what: str = "range") -> tuple[float, ...]:
     if not values:
         raise ConfigError(f"{what} {text!r} selects no values; e.g. 10:100:10 or 50,90")
     return values
+
+
+def study_from_store(config: dict[str, Any]) -> StudyConfig:
+    """The :class:`StudyConfig` a results store recorded (its ``study`` meta entries).
+
+    Stores written before pruning bundles existed hold no ``pruning.bundle``: every pruning
+    point in them ran alone, which is ``bundle = 1`` (not today's default, auto).
+    """
+    pruning = config.get("pruning")
+    if isinstance(pruning, dict) and "bundle" not in pruning:
+        config = {**config, "pruning": {**pruning, "bundle": 1}}
+    return StudyConfig.from_dict(config)

@@ -65,16 +65,13 @@ def _current_keys(store: ResultsStore, kind: str) -> set[str] | None:
     A study directory keeps every unit ever run in it; after, say, a rerun with other
     retraining epochs, only the units of the latest configuration are this study's results.
     """
-    from sparsernn.experiments.config import StudyConfig
+    from sparsernn.experiments.config import study_from_store
     from sparsernn.experiments.units import plan_units
 
     config = store.get_meta(f"study:{kind}")
     if not config:
         return None
-    pruning = config.get("pruning")
-    if isinstance(pruning, dict) and "bundle" not in pruning:  # written before bundles existed:
-        config = {**config, "pruning": {**pruning, "bundle": 1}}  # every point ran alone
-    return {u.key for u in plan_units(StudyConfig.from_dict(config)) if u.kind == kind}
+    return {u.key for u in plan_units(study_from_store(config)) if u.kind == kind}
 
 
 def _only(df: pd.DataFrame, keys: set[str] | None) -> pd.DataFrame:
