@@ -33,6 +33,18 @@ def _cell_order(df: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def _bundle_note(bundle: int | None) -> str:
+    """How the pruning points were retrained (docs/orchestration.md, "Pruning bundles")."""
+    if bundle is None or bundle == 1:
+        return "Every pruning point was retrained on its own."
+    if bundle == 0:
+        return (
+            "The 30 points of each RNN-tanh, RNN-ReLU and GRU base model were retrained together "
+            "(`sparsernn.batched.train_many`, the default); LSTM points one by one."
+        )
+    return f"Pruning points were retrained in bundles of {bundle} (`--bundle {bundle}`)."
+
+
 def main(study_dir: str, out: str = "docs/pruning.md") -> None:
     res = load_results(study_dir)
     tol = float(res.study.get("pruning", {}).get("tolerance", 0.01))
@@ -92,6 +104,8 @@ def main(study_dir: str, out: str = "docs/pruning.md") -> None:
         "global magnitude threshold, fresh Adam, masks fixed, "
         f"{retrain} retraining epochs per point{'' if retrain == 10 else ' instead of 10'}), "
         f"one seed. Tolerance: {tol:g} accuracy. Published figures are single runs too.",
+        "",
+        _bundle_note(res.study.get("pruning", {}).get("bundle")),
         "",
         "## Qualitative findings of the study (SPEC section 4)",
         "",

@@ -282,6 +282,23 @@ def test_progress_bar_goes_to_stderr_with_the_current_unit(tmp_path: Path, capsy
     assert "prune rnn_tanh both 100% seed=0" in captured.err
 
 
+def test_progress_bar_shows_a_whole_bundle_at_once(capsys):
+    """30 units finishing in one burst (a bundle) are on screen right away, not minutes later."""
+    planned = [u for u in plan_units(tiny_study(n_graphs=40)) if u.kind == "structure"][:31]
+    bar = runner._Progress(True, 40)
+    bar.start(planned[0])
+    bar.finish(planned[0])
+    time.sleep(0.2)  # let tqdm settle on a rate, as it has in a real run
+    for unit in planned[1:]:
+        bar.start(unit)
+    for unit in planned[1:]:
+        bar.finish(unit)
+    bar.refresh()
+    shown = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    bar.close()
+    assert "31/40" in shown
+
+
 def test_no_progress_bar_when_disabled(tmp_path: Path, capsys):
     run_study(tiny_study(), tmp_path, workers=1, kinds=("base",), progress=False)
     captured = capsys.readouterr()

@@ -114,8 +114,15 @@ class _Progress:
         if enabled:
             from tqdm.auto import tqdm
 
+            # miniters=1: a bundle finishes 30 units at once, which would otherwise make tqdm
+            # raise its redraw threshold and leave the bar behind the store for minutes.
             self._bar = tqdm(
-                total=total, desc="units", unit="unit", file=sys.stderr, dynamic_ncols=True
+                total=total,
+                desc="units",
+                unit="unit",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                miniters=1,
             )
 
     def _show(self, refresh: bool) -> None:
@@ -139,6 +146,11 @@ class _Progress:
         self._show(refresh=False)
         if self._bar is not None:
             self._bar.update(1)
+
+    def refresh(self) -> None:
+        """Redraw now (after a job's units were counted in one burst)."""
+        if self._bar is not None:
+            self._bar.refresh()
 
     def skip(self) -> None:
         if self._bar is not None:
@@ -471,6 +483,7 @@ def _drive(
                 _release(waiting.pop(unit.key), base, ready, run, bar, pending, first=True)
             if on_result is not None:
                 on_result(unit, result)
+        bar.refresh()
 
 
 def _bundles(units: list[Unit]) -> dict[str, tuple[Unit, ...]]:
