@@ -106,10 +106,10 @@ class StructuredRNN(nn.Module):
             layer.set_mask("weight_ih_l0", torch.from_numpy(np.tile(ih, (g, 1))))
             layer.set_mask("weight_hh_l0", torch.from_numpy(np.tile(hh, (g, 1))))
             self.wide.append(layer)
-        self._build_wavefront()
+        self.wave_plan: WavefrontPlan | None = None  # built on the first wavefront forward
         self.reset_parameters()
 
-    def _build_wavefront(self) -> None:
+    def _build_wavefront(self, device: torch.device) -> None:
         """The block plan and the index maps from wide-layer weights to padded blocks."""
         g = GATES[self.mode]
         width = max(max(self.layer_sizes), self.input_size)
@@ -145,7 +145,8 @@ class StructuredRNN(nn.Module):
         for name, parts in idx.items():
             arr = np.stack(parts)
             arr[arr < 0] = base[name]  # padding reads the trailing zero
-            self.register_buffer(f"_wave_{name}", torch.from_numpy(arr), persistent=False)
+            index = torch.from_numpy(arr).to(device)
+            self.register_buffer(f"_wave_{name}", index, persistent=False)
 
     @property
     def n_layers(self) -> int:
@@ -247,6 +248,8 @@ class StructuredRNN(nn.Module):
         return out
 
     def _forward_wavefront(self, x: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
+        if self.wave_plan is None:
+            self._build_wavefront(x.device)
         n_steps = x.shape[0]
         x_pad = torch.nn.functional.pad(x, (0, self.block_width - x.shape[-1])).unsqueeze(1)
         states = wavefront_recurrence(self.mode, self.wave_plan, x_pad, *self._block_weights())
@@ -271,5 +274,5 @@ class StructuredRNN(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"{self.mode}, input_size={self.input_size}, layers={list(self.layer_sizes)}, "
-            f"schedule={self.schedule!r}, sub_layers={self.wave_plan.n_blocks}"
+            f"schedule={self.schedule!r}, sub_layers={sum(len(d) for _, d in self.plan)}"
         )
