@@ -314,11 +314,11 @@ def execute_job(units: list[dict[str, Any]], base_bytes: bytes | None = None) ->
     """
     if len(units) == 1:
         return [execute(units[0], base_bytes)]
-    if any(u["kind"] != "prune" or u["config"].get("bundle", 1) < len(units) for u in units):
-        raise ValueError("a job of several units must be pruning units of one bundle")
     started = time.time()
     t0 = time.perf_counter()
     try:
+        if any(u["kind"] != "prune" or u["config"].get("bundle", 1) < len(units) for u in units):
+            raise ValueError("a job of several units must be pruning units of one bundle")
         if base_bytes is None:
             raise RuntimeError("pruning units need their base model's checkpoint")
         outs = _run_prune_many([u["config"] for u in units], base_bytes)
