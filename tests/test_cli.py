@@ -185,3 +185,24 @@ def test_flags_override_config_file_but_defaults_do_not(tmp_path):
     )
     points = load_results(study).pruning_points
     assert points[["target", "amount"]].values.tolist() == [["i2h", 30.0]]
+
+
+def test_structure_gate_layout_flag_reaches_the_study(tmp_path, monkeypatch):
+    import sparsernn.cli as cli_module
+
+    seen = {}
+
+    class _Stop(Exception):
+        pass
+
+    def fake_run(study, *args, **kwargs):
+        seen["study"] = study
+        raise _Stop
+
+    monkeypatch.setattr(cli_module, "_run", fake_run)
+    for flag, want in (([], "blocked"), (["--gate-layout", "interleaved"], "interleaved")):
+        res = CliRunner().invoke(cli, ["structure", "--out", str(tmp_path / "s"), *flag])
+        assert isinstance(res.exception, _Stop), res.output
+        assert seen["study"].structure.gate_layout == want
+    res = CliRunner().invoke(cli, ["structure", "--gate-layout", "diagonal"])
+    assert res.exit_code == 2 and "--gate-layout" in res.output

@@ -391,6 +391,11 @@ def prune(
 @click.option("--nodes", help="Node-count range lo:hi.  [default: 10:50]")
 @click.option("--epochs", type=int, help="[default: 15]")
 @click.option("--batch-size", type=int, help="[default: 128]")
+@click.option(
+    "--gate-layout",
+    type=click.Choice(["blocked", "interleaved"]),
+    help="GRU/LSTM i2h mask rows: graph-faithful, or the study's code.  [default: blocked]",
+)
 @_study_options
 @_friendly
 def structure(
@@ -400,6 +405,7 @@ def structure(
     nodes,
     epochs,
     batch_size,
+    gate_layout,
     out,
     config_file,
     seeds,
@@ -433,6 +439,7 @@ def structure(
         nodes=node_range,
         epochs=epochs,
         batch_size=batch_size,
+        gate_layout=gate_layout,
     )
     study = merge(_start(config_file, StudyConfig()), over, "command line")
     _run(study, out, ("structure",), workers, executor, address, gpus_per_unit, retry_failed)
