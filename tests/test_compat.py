@@ -172,6 +172,10 @@ def test_a_csv_is_not_a_checkpoint(tmp_path):
     ):
         with pytest.raises(DataError, match="not a PyTorch checkpoint \\(state dict\\) file"):
             load()
+    ours = tmp_path / "ours.pt"
+    torch.save({"format": "sparsernn-checkpoint-1", "state_dict": {}}, ours)
+    with pytest.raises(DataError, match="a sparsernn checkpoint, not a study one"):
+        load_study_checkpoint(ours, "gru")
     weird = tmp_path / "list.pt"
     torch.save([torch.zeros(1)], weird)
     with pytest.raises(DataError, match="not a PyTorch checkpoint"):

@@ -66,6 +66,11 @@ def _read_state(source, where: str) -> Mapping[str, torch.Tensor]:
                 f"{where}: not a PyTorch checkpoint (state dict) file "
                 f"({exc.__class__.__name__}); pass the .pt file the study saved"
             ) from None
+        if isinstance(source, dict) and source.get("format") == "sparsernn-checkpoint-1":
+            raise DataError(
+                f"{where}: a sparsernn checkpoint, not a study one; load it with "
+                "sparsernn.train.load_checkpoint (CLI: drop --study-format)"
+            )
         if isinstance(source, dict) and isinstance(source.get("state_dict"), Mapping):
             source = source["state_dict"]
     if not isinstance(source, Mapping) or not all(
