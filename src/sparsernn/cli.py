@@ -259,16 +259,38 @@ def train(
     type=click.Choice(ALL_CELLS),
     help="The checkpoint is the study's own format, of this cell type.",
 )
+@click.option(
+    "--graph",
+    "graph_file",
+    type=click.Path(path_type=Path),
+    help="With --study-format: the checkpoint is a study random-structure network of this "
+    "graph (.graphml, .edgelist or node-link .json).",
+)
+@click.option(
+    "--allow-pickle",
+    is_flag=True,
+    help="Let --graph read a .gpickle (unpickling runs code: only for files you trust).",
+)
 @click.option("--batch-size", default=32, show_default=True)
 @_friendly
-def evaluate(checkpoint, test_csv, cell, batch_size):
+def evaluate(checkpoint, test_csv, cell, graph_file, allow_pickle, batch_size):
     """Evaluate a checkpoint (ours, or the study's with --study-format CELL) on a CSV."""
-    from sparsernn.compat import load_study_checkpoint
+    from sparsernn.compat import load_study_checkpoint, load_study_structure_checkpoint
     from sparsernn.data import read_csv
     from sparsernn.train import evaluate as _evaluate
     from sparsernn.train import load_checkpoint
 
-    model = load_study_checkpoint(checkpoint, cell) if cell else load_checkpoint(checkpoint)[0]
+    if graph_file is not None and not cell:
+        raise ConfigError("--graph needs --study-format CELL (it reads the study's networks)")
+    if graph_file is not None:
+        from sparsernn.graphs import read_graph
+
+        graph = read_graph(graph_file, allow_pickle=allow_pickle)
+        model = load_study_structure_checkpoint(checkpoint, graph, cell)
+    elif cell:
+        model = load_study_checkpoint(checkpoint, cell)
+    else:
+        model = load_checkpoint(checkpoint)[0]
     res = _evaluate(model, read_csv(test_csv), batch_size)
     click.echo(f"accuracy {res['accuracy']:.4f}  loss {res['loss']:.4f}")
 
@@ -431,6 +453,11 @@ def prune(
 @click.option("--nodes", help="Node-count range lo:hi.  [default: 10:50]")
 @click.option("--epochs", type=int, help="[default: 15]")
 @click.option("--batch-size", type=int, help="[default: 128]")
+@click.option(
+    "--gate-layout",
+    type=click.Choice(["blocked", "interleaved"]),
+    help="GRU/LSTM i2h mask rows: graph-faithful, or the study's code.  [default: blocked]",
+)
 @_study_options
 @_friendly
 def structure(
@@ -440,6 +467,7 @@ def structure(
     nodes,
     epochs,
     batch_size,
+    gate_layout,
     out,
     config_file,
     seeds,
@@ -473,6 +501,7 @@ def structure(
         nodes=node_range,
         epochs=epochs,
         batch_size=batch_size,
+        gate_layout=gate_layout,
     )
     study = merge(_start(config_file, StudyConfig()), over, "command line")
     _run(study, out, ("structure",), workers, executor, address, gpus_per_unit, retry_failed)

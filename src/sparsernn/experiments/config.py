@@ -15,6 +15,7 @@ from sparsernn.config import Config, load_toml
 from sparsernn.data import DataSpec
 from sparsernn.errors import ConfigError
 from sparsernn.nn.cells import MODES
+from sparsernn.nn.structured import GATE_LAYOUTS
 from sparsernn.prune import SCOPES, TARGETS
 from sparsernn.train import TrainConfig
 
@@ -72,7 +73,11 @@ class PruningConfig(Config):
 
 @dataclasses.dataclass(frozen=True)
 class StructureConfig(Config):
-    """The random-structure grid (SPEC section 5)."""
+    """The random-structure grid (SPEC section 5).
+
+    ``gate_layout``: GRU/LSTM i2h mask rows, ``"blocked"`` (graph-faithful) or
+    ``"interleaved"`` (the study's code); see :class:`~sparsernn.nn.StructuredRNN`.
+    """
 
     enabled: bool = True
     generators: tuple[str, ...] = ("ws", "ba")
@@ -80,8 +85,13 @@ class StructureConfig(Config):
     nodes: tuple[int, int] = (10, 50)
     epochs: int = 15
     batch_size: int = 128
+    gate_layout: str = "blocked"
 
     def __post_init__(self) -> None:
+        if self.gate_layout not in GATE_LAYOUTS:
+            raise ConfigError(
+                f"unknown gate_layout {self.gate_layout!r}; choose one of {', '.join(GATE_LAYOUTS)}"
+            )
         for g in self.generators:
             if g not in _GENERATORS:
                 raise ConfigError(

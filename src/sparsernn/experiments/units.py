@@ -133,6 +133,8 @@ def plan_units(study: StudyConfig) -> list[Unit]:
                             "data": study.data.to_dict(),
                             "train": train.to_dict(),
                         }
+                        if s.gate_layout != "blocked":  # keep the keys of blocked runs
+                            cfg["gate_layout"] = s.gate_layout
                         units.append(Unit("structure", cfg))
     return units
 
@@ -263,6 +265,7 @@ def _run_structure(cfg: dict[str, Any]) -> dict[str, Any]:
         embedding_dim=None,
         graph_edges=tuple(map(tuple, edges)),
         n_nodes=graph.number_of_nodes(),
+        gate_layout=cfg.get("gate_layout", "blocked"),
     )
     seed = derive_seed(cfg["seed"], "init", cfg["cell"], cfg["generator"], cfg["graph_id"])
     model = build_model(model_cfg, seed=seed).to(device)
