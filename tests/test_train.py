@@ -25,8 +25,9 @@ def tiny():
 def test_training_on_tiny_data_learns(tiny):
     train, test = tiny
     model = build_model(ModelConfig(cell="gru", hidden_size=16, embedding_dim=8), seed=0)
-    hist = fit(model, train, test, TrainConfig(epochs=4, batch_size=16))
-    assert [r["epoch"] for r in hist] == [1, 2, 3, 4]
+    # The study's negatives are hard: a tiny GRU needs a few epochs at a larger step to learn.
+    hist = fit(model, train, test, TrainConfig(epochs=6, batch_size=16, lr=3e-3))
+    assert [r["epoch"] for r in hist] == [1, 2, 3, 4, 5, 6]
     assert hist[-1]["train_loss"] < hist[0]["train_loss"] * 0.8
     assert set(hist[0]) >= {
         "train_loss",

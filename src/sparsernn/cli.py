@@ -49,6 +49,14 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in text.split(",") if t.strip())
 
 
+def _mix(text: str) -> dict[str, str]:
+    """``"alternative=0.5,edit=0.5"`` as a mapping (DataSpec validates kinds and shares)."""
+    pairs = [p.split("=") for p in _names(text)]
+    if not pairs or any(len(p) != 2 for p in pairs):
+        raise ConfigError(f"--mix {text!r} must be KIND=SHARE pairs, e.g. alternative=0.5,edit=0.5")
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
 def _seeds(n: int) -> tuple[int, ...]:
     if n < 1:
         raise ConfigError(f"--seeds {n} must be >= 1 (the number of seeds, 0..N-1)")
@@ -79,9 +87,10 @@ def data() -> None:
 @click.option("--n-strings", default=25000, show_default=True, help="Total strings (train+test).")
 @click.option(
     "--mix",
-    default="0.56,0.44,0",
+    default="alternative=1",
     show_default=True,
-    help="Fractions of negatives: foreign,transition,edit.",
+    help="Shares of negative kinds, KIND=SHARE,...: alternative (the study's), iid_foreign, "
+    "broken_transition, edit.",
 )
 @click.option("--min-length", default=11, show_default=True)
 @click.option("--max-length", default=53, show_default=True)
@@ -92,14 +101,10 @@ def data_generate(out, grammar, n_strings, mix, min_length, max_length, test_fra
     """Write train.csv and test.csv (header string,valid) for a generated data set."""
     from sparsernn.data import DataSpec, make_dataset, write_csv
 
-    try:
-        mix_t = tuple(float(x) for x in mix.split(","))
-    except ValueError:
-        raise ConfigError(f"--mix {mix!r} must be three comma-separated fractions") from None
     spec = DataSpec(
         grammar=grammar,
         n_strings=n_strings,
-        negative_mix=mix_t,
+        negative_mix=_mix(mix),
         min_length=min_length,
         max_length=max_length,
         test_fraction=test_fraction,

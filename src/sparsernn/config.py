@@ -57,9 +57,11 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         return _coerce(args[0], value, where) if len(args) == 1 else value
     if origin is tuple:
         args = typing.get_args(tp)
+        inner = args[0] if args else Any
+        if isinstance(value, dict) and typing.get_origin(inner) is tuple:
+            value = list(value.items())  # a TOML table for a tuple of (name, value) pairs
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
-        inner = args[0] if args else Any
         return tuple(_coerce(inner, v, where) for v in value)
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)

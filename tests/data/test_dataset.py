@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pandas as pd
 import pytest
 
 from sparsernn.data import (
+    EMBEDDED_REBER,
     Dataset,
     DataSpec,
     encode,
@@ -19,6 +21,8 @@ from sparsernn.data import (
     write_csv,
 )
 from sparsernn.data.dataset import _apportion
+from sparsernn.data.negatives import STUDY_ALTERNATIVES, alternative_family, alternative_kind
+from sparsernn.data.reber import reber_variant
 from sparsernn.errors import ConfigError, DataError
 
 
@@ -31,7 +35,19 @@ def study() -> tuple[Dataset, Dataset]:
 def test_spec_defaults_and_counts() -> None:
     spec = DataSpec()
     assert spec.n_valid == 12500 and spec.n_test == 6250
-    assert spec.n_negatives == {"foreign": 7000, "transition": 5500, "edit": 0}
+    # SPEC 2.1: the eight alternative grammars' exact counts per 12,500 negatives.
+    assert spec.n_negatives == {
+        "alt_TPTVSXXSPV": 2000,
+        "alt_TPXSVTXSPV": 500,
+        "alt_TPSXTVPVXS": 1500,
+        "alt_PTSXTVXSPV": 1500,
+        "alt_ACDFJIHGLK": 2000,
+        "alt_MNOQCAURFD": 1500,
+        "alt_MNOQWVURZY": 2000,
+        "alt_QOMNCAURFD": 1500,
+    }
+    half = DataSpec(n_strings=12500).n_negatives  # scaled with n_strings
+    assert half["alt_TPXSVTXSPV"] == 250 and sum(half.values()) == 6250
 
 
 def test_apportion_largest_remainder() -> None:
@@ -41,10 +57,18 @@ def test_apportion_largest_remainder() -> None:
 
 
 def test_spec_round_trips() -> None:
-    spec = DataSpec(grammar="embedded_reber", negative_mix=(0.5, 0.25, 0.25), seed=3)
+    spec = DataSpec(
+        grammar="embedded_reber",
+        negative_mix={"alternative": 0.5, "iid_foreign": 0.25, "edit": 0.25},
+        alternative_grammars={"TPTVSXXSPV": 1, "ACDFJIHGLK": 3},
+        seed=3,
+    )
     assert DataSpec.from_json(spec.to_json()) == spec
     assert DataSpec.from_toml(spec.to_toml()) == spec
-    assert DataSpec(negative_mix=[0.5, 0.5, 0]).negative_mix == (0.5, 0.5, 0.0)  # type: ignore[arg-type]
+    assert DataSpec.from_toml("negative_mix = {edit = 1.0}").negative_mix == (("edit", 1.0),)
+    # A legacy three-number mix (foreign, transition, edit), as old stores recorded it.
+    legacy = DataSpec(negative_mix=[0.5, 0.5, 0])  # type: ignore[arg-type]
+    assert legacy.negative_mix == (("iid_foreign", 0.5), ("broken_transition", 0.5))
 
 
 @pytest.mark.parametrize(
@@ -60,6 +84,11 @@ def test_spec_round_trips() -> None:
         ({"negative_mix": (0.5, 0.4, 0.0)}, "negative_mix"),
         ({"negative_mix": (1.2, -0.2, 0.0)}, "negative_mix"),
         ({"negative_mix": (0.5, 0.5)}, "negative_mix"),
+        ({"negative_mix": {"foreign": 1.0}}, "negative_mix"),
+        ({"negative_mix": {"swap": 1.0}}, "negative_mix"),
+        ({"alternative_grammars": {"TPSXTVXSPV": 1.0}}, "alternative_grammars"),
+        ({"alternative_grammars": {"TPTVSXXSPV": 0.0}}, "alternative_grammars"),
+        ({"alternative_grammars": {}}, "alternative_grammars"),
         ({"min_length": 0}, "min_length"),
         ({"min_length": 20, "max_length": 19}, "max_length"),
         ({"min_length": 1, "max_length": 4}, "min_length/max_length"),
@@ -76,10 +105,8 @@ def test_study_dataset(study: tuple[Dataset, Dataset]) -> None:
     train, test = study
     assert (len(train), len(test)) == (18750, 6250)
     assert (int(train.labels.sum()), int(test.labels.sum())) == (9375, 3125)
-    kinds = train.summary()["kinds"]
-    tkinds = test.summary()["kinds"]
-    assert kinds["foreign"] + tkinds["foreign"] == 7000
-    assert kinds["transition"] + tkinds["transition"] == 5500
+    counts = Counter(train.kinds + test.kinds)
+    assert {k: v for k, v in counts.items() if k != "valid"} == DataSpec().n_negatives
     everything = train.strings + test.strings
     assert len(set(everything)) == 25000  # unique, so train and test are disjoint
     assert all(11 <= len(s) <= 53 for s in everything)
@@ -99,7 +126,9 @@ def test_shuffled(study: tuple[Dataset, Dataset]) -> None:
 
 
 def test_deterministic_and_seed_dependent() -> None:
-    spec = DataSpec(n_strings=200, negative_mix=(0.4, 0.3, 0.3), seed=5)
+    spec = DataSpec(
+        n_strings=200, negative_mix={"alternative": 0.4, "iid_foreign": 0.3, "edit": 0.3}, seed=5
+    )
     a, b = make_dataset(spec), make_dataset(spec)
     assert a[0] == b[0] and a[1] == b[1]
     c = make_dataset(spec.replace(seed=6))
@@ -113,7 +142,8 @@ def test_mix_with_edits_and_embedded() -> None:
     train, test = make_dataset(spec)
     assert len(train) + len(test) == 103 and len(test) == 21
     kinds = train.kinds + test.kinds
-    assert [kinds.count(k) for k in ("valid", "foreign", "transition", "edit")] == [52, 26, 15, 10]
+    names = ("valid", "iid_foreign", "broken_transition", "edit")
+    assert [kinds.count(k) for k in names] == [52, 26, 15, 10]
     assert int(test.labels.sum()) == round(21 * 52 / 103)
     assert train.name == "embedded_reber/train"
 
@@ -225,3 +255,88 @@ def test_encode() -> None:
         encode(["B\x00E"])
     with pytest.raises(ConfigError, match="vocab_size"):
         encode(["B"], vocab_size=1)
+
+
+# ------------------------------------------------------------------- the study's negatives
+# Per-length counts in the study's 25,000 strings (SPEC 2.1), by class and negative family.
+_SPEC_LENGTHS = {
+    "valid": "11:24 12:36 13:53 14:78 15:115 16:169 17:248 18:364 19:534 20:783 21:1124 "
+    "22:1431 23:1538 24:1426 25:1159 26:863 27:671 28:515 29:375 30:255 31:199 32:165 33:98 "
+    "34:76 35:52 36:38 37:32 38:18 39:13 40:15 41:11 42:7 43:2 44:1 45:4 46:3 47:2 49:2 53:1",
+    "foreign_letters": "11:96 12:144 13:212 14:312 15:459 16:651 17:807 18:874 19:803 20:680 "
+    "21:494 22:408 23:280 24:185 25:169 26:125 27:96 28:44 29:38 30:39 31:28 32:13 33:13 34:11 "
+    "35:5 36:5 37:2 39:1 40:1 44:1 45:1 47:2 48:1",
+    "reber_letters": "11:96 12:144 13:211 14:298 15:412 16:536 17:659 18:667 19:579 20:488 "
+    "21:361 22:273 23:223 24:136 25:93 26:84 27:69 28:44 29:34 30:25 31:15 32:12 33:11 34:7 "
+    "35:4 36:4 37:5 39:1 40:3 41:1 42:1 43:2 44:2",
+}
+
+
+def _tv(a: Counter, b: Counter) -> float:
+    na, nb = sum(a.values()), sum(b.values())
+    return 0.5 * sum(abs(a[k] / na - b[k] / nb) for k in set(a) | set(b))
+
+
+def test_every_negative_is_a_walk_of_its_grammar_and_invalid(study) -> None:
+    train, test = study
+    grammars = {alternative_kind(l): reber_variant(l) for l, _ in STUDY_ALTERNATIVES}
+    for s, kind in zip(train.strings + test.strings, train.kinds + test.kinds, strict=True):
+        if kind == "valid":
+            continue
+        assert not reber.accepts(s), s
+        assert grammars[kind].accepts(s), (kind, s)
+
+
+def test_length_profiles_match_the_study(study) -> None:
+    """Each class's length distribution is within TV 0.04 of SPEC 2.1's counts (n = 25,000;
+    measured 0.010-0.026 over seeds 0-2, as SPEC expects about 0.02 from sampling alone)."""
+    train, test = study
+    ours: dict[str, Counter] = {g: Counter() for g in _SPEC_LENGTHS}
+    for s, kind in zip(train.strings + test.strings, train.kinds + test.kinds, strict=True):
+        group = "valid" if kind == "valid" else alternative_family(kind[len("alt_") :])
+        ours[group][len(s)] += 1
+    for group, text in _SPEC_LENGTHS.items():
+        spec = Counter({int(k): int(v) for k, v in (p.split(":") for p in text.split())})
+        assert sum(ours[group].values()) == sum(spec.values())  # 12,500 / 7,000 / 5,500
+        assert _tv(ours[group], spec) < 0.04, group
+
+
+def test_embedded_alternatives_are_embedded_walks() -> None:
+    train, test = make_dataset(DataSpec(grammar="embedded_reber", n_strings=400, seed=2))
+    for s, kind in zip(train.strings + test.strings, train.kinds + test.kinds, strict=True):
+        if kind == "valid":
+            assert EMBEDDED_REBER.accepts(s)
+            continue
+        assert not EMBEDDED_REBER.accepts(s)
+        assert reber_variant(kind[len("alt_") :], embedded=True).accepts(s)
+        assert s[1] == s[-2] and s[1] in "TP"  # the frame is the embedded grammar's
+
+
+def test_user_alternative_grammar() -> None:
+    spec = DataSpec(n_strings=300, alternative_grammars={"TPSXTVXSPA": 1.0})
+    train, _ = make_dataset(spec)
+    negs = [s for s, k in zip(train.strings, train.kinds, strict=True) if k != "valid"]
+    assert negs and all(reber_variant("TPSXTVXSPA").accepts(s) for s in negs)
+    assert all(not reber.accepts(s) for s in negs)
+
+
+def test_spec_from_files_and_fingerprint(tmp_path: Path) -> None:
+    train, test = make_dataset(DataSpec(n_strings=40, seed=4))
+    write_csv(train, tmp_path / "a.csv")
+    write_csv(test, tmp_path / "b.csv")
+    spec = DataSpec(train_csv=str(tmp_path / "a.csv"), test_csv=tmp_path / "b.csv")  # type: ignore[arg-type]
+    got_train, got_test = make_dataset(spec)
+    assert got_train.strings == train.strings and got_test.strings == test.strings
+    fp = spec.fingerprint()
+    assert fp["train_csv"]["name"] == "a.csv" and str(tmp_path) not in str(fp)
+    (tmp_path / "moved").mkdir()
+    os.replace(tmp_path / "a.csv", tmp_path / "moved" / "a.csv")
+    moved = spec.replace(train_csv=str(tmp_path / "moved" / "a.csv"))
+    assert moved.fingerprint() == fp  # moving a file keeps the identity
+    (tmp_path / "b.csv").write_text("string,valid\nBTXSE,1\n")
+    assert moved.fingerprint()["test_csv"] != fp["test_csv"]  # editing it changes it
+    (tmp_path / "b.csv").write_text("string,valid\nBTXSE,2\n")
+    with pytest.raises(DataError, match="not 0 or 1"):
+        moved.fingerprint()
+    with pytest.raises(ConfigError, match="both files"):
+        DataSpec(train_csv="x.csv")

@@ -225,3 +225,9 @@ def test_nondeterministic_grammar_accepts() -> None:
 def test_bad_grammar_definitions(transitions, start, end, match) -> None:
     with pytest.raises(ConfigError, match=match):
         Grammar(transitions, start, end)
+
+
+def test_unbounded_long_walks_are_sampled_exactly() -> None:
+    # P(length >= 35) is ~1e-4: rejection with a 50,000-try budget used to fail here.
+    out = REBER.sample_many(50, 0, min_length=35)
+    assert len(out) == 50 and all(REBER.accepts(s) and len(s) >= 35 for s in out)

@@ -1,8 +1,10 @@
 """Labelled string data sets: the study's recipe (:class:`DataSpec`), CSV IO and ASCII encoding.
 
-The study's set is 25,000 unique strings with lengths 11..53, half valid Reber strings and half
-invalid (56% foreign letters, 44% broken transitions), split 18,750 train / 6,250 test. On disk it
-is a CSV with header ``string,valid`` (optionally a leading unnamed index column).
+The study's set is 25,000 strings with lengths 11..53, split 18,750 train / 6,250 test: 12,500
+distinct walks of the Reber grammar and 12,500 distinct walks of eight alternative grammars (the
+same automaton with other letters on its inner edges, SPEC 2.1), which :class:`DataSpec`'s
+defaults reproduce. On disk it is a CSV with header ``string,valid`` (optionally a leading
+unnamed index column).
 
 Examples
 --------
@@ -16,11 +18,12 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import io
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +31,14 @@ import numpy as np
 
 from sparsernn._seed import derive_seed, rng
 from sparsernn.config import Config
-from sparsernn.data.negatives import NEGATIVE_KINDS, make_negatives
-from sparsernn.data.reber import GRAMMARS, get_grammar
+from sparsernn.data.negatives import (
+    NEGATIVE_KINDS,
+    STUDY_ALTERNATIVES,
+    alternative_kind,
+    alternative_walks,
+    make_negatives,
+)
+from sparsernn.data.reber import GRAMMARS, REBER_LETTERS, get_grammar, reber_variant
 from sparsernn.errors import ConfigError, DataError
 
 __all__ = ["DataSpec", "Dataset", "make_dataset", "read_csv", "write_csv", "encode"]
@@ -40,9 +49,83 @@ _MAX_ROUNDS = 50
 
 
 # --------------------------------------------------------------------------------------- spec
+#: Names the first negative kinds had; a legacy three-number mix means these shares.
+_LEGACY_KINDS = ("iid_foreign", "broken_transition", "edit")
+_RENAMED = {"foreign": "iid_foreign", "transition": "broken_transition"}
+
+
+def _pairs(value: Any, where: str) -> list[tuple[Any, Any]]:
+    """A mapping or a sequence of (name, number) pairs as a list of pairs."""
+    if isinstance(value, Mapping):
+        return list(value.items())
+    if isinstance(value, (tuple, list)) and all(
+        isinstance(p, (tuple, list)) and len(p) == 2 for p in value
+    ):
+        return [tuple(p) for p in value]
+    raise ConfigError(f"DataSpec.{where}={value!r} must map names to numbers, e.g. {{name = 1.0}}")
+
+
+def _normalise_mix(mix: Any) -> tuple[tuple[str, float], ...]:
+    if (
+        isinstance(mix, (tuple, list))
+        and len(mix) == 3
+        and not any(isinstance(m, (tuple, list)) for m in mix)
+    ):  # legacy (foreign, transition, edit) shares
+        mix = dict(zip(_LEGACY_KINDS, mix, strict=True))
+    shares: dict[str, float] = {}
+    for kind, share in _pairs(mix, "negative_mix"):
+        if kind in _RENAMED:
+            raise ConfigError(
+                f"DataSpec.negative_mix: kind {kind!r} is now called {_RENAMED[kind]!r}"
+            )
+        if kind not in NEGATIVE_KINDS:
+            raise ConfigError(
+                f"DataSpec.negative_mix: unknown negative kind {kind!r}; "
+                f"valid kinds: {', '.join(NEGATIVE_KINDS)}"
+            )
+        try:
+            share = float(share)
+        except (TypeError, ValueError):
+            raise ConfigError(f"DataSpec.negative_mix[{kind}]={share!r} must be a number") from None
+        if not share >= 0.0:
+            raise ConfigError(f"DataSpec.negative_mix[{kind}]={share} must be >= 0")
+        shares[kind] = shares.get(kind, 0.0) + share
+    if abs(sum(shares.values()) - 1.0) > 1e-6:
+        raise ConfigError(
+            f"DataSpec.negative_mix={shares} must be shares of {', '.join(NEGATIVE_KINDS)} "
+            "summing to 1"
+        )
+    return tuple((k, shares[k]) for k in NEGATIVE_KINDS if shares.get(k, 0.0) > 0.0)
+
+
+def _normalise_alternatives(alts: Any) -> tuple[tuple[str, float], ...]:
+    out: list[tuple[str, float]] = []
+    for letters, weight in _pairs(alts, "alternative_grammars"):
+        reber_variant(letters)  # validates the letters
+        if letters == REBER_LETTERS:
+            raise ConfigError(
+                f"DataSpec.alternative_grammars: {letters!r} are the real grammar's letters, "
+                "so its walks are valid strings; change at least one letter"
+            )
+        try:
+            weight = float(weight)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"DataSpec.alternative_grammars[{letters}]={weight!r} must be a number"
+            ) from None
+        if not weight > 0.0:
+            raise ConfigError(f"DataSpec.alternative_grammars[{letters}]={weight} must be > 0")
+        if any(letters == seen for seen, _ in out):
+            raise ConfigError(f"DataSpec.alternative_grammars: {letters!r} is listed twice")
+        out.append((letters, weight))
+    if not out:
+        raise ConfigError("DataSpec.alternative_grammars is empty; give at least one grammar")
+    return tuple(out)
+
+
 @dataclasses.dataclass(frozen=True)
 class DataSpec(Config):
-    """How to build a data set; the defaults reproduce the study's.
+    """How to build a data set; the defaults reproduce the study's (SPEC 2.1).
 
     Attributes
     ----------
@@ -52,26 +135,49 @@ class DataSpec(Config):
         Total number of unique strings (train + test).
     valid_fraction : float
         Fraction of valid strings, in (0, 1).
-    negative_mix : tuple of 3 floats
-        Shares of the negative kinds ``(foreign, transition, edit)``, summing to 1.
+    negative_mix : pairs (kind, share)
+        Shares of the negative kinds summing to 1 (a mapping is accepted): ``alternative``
+        (the study's: walks of alternative grammars), ``iid_foreign``, ``broken_transition``
+        and ``edit`` (see :mod:`sparsernn.data.negatives`). Default: all ``alternative``.
+    alternative_grammars : pairs (letters, weight)
+        The alternative grammars of the ``alternative`` share: the ten inner-edge letters of
+        each (:func:`~sparsernn.data.reber.reber_variant`) and the weight that splits the share
+        among them. Default: the study's eight, weighted by the number of strings each gave.
     min_length, max_length : int
-        Length range of every string (valid strings are rejection-sampled into it).
+        Length range of every string (walks outside it are rejected).
     test_fraction : float
         Fraction of strings in the test part, in (0, 1).
     seed : int
         Seed of every random choice.
+    train_csv, test_csv : str or None
+        Use these files (the study's CSV format) instead of generating data; both or neither.
+        A run's identity then depends on the files' content, not their paths
+        (:meth:`fingerprint`).
     """
 
     grammar: str = "reber"
     n_strings: int = 25000
     valid_fraction: float = 0.5
-    negative_mix: tuple[float, float, float] = (0.56, 0.44, 0.0)
+    negative_mix: tuple[tuple[str, float], ...] = (("alternative", 1.0),)
+    alternative_grammars: tuple[tuple[str, float], ...] = STUDY_ALTERNATIVES
     min_length: int = 11
     max_length: int = 53
     test_fraction: float = 0.25
     seed: int = 0
+    train_csv: str | None = None
+    test_csv: str | None = None
 
     def __post_init__(self) -> None:
+        if (self.train_csv is None) != (self.test_csv is None):
+            raise ConfigError(
+                "DataSpec.train_csv/test_csv: give both files (train and test) or neither"
+            )
+        for name in ("train_csv", "test_csv"):
+            value = getattr(self, name)
+            if value is not None:
+                if not isinstance(value, (str, os.PathLike)) or not str(value):
+                    raise ConfigError(f"DataSpec.{name}={value!r} must be a file path")
+                object.__setattr__(self, name, os.fspath(value))
         if self.grammar not in GRAMMARS:
             raise ConfigError(
                 f"DataSpec.grammar: unknown grammar {self.grammar!r}; "
@@ -99,21 +205,10 @@ class DataSpec(Config):
                 f"DataSpec.valid_fraction={self.valid_fraction} gives {n_valid} valid of "
                 f"{self.n_strings} strings; both classes need at least one string"
             )
-        mix = self.negative_mix
-        if not isinstance(mix, (tuple, list)) or len(mix) != len(NEGATIVE_KINDS):
-            raise ConfigError(
-                f"DataSpec.negative_mix={mix!r} must be 3 shares for {NEGATIVE_KINDS}"
-            )
-        try:
-            mix = tuple(float(x) for x in mix)
-        except (TypeError, ValueError):
-            raise ConfigError(f"DataSpec.negative_mix={mix!r} must hold numbers") from None
-        if any(not x >= 0.0 for x in mix) or abs(sum(mix) - 1.0) > 1e-6:
-            raise ConfigError(
-                f"DataSpec.negative_mix={mix} must be non-negative shares for "
-                f"{NEGATIVE_KINDS} summing to 1"
-            )
-        object.__setattr__(self, "negative_mix", mix)
+        object.__setattr__(self, "negative_mix", _normalise_mix(self.negative_mix))
+        object.__setattr__(
+            self, "alternative_grammars", _normalise_alternatives(self.alternative_grammars)
+        )
         g = get_grammar(self.grammar)
         if self.min_length < 1:
             raise ConfigError(f"DataSpec.min_length={self.min_length} must be >= 1")
@@ -129,15 +224,55 @@ class DataSpec(Config):
             )
 
     @property
+    def from_files(self) -> bool:
+        """True when the data come from :attr:`train_csv`/:attr:`test_csv`, not the generator."""
+        return self.train_csv is not None
+
+    def fingerprint(self) -> dict[str, Any]:
+        """:meth:`to_dict` with each CSV path replaced by the file's content hash and name.
+
+        This is what identifies the data in a run key: an edited file is a new study, a moved
+        or renamed one is not.
+
+        Raises
+        ------
+        DataError
+            If a file is missing or not a valid data set (the one-line error of :func:`read_csv`).
+        """
+        out = self.to_dict()
+        for name in ("train_csv", "test_csv"):
+            path = getattr(self, name)
+            if path is not None:
+                read_csv(path)  # refuses malformed files before anything runs
+                digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+                out[name] = {"sha256": digest, "name": Path(path).name}
+        return out
+
+    @property
     def n_valid(self) -> int:
         """Number of valid strings: ``round(n_strings * valid_fraction)``."""
         return round(self.n_strings * self.valid_fraction)
 
     @property
     def n_negatives(self) -> dict[str, int]:
-        """Number of negatives of each kind (largest-remainder rounding of the mix)."""
-        counts = _apportion(self.n_strings - self.n_valid, self.negative_mix)
-        return dict(zip(NEGATIVE_KINDS, counts, strict=True))
+        """Number of negatives of each kind (largest-remainder rounding of the mix).
+
+        The ``alternative`` share is split further among :attr:`alternative_grammars` by their
+        weights; those negatives are keyed by :func:`~sparsernn.data.negatives.alternative_kind`
+        (``"alt_" + letters``). At the study's size this gives exactly its 2000/500/.../1500.
+        """
+        kinds = [k for k, _ in self.negative_mix]
+        counts = _apportion(self.n_strings - self.n_valid, [s for _, s in self.negative_mix])
+        out: dict[str, int] = {}
+        for kind, count in zip(kinds, counts, strict=True):
+            if kind != "alternative":
+                out[kind] = count
+                continue
+            weights = np.array([w for _, w in self.alternative_grammars])
+            split = _apportion(count, (weights / weights.sum()).tolist())
+            for (letters, _), c in zip(self.alternative_grammars, split, strict=True):
+                out[alternative_kind(letters)] = c
+        return out
 
     @property
     def n_test(self) -> int:
@@ -286,6 +421,8 @@ def _unique_draws(
 def make_dataset(spec: DataSpec | None = None) -> tuple[Dataset, Dataset]:
     """Build the (train, test) data sets described by ``spec`` (default: the study's).
 
+    With ``spec.train_csv``/``test_csv`` set, the two files are read instead.
+
     All strings are unique (so train and test are disjoint); the valid/invalid balance is kept
     in both parts (stratified split); the order is shuffled. The same spec always gives the same
     data: valid strings, each negative kind, and the shuffle use independent seeded streams.
@@ -296,6 +433,8 @@ def make_dataset(spec: DataSpec | None = None) -> tuple[Dataset, Dataset]:
         If the grammar and length range cannot provide enough distinct strings.
     """
     spec = DataSpec() if spec is None else spec
+    if spec.from_files:
+        return read_csv(spec.train_csv), read_csv(spec.test_csv)  # type: ignore[arg-type]
     g = get_grammar(spec.grammar)
     lo, hi = spec.min_length, spec.max_length
     seen: set[str] = set()
@@ -305,8 +444,20 @@ def make_dataset(spec: DataSpec | None = None) -> tuple[Dataset, Dataset]:
     seen.update(positives)
     strings = list(positives)
     kinds = [_VALID_KIND] * len(positives)
-    for kind, count in spec.n_negatives.items():
-        if count == 0:
+    n_negatives = spec.n_negatives
+    for letters, _ in spec.alternative_grammars:  # the study's kind: one grammar at a time
+        kind = alternative_kind(letters)
+        if not n_negatives.get(kind):
+            continue
+        seed = derive_seed(spec.seed, "data", "alternative", letters)
+        found = alternative_walks(
+            g, letters, n_negatives[kind], seed, min_length=lo, max_length=hi, exclude=seen
+        )
+        seen.update(found)
+        strings += found
+        kinds += [kind] * len(found)
+    for kind, count in n_negatives.items():
+        if count == 0 or kind not in NEGATIVE_KINDS:
             continue
         gen = rng(derive_seed(spec.seed, "data", kind))
 

@@ -1,16 +1,21 @@
-"""Invalid strings for a grammar: three kinds, each checked by the grammar's acceptor.
+"""Invalid strings for a grammar: the study's kind and three others, each checked by the acceptor.
 
-- ``foreign``: B...E framed, letters A..Z, at least one letter outside the grammar's alphabet
-  (about 56% of the study's invalid strings).
-- ``transition``: B...E framed, only the grammar's letters, but the walk breaks a transition
-  (about 44% of the study's invalid strings).
+- ``alternative`` (the study's, SPEC 2.1): distinct walks of ALTERNATIVE GRAMMARS, the same
+  automaton with other letters on its ten inner edges (:func:`~sparsernn.data.reber.reber_variant`).
+  The study used eight (:data:`STUDY_ALTERNATIVES`): four keep the Reber letters and break the
+  grammar in one or two places (hard negatives), four use foreign letters. Each contributes a
+  fixed number of distinct walks; the de-duplication inside each grammar is what gives each group
+  its length profile, so lengths are not forced.
+- ``iid_foreign``: B...E framed, letters A..Z, at least one letter outside the grammar's alphabet.
+- ``broken_transition``: B...E framed, only the grammar's letters, but the walk breaks a transition.
 - ``edit``: one substitution, insertion or deletion inside a valid string that makes it
   invalid; the first and last symbols are kept, so it stays B...E framed (beyond the study: the
   hard kind, since it differs from a valid string by one symbol).
 
-Negatives follow the valid strings' length distribution: ``foreign`` and ``transition`` draw each
-target length from a pool of valid strings, ``edit`` edits strings drawn from that pool (and
-keeps the result inside the length bounds), so length is not a shortcut for a classifier.
+``iid_foreign``, ``broken_transition`` and ``edit`` follow the valid strings' length distribution
+(each target length is drawn from a pool of valid strings), so length is not a shortcut. They
+are EASIER IN KIND than the study's negatives: networks trained on them reach 0.99 there but only
+0.78-0.88 on the study's test set (SPEC 2.1), so use ``alternative`` to compare with the study.
 """
 
 from __future__ import annotations
@@ -21,11 +26,15 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from sparsernn._seed import SeedLike, rng
-from sparsernn.data.reber import Grammar, get_grammar
+from sparsernn.data.reber import REBER_LETTERS, Grammar, get_grammar, reber_variant
 from sparsernn.errors import ConfigError
 
 __all__ = [
     "NEGATIVE_KINDS",
+    "STUDY_ALTERNATIVES",
+    "alternative_kind",
+    "alternative_family",
+    "alternative_walks",
     "foreign",
     "transition",
     "edit",
@@ -35,12 +44,97 @@ __all__ = [
     "make_negatives",
 ]
 
-NEGATIVE_KINDS: tuple[str, str, str] = ("foreign", "transition", "edit")
+#: Negative kinds a :class:`~sparsernn.data.DataSpec` can mix; ``alternative`` is the study's.
+NEGATIVE_KINDS: tuple[str, ...] = ("alternative", "iid_foreign", "broken_transition", "edit")
+
+#: The study's eight alternative grammars (SPEC 2.1): letters on the inner edges
+#: 1->2, 1->3, 2->2, 2->4, 3->3, 3->5, 4->3, 4->6, 5->4, 5->6, and the number of distinct walks
+#: each gave per 12,500 negatives (the weights that split the ``alternative`` share).
+STUDY_ALTERNATIVES: tuple[tuple[str, float], ...] = (
+    ("TPTVSXXSPV", 2000.0),  # Reber letters; edges 2->2, 2->4, 3->3, 3->5 differ
+    ("TPXSVTXSPV", 500.0),  # Reber letters; edges 2->2, 2->4, 3->3, 3->5 differ
+    ("TPSXTVPVXS", 1500.0),  # Reber letters; edges 4->3, 4->6, 5->4, 5->6 differ
+    ("PTSXTVXSPV", 1500.0),  # Reber letters; only the first branch differs
+    ("ACDFJIHGLK", 2000.0),  # foreign letters
+    ("MNOQCAURFD", 1500.0),  # foreign letters
+    ("MNOQWVURZY", 2000.0),  # foreign letters
+    ("QOMNCAURFD", 1500.0),  # foreign letters
+)
 
 _FIRST, _LAST = "B", "E"
 _LETTERS = _string.ascii_uppercase
 # Random tries per string before giving up (each try is almost always invalid at once).
 _MAX_TRIES = 200
+
+
+_ALT_PREFIX = "alt_"
+# Extra distinct walks asked for per round, beyond those still missing, to cover exclusions.
+_ALT_MARGIN = 16
+
+
+def alternative_kind(letters: str) -> str:
+    """The kind label of negatives from the alternative grammar with these inner-edge letters."""
+    return _ALT_PREFIX + letters
+
+
+def alternative_family(letters: str) -> str:
+    """``"reber_letters"`` if the grammar uses only Reber letters, else ``"foreign_letters"``.
+
+    The first family gives the study's hard negatives (the grammar's rhythm and letters, broken
+    in one or two places); the second differs in every inner letter.
+    """
+    return "reber_letters" if set(letters) <= set(REBER_LETTERS) else "foreign_letters"
+
+
+def alternative_walks(
+    grammar: Grammar | str,
+    letters: str,
+    n: int,
+    seed: SeedLike = None,
+    *,
+    min_length: int | None = None,
+    max_length: int | None = None,
+    exclude: set[str] | frozenset[str] = frozenset(),
+) -> list[str]:
+    """``n`` distinct walks of the alternative grammar ``letters``, none valid for ``grammar``.
+
+    The walks are the first ``n`` distinct ones of the variant's equal-exits sampler with lengths
+    in ``[min_length, max_length]`` (the study's de-duplication), skipping strings in ``exclude``
+    (e.g. strings already in the data set) and strings the real grammar accepts. For
+    ``grammar="embedded_reber"`` the variant is embedded the same way.
+
+    Raises
+    ------
+    ConfigError
+        If the variant cannot give ``n`` such strings (too few distinct walks in the length
+        range, or its letters are the real grammar's).
+    """
+    g = get_grammar(grammar)
+    if g.name not in ("reber", "embedded_reber"):
+        raise ConfigError(
+            f"alternative negatives relabel the Reber automaton; grammar {g.name!r} is not "
+            "reber or embedded_reber: use another negative kind"
+        )
+    variant = reber_variant(letters, embedded=g.name == "embedded_reber")
+    lo = 0 if min_length is None else min_length
+    hi = variant.shortest_length + 200 if max_length is None else max_length
+    capacity = sum(variant.count_strings(k) for k in variant.achievable_lengths(lo, hi))
+    gen = rng(seed)
+    want = n
+    for _ in range(8):
+        ask = min(want + _ALT_MARGIN, capacity)
+        walks = variant.sample_unique(ask, gen, min_length, max_length) if ask >= n else []
+        out = [s for s in walks if s not in exclude and not g.accepts(s)][:n]
+        if len(out) == n:
+            return out
+        if ask >= capacity or not any(not g.accepts(s) for s in walks):
+            break
+        want = 2 * want + len(walks) - len(out)
+    raise ConfigError(
+        f"alternative grammar {letters!r}: could not find {n} distinct walks with lengths in "
+        f"[{min_length}, {max_length}] that are invalid for {g.name} and not already used; "
+        "give it a smaller weight, widen the length range, or change its letters"
+    )
 
 
 def _framed_too_short(kind: str, length: int) -> ConfigError:
@@ -250,9 +344,10 @@ def edit(
     return [edit_string(g, s, gen, min_length=min_length, max_length=max_length) for s in pool]
 
 
+# The kinds drawn from a pool of valid strings (``alternative`` has its own generator).
 _GENERATORS: dict[str, Callable[..., list[str]]] = {
-    "foreign": foreign,
-    "transition": transition,
+    "iid_foreign": foreign,
+    "broken_transition": transition,
     "edit": edit,
 }
 
@@ -267,11 +362,15 @@ def make_negatives(
     min_length: int | None = None,
     max_length: int | None = None,
 ) -> list[str]:
-    """Dispatch to the generator named ``kind`` (one of :data:`NEGATIVE_KINDS`)."""
+    """Dispatch to the pool-based generator ``kind``: iid_foreign, broken_transition or edit.
+
+    ``alternative`` negatives need their grammar's letters: use :func:`alternative_walks`.
+    """
     try:
         fn = _GENERATORS[kind]
     except KeyError:
         raise ConfigError(
-            f"unknown negative kind {kind!r}; valid kinds: {', '.join(NEGATIVE_KINDS)}"
+            f"unknown negative kind {kind!r} for make_negatives; valid kinds: "
+            f"{', '.join(_GENERATORS)} (alternative: use alternative_walks)"
         ) from None
     return fn(grammar, n, seed, valid=valid, min_length=min_length, max_length=max_length)

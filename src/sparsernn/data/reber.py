@@ -32,6 +32,9 @@ __all__ = [
     "get_grammar",
     "accepts",
     "sample",
+    "INNER_EDGES",
+    "REBER_LETTERS",
+    "reber_variant",
 ]
 
 State = Hashable
@@ -289,6 +292,11 @@ class Grammar:
                 index -= c
         return "".join(out)
 
+    def _mass_above(self, low: int) -> float:
+        """Probability that the walk ends after ``low`` to ``MAX_LENGTH`` symbols."""
+        self._extend_tables(MAX_LENGTH)
+        return float(sum(w.get(self.start, 0.0) for w in self._weights[low : MAX_LENGTH + 1]))
+
     def _length_probs(self, low: int, high: int) -> tuple[np.ndarray, np.ndarray]:
         """Lengths in ``[low, high]`` and the walk's probabilities of them, normalised."""
         self._extend_tables(high)
@@ -312,9 +320,10 @@ class Grammar:
 
         The distribution is that of the study's rejection sampler: a random walk from the start
         state taking each exit with equal probability, kept only if its length lies in
-        ``[min_length, max_length]``. With ``max_length`` given this is computed exactly without
-        rejections (draw the length with the walk's probability, then a walk conditioned on it);
-        without it, walks are rejected until ``min_length`` is reached.
+        ``[min_length, max_length]``. This is computed exactly without rejections (draw the length
+        with the walk's probability, then a walk conditioned on it); without ``max_length``,
+        lengths up to :data:`MAX_LENGTH` are considered (longer walks are vanishingly unlikely),
+        and walks are rejected only if those lengths' probabilities underflow.
 
         Raises
         ------
@@ -325,6 +334,8 @@ class Grammar:
         low, high = self._check_bounds(min_length, max_length)
         gen = rng(seed)
         uniforms = _Uniforms(gen)
+        if high == -1 and self._mass_above(low) > 0.0:
+            high = MAX_LENGTH  # longer walks have probability < 2**-4000: exact enough
         if high != -1:
             lengths, probs = self._length_probs(low, high)
             picks = gen.choice(lengths, size=n, p=probs).tolist()
@@ -474,21 +485,64 @@ def _embed(inner: Grammar, wrappers: str = "TP", name: str = "") -> Grammar:
     return Grammar(table, start="start", end="end", name=name)
 
 
-#: The Reber grammar of the study (SPEC section 2); state 7 is the end state.
-REBER = Grammar(
-    {
-        0: [("B", 1)],
-        1: [("T", 2), ("P", 3)],
-        2: [("S", 2), ("X", 4)],
-        3: [("T", 3), ("V", 5)],
-        4: [("X", 3), ("S", 6)],
-        5: [("P", 4), ("V", 6)],
-        6: [("E", 7)],
-    },
-    start=0,
-    end=7,
-    name="reber",
+#: The Reber automaton's ten inner edges (state -> state), in the order SPEC 2.1 lists them;
+#: the first edge (0 -B-> 1) and the last (6 -E-> end) are not inner edges.
+INNER_EDGES: tuple[tuple[int, int], ...] = (
+    (1, 2),
+    (1, 3),
+    (2, 2),
+    (2, 4),
+    (3, 3),
+    (3, 5),
+    (4, 3),
+    (4, 6),
+    (5, 4),
+    (5, 6),
 )
+#: The real grammar's letters on :data:`INNER_EDGES`.
+REBER_LETTERS = "TPSXTVXSPV"
+
+
+def _check_letters(letters: str) -> str:
+    if not isinstance(letters, str) or len(letters) != len(INNER_EDGES):
+        raise ConfigError(
+            f"inner-edge letters {letters!r} must be a string of {len(INNER_EDGES)} characters, "
+            f"one per inner edge {INNER_EDGES} (the real grammar's are {REBER_LETTERS!r})"
+        )
+    bad = [c for c in letters if not 0 < ord(c) < 128]
+    if bad:
+        raise ConfigError(
+            f"inner-edge letters {letters!r}: {bad[0]!r} is not an ASCII character (codes 1..127)"
+        )
+    return letters
+
+
+def reber_variant(letters: str, embedded: bool = False, name: str | None = None) -> Grammar:
+    """The Reber automaton with other ``letters`` on its ten inner edges (SPEC 2.1).
+
+    Same states, same edges, same 1/2 branching, B on the first edge and E on the last; only
+    the letters on :data:`INNER_EDGES` change. ``reber_variant(REBER_LETTERS)`` is the real
+    grammar. With ``embedded=True`` the variant sits inside the embedded grammar's frame
+    (B, T or P, the variant's string, the same T or P, E).
+
+    Examples
+    --------
+    >>> g = reber_variant("PTSXTVXSPV")  # the first branch's letters swapped
+    >>> g.accepts("BPSXSE"), REBER.accepts("BPSXSE")
+    (True, False)
+    """
+    _check_letters(letters)
+    table: dict[State, list[tuple[str, State]]] = {0: [("B", 1)], 6: [("E", 7)]}
+    for (src, dst), letter in zip(INNER_EDGES, letters, strict=True):
+        table.setdefault(src, []).append((letter, dst))
+    inner = Grammar(table, start=0, end=7, name=name or f"reber[{letters}]")
+    if not embedded:
+        return inner
+    return _embed(inner, "TP", name=name or f"embedded_reber[{letters}]")
+
+
+#: The Reber grammar of the study (SPEC section 2); state 7 is the end state.
+REBER = reber_variant(REBER_LETTERS, name="reber")
 
 #: The embedded Reber grammar: B, T or P, a Reber string, the same T or P, E.
 EMBEDDED_REBER = _embed(REBER, "TP", name="embedded_reber")
