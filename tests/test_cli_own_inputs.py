@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import pickle
 import shutil
 
@@ -185,3 +187,83 @@ def _graph_io_shim(monkeypatch):
         module = types.ModuleType("sparsernn.graphs.io")
         module.read_graph = read_graph
         monkeypatch.setitem(sys.modules, "sparsernn.graphs.io", module)
+
+
+# ----------------------------------------------------------------------------- own CSV data
+_PRUNE = ["prune", "--cells", "rnn_tanh", "--targets", "h2h", "--amounts", "100"]
+_PRUNE += ["--retrain-epochs", "0", "--epochs", "1", *_TINY]
+
+
+def _csvs(folder, seed=0):
+    from sparsernn.data import DataSpec, make_dataset, write_csv
+
+    folder.mkdir(exist_ok=True)
+    train, test = make_dataset(DataSpec(n_strings=80, seed=seed))
+    write_csv(train, folder / "train.csv")
+    write_csv(test, folder / "test.csv")
+    return folder / "train.csv", folder / "test.csv"
+
+
+def _data_configs(out):
+    return [c["data"] for c in _configs(out)]
+
+
+def test_own_csv_files_key_by_content_not_path(tmp_path, monkeypatch):
+    train, test = _csvs(tmp_path / "d")
+    out = tmp_path / "s"
+    monkeypatch.chdir(tmp_path)  # relative CLI paths: from the working directory
+    text = _ok([*_PRUNE, "--train-csv", "d/train.csv", "--test-csv", "d/test.csv", "--out", "s"])
+    assert "2 units done" in text
+    data = _data_configs(out)
+    digest = hashlib.sha256(train.read_bytes()).hexdigest()
+    assert all(d["train_csv"] == {"sha256": digest} for d in data)
+    assert str(tmp_path) not in json.dumps(_configs(out))  # no path in the stored configs
+    keys = _keys(out)
+
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    shutil.move(train, moved / "my-train.csv")  # moved and renamed: the same study
+    shutil.move(test, moved / "my-test.csv")
+    flags = ["--train-csv", str(moved / "my-train.csv"), "--test-csv", str(moved / "my-test.csv")]
+    assert "0 units done, 0 failed, 2 already stored" in _ok([*_PRUNE, *flags, "--out", "s"])
+    assert _keys(out) == keys
+
+    lines = (moved / "my-train.csv").read_text().splitlines()
+    (moved / "my-train.csv").write_text("\n".join(lines[:-1]) + "\n")  # edited: a new study
+    assert "2 units done, 0 failed, 0 already stored" in _ok([*_PRUNE, *flags, "--out", "s"])
+    assert len(_keys(out)) == 4
+
+
+def test_own_csv_files_from_toml_resolve_against_its_folder(tmp_path, monkeypatch):
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    _csvs(tmp_path / "d")
+    (conf / "study.toml").write_text(
+        '[data]\ntrain_csv = "../d/train.csv"\ntest_csv = "../d/test.csv"\n'
+    )
+    monkeypatch.chdir(tmp_path / "d")  # not the TOML's folder
+    out = tmp_path / "s"
+    _ok([*_PRUNE, "--config", str(conf / "study.toml"), "--out", str(out)])
+    cli_out = tmp_path / "s2"
+    _ok([*_PRUNE, "--train-csv", "train.csv", "--test-csv", "test.csv", "--out", str(cli_out)])
+    assert _keys(out) == _keys(cli_out)  # same files, same units
+    stored = (out / "study.toml").read_text()
+    assert str(tmp_path / "d" / "train.csv") in stored  # absolute in the study's own record
+
+
+def test_missing_or_malformed_csv_is_an_error_and_the_store_is_untouched(tmp_path):
+    train, test = _csvs(tmp_path / "d")
+    out = tmp_path / "s"
+    _ok([*_PRUNE, "--train-csv", str(train), "--test-csv", str(test), "--out", str(out)])
+    with ResultsStore.open(out, readonly=True) as store:
+        before = (store.get_meta("study"), sorted(store.keys()))
+    toml = (out / "study.toml").read_text()
+    flags = ["--train-csv", str(train), "--test-csv", str(tmp_path / "nope.csv")]
+    _fails([*_PRUNE, *flags, "--out", str(out)], "nope.csv", "no such file")
+    test.write_text("string,valid\nBTXSE,1\nBPVVE,7\n")
+    flags = ["--train-csv", str(train), "--test-csv", str(test)]
+    _fails([*_PRUNE, *flags, "--out", str(out)], "test.csv", "not 0 or 1")
+    _fails([*_PRUNE, "--train-csv", str(train), "--out", str(out)], "both")
+    with ResultsStore.open(out, readonly=True) as store:
+        assert (store.get_meta("study"), sorted(store.keys())) == before
+    assert (out / "study.toml").read_text() == toml
