@@ -189,7 +189,7 @@ def test_read_errors(tmp_path):
     with pytest.raises(GraphError, match="does not exist"):
         read_graph(tmp_path / "missing.edgelist")
     with pytest.raises(GraphError, match="unknown suffix"):
-        read_graph(tmp_path / "g.json")
+        read_graph(tmp_path / "g.gml")
     bad = tmp_path / "bad.txt"
     bad.write_text("0 1\n2\n")
     with pytest.raises(GraphError, match="bad.txt:2"):

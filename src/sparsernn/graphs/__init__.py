@@ -17,11 +17,11 @@ from sparsernn.graphs.generators import (
     graph_from_edges,
     graph_to_edges,
     make_graph,
-    read_graph,
     sample_graphs,
     watts_strogatz,
     write_edgelist,
 )
+from sparsernn.graphs.io import read_graph
 from sparsernn.graphs.properties import EXTRA_FEATURES, STUDY_FEATURES, n_parameters, properties
 
 __all__ = [

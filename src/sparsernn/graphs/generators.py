@@ -1,4 +1,4 @@
-"""Random graph models of the study, a registry, batch sampling and graph files.
+"""Random graph models of the study, a registry, batch sampling and edge-list files.
 
 One function per model returns a plain undirected :class:`networkx.Graph` with nodes ``0..n-1``
 (the networkx habit). Every function takes ``seed`` (an int, a numpy Generator or None); it is
@@ -9,7 +9,7 @@ normalised by :func:`sparsernn._seed.rng` and one int is drawn from it for netwo
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Iterable
 from numbers import Integral
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,8 @@ import networkx as nx
 
 from sparsernn._seed import SeedLike, derive_seed, rng
 from sparsernn.errors import ConfigError, GraphError
+from sparsernn.graphs.io import N_NODES_HEADER as _N_NODES_HEADER
+from sparsernn.graphs.io import read_graph  # noqa: F401 - re-exported (it used to live here)
 
 __all__ = [
     "GENERATORS",
@@ -31,10 +33,6 @@ __all__ = [
     "watts_strogatz",
     "write_edgelist",
 ]
-
-_EDGELIST_SUFFIXES = (".edgelist", ".txt", ".csv")
-_GRAPHML_SUFFIXES = (".graphml",)
-_N_NODES_HEADER = "# n_nodes:"
 
 
 def _nx_seed(seed: SeedLike) -> int:
@@ -348,7 +346,8 @@ def graph_from_edges(edges: Iterable[tuple[int, int]], n_nodes: int) -> nx.Graph
 def write_edgelist(graph: nx.Graph, path: str | os.PathLike[str]) -> None:
     """Write ``u v`` lines after a ``# n_nodes: N`` header (so isolated nodes survive).
 
-    :func:`read_graph` reads the file back to an equal graph when nodes are ``0..N-1``.
+    :func:`~sparsernn.graphs.read_graph` reads the file back to an equal graph when nodes
+    are ``0..N-1``.
     """
     edges = graph_to_edges(graph)
     lines = [f"{_N_NODES_HEADER} {graph.number_of_nodes()}"]
@@ -356,90 +355,5 @@ def write_edgelist(graph: nx.Graph, path: str | os.PathLike[str]) -> None:
     Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def read_graph(path: str | os.PathLike[str]) -> nx.Graph:
-    """Read a GraphML (``.graphml``) or edge-list (``.edgelist``, ``.txt``, ``.csv``) file.
-
-    Edge lists hold one ``u v`` (or ``u,v``) pair per line; blank lines, ``#`` comments and a
-    non-numeric header line are skipped, and a ``# n_nodes: N`` header (written by
-    :func:`write_edgelist`) adds nodes ``0..N-1``. Nodes are relabelled ``0..n-1`` in sorted
-    order (numerically when every label is an integer). A GraphML file declared directed
-    gives a :class:`networkx.DiGraph`; everything else gives an undirected graph.
-
-    Raises
-    ------
-    GraphError
-        Missing, unreadable or malformed file, or an unknown suffix.
-    """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in _GRAPHML_SUFFIXES + _EDGELIST_SUFFIXES:
-        known = ", ".join(_GRAPHML_SUFFIXES + _EDGELIST_SUFFIXES)
-        raise GraphError(f"cannot read graph file {path}: unknown suffix {suffix!r}; use {known}")
-    if not path.is_file():
-        raise GraphError(f"graph file {path} does not exist; check the path")
-    if suffix in _GRAPHML_SUFFIXES:
-        try:
-            raw = nx.read_graphml(path)
-        except Exception as exc:  # networkx/ElementTree raise many kinds
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise GraphError(f"cannot read GraphML file {path}: {reason}; fix the file") from None
-        graph: nx.Graph = nx.DiGraph(raw) if raw.is_directed() else nx.Graph(raw)
-    else:
-        graph = _read_edgelist(path)
-    return _relabel_sorted(graph)
-
-
-def _read_edgelist(path: Path) -> nx.Graph:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise GraphError(f"cannot read edge list {path}: {exc}; fix the file") from None
-    graph = nx.Graph()
-    seen_data = False
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        stripped = line.strip()
-        if stripped.startswith(_N_NODES_HEADER):
-            count = stripped[len(_N_NODES_HEADER) :].strip()
-            if not count.isdigit():
-                raise GraphError(f"{path}:{lineno}: bad node-count header {stripped!r}")
-            graph.add_nodes_from(range(int(count)))
-            continue
-        stripped = stripped.split("#", 1)[0].strip()
-        if not stripped:
-            continue
-        tokens = stripped.replace(",", " ").split()
-        if len(tokens) < 2:
-            raise GraphError(f"{path}:{lineno}: expected 'u v', got {line.strip()!r}; fix the line")
-        u, v = (_parse_label(t) for t in tokens[:2])
-        is_header = not seen_data and not (_is_int(u) or _is_int(v))
-        seen_data = True
-        if is_header and path.suffix.lower() == ".csv":  # e.g. "source,target"
-            continue
-        graph.add_edge(u, v)
-    return graph
-
-
-def _parse_label(token: str) -> Hashable:
-    try:
-        return int(token)
-    except ValueError:
-        return token
-
-
 def _is_int(x: object) -> bool:
     return isinstance(x, Integral) and not isinstance(x, bool)
-
-
-def _relabel_sorted(graph: nx.Graph) -> nx.Graph:
-    """Relabel nodes to ``0..n-1`` in sorted order (ints numerically, all-digit strings too)."""
-    labels = list(graph.nodes())
-    keyed = [int(x) if isinstance(x, str) and x.lstrip("-").isdigit() else x for x in labels]
-    try:
-        order = sorted(range(len(labels)), key=lambda i: keyed[i])
-    except TypeError:
-        order = sorted(range(len(labels)), key=lambda i: str(labels[i]))
-    mapping = {labels[i]: new for new, i in enumerate(order)}
-    out = nx.DiGraph() if graph.is_directed() else nx.Graph()
-    out.add_nodes_from(range(len(labels)))
-    out.add_edges_from((mapping[u], mapping[v]) for u, v in graph.edges())
-    return out

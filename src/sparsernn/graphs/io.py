@@ -1,0 +1,213 @@
+"""Read graph files: GraphML, edge lists, networkx node-link JSON, and (opt-in) gpickles.
+
+:func:`read_graph` is the one entry point. Every file gives a networkx graph with integer
+nodes ``0..n-1``, and every problem (missing, unreadable or malformed file, unknown format)
+is a :class:`~sparsernn.errors.GraphError` with a one-line message naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from collections.abc import Hashable
+from numbers import Integral
+from pathlib import Path
+
+import networkx as nx
+
+from sparsernn.errors import GraphError
+
+__all__ = ["read_graph", "GRAPH_SUFFIXES"]
+
+_EDGELIST_SUFFIXES = (".edgelist", ".txt", ".csv")
+_GRAPHML_SUFFIXES = (".graphml",)
+_JSON_SUFFIXES = (".json",)
+_PICKLE_SUFFIXES = (".gpickle",)
+#: File suffixes :func:`read_graph` knows (``.gpickle`` only with ``allow_pickle=True``).
+GRAPH_SUFFIXES = _GRAPHML_SUFFIXES + _EDGELIST_SUFFIXES + _JSON_SUFFIXES + _PICKLE_SUFFIXES
+N_NODES_HEADER = "# n_nodes:"
+
+
+def read_graph(path: str | os.PathLike[str], allow_pickle: bool = False) -> nx.Graph:
+    """Read a graph file and relabel its nodes ``0..n-1``.
+
+    Formats, by suffix:
+
+    - ``.graphml``: GraphML (``networkx.write_graphml``).
+    - ``.edgelist``, ``.txt``, ``.csv``: one ``u v`` (or ``u,v``) pair per line; blank lines,
+      ``#`` comments and a non-numeric CSV header line (``source,target``) are skipped, and a
+      ``# n_nodes: N`` header (written by :func:`~sparsernn.graphs.write_edgelist`) adds nodes
+      ``0..N-1``, so isolated nodes survive.
+    - ``.json``: networkx node-link data (``json.dump(nx.node_link_data(g), f)``), with its
+      edges under ``"edges"`` (networkx >= 3.4) or ``"links"`` (older files).
+    - ``.gpickle``: a pickled networkx graph, the study's own format; only with
+      ``allow_pickle=True``, since unpickling runs whatever code the file names. Use it only
+      for files you trust, or convert them once to GraphML.
+
+    Node labels: nodes are relabelled ``0..n-1`` in sorted order, integers (and all-digit
+    strings, as GraphML stores them) numerically, so a file whose nodes are already ``0..n-1``
+    keeps its numbering; other labels are sorted as strings. Undirected files give a
+    :class:`networkx.Graph`; a file declared directed (GraphML ``edgedefault="directed"``,
+    node-link ``"directed": true``) gives a :class:`networkx.DiGraph`, used as given by
+    :func:`~sparsernn.graphs.to_layered_dag`. Multi-edges are merged.
+
+    Raises
+    ------
+    GraphError
+        Missing, unreadable or malformed file, an unknown suffix, or a ``.gpickle`` file
+        without ``allow_pickle=True``.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "g.edgelist"
+    >>> _ = path.write_text("10 20\\n20 30\\n")
+    >>> sorted(read_graph(path).edges())
+    [(0, 1), (1, 2)]
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in GRAPH_SUFFIXES:
+        raise GraphError(
+            f"cannot read graph file {path}: unknown suffix {suffix!r}; use one of "
+            f"{', '.join(GRAPH_SUFFIXES)}"
+        )
+    if path.is_dir():
+        raise GraphError(f"graph file {path} is a directory; pass a file")
+    if not path.is_file():
+        raise GraphError(f"graph file {path} does not exist; check the path")
+    if suffix in _PICKLE_SUFFIXES:
+        graph = _read_gpickle(path, allow_pickle)
+    elif suffix in _GRAPHML_SUFFIXES:
+        graph = _read_graphml(path)
+    elif suffix in _JSON_SUFFIXES:
+        graph = _read_node_link(path)
+    else:
+        graph = _read_edgelist(path)
+    return _relabel_sorted(graph)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _plain(graph: nx.Graph) -> nx.Graph:
+    """A simple Graph/DiGraph (multi-edges merged), keeping direction."""
+    return nx.DiGraph(graph) if graph.is_directed() else nx.Graph(graph)
+
+
+def _read_graphml(path: Path) -> nx.Graph:
+    try:
+        raw = nx.read_graphml(path)
+    except Exception as exc:  # noqa: BLE001 - networkx/ElementTree raise many kinds
+        raise GraphError(
+            f"cannot read GraphML file {path}: {_first_line(exc)}; fix the file"
+        ) from None
+    return _plain(raw)
+
+
+def _read_node_link(path: Path) -> nx.Graph:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise GraphError(f"cannot read JSON graph file {path}: {_first_line(exc)}") from None
+    edges_key = "edges" if isinstance(data, dict) and "edges" in data else "links"
+    if not isinstance(data, dict) or "nodes" not in data or edges_key not in data:
+        raise GraphError(
+            f"JSON graph file {path} is not networkx node-link data (needs 'nodes' and "
+            "'edges' or 'links'); write it with json.dump(nx.node_link_data(g), f)"
+        )
+    try:
+        try:
+            raw = nx.node_link_graph(data, edges=edges_key)
+        except TypeError:  # networkx < 3.4 names the keyword "link"
+            raw = nx.node_link_graph(data, link=edges_key)
+    except Exception as exc:  # noqa: BLE001 - malformed entries raise KeyError, TypeError...
+        raise GraphError(
+            f"cannot read node-link JSON file {path}: bad entry ({_first_line(exc)}); fix the file"
+        ) from None
+    return _plain(raw)
+
+
+def _read_gpickle(path: Path, allow_pickle: bool) -> nx.Graph:
+    if not allow_pickle:
+        raise GraphError(
+            f"{path} is a pickle, and unpickling runs code: pass allow_pickle=True "
+            "(CLI: --allow-pickle) only for a file you trust, or convert it to GraphML once: "
+            'python -c "import pickle,networkx as nx; '
+            f"nx.write_graphml(pickle.load(open('{path}','rb')),'{path.with_suffix('.graphml')}')\""
+        )
+    try:
+        with path.open("rb") as fh:
+            raw = pickle.load(fh)  # noqa: S301 - opted in with allow_pickle=True
+    except Exception as exc:  # noqa: BLE001 - unpickling can raise anything
+        raise GraphError(f"cannot unpickle graph file {path}: {_first_line(exc)}") from None
+    if not isinstance(raw, nx.Graph):
+        raise GraphError(
+            f"{path} holds a {type(raw).__name__}, not a networkx graph; pickle a networkx graph"
+        )
+    return _plain(raw)
+
+
+def _read_edgelist(path: Path) -> nx.Graph:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GraphError(
+            f"cannot read edge list {path}: {_first_line(exc)}; fix the file"
+        ) from None
+    graph = nx.Graph()
+    seen_data = False
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if stripped.startswith(N_NODES_HEADER):
+            count = stripped[len(N_NODES_HEADER) :].strip()
+            if not count.isdigit():
+                raise GraphError(f"{path}:{lineno}: bad node-count header {stripped!r}")
+            graph.add_nodes_from(range(int(count)))
+            continue
+        stripped = stripped.split("#", 1)[0].strip()
+        if not stripped:
+            continue
+        tokens = stripped.replace(",", " ").split()
+        if len(tokens) < 2:
+            raise GraphError(f"{path}:{lineno}: expected 'u v', got {line.strip()!r}; fix the line")
+        u, v = (_parse_label(t) for t in tokens[:2])
+        is_header = not seen_data and not (_is_int(u) or _is_int(v))
+        seen_data = True
+        if is_header and path.suffix.lower() == ".csv":  # e.g. "source,target"
+            continue
+        graph.add_edge(u, v)
+    return graph
+
+
+def _parse_label(token: str) -> Hashable:
+    try:
+        return int(token)
+    except ValueError:
+        return token
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, Integral) and not isinstance(x, bool)
+
+
+def _sort_key(label: object) -> tuple[int, object]:
+    """Integers (and all-digit strings) first, numerically; everything else as a string."""
+    if _is_int(label):
+        return (0, int(label))  # type: ignore[arg-type]
+    if isinstance(label, str) and label.lstrip("-").isdigit():
+        return (0, int(label))
+    return (1, str(label))
+
+
+def _relabel_sorted(graph: nx.Graph) -> nx.Graph:
+    """Relabel nodes to ``0..n-1`` in sorted order (see :func:`read_graph`)."""
+    labels = sorted(graph.nodes(), key=_sort_key)
+    mapping = {label: new for new, label in enumerate(labels)}
+    out = nx.DiGraph() if graph.is_directed() else nx.Graph()
+    out.add_nodes_from(range(len(labels)))
+    out.add_edges_from((mapping[u], mapping[v]) for u, v in graph.edges())
+    return out
