@@ -164,31 +164,6 @@ def test_empty_or_missing_graph_folder_is_an_error(tmp_path):
     assert _keys(out) is None
 
 
-@pytest.fixture(autouse=True)
-def _graph_io_shim(monkeypatch):
-    """TEMPORARY until sparsernn.graphs.io (branch compat) is merged: its read_graph."""
-    import sys
-    import types
-
-    try:
-        import sparsernn.graphs.io  # noqa: F401
-    except ImportError:
-        from sparsernn.errors import GraphError
-        from sparsernn.graphs import generators
-
-        def read_graph(path, allow_pickle=False):
-            if str(path).endswith(".gpickle"):
-                if not allow_pickle:
-                    raise GraphError(f"{path}: pickles refused")
-                with open(path, "rb") as fh:
-                    return pickle.load(fh)
-            return generators.read_graph(path)
-
-        module = types.ModuleType("sparsernn.graphs.io")
-        module.read_graph = read_graph
-        monkeypatch.setitem(sys.modules, "sparsernn.graphs.io", module)
-
-
 # ----------------------------------------------------------------------------- own CSV data
 _PRUNE = ["prune", "--cells", "rnn_tanh", "--targets", "h2h", "--amounts", "100"]
 _PRUNE += ["--retrain-epochs", "0", "--epochs", "1", *_TINY]

@@ -135,6 +135,14 @@ def _check_graph(graph: nx.Graph, path: Path) -> nx.Graph:
 
     from sparsernn.graphs import properties
 
+    if graph.is_directed():
+        backward = [(u, v) for u, v in graph.edges() if not u < v]
+        if backward:
+            raise GraphError(
+                f"graph file {path}: directed edge {backward[0]} runs from a larger node to a "
+                "smaller one; the study orients every edge from the smaller node to the larger "
+                "(SPEC 5), so save the graph undirected"
+            )
     try:
         graph = nx.convert_node_labels_to_integers(nx.Graph(graph), ordering="sorted")
         properties(graph, extras=False)  # empty, disconnected, self-loops, no edges
