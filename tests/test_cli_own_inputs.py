@@ -199,6 +199,9 @@ def test_own_csv_files_key_by_content_not_path(tmp_path, monkeypatch):
     moved.mkdir()
     shutil.move(train, moved / "my-train.csv")  # moved and renamed: the same study
     shutil.move(test, moved / "my-test.csv")
+    status = _ok(["status", "s"]).splitlines()  # no need for the files to read a study
+    assert status[2].split()[:4] == ["base", "1", "0", "0"]
+    assert len(load_results(out).pruning_points) == 1
     flags = ["--train-csv", str(moved / "my-train.csv"), "--test-csv", str(moved / "my-test.csv")]
     assert "0 units done, 0 failed, 2 already stored" in _ok([*_PRUNE, *flags, "--out", "s"])
     assert _keys(out) == keys
