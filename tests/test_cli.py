@@ -24,7 +24,7 @@ def test_every_command_on_tiny_data(tmp_path):
     d = tmp_path / "data"
     _ok(["data", "generate", "--out", str(d), "--n-strings", "200", "--seed", "3"])
     out = _ok(["data", "check", str(d / "train.csv")])
-    assert "label != reber" in out and "0" in out.split("label != reber:")[1]
+    assert out.split("label disagrees with reber:")[1].split()[0] == "0"
     ckpt = tmp_path / "m.pt"
     out = _ok(
         [
@@ -185,3 +185,66 @@ def test_flags_override_config_file_but_defaults_do_not(tmp_path):
     )
     points = load_results(study).pruning_points
     assert points[["target", "amount"]].values.tolist() == [["i2h", 30.0]]
+
+
+def test_structure_gate_layout_flag_reaches_the_study(tmp_path, monkeypatch):
+    import sparsernn.cli as cli_module
+
+    seen = {}
+
+    class _Stop(Exception):
+        pass
+
+    def fake_run(study, *args, **kwargs):
+        seen["study"] = study
+        raise _Stop
+
+    monkeypatch.setattr(cli_module, "_run", fake_run)
+    for flag, want in (([], "blocked"), (["--gate-layout", "interleaved"], "interleaved")):
+        res = CliRunner().invoke(cli, ["structure", "--out", str(tmp_path / "s"), *flag])
+        assert isinstance(res.exception, _Stop), res.output
+        assert seen["study"].structure.gate_layout == want
+    res = CliRunner().invoke(cli, ["structure", "--gate-layout", "diagonal"])
+    assert res.exit_code == 2 and "--gate-layout" in res.output
+
+
+def test_study_structure_checkpoint_via_cli(tmp_path):
+    import pickle
+    import sys
+    from pathlib import Path
+
+    import networkx as nx
+
+    from sparsernn.data import Dataset, write_csv
+
+    sys.path.insert(0, str(Path(__file__).parent / "nn"))
+    from study_format import structure_state
+
+    graph = nx.Graph([(0, 2), (1, 2), (1, 3), (2, 3), (2, 4), (3, 4)])
+    torch.save(structure_state(graph, "gru"), tmp_path / "net.pt")
+    nx.write_graphml(graph, tmp_path / "g.graphml")
+    write_csv(Dataset(["BTXSE", "BPQE", "BPVVE"], [1, 0, 1]), tmp_path / "t.csv")
+    args = ["evaluate", str(tmp_path / "net.pt"), "--test-csv", str(tmp_path / "t.csv")]
+    out = _ok([*args, "--study-format", "gru", "--graph", str(tmp_path / "g.graphml")])
+    assert out.startswith("accuracy ")
+    with (tmp_path / "g.gpickle").open("wb") as fh:
+        pickle.dump(graph, fh)
+    pickled = [*args, "--study-format", "gru", "--graph", str(tmp_path / "g.gpickle")]
+    _fails(pickled, "allow_pickle")
+    assert "accuracy" in _ok([*pickled, "--allow-pickle"])
+    _fails([*args, "--graph", str(tmp_path / "g.graphml")], "--study-format")
+    _fails([*args, "--study-format", "gru", "--graph", str(tmp_path / "net.pt")], "unknown suffix")
+    wrong = nx.Graph([(0, 1), (1, 2), (2, 3)])
+    nx.write_graphml(wrong, tmp_path / "w.graphml")
+    _fails([*args, "--study-format", "gru", "--graph", str(tmp_path / "w.graphml")], "right graph")
+    _fails(
+        [
+            "evaluate",
+            str(tmp_path / "t.csv"),
+            "--test-csv",
+            str(tmp_path / "t.csv"),
+            "--study-format",
+            "gru",
+        ],
+        "not a PyTorch checkpoint (state dict) file",
+    )

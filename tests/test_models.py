@@ -1,8 +1,10 @@
 """SequenceClassifier: the study's architecture, readout at the last padded step."""
 
 import networkx as nx
+import pytest
 import torch
 
+from sparsernn.errors import ConfigError
 from sparsernn.models import ModelConfig, build_model
 from sparsernn.nn import MaskedRNN
 
@@ -45,3 +47,17 @@ def test_structured_model_from_config_round_trips():
     clone.load_state_dict(model.state_dict())
     toks = torch.randint(1, 128, (3, 6))
     assert torch.equal(model(toks), clone(toks))
+
+
+def test_gate_layout_round_trips_and_builds_the_layout():
+    graph = nx.Graph([(0, 2), (1, 2), (1, 3), (2, 3), (2, 4), (3, 4)])
+    edges = tuple(graph.edges())
+    blocked = ModelConfig(cell="lstm", embedding_dim=None, graph_edges=edges, n_nodes=5)
+    assert "gate_layout" not in blocked.to_dict()  # default: older configs' JSON and keys
+    inter = blocked.replace(gate_layout="interleaved")
+    again = ModelConfig.from_json(inter.to_json())
+    assert again == inter and again.key == inter.key != blocked.key
+    assert build_model(again).recurrent.gate_layout == "interleaved"
+    assert build_model(blocked).recurrent.gate_layout == "blocked"
+    with pytest.raises(ConfigError, match="gate_layout"):
+        ModelConfig(gate_layout="gatewise")

@@ -119,18 +119,53 @@ def data_generate(out, grammar, n_strings, mix, min_length, max_length, test_fra
 
 
 @data.command("check")
-@click.argument("csv_file", type=click.Path(path_type=Path))
+@click.argument("csv_files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--grammar", default="reber", show_default=True, help="reber or embedded_reber.")
 @_friendly
-def data_check(csv_file):
-    """Validate a CSV file and summarise it (also checks labels against the grammar)."""
-    from sparsernn.data import read_csv
-    from sparsernn.data.reber import accepts
+def data_check(csv_files, grammar):
+    """Validate CSV files and describe them per class and negative kind.
 
-    ds = read_csv(csv_file)
-    disagree = sum(int(accepts(s)) != int(y) for s, y in zip(ds.strings, ds.labels, strict=True))
-    for k, v in ds.summary().items():
-        click.echo(f"{k:>16}: {v}")
-    click.echo(f"{'label != reber':>16}: {disagree}")
+    Give train and test files together to check that they share no string. A string labelled
+    both valid and invalid is an error.
+    """
+    from sparsernn.data import get_grammar, read_csv
+    from sparsernn.data.describe import check_labels_agree, describe, duplicates
+
+    g = get_grammar(grammar)
+    sets = [read_csv(f) for f in csv_files]
+    for path, ds in zip(csv_files, sets, strict=True):
+        check_labels_agree(ds, str(path))
+        wrong = sum(int(g.accepts(s)) != int(y) for s, y in zip(ds.strings, ds.labels, strict=True))
+        dup = duplicates(ds)
+        click.echo(f"{path}: {len(ds)} strings, {int(ds.labels.sum())} valid")
+        click.echo(describe(ds, g).to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+        click.echo(f"label disagrees with {g.name}: {wrong}")
+        click.echo(
+            f"duplicated strings: {len(dup)} ({int(dup['count'].sum()) if len(dup) else 0} rows)"
+        )
+    for i, a in enumerate(sets):
+        for j in range(i + 1, len(sets)):
+            shared = len(set(a.strings) & set(sets[j].strings))
+            click.echo(f"strings in both {csv_files[i]} and {csv_files[j]}: {shared}")
+
+
+@data.command("compare")
+@click.argument("file_a", type=click.Path(path_type=Path))
+@click.argument("file_b", type=click.Path(path_type=Path))
+@click.option("--grammar", default="reber", show_default=True, help="reber or embedded_reber.")
+@_friendly
+def data_compare(file_a, file_b, grammar):
+    """Compare two CSV data sets per class, family and negative kind (counts, lengths, TV)."""
+    from sparsernn.data import read_csv
+    from sparsernn.data.describe import compare, letter_share_tv
+
+    a, b = read_csv(file_a), read_csv(file_b)
+    click.echo(f"a = {file_a} ({len(a)} strings), b = {file_b} ({len(b)} strings)")
+    table = compare(a, b, grammar)
+    click.echo(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    for cls, tv in letter_share_tv(a, b).items():
+        click.echo(f"letter-share TV ({cls}): {tv:.3f}")
+    click.echo(f"strings in both: {len(set(a.strings) & set(b.strings))}")
 
 
 # ----------------------------------------------------------------------------------- train
@@ -224,16 +259,38 @@ def train(
     type=click.Choice(ALL_CELLS),
     help="The checkpoint is the study's own format, of this cell type.",
 )
+@click.option(
+    "--graph",
+    "graph_file",
+    type=click.Path(path_type=Path),
+    help="With --study-format: the checkpoint is a study random-structure network of this "
+    "graph (.graphml, .edgelist or node-link .json).",
+)
+@click.option(
+    "--allow-pickle",
+    is_flag=True,
+    help="Let --graph read a .gpickle (unpickling runs code: only for files you trust).",
+)
 @click.option("--batch-size", default=32, show_default=True)
 @_friendly
-def evaluate(checkpoint, test_csv, cell, batch_size):
+def evaluate(checkpoint, test_csv, cell, graph_file, allow_pickle, batch_size):
     """Evaluate a checkpoint (ours, or the study's with --study-format CELL) on a CSV."""
-    from sparsernn.compat import load_study_checkpoint
+    from sparsernn.compat import load_study_checkpoint, load_study_structure_checkpoint
     from sparsernn.data import read_csv
     from sparsernn.train import evaluate as _evaluate
     from sparsernn.train import load_checkpoint
 
-    model = load_study_checkpoint(checkpoint, cell) if cell else load_checkpoint(checkpoint)[0]
+    if graph_file is not None and not cell:
+        raise ConfigError("--graph needs --study-format CELL (it reads the study's networks)")
+    if graph_file is not None:
+        from sparsernn.graphs import read_graph
+
+        graph = read_graph(graph_file, allow_pickle=allow_pickle)
+        model = load_study_structure_checkpoint(checkpoint, graph, cell)
+    elif cell:
+        model = load_study_checkpoint(checkpoint, cell)
+    else:
+        model = load_checkpoint(checkpoint)[0]
     res = _evaluate(model, read_csv(test_csv), batch_size)
     click.echo(f"accuracy {res['accuracy']:.4f}  loss {res['loss']:.4f}")
 
@@ -438,6 +495,11 @@ def prune(
 @click.option("--epochs", type=int, help="[default: 15]")
 @click.option("--batch-size", type=int, help="[default: 128]")
 @click.option(
+    "--gate-layout",
+    type=click.Choice(["blocked", "interleaved"]),
+    help="GRU/LSTM i2h mask rows: graph-faithful, or the study's code.  [default: blocked]",
+)
+@click.option(
     "--graphs-from",
     type=click.Path(path_type=Path),
     help="Folder of graph files (*.graphml, *.edgelist, node-link *.json), one graph each, "
@@ -459,6 +521,7 @@ def structure(
     nodes,
     epochs,
     batch_size,
+    gate_layout,
     graphs_from,
     allow_pickle,
     out,
@@ -495,6 +558,7 @@ def structure(
         nodes=node_range,
         epochs=epochs,
         batch_size=batch_size,
+        gate_layout=gate_layout,
         graphs_from=os.path.abspath(graphs_from.expanduser()) if graphs_from else None,
         allow_pickle=allow_pickle,
     )

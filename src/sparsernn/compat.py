@@ -1,9 +1,17 @@
-"""Import checkpoints written by the study's original code.
+"""Import networks saved by the study's original code (SPEC section 7).
 
-The study's state dicts name the recurrent weights
-``recurrent.recurrent_layers.{k}.weight_ih|weight_hh|bias_ih|bias_hh`` and otherwise match
-ours (``embedding.weight``, ``out.weight``, ``out.bias``). Since its gates follow PyTorch's order,
-the weights map one to one onto :class:`~sparsernn.models.SequenceClassifier`.
+Base / pruning models name the recurrent tensors
+``recurrent.recurrent_layers.{k}.weight_ih|weight_hh|bias_ih|bias_hh`` with two mask buffers
+``mask_i2h`` / ``mask_h2h`` beside them, and otherwise match ours (``embedding.weight``,
+``out.weight``, ``out.bias``). Since the study's gates follow PyTorch's order, the weights map
+one to one onto :class:`~sparsernn.models.SequenceClassifier` and the masks onto its
+``weight_ih_l{k}_mask`` / ``weight_hh_l{k}_mask`` buffers (:func:`load_study_checkpoint`).
+
+Random-structure models add ``recurrent.skip_layers.{k}.*`` and masks in the study's own row
+layout; :func:`load_study_structure_checkpoint` loads them, with the graph they were built
+from, into a :class:`~sparsernn.nn.StructuredRNN` that computes the same function.
+
+Files are read with ``torch.load(weights_only=True)``: tensors only, never arbitrary objects.
 """
 
 from __future__ import annotations
@@ -18,48 +26,114 @@ from sparsernn.errors import DataError
 from sparsernn.models import ModelConfig, SequenceClassifier
 from sparsernn.nn.cells import GATES
 
-__all__ = ["load_study_checkpoint", "convert_study_state_dict"]
+__all__ = ["load_study_checkpoint", "load_study_structure_checkpoint", "convert_study_state_dict"]
 
 _STUDY_KEY = re.compile(
-    r"recurrent\.recurrent_layers\.(\d+)\.(weight_ih|weight_hh|bias_ih|bias_hh)$"
+    r"recurrent\.recurrent_layers\.(\d+)\.(weight_ih|weight_hh|bias_ih|bias_hh|mask_i2h|mask_h2h)$"
 )
+_MASK_OF = {"mask_i2h": "weight_ih", "mask_h2h": "weight_hh"}
+_LAYER_TENSORS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "mask_i2h", "mask_h2h")
 
 
 def convert_study_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename a study state dict's keys to ours (``recurrent.weight_ih_l{k}`` ...)."""
+    """Rename a study state dict's keys to ours.
+
+    ``recurrent.recurrent_layers.{k}.weight_ih`` becomes ``recurrent.weight_ih_l{k}`` (and so
+    on), ``.mask_i2h`` / ``.mask_h2h`` become ``recurrent.weight_ih_l{k}_mask`` /
+    ``recurrent.weight_hh_l{k}_mask``; values are not changed (see :func:`_as_mask`).
+    """
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         m = _STUDY_KEY.match(key)
-        out[f"recurrent.{m.group(2)}_l{m.group(1)}" if m else key] = value
+        if m is None:
+            out[key] = value
+        elif m.group(2) in _MASK_OF:
+            out[f"recurrent.{_MASK_OF[m.group(2)]}_l{m.group(1)}_mask"] = value
+        else:
+            out[f"recurrent.{m.group(2)}_l{m.group(1)}"] = value
     return out
+
+
+def _read_state(source, where: str) -> Mapping[str, torch.Tensor]:
+    """A state dict from a path (read with ``weights_only=True``) or a mapping."""
+    if isinstance(source, (str, Path)):
+        if not Path(source).is_file():
+            raise DataError(f"{where}: no such checkpoint file; check the path")
+        try:
+            source = torch.load(source, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
+            raise DataError(
+                f"{where}: not a PyTorch checkpoint (state dict) file "
+                f"({exc.__class__.__name__}); pass the .pt file the study saved"
+            ) from None
+        if isinstance(source, dict) and source.get("format") == "sparsernn-checkpoint-1":
+            raise DataError(
+                f"{where}: a sparsernn checkpoint, not a study one; load it with "
+                "sparsernn.train.load_checkpoint (CLI: drop --study-format)"
+            )
+        if isinstance(source, dict) and isinstance(source.get("state_dict"), Mapping):
+            source = source["state_dict"]
+    if not isinstance(source, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in source.items()
+    ):
+        raise DataError(
+            f"{where}: not a PyTorch checkpoint (state dict) file: it holds a "
+            f"{type(source).__name__}, not a mapping of names to tensors"
+        )
+    return source
+
+
+def _where(source) -> str:
+    return str(source) if isinstance(source, (str, Path)) else "state dict"
+
+
+def _as_mask(mask: torch.Tensor, shape, key: str, where: str) -> torch.Tensor:
+    """A saved mask (bool, or 0/1 numbers) as a bool tensor of ``shape``; else a DataError."""
+    if tuple(mask.shape) != tuple(shape):
+        raise DataError(
+            f"{where}: {key} has shape {tuple(mask.shape)} but its weight has {tuple(shape)}; "
+            "a mask must have its weight's shape (is the file damaged?)"
+        )
+    if mask.dtype != torch.bool:
+        ok = torch.isin(mask.to(torch.float64), torch.tensor([0.0, 1.0], dtype=torch.float64))
+        if not bool(ok.all()):
+            bad = mask.flatten()[~ok.flatten()][0].item()
+            raise DataError(
+                f"{where}: {key} holds {bad!r}; a mask must be bool or 0/1 "
+                "(fix or drop the mask buffer)"
+            )
+    return mask.to(torch.bool)
+
+
+def _check_cell(cell: str) -> int:
+    if cell not in GATES:
+        raise DataError(f"unknown cell {cell!r}; choose one of {', '.join(GATES)}")
+    return GATES[cell]
 
 
 def load_study_checkpoint(
     path_or_state_dict: str | Path | Mapping[str, torch.Tensor], cell: str
 ) -> SequenceClassifier:
-    """Load a study checkpoint (file or state dict) as a :class:`SequenceClassifier`.
+    """Load a study base / pruning checkpoint (file or state dict) as a
+    :class:`SequenceClassifier`.
 
-    Sizes (vocabulary, embedding, hidden, layer count) are read from the tensors' shapes.
+    Sizes (vocabulary, embedding, hidden, layer count) are read from the tensors' shapes. The
+    mask buffers ``mask_i2h`` / ``mask_h2h`` (bool or float 0/1; optional) become the model's
+    masks, and the stored weights are zeroed where masked, so the forward pass is the study's
+    ``weight * mask`` and a pruned model keeps its zeros when trained further.
+
+    Raises
+    ------
+    DataError
+        Not a state dict, keys or shapes that do not fit ``cell``, or a mask that is not 0/1.
     """
-    source = path_or_state_dict
-    if isinstance(source, (str, Path)):
-        try:
-            source = torch.load(source, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise DataError(f"{path_or_state_dict}: no such checkpoint file") from None
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
-            raise DataError(
-                f"{path_or_state_dict}: not a readable PyTorch state dict "
-                f"({exc.__class__.__name__})"
-            ) from None
-        if isinstance(source, dict) and "state_dict" in source:
-            source = source["state_dict"]
-    state = convert_study_state_dict(source)
-    where = path_or_state_dict if isinstance(path_or_state_dict, (str, Path)) else "state dict"
+    where = _where(path_or_state_dict)
+    gates = _check_cell(cell)
+    state = convert_study_state_dict(_read_state(path_or_state_dict, where))
     try:
         vocab, emb = state["embedding.weight"].shape
         n_layers = 1 + max(
-            int(k.split("_l")[-1]) for k in state if k.startswith("recurrent.weight_hh")
+            int(k.split("_l")[-1]) for k in state if re.fullmatch(r"recurrent\.weight_hh_l\d+", k)
         )
         hidden = state["recurrent.weight_hh_l0"].shape[1]
         n_classes = state["out.weight"].shape[0]
@@ -68,13 +142,17 @@ def load_study_checkpoint(
             f"{where}: missing study keys (need embedding.weight, "
             "recurrent.recurrent_layers.{k}.weight_ih/..., out.weight, out.bias)"
         ) from None
-    if cell not in GATES:
-        raise DataError(f"unknown cell {cell!r}; choose one of {', '.join(GATES)}")
-    if state["recurrent.weight_hh_l0"].shape[0] != GATES[cell] * hidden:
+    if state["recurrent.weight_hh_l0"].shape[0] != gates * hidden:
         raise DataError(
             f"{where}: weight_hh has {state['recurrent.weight_hh_l0'].shape[0]} rows, "
-            f"which does not fit cell {cell!r} (expected {GATES[cell] * hidden}); check --cell"
+            f"which does not fit cell {cell!r} (expected {gates * hidden}); check --cell"
         )
+    for k in range(n_layers):
+        for kind, study in (("ih", "i2h"), ("hh", "h2h")):
+            key, weight = f"recurrent.weight_{kind}_l{k}_mask", f"recurrent.weight_{kind}_l{k}"
+            if key in state and weight in state:
+                study_key = f"recurrent.recurrent_layers.{k}.mask_{study}"
+                state[key] = _as_mask(state[key], state[weight].shape, study_key, where)
     config = ModelConfig(
         cell=cell,
         vocab_size=vocab,
@@ -84,8 +162,159 @@ def load_study_checkpoint(
         n_classes=n_classes,
     )
     model = SequenceClassifier(config)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()[-1].strip()
+        raise DataError(f"{where}: state dict does not fit the study's model ({reason})") from None
     missing = [k for k in missing if not k.endswith("_mask")]
     if missing or unexpected:
         raise DataError(f"{where}: state dict does not fit (missing {missing}, extra {unexpected})")
+    model.recurrent.apply_masks_()
     return model
+
+
+def _skip_layout(dag) -> list[tuple[int, int]]:
+    """``(s, t)`` of skip layer ``k`` as the study numbered them: for target ``t = 2..L-1``,
+    for source ``s = 0..t-2``, one skip layer if any edge joins layers ``s`` and ``t``."""
+    conns = dag.connections
+    return [(s, t) for t in range(2, dag.n_layers) for s in range(t - 1) if (s, t) in conns]
+
+
+def load_study_structure_checkpoint(
+    path_or_state_dict: str | Path | Mapping[str, torch.Tensor], graph, cell: str
+) -> SequenceClassifier:
+    """Load a study random-structure network (SPEC 5 and 7) built from ``graph``.
+
+    Parameters
+    ----------
+    path_or_state_dict : a ``.pt`` file the study saved (read with ``weights_only=True``) or
+        its state dict: ``embedding.weight``, ``recurrent.recurrent_layers.{l}.*`` for every
+        DAG layer, ``recurrent.skip_layers.{k}.*`` for every skip connection (target layer
+        ascending, then source), ``out.weight``, ``out.bias``; each layer with
+        ``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``, ``mask_i2h``, ``mask_h2h``.
+    graph : the undirected ``networkx.Graph`` the network was built from (or anything
+        :class:`~sparsernn.nn.StructuredRNN` accepts); it fixes the layering, which the
+        tensors' shapes are checked against.
+    cell : ``"rnn_tanh"``, ``"rnn_relu"``, ``"gru"`` or ``"lstm"``.
+
+    Returns
+    -------
+    SequenceClassifier
+        Its ``recurrent`` is a :class:`~sparsernn.nn.StructuredRNN` with the saved weights AND
+        the saved masks, used as they are (not re-derived from the graph): the study's GRU/LSTM
+        masks repeat each edge row ``G`` times in a row (``gate_layout="interleaved"``), and a
+        file with other masks keeps them. The forward pass equals the study's.
+
+    Raises
+    ------
+    DataError
+        Not a state dict, missing or extra layers, shapes that do not fit the graph's layering
+        or the cell, or masks that are not 0/1.
+    """
+    from sparsernn.graphs import LayeredDAG, to_layered_dag
+
+    where = _where(path_or_state_dict)
+    gates = _check_cell(cell)
+    state = _read_state(path_or_state_dict, where)
+    dag = graph if isinstance(graph, LayeredDAG) else to_layered_dag(graph)
+    sizes = dag.layer_sizes
+    skips = _skip_layout(dag)
+    hint = "is this the right graph?"
+    for key in ("embedding.weight", "out.weight", "out.bias"):
+        if key not in state:
+            raise DataError(f"{where}: missing {key}; not a study random-structure network")
+    vocab, emb = state["embedding.weight"].shape
+    if emb != sizes[0]:
+        raise DataError(
+            f"{where}: embedding.weight has {emb} columns but the graph's layer 0 has "
+            f"{sizes[0]} nodes; {hint}"
+        )
+    prefixes: dict[tuple[int, int], str] = {}
+    for l in range(dag.n_layers):
+        prefixes[(l - 1, l)] = f"recurrent.recurrent_layers.{l}"
+    for k, pair in enumerate(skips):
+        prefixes[pair] = f"recurrent.skip_layers.{k}"
+    _check_layer_counts(state, where, dag.n_layers, len(skips), hint)
+    weights, masks = {}, {}
+    for (s, l), prefix in prefixes.items():
+        kind = "main layer" if prefix.startswith("recurrent.recurrent") else "skip layer"
+        name = f"{kind} {prefix.rsplit('.', 1)[1]}"
+        t = {}
+        for tensor in _LAYER_TENSORS:
+            if f"{prefix}.{tensor}" not in state:
+                raise DataError(f"{where}: missing {prefix}.{tensor}; not a study network file")
+            t[tensor] = state[f"{prefix}.{tensor}"]
+        n_in = emb if s < 0 else sizes[s]
+        if t["weight_hh"].ndim != 2 or t["weight_hh"].shape[1] != sizes[l]:
+            raise DataError(
+                f"{where}: {name} has hidden size {_cols(t['weight_hh'])} but the graph's "
+                f"layer {l} has {sizes[l]} nodes; {hint}"
+            )
+        if t["weight_ih"].ndim != 2 or t["weight_ih"].shape[1] != n_in:
+            src = "the embedding has" if s < 0 else f"the graph's layer {s} has"
+            raise DataError(
+                f"{where}: {name} has input size {_cols(t['weight_ih'])} but {src} "
+                f"{n_in} {'columns' if s < 0 else 'nodes'}; {hint}"
+            )
+        rows = gates * sizes[l]
+        for tensor in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            if t[tensor].shape[0] != rows:
+                raise DataError(
+                    f"{where}: {prefix}.{tensor} has {t[tensor].shape[0]} rows, but cell "
+                    f"{cell!r} with {sizes[l]} units needs {rows}; check the cell"
+                )
+        masks[(s, l)] = tuple(
+            _as_mask(t[m], t[w].shape, f"{prefix}.{m}", where)
+            for m, w in (("mask_i2h", "weight_ih"), ("mask_h2h", "weight_hh"))
+        )
+        weights[(s, l)] = tuple(t[n] for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+    edges = [(int(u), int(v)) for u, v in dag.dag.edges()]
+    if any(u > v for u, v in edges):
+        raise DataError(
+            "the study's graphs are undirected (edges point to the larger node); pass the "
+            "undirected graph, not a DiGraph with edges to smaller nodes"
+        )
+    n_classes, top = state["out.weight"].shape
+    if top != sizes[-1]:
+        raise DataError(
+            f"{where}: out.weight has {top} columns but the graph's last layer has "
+            f"{sizes[-1]} nodes; {hint}"
+        )
+    config = ModelConfig(
+        cell=cell,
+        vocab_size=vocab,
+        embedding_dim=emb,
+        n_classes=n_classes,
+        graph_edges=tuple(sorted(edges)),
+        n_nodes=dag.n_nodes,
+        gate_layout="interleaved",
+    )
+    model = SequenceClassifier(config)
+    with torch.no_grad():
+        model.embedding.weight.copy_(state["embedding.weight"])
+        model.out.weight.copy_(state["out.weight"])
+        model.out.bias.copy_(state["out.bias"])
+    model.recurrent.load_sublayer_weights(weights, masks)
+    return model
+
+
+def _cols(t: torch.Tensor):
+    return t.shape[1] if t.ndim == 2 else tuple(t.shape)
+
+
+def _check_layer_counts(state, where: str, n_main: int, n_skip: int, hint: str) -> None:
+    found = {"recurrent_layers": set(), "skip_layers": set()}
+    for key in state:
+        m = re.match(r"recurrent\.(recurrent_layers|skip_layers)\.(\d+)\.", key)
+        if m:
+            found[m.group(1)].add(int(m.group(2)))
+        elif key not in ("embedding.weight", "out.weight", "out.bias"):
+            raise DataError(f"{where}: unexpected key {key!r}; not a study random-structure file")
+    for kind, want in (("recurrent_layers", n_main), ("skip_layers", n_skip)):
+        if found[kind] != set(range(want)):
+            what = "main layers" if kind == "recurrent_layers" else "skip layers"
+            raise DataError(
+                f"{where}: the file has {len(found[kind])} {what} but the graph's layering "
+                f"needs {want}; {hint}"
+            )

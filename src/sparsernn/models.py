@@ -15,6 +15,7 @@ from sparsernn.config import Config
 from sparsernn.errors import ConfigError
 from sparsernn.nn.cells import MODES
 from sparsernn.nn.masked import MaskedRNN
+from sparsernn.nn.structured import GATE_LAYOUTS
 
 __all__ = ["ModelConfig", "SequenceClassifier", "build_model"]
 
@@ -25,7 +26,11 @@ class ModelConfig(Config):
 
     ``graph_edges``/``n_nodes`` switch to a random-structure network (SPEC section 5): the
     recurrent part is a :class:`~sparsernn.nn.StructuredRNN` of that graph and, unless given,
-    ``embedding_dim`` becomes the size of the graph's first layer.
+    ``embedding_dim`` becomes the size of the graph's first layer. ``gate_layout`` picks
+    that network's i2h mask rows for GRU/LSTM: ``"blocked"`` (graph-faithful, the default) or
+    ``"interleaved"`` (the study's code); see :class:`~sparsernn.nn.StructuredRNN`. It is left
+    out of :meth:`to_dict` when ``"blocked"``, so configs (and run keys) from before it existed
+    are unchanged.
     """
 
     cell: str = "gru"
@@ -36,6 +41,7 @@ class ModelConfig(Config):
     n_classes: int = 2
     graph_edges: tuple[tuple[int, int], ...] | None = None
     n_nodes: int | None = None
+    gate_layout: str = "blocked"
 
     def __post_init__(self) -> None:
         if self.cell not in MODES:
@@ -47,6 +53,16 @@ class ModelConfig(Config):
             raise ConfigError(f"embedding_dim={self.embedding_dim} must be >= 1")
         if (self.graph_edges is None) != (self.n_nodes is None):
             raise ConfigError("graph_edges and n_nodes must be given together")
+        if self.gate_layout not in GATE_LAYOUTS:
+            raise ConfigError(
+                f"unknown gate_layout {self.gate_layout!r}; choose one of {', '.join(GATE_LAYOUTS)}"
+            )
+
+    def to_dict(self) -> dict:
+        data = super().to_dict()
+        if data["gate_layout"] == "blocked":  # the default: keep older configs' JSON and keys
+            del data["gate_layout"]
+        return data
 
     @property
     def structured(self) -> bool:
@@ -69,7 +85,9 @@ class SequenceClassifier(nn.Module):
             from sparsernn.nn.structured import StructuredRNN
 
             graph = graph_from_edges(config.graph_edges, config.n_nodes)
-            self.recurrent = StructuredRNN(graph, config.cell, input_size=config.embedding_dim)
+            self.recurrent = StructuredRNN(
+                graph, config.cell, input_size=config.embedding_dim, gate_layout=config.gate_layout
+            )
             emb_dim = self.recurrent.input_size
             top = self.recurrent.output_size
         else:

@@ -49,6 +49,7 @@ def _one_line(exc: pytest.ExceptionInfo[ConfigError]) -> str:
         (lambda: StructureConfig(nodes=(20, 12)), ["nodes range 20:12"]),
         (lambda: StructureConfig(n_graphs=-1), ["n_graphs"]),
         (lambda: StructureConfig(epochs=0), ["epochs"]),
+        (lambda: StructureConfig(gate_layout="mixed"), ["unknown gate_layout", "'mixed'"]),
     ],
 )
 def test_invalid_values_raise_one_line_config_errors(make, words):
@@ -328,3 +329,24 @@ def test_relative_paths_in_toml_resolve_against_its_folder(tmp_path):
     assert study.structure.graphs_from == str(tmp_path / "graphs")
     (sub / "abs.toml").write_text(f'[structure]\ngraphs_from = "{tmp_path / "g"}"\n')
     assert load_study_config(sub / "abs.toml").structure.graphs_from == str(tmp_path / "g")
+
+
+def test_gate_layout_round_trips_and_enters_keys_only_when_not_blocked(tmp_path: Path):
+    base = profile("smoke")
+    # the default keeps the keys runs had before gate_layout existed (recorded at that commit)
+    units = [u for u in plan_units(base) if u.kind == "structure"]
+    assert units[0].key == "2ff03eab7e701b09" and "gate_layout" not in units[0].config
+    assert [u for u in plan_units(base) if u.kind == "base"][0].key == "366467c3efa788a1"
+    study = dataclasses.replace(
+        base, structure=dataclasses.replace(base.structure, gate_layout="interleaved")
+    )
+    path = tmp_path / "study.toml"
+    path.write_text(study.to_toml())
+    back = load_study_config(path)
+    assert back == study and back.structure.gate_layout == "interleaved"
+    assert StudyConfig.from_json(study.to_json()) == study
+    inter = [u for u in plan_units(back) if u.kind == "structure"]
+    assert all(u.config["gate_layout"] == "interleaved" for u in inter)
+    assert {u.key for u in inter}.isdisjoint(u.key for u in units)
+    merged = merge(base, {"structure": {"gate_layout": "interleaved"}}, "command line")
+    assert merged.structure.gate_layout == "interleaved"

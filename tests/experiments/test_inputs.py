@@ -67,11 +67,9 @@ def test_file_graph_units_carry_the_graph_but_no_path_or_position(tmp_path):
     assert [u.key for u in again] == [u.key for u in units]
 
 
-def test_data_identity_hashes_csv_content_and_keeps_generated_keys_unchanged(tmp_path):
+def test_data_identity_hashes_csv_content_and_is_the_spec_for_generated_data(tmp_path):
     spec = DataSpec(n_strings=40)
-    assert data_identity(spec) == {
-        k: v for k, v in spec.to_dict().items() if k not in ("train_csv", "test_csv")
-    }
+    assert data_identity(spec) == spec.to_dict() == spec.fingerprint()
     train, test = make_dataset(spec)
     write_csv(train, tmp_path / "train.csv")
     write_csv(test, tmp_path / "test.csv")

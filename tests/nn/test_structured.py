@@ -21,15 +21,15 @@ def _graphs():
     return out
 
 
-def _check_equal(mode, graph, seed=0, T=7, B=3, schedule="layers"):
+def _check_equal(mode, graph, seed=0, T=7, B=3, schedule="layers", gate_layout="blocked"):
     torch.manual_seed(seed)
-    net = StructuredRNN(graph, mode, schedule=schedule).double()
+    net = StructuredRNN(graph, mode, schedule=schedule, gate_layout=gate_layout).double()
     x = torch.randn(T, B, net.input_size, dtype=torch.double, requires_grad=True)
     weights = {
         k: tuple(t.clone().requires_grad_(True) for t in v)
         for k, v in net.sublayer_weights().items()
     }
-    ref = reference_structured(mode, x, net.dag, weights)
+    ref = reference_structured(mode, x, net.dag, weights, gate_layout=gate_layout)
     out, _ = net(x)
     assert out.shape == ref.shape == (T, B, net.output_size)
     assert torch.allclose(out, ref, atol=1e-10)
@@ -161,3 +161,87 @@ def test_wavefront_plan_refuses_inconsistent_wiring():
         [True, True, True],
         [False, False, True],
     ]
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize("mode", MODES)
+def test_interleaved_gate_layout_equals_reference(mode, schedule):
+    _check_equal(mode, nx.Graph(STUDY_EXAMPLE), schedule=schedule, gate_layout="interleaved")
+    for i, (_, graph) in enumerate(_graphs()[:6]):
+        _check_equal(mode, graph, seed=i, T=4, B=2, schedule=schedule, gate_layout="interleaved")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_interleaved_masks_are_the_study_masks(mode):
+    """The masks equal the ones the study saved (tests/nn/study_format.py, written from SPEC 7)."""
+    from study_format import skip_pairs, structure_state, study_layers
+
+    graph = make_graph("ws", 16, seed=2)
+    state = structure_state(graph, mode)
+    masks = StructuredRNN(graph, mode, gate_layout="interleaved").sublayer_masks()
+    n_layers = len(study_layers(graph))
+    for l in range(1, n_layers):
+        saved = state[f"recurrent.recurrent_layers.{l}.mask_i2h"].bool()
+        assert torch.equal(masks[(l - 1, l)][0], saved)
+    for k, pair in enumerate(skip_pairs(graph, study_layers(graph))):
+        assert torch.equal(masks[pair][0], state[f"recurrent.skip_layers.{k}.mask_i2h"].bool())
+    blocked = StructuredRNN(graph, mode).sublayer_masks()
+    differs = any(not torch.equal(blocked[k][0], masks[k][0]) for k in masks)
+    assert differs == (mode in ("gru", "lstm"))
+
+
+def test_unknown_gate_layout_is_refused():
+    with pytest.raises(ConfigError, match="gate_layout"):
+        StructuredRNN(nx.Graph(STUDY_EXAMPLE), "gru", gate_layout="diagonal")
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_set_sublayer_masks_installs_own_masks(schedule):
+    graph = make_graph("ba", 20, seed=1)
+    torch.manual_seed(0)
+    net = StructuredRNN(graph, "lstm", schedule=schedule).double()
+    gen = torch.Generator().manual_seed(1)
+    new = {
+        key: (torch.rand(ih.shape, generator=gen) < 0.5, torch.rand(hh.shape, generator=gen) < 0.7)
+        for key, (ih, hh) in net.sublayer_masks().items()
+    }
+    full = {k: tuple(torch.randn_like(t) for t in v) for k, v in net.sublayer_weights().items()}
+    net.load_sublayer_weights(full, new)
+    got = net.sublayer_masks()
+    for key, (ih, hh) in new.items():
+        assert torch.equal(got[key][0], ih) and torch.equal(got[key][1], hh)
+    weights = net.sublayer_weights()
+    for key, (w_ih, w_hh, *_) in weights.items():
+        assert torch.equal(w_ih, full[key][0] * new[key][0])
+        assert torch.equal(w_hh, full[key][1] * new[key][1])
+    # h2h entries between different sub-layers of one wide layer stay masked
+    for layer, (_, dests) in zip(net.wide, net.plan, strict=True):
+        if len(dests) > 1:
+            h = net.layer_sizes[dests[0]]
+            assert not layer.weight_hh_l0_mask[:h, h:].any()
+    # the forward pass is the per-sub-layer function with those weights and masks
+    x = torch.randn(5, 2, net.input_size, dtype=torch.double)
+    ref = _reference_with_masks(net, x, full, new)
+    assert torch.allclose(net(x)[0], ref, atol=1e-10)
+    with pytest.raises(ConfigError, match="shape"):
+        key = next(iter(new))
+        net.set_sublayer_masks({key: (new[key][0][:1], None)})
+    with pytest.raises(ConfigError, match="no sub-layer"):
+        net.set_sublayer_masks({(7, 9): (None, None)})
+
+
+def _reference_with_masks(net, x, weights, masks):
+    from reference import reference_layer
+
+    outputs = []
+    for l in range(net.n_layers):
+        total = None
+        for (s, dest), (w_ih, w_hh, b_ih, b_hh) in weights.items():
+            if dest != l:
+                continue
+            ih, hh = (m.double() for m in masks[(s, dest)])
+            src = x if s < 0 else outputs[s]
+            part = reference_layer(net.mode, src, w_ih, w_hh * hh, b_ih, b_hh, ih_mask=ih)
+            total = part if total is None else total + part
+        outputs.append(total)
+    return outputs[-1]

@@ -16,6 +16,7 @@ from sparsernn.config import Config, load_toml
 from sparsernn.data import DataSpec
 from sparsernn.errors import ConfigError
 from sparsernn.nn.cells import MODES
+from sparsernn.nn.structured import GATE_LAYOUTS
 from sparsernn.prune import SCOPES, TARGETS
 from sparsernn.train import TrainConfig
 
@@ -82,6 +83,9 @@ class PruningConfig(Config):
 class StructureConfig(Config):
     """The random-structure grid (SPEC section 5).
 
+    ``gate_layout``: GRU/LSTM i2h mask rows, ``"blocked"`` (graph-faithful) or
+    ``"interleaved"`` (the study's code); see :class:`~sparsernn.nn.StructuredRNN`.
+
     ``graphs_from`` names a folder of graph files (``*.graphml``, ``*.edgelist``, node-link
     ``*.json``; ``*.gpickle`` only with ``allow_pickle``, as unpickling runs code): its graphs,
     one per file, replace the generators' (``generators``, ``n_graphs`` and ``nodes`` are then
@@ -94,10 +98,15 @@ class StructureConfig(Config):
     nodes: tuple[int, int] = (10, 50)
     epochs: int = 15
     batch_size: int = 128
+    gate_layout: str = "blocked"
     graphs_from: str | None = None
     allow_pickle: bool = False
 
     def __post_init__(self) -> None:
+        if self.gate_layout not in GATE_LAYOUTS:
+            raise ConfigError(
+                f"unknown gate_layout {self.gate_layout!r}; choose one of {', '.join(GATE_LAYOUTS)}"
+            )
         for g in self.generators:
             if g not in _GENERATORS:
                 raise ConfigError(

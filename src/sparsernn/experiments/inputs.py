@@ -90,8 +90,7 @@ def _csv_paths(spec: DataSpec) -> dict[str, str | None]:
 def data_identity(spec: DataSpec) -> dict[str, Any]:
     """The part of a unit's key that says which data it trains on.
 
-    Generated data: ``spec.to_dict()`` without the unset CSV fields (so keys of studies on
-    generated data are what they were before CSV files could be given). CSV data:
+    Generated data: ``spec.to_dict()`` (which is also its fingerprint). CSV data:
     ``spec.fingerprint()`` with each file reduced to ``{"sha256": ...}`` (its name dropped: a
     renamed file is the same data).
 
@@ -102,10 +101,7 @@ def data_identity(spec: DataSpec) -> dict[str, Any]:
     """
     paths = _csv_paths(spec)
     if all(p is None for p in paths.values()):
-        out = spec.to_dict()
-        for name in _CSV_FIELDS:
-            out.pop(name, None)
-        return out
+        return spec.to_dict()
     out = spec.fingerprint()
     for name in _CSV_FIELDS:
         if isinstance(out.get(name), dict):

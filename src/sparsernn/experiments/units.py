@@ -143,6 +143,8 @@ def plan_units(study: StudyConfig, inputs: StudyInputs | None = None) -> list[Un
                     study.train, epochs=s.epochs, batch_size=s.batch_size, seed=seed
                 )
                 common = {"cell": cell, "seed": seed, "data": data, "train": train.to_dict()}
+                if s.gate_layout != "blocked":  # keep the keys of blocked runs
+                    common["gate_layout"] = s.gate_layout
                 for graph in _structure_graphs(s, inputs):
                     units.append(Unit("structure", {**common, **graph}, runtime=runtime))
     return units
@@ -316,6 +318,7 @@ def _run_structure(cfg: dict[str, Any]) -> dict[str, Any]:
         embedding_dim=None,
         graph_edges=tuple(map(tuple, edges)),
         n_nodes=graph.number_of_nodes(),
+        gate_layout=cfg.get("gate_layout", "blocked"),
     )
     graph_id = cfg["graph_sha256"] if cfg["generator"] == "file" else cfg["graph_id"]
     seed = derive_seed(cfg["seed"], "init", cfg["cell"], cfg["generator"], graph_id)

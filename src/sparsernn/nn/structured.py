@@ -29,10 +29,30 @@ from sparsernn.nn.functional import run_layers
 from sparsernn.nn.masked import MaskedRNN
 from sparsernn.nn.wavefront import WavefrontPlan, block_outputs, wavefront_recurrence
 
-__all__ = ["StructuredRNN", "SCHEDULES"]
+__all__ = ["StructuredRNN", "SCHEDULES", "GATE_LAYOUTS"]
 
 #: How :class:`StructuredRNN` runs: every sub-layer at once, or one fused call per source layer.
 SCHEDULES = ("wavefront", "layers")
+
+#: Row layouts of a sub-layer's i2h mask for gated cells (see :func:`edge_mask_rows`).
+GATE_LAYOUTS = ("blocked", "interleaved")
+
+
+def edge_mask_rows(edges: np.ndarray, n_gates: int, gate_layout: str = "blocked") -> np.ndarray:
+    """The (G*|l|, |s|) i2h mask of a sub-layer from its (|l|, |s|) edge matrix.
+
+    Weight rows are PyTorch's gate-major layout (row ``r`` is gate ``r // |l|``, unit
+    ``r % |l|``). ``"blocked"`` gives every gate block the same edge rows, so each gate of unit
+    ``j`` reads exactly ``j``'s sources (graph-faithful). ``"interleaved"`` is what the study's
+    code did, ``np.repeat(edges, G, axis=0)``: mask row ``r`` is unit ``r // G``'s edges, so for
+    GRU/LSTM a gate of unit ``j`` reads the sources of another unit. Both are the same for
+    RNN (G = 1).
+    """
+    if gate_layout == "blocked":
+        return np.tile(edges, (n_gates, 1))
+    if gate_layout == "interleaved":
+        return np.repeat(edges, n_gates, axis=0)
+    raise ConfigError(f"unknown gate_layout {gate_layout!r}; choose one of {GATE_LAYOUTS}")
 
 
 class StructuredRNN(nn.Module):
@@ -48,6 +68,9 @@ class StructuredRNN(nn.Module):
     schedule : ``"layers"`` (default: one fused call per source layer) or ``"wavefront"``
         (every sub-layer at once in ``T + L - 1`` steps); the same function either way. On
         CPU ``"layers"`` measured faster (see ``benchmarks/README.md``).
+    gate_layout : ``"blocked"`` (default: each gate block of unit ``j`` reads ``j``'s graph
+        sources) or ``"interleaved"`` (the study's code: the edge rows repeated ``G`` times in a
+        row, see :func:`edge_mask_rows`). Only GRU and LSTM differ.
 
     ``forward(x)`` takes (T, B, input_size) and returns ``(output, h_n)``: the last layer's
     output sequence (T, B, |last layer|) and a tuple with each layer's final output (B, |l|).
@@ -64,11 +87,15 @@ class StructuredRNN(nn.Module):
         input_size: int | None = None,
         batch_first: bool = False,
         schedule: str = "layers",
+        gate_layout: str = "blocked",
     ) -> None:
         super().__init__()
         if schedule not in SCHEDULES:
             raise ConfigError(f"unknown schedule {schedule!r}; choose one of {SCHEDULES}")
+        if gate_layout not in GATE_LAYOUTS:
+            raise ConfigError(f"unknown gate_layout {gate_layout!r}; choose one of {GATE_LAYOUTS}")
         self.schedule = schedule
+        self.gate_layout = gate_layout
         from sparsernn.graphs import LayeredDAG, to_layered_dag
 
         if mode not in GATES:
@@ -95,16 +122,19 @@ class StructuredRNN(nn.Module):
             sizes = [self.layer_sizes[l] for l in dests]
             width = sum(sizes)
             layer = MaskedRNN(mode, in_size, width)
-            ih = np.zeros((width, in_size), dtype=bool)
-            hh = np.zeros((width, width), dtype=bool)
+            ih = np.zeros((g * width, in_size), dtype=bool)
+            hh = np.zeros((g * width, width), dtype=bool)
             off = 0
             for l, h in zip(dests, sizes, strict=True):
-                ih[off : off + h] = True if s < 0 else conns[(s, l)]
-                hh[off : off + h, off : off + h] = True
+                edges = np.ones((h, in_size), dtype=bool) if s < 0 else conns[(s, l)]
+                rows = edge_mask_rows(edges, g, gate_layout)  # (G*h, in), gate-major
+                for gt in range(g):
+                    dst = slice(gt * width + off, gt * width + off + h)
+                    ih[dst] = rows[gt * h : (gt + 1) * h]
+                    hh[dst, off : off + h] = True
                 off += h
-            # The same mask row repeats for each gate block (PyTorch's stacked gate layout).
-            layer.set_mask("weight_ih_l0", torch.from_numpy(np.tile(ih, (g, 1))))
-            layer.set_mask("weight_hh_l0", torch.from_numpy(np.tile(hh, (g, 1))))
+            layer.set_mask("weight_ih_l0", torch.from_numpy(ih))
+            layer.set_mask("weight_hh_l0", torch.from_numpy(hh))
             self.wide.append(layer)
         self.wave_plan: WavefrontPlan | None = None  # built on the first wavefront forward
         self.reset_parameters()
@@ -174,46 +204,103 @@ class StructuredRNN(nn.Module):
                             getattr(layer, name)[rows].uniform_(-bound, bound)
                 layer.apply_masks_()
 
+    def _sublayer_rows(self, k: int, off: int, h: int) -> Tensor:
+        """Rows of wide layer ``k`` holding a sub-layer (at ``off``, height ``h``), gate-major."""
+        width = sum(size for _, _, size in self._blocks(k))
+        return torch.cat(
+            [torch.arange(gt * width + off, gt * width + off + h) for gt in range(GATES[self.mode])]
+        )
+
+    def _sublayers(self):
+        """``(key, wide layer, rows, off, h)`` for every sub-layer, in plan order."""
+        for k, (s, _) in enumerate(self.plan):
+            for l, off, h in self._blocks(k):
+                yield (s, l), self.wide[k], self._sublayer_rows(k, off, h), off, h
+
     def sublayer_weights(self) -> dict[tuple[int, int], tuple[Tensor, Tensor, Tensor, Tensor]]:
         """Per sub-layer ``(s, l)``: its own ``(w_ih, w_hh, b_ih, b_hh)`` (masked, detached copies).
 
         ``w_ih`` has shape (G*|l|, |s|) and zeros where the graph has no edge; ``w_hh`` is full
         (G*|l|, |l|). Layer 0's sub-layer is keyed ``(-1, 0)``.
         """
-        g = GATES[self.mode]
         out = {}
-        for k, (s, _) in enumerate(self.plan):
-            layer = self.wide[k]
-            width = sum(h for _, _, h in self._blocks(k))
-            w_ih, w_hh, b_ih, b_hh = (t.detach() for t in layer.layer_weights()[0])
-            for l, off, h in self._blocks(k):
-                rows = torch.cat(
-                    [torch.arange(gt * width + off, gt * width + off + h) for gt in range(g)]
-                )
-                out[(s, l)] = (
-                    w_ih[rows].clone(),
-                    w_hh[rows][:, off : off + h].clone(),
-                    b_ih[rows].clone(),
-                    b_hh[rows].clone(),
-                )
+        cache: dict[int, tuple[Tensor, ...]] = {}
+        for key, layer, rows, off, h in self._sublayers():
+            if id(layer) not in cache:
+                cache[id(layer)] = tuple(t.detach() for t in layer.layer_weights()[0])
+            w_ih, w_hh, b_ih, b_hh = cache[id(layer)]
+            out[key] = (
+                w_ih[rows].clone(),
+                w_hh[rows][:, off : off + h].clone(),
+                b_ih[rows].clone(),
+                b_hh[rows].clone(),
+            )
         return out
 
-    def load_sublayer_weights(self, weights: dict) -> None:
-        """Inverse of :meth:`sublayer_weights` (masks are re-applied)."""
-        g = GATES[self.mode]
+    def sublayer_masks(self) -> dict[tuple[int, int], tuple[Tensor, Tensor]]:
+        """Per sub-layer ``(s, l)``: its boolean ``(ih_mask, hh_mask)``, shaped as its weights."""
+        out = {}
+        for key, layer, rows, off, h in self._sublayers():
+            out[key] = (
+                layer.weight_ih_l0_mask[rows].clone(),
+                layer.weight_hh_l0_mask[rows][:, off : off + h].clone(),
+            )
+        return out
+
+    def set_sublayer_masks(self, masks: dict) -> None:
+        """Install sub-layers' own masks: ``masks[(s, l)] = (ih_mask, hh_mask)``.
+
+        Each mask is shaped as that sub-layer's weight (see :meth:`sublayer_weights`), in
+        PyTorch's gate-major row order, boolean or 0/1; either may be ``None`` to keep the
+        current one. Sub-layers not in ``masks`` are unchanged; h2h entries between different
+        sub-layers of a wide layer stay masked. Masked-out weights are zeroed.
+        """
+        known = {key for key, *_ in self._sublayers()}
+        unknown = sorted(set(masks) - known)
+        if unknown:
+            raise ConfigError(
+                f"no sub-layer {unknown[0]} in this network; sub-layers: {sorted(known)}"
+            )
         with torch.no_grad():
-            for k, (s, _) in enumerate(self.plan):
-                layer = self.wide[k]
-                width = sum(h for _, _, h in self._blocks(k))
-                for l, off, h in self._blocks(k):
-                    w_ih, w_hh, b_ih, b_hh = weights[(s, l)]
-                    for gt in range(g):
-                        dst = slice(gt * width + off, gt * width + off + h)
-                        src = slice(gt * h, (gt + 1) * h)
-                        layer.weight_ih_l0[dst] = w_ih[src]
-                        layer.weight_hh_l0[dst, off : off + h] = w_hh[src]
-                        layer.bias_ih_l0[dst] = b_ih[src]
-                        layer.bias_hh_l0[dst] = b_hh[src]
+            for key, layer, rows, off, h in self._sublayers():
+                if key not in masks:
+                    continue
+                ih, hh = masks[key]
+                for name, mask, cols in (("ih", ih, None), ("hh", hh, slice(off, off + h))):
+                    if mask is None:
+                        continue
+                    buf = getattr(layer, f"weight_{name}_l0_mask")
+                    want = (len(rows), buf.shape[1] if cols is None else h)
+                    if tuple(mask.shape) != want:
+                        raise ConfigError(
+                            f"{name} mask of sub-layer {key} has shape {tuple(mask.shape)}, "
+                            f"expected {want}"
+                        )
+                    mask = torch.as_tensor(mask).to(device=buf.device, dtype=torch.bool)
+                    if cols is None:
+                        buf[rows] = mask
+                    else:
+                        block = buf[rows]
+                        block[:, cols] = mask
+                        buf[rows] = block
+            for layer in self.wide:
+                layer.apply_masks_()
+
+    def load_sublayer_weights(self, weights: dict, masks: dict | None = None) -> None:
+        """Inverse of :meth:`sublayer_weights`; with ``masks`` (as :meth:`set_sublayer_masks`
+        takes) those masks are installed first. Masks are re-applied to the weights."""
+        if masks is not None:
+            self.set_sublayer_masks(masks)
+        with torch.no_grad():
+            for key, layer, rows, off, h in self._sublayers():
+                w_ih, w_hh, b_ih, b_hh = weights[key]
+                layer.weight_ih_l0[rows] = w_ih.to(layer.weight_ih_l0)
+                block = layer.weight_hh_l0[rows]
+                block[:, off : off + h] = w_hh.to(block)
+                layer.weight_hh_l0[rows] = block
+                layer.bias_ih_l0[rows] = b_ih.to(layer.bias_ih_l0)
+                layer.bias_hh_l0[rows] = b_hh.to(layer.bias_hh_l0)
+            for layer in self.wide:
                 layer.apply_masks_()
 
     def n_parameters(self) -> int:
@@ -274,5 +361,6 @@ class StructuredRNN(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"{self.mode}, input_size={self.input_size}, layers={list(self.layer_sizes)}, "
-            f"schedule={self.schedule!r}, sub_layers={sum(len(d) for _, d in self.plan)}"
+            f"schedule={self.schedule!r}, gate_layout={self.gate_layout!r}, "
+            f"sub_layers={sum(len(d) for _, d in self.plan)}"
         )
