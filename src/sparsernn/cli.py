@@ -336,6 +336,42 @@ def _study_options(fn):
     return fn
 
 
+def _data_options(fn):
+    """``--grammar``, ``--train-csv``, ``--test-csv``, passed on as one ``data_flags`` dict."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, grammar, train_csv, test_csv, **kwargs):
+        flags = {"grammar": grammar, "train_csv": train_csv, "test_csv": test_csv}
+        return fn(*args, data_flags=flags, **kwargs)
+
+    opts = [
+        click.option(
+            "--grammar",
+            type=click.Choice(["reber", "embedded_reber"]),
+            help="Generated task.  [default: reber]",
+        ),
+        click.option(
+            "--train-csv",
+            type=click.Path(path_type=Path),
+            help="Train on this CSV (header string,valid) instead of generated data; "
+            "with --test-csv.",
+        ),
+        click.option("--test-csv", type=click.Path(path_type=Path), help="Evaluate on this CSV."),
+    ]
+    for opt in reversed(opts):
+        wrapper = opt(wrapper)
+    return wrapper
+
+
+def _data_flags(flags: dict) -> dict:
+    """The ``[data]`` overrides of :func:`_data_options`; CSV paths made absolute (cwd)."""
+    over = _given(grammar=flags["grammar"])
+    for name in ("train_csv", "test_csv"):
+        if flags[name] is not None:
+            over[name] = os.path.abspath(Path(flags[name]).expanduser())
+    return over
+
+
 _BUNDLE = click.option(
     "--bundle",
     type=int,
@@ -351,12 +387,15 @@ def _start(config_file, base):
     return load_study_config(config_file, base) if config_file else base
 
 
-def _common(seeds, n_strings, device) -> dict:
+def _common(seeds, n_strings, device, data_flags=None) -> dict:
     over: dict = {}
     if seeds is not None:
         over["seeds"] = list(_seeds(seeds))
+    data = _data_flags(data_flags) if data_flags else {}
     if n_strings is not None:
-        over["data"] = {"n_strings": n_strings}
+        data["n_strings"] = n_strings
+    if data:
+        over["data"] = data
     if device is not None:
         over["train"] = {"device": device}
     return over
@@ -399,6 +438,7 @@ def _given(**values) -> dict:
 @click.option("--tolerance", type=float, help="Accuracy tolerance (fraction).  [default: 0.01]")
 @_BUNDLE
 @_study_options
+@_data_options
 @_friendly
 def prune(
     cells,
@@ -419,6 +459,7 @@ def prune(
     retry_failed,
     device,
     bundle,
+    data_flags,
 ):
     """Pruning study: train base models, prune by magnitude, retrain with masks fixed.
 
@@ -427,7 +468,7 @@ def prune(
     from sparsernn.experiments.config import StudyConfig, merge, parse_range
     from sparsernn.workflows import pruning_summary
 
-    over = _common(seeds, n_strings, device)
+    over = _common(seeds, n_strings, device, data_flags)
     if cells is not None:
         over["cells"] = list(_cells(cells))
     if epochs is not None:
@@ -458,7 +499,20 @@ def prune(
     type=click.Choice(["blocked", "interleaved"]),
     help="GRU/LSTM i2h mask rows: graph-faithful, or the study's code.  [default: blocked]",
 )
+@click.option(
+    "--graphs-from",
+    type=click.Path(path_type=Path),
+    help="Folder of graph files (*.graphml, *.edgelist, node-link *.json), one graph each, "
+    "instead of generated graphs.",
+)
+@click.option(
+    "--allow-pickle",
+    is_flag=True,
+    default=None,
+    help="Also read *.gpickle files in --graphs-from (unpickling runs code: trusted files only).",
+)
 @_study_options
+@_data_options
 @_friendly
 def structure(
     cells,
@@ -468,6 +522,8 @@ def structure(
     epochs,
     batch_size,
     gate_layout,
+    graphs_from,
+    allow_pickle,
     out,
     config_file,
     seeds,
@@ -478,6 +534,7 @@ def structure(
     gpus_per_unit,
     retry_failed,
     device,
+    data_flags,
 ):
     """Random-structure study: graphs -> layered DAG networks -> accuracy and properties.
 
@@ -492,7 +549,7 @@ def structure(
         if len(lo_hi) != 2 or any(v != int(v) for v in lo_hi):
             raise ConfigError(f"--nodes {nodes!r} must be lo:hi, e.g. 10:50")
         node_range = [int(lo_hi[0]), int(lo_hi[1])]
-    over = _common(seeds, n_strings, device)
+    over = _common(seeds, n_strings, device, data_flags)
     if cells is not None:
         over["cells"] = list(_cells(cells))
     over["structure"] = _given(
@@ -502,6 +559,8 @@ def structure(
         epochs=epochs,
         batch_size=batch_size,
         gate_layout=gate_layout,
+        graphs_from=os.path.abspath(graphs_from.expanduser()) if graphs_from else None,
+        allow_pickle=allow_pickle,
     )
     study = merge(_start(config_file, StudyConfig()), over, "command line")
     _run(study, out, ("structure",), workers, executor, address, gpus_per_unit, retry_failed)
@@ -519,6 +578,7 @@ def structure(
 @_study_options
 @_BUNDLE
 @click.option("--report/--no-report", default=True, show_default=True)
+@_data_options
 @_friendly
 def reproduce(
     profile_name,
@@ -534,11 +594,12 @@ def reproduce(
     device,
     bundle,
     report,
+    data_flags,
 ):
     """Run the whole study (base, pruning, structure) for a profile, then write the report."""
     from sparsernn.experiments.config import merge, profile
 
-    over = _common(seeds, n_strings, device)
+    over = _common(seeds, n_strings, device, data_flags)
     if bundle is not None:
         over["pruning"] = {"bundle": bundle}
     study = merge(_start(config_file, profile(profile_name)), over)

@@ -153,16 +153,22 @@ def study_status(study_dir: str | os.PathLike[str]) -> str:
         run_kinds = store.get_meta("kinds")
         done, failed = store.keys(status="done"), store.keys(status="failed")
         summary: dict[str, Any] = store.summary()
-    planned = plan_units(study_from_store(study)) if study else []
-    if run_kinds is not None:  # what the last command asked for (e.g. `prune`: base + prune)
-        stored = set(summary.get("by_kind", {}))
-        planned = [u for u in planned if u.kind in run_kinds or u.kind in stored]
-    kinds = sorted({u.kind for u in planned} | set(summary.get("by_kind", {})))
+        # each kind's keys as its last run planned them (so the study's files are not reread)
+        run_keys = {k: store.get_meta(f"keys:{k}") for k in ("base", "prune", "structure")}
+    stored = set(summary.get("by_kind", {}))
+    wanted = None if run_kinds is None else set(run_kinds) | stored
+    if wanted is not None and all(run_keys.get(k) is not None for k in wanted):
+        planned = [(k, key) for k in sorted(wanted) for key in run_keys[k]]
+    else:
+        planned = [(u.kind, u.key) for u in plan_units(study_from_store(study))] if study else []
+        if wanted is not None:  # what the last command asked for (e.g. `prune`: base + prune)
+            planned = [(k, key) for k, key in planned if k in wanted]
+    kinds = sorted({k for k, _ in planned} | stored)
     lines = [f"study {path}", f"{'kind':>10} {'done':>6} {'failed':>6} {'pending':>7} {'hours':>7}"]
     for kind in kinds:
-        mine = [u for u in planned if u.kind == kind]
-        n_done = sum(u.key in done for u in mine)
-        n_failed = sum(u.key in failed for u in mine)
+        mine = [key for k, key in planned if k == kind]
+        n_done = sum(key in done for key in mine)
+        n_failed = sum(key in failed for key in mine)
         wall = summary.get("by_kind", {}).get(kind, {}).get("wall_s", 0.0) or 0.0
         pending = len(mine) - n_done - n_failed
         lines.append(f"{kind:>10} {n_done:>6} {n_failed:>6} {pending:>7} {wall / 3600:>7.2f}")

@@ -297,6 +297,40 @@ def test_unit_keys_change_only_for_units_a_change_touches():
     assert not new["prune"] & old["prune"]
 
 
+@pytest.mark.parametrize(
+    ("generators", "words", "absent"),
+    [
+        (("ws",), ["'ws'", "Watts-Strogatz", "k = n // 5 >= 2", "n >= 10"], "Barabasi"),
+        (("ba",), ["'ba'", "Barabasi-Albert", "m = n // 10 >= 1", "n >= 10"], "Watts"),
+        (("er",), ["'er'", "Erdos-Renyi", "n >= 10"], "Barabasi"),
+    ],
+)
+def test_small_node_range_names_the_generator_that_needs_more(generators, words, absent):
+    with pytest.raises(ConfigError) as exc:
+        StructureConfig(generators=generators, nodes=(5, 8))
+    message = _one_line(exc)
+    assert "nodes range 5:8" in message and absent not in message
+    for word in words:
+        assert word in message
+
+
+def test_graph_folder_needs_no_generator_node_range():
+    cfg = StructureConfig(generators=("ws",), nodes=(5, 8), graphs_from="/some/folder")
+    assert cfg.graphs_from == "/some/folder" and cfg.allow_pickle is False
+    with pytest.raises(ConfigError, match="nodes range 9:8"):
+        StructureConfig(nodes=(9, 8), graphs_from="/some/folder")
+
+
+def test_relative_paths_in_toml_resolve_against_its_folder(tmp_path):
+    sub = tmp_path / "conf"
+    sub.mkdir()
+    (sub / "study.toml").write_text('[structure]\ngraphs_from = "../graphs"\n')
+    study = load_study_config(sub / "study.toml")
+    assert study.structure.graphs_from == str(tmp_path / "graphs")
+    (sub / "abs.toml").write_text(f'[structure]\ngraphs_from = "{tmp_path / "g"}"\n')
+    assert load_study_config(sub / "abs.toml").structure.graphs_from == str(tmp_path / "g")
+
+
 def test_gate_layout_round_trips_and_enters_keys_only_when_not_blocked(tmp_path: Path):
     base = profile("smoke")
     # the default keeps the keys runs had before gate_layout existed: nothing is added to them

@@ -8,6 +8,7 @@ generators x graphs). ``full`` is the study's exact protocol (SPEC sections 3-5)
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,13 @@ __all__ = [
 ]
 
 _GENERATORS = ("ws", "ba", "er")
+
+#: Each generator's smallest node count with the study's parameters, and why.
+_MIN_NODES = {
+    "ws": (10, "Watts-Strogatz joins each node to k = n // 5 >= 2 neighbours"),
+    "ba": (10, "Barabasi-Albert attaches m = n // 10 >= 1 edges per new node"),
+    "er": (10, "Erdos-Renyi takes its edge probability from k = n // 5 >= 2"),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +85,11 @@ class StructureConfig(Config):
 
     ``gate_layout``: GRU/LSTM i2h mask rows, ``"blocked"`` (graph-faithful) or
     ``"interleaved"`` (the study's code); see :class:`~sparsernn.nn.StructuredRNN`.
+
+    ``graphs_from`` names a folder of graph files (``*.graphml``, ``*.edgelist``, node-link
+    ``*.json``; ``*.gpickle`` only with ``allow_pickle``, as unpickling runs code): its graphs,
+    one per file, replace the generators' (``generators``, ``n_graphs`` and ``nodes`` are then
+    unused). See :func:`sparsernn.experiments.inputs.read_graph_dir`.
     """
 
     enabled: bool = True
@@ -86,6 +99,8 @@ class StructureConfig(Config):
     epochs: int = 15
     batch_size: int = 128
     gate_layout: str = "blocked"
+    graphs_from: str | None = None
+    allow_pickle: bool = False
 
     def __post_init__(self) -> None:
         if self.gate_layout not in GATE_LAYOUTS:
@@ -100,11 +115,17 @@ class StructureConfig(Config):
         if self.n_graphs < 0:
             raise ConfigError(f"n_graphs={self.n_graphs} must be >= 0")
         lo, hi = self.nodes
-        if not 10 <= lo <= hi:
-            raise ConfigError(
-                f"nodes range {lo}:{hi} is invalid; need 10 <= lo <= hi "
-                "(Barabasi-Albert needs n // 10 >= 1)"
-            )
+        if lo > hi:
+            raise ConfigError(f"nodes range {lo}:{hi} is invalid; need lo <= hi")
+        for g in self.generators if self.graphs_from is None else ():
+            least, why = _MIN_NODES[g]
+            if lo < least:
+                raise ConfigError(
+                    f"nodes range {lo}:{hi} is too small for generator {g!r}: {why}, "
+                    f"so it needs n >= {least}"
+                )
+        if not isinstance(self.allow_pickle, bool):
+            raise ConfigError(f"structure allow_pickle={self.allow_pickle!r} must be true/false")
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("structure epochs and batch_size must be >= 1")
 
@@ -168,12 +189,28 @@ PROFILES: dict[str, StudyConfig] = {
 def load_study_config(path: str | Path, base: StudyConfig | None = None) -> StudyConfig:
     """Read a study TOML file; its tables override ``base`` (default: the ``full`` profile).
 
-    A top-level ``profile = "quick"`` key picks the base profile.
+    A top-level ``profile = "quick"`` key picks the base profile. Relative file paths
+    (``[data] train_csv``/``test_csv``, ``[structure] graphs_from``) are taken relative to the
+    TOML file's folder and made absolute.
     """
     data = load_toml(path)
+    _absolute_paths(data, Path(path).absolute().parent)
     name = data.pop("profile", None)
     start = profile(name) if name else (base or StudyConfig())
     return merge(start, data, where=str(path))
+
+
+#: The study's file paths: (table, key) of each, in a TOML file or CLI overrides.
+PATH_FIELDS = (("data", "train_csv"), ("data", "test_csv"), ("structure", "graphs_from"))
+
+
+def _absolute_paths(data: dict[str, Any], folder: Path) -> None:
+    """Make the :data:`PATH_FIELDS` of ``data`` absolute, relative ones taken from ``folder``."""
+    for table, name in PATH_FIELDS:
+        section = data.get(table)
+        value = section.get(name) if isinstance(section, dict) else None
+        if isinstance(value, str) and value:
+            section[name] = os.path.abspath(folder / Path(value).expanduser())
 
 
 def merge(config: StudyConfig, overrides: dict[str, Any], where: str = "overrides") -> StudyConfig:

@@ -24,8 +24,11 @@ class StudyResults:
     - ``pruning``: long format (cell, seed, target, amount, epoch) -> ``accuracy``, ``loss``;
       epoch 0 is right after pruning. ``pruning_points`` has one row per point with
       ``post_prune_accuracy``, ``final_accuracy``, ``achieved_sparsity``.
-    - ``structure``: one row per trained graph network: cell, generator, graph_id, seed,
-      test_accuracy, test_loss, the graph properties, ``n_parameters``, ``wall_s``.
+    - ``structure``: one row per trained graph network: cell, generator, graph_id, graph,
+      seed, test_accuracy, test_loss, the graph properties, ``n_parameters``, ``wall_s``.
+      Graphs read from files (``graphs_from``) have generator ``"file"``, ``graph`` = the
+      file stem, ``graph_sha256`` and ``graph_id`` = their index in name order; generated
+      graphs have ``graph`` None.
     - ``study``: the study config dict; ``failures``: failed units.
     """
 
@@ -53,6 +56,7 @@ _POINT_COLS = [
     "wall_s",
 ]
 _STRUCT_ID = ["cell", "generator", "graph_id", "seed"]
+_STRUCT_LEAD = ["cell", "generator", "graph_id", "graph", "seed", "test_accuracy", "test_loss"]
 
 
 def _strip(df: pd.DataFrame) -> pd.DataFrame:
@@ -68,6 +72,9 @@ def _current_keys(store: ResultsStore, kind: str) -> set[str] | None:
     from sparsernn.experiments.config import study_from_store
     from sparsernn.experiments.units import plan_units
 
+    keys = store.get_meta(f"keys:{kind}")
+    if keys is not None:  # stored by run_study: no need to read the study's files again
+        return set(keys)
     config = store.get_meta(f"study:{kind}")
     if not config:
         return None
@@ -78,6 +85,25 @@ def _only(df: pd.DataFrame, keys: set[str] | None) -> pd.DataFrame:
     if keys is None or df.empty:
         return df
     return df[df["key"].isin(keys)].reset_index(drop=True)
+
+
+def _graph_ids(struct: pd.DataFrame) -> pd.DataFrame:
+    """Give file graphs (generator ``"file"``) a ``graph_id``: their index in name order.
+
+    It is not part of their units' keys (adding a file renumbers, but retrains nothing).
+    """
+    if "graph" not in struct.columns:
+        struct = struct.assign(graph=None)
+    files = struct["generator"] == "file"
+    if files.any():
+        names = sorted(struct.loc[files, "graph"].astype(str).unique())
+        ids = struct.loc[files, "graph"].astype(str).map({n: i for i, n in enumerate(names)})
+        if "graph_id" not in struct.columns:
+            struct = struct.assign(graph_id=pd.NA)
+        struct["graph_id"] = struct["graph_id"].astype(object)
+        struct.loc[files, "graph_id"] = ids
+        struct["graph_id"] = struct["graph_id"].astype(int)
+    return struct
 
 
 def load_results(study_dir: str | os.PathLike[str]) -> StudyResults:
@@ -139,16 +165,18 @@ def load_results(study_dir: str | os.PathLike[str]) -> StudyResults:
                 "attempts",
                 "node_range",
                 "edge_list",
+                "graph_edges",
+                "n_nodes",
                 "layer_sizes",
             )
             or c.startswith(("data.", "train."))
         ]
-        struct = struct.drop(columns=drop)
-        lead = [c for c in _STRUCT_ID + ["test_accuracy", "test_loss"] if c in struct.columns]
+        struct = _graph_ids(struct.drop(columns=drop))
+        lead = [c for c in _STRUCT_LEAD if c in struct.columns]
         struct = struct[lead + [c for c in struct.columns if c not in lead]]
         struct = struct.sort_values(_STRUCT_ID).reset_index(drop=True)
     else:
-        struct = pd.DataFrame(columns=_STRUCT_ID + ["test_accuracy", "test_loss"])
+        struct = pd.DataFrame(columns=_STRUCT_LEAD)
     return StudyResults(
         study_dir=Path(study_dir),
         study=study,

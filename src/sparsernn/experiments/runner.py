@@ -28,6 +28,7 @@ from typing import Any
 
 from sparsernn.errors import ConfigError, SparsernnError
 from sparsernn.experiments.config import StudyConfig
+from sparsernn.experiments.inputs import resolve_inputs
 from sparsernn.experiments.units import Unit, execute_job, plan_units
 from sparsernn.store import ResultsStore, artefact_dir, atomic_write_bytes
 
@@ -162,7 +163,7 @@ class _Progress:
 
 
 def _payload(units: tuple[Unit, ...]) -> list[dict[str, Any]]:
-    return [{"kind": u.kind, "config": u.config} for u in units]
+    return [{"kind": u.kind, "config": u.config, "runtime": u.runtime} for u in units]
 
 
 def _lost(error: str) -> dict[str, Any]:
@@ -401,13 +402,20 @@ def run_study(
     workers = workers or _n_cores()
     run = StudyRun(Path(out))
     t0 = time.perf_counter()
-    units = [u for u in plan_units(study) if kinds is None or u.kind in kinds]
+    planned = study
+    if kinds is not None and "structure" not in kinds:  # its graph files are not read
+        planned = study.replace(structure=study.structure.replace(enabled=False))
+    # Every file the study names is read and checked here, before the store is touched.
+    units = plan_units(planned, resolve_inputs(planned))
+    units = [u for u in units if kinds is None or u.kind in kinds]
     run.total = len(units)
     with ResultsStore.open(out) as store:
         store.set_meta("study", study.to_dict())
         store.set_meta("kinds", sorted({u.kind for u in units}))
         for kind in {u.kind for u in units}:  # which config each kind of result belongs to
             store.set_meta(f"study:{kind}", study.to_dict())
+            # its units' keys, so that results are found without reading the study's files
+            store.set_meta(f"keys:{kind}", sorted(u.key for u in units if u.kind == kind))
         atomic_write_bytes(store.study_dir / "study.toml", study.to_toml().encode())
         done = store.keys(status="done")
         failed = store.keys(status="failed")

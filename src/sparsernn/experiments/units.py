@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import json
 import time
 import traceback
 from typing import Any
@@ -19,7 +20,9 @@ import torch
 from sparsernn._seed import derive_seed
 from sparsernn.config import config_key
 from sparsernn.data import DataSpec, make_dataset
+from sparsernn.errors import DataError
 from sparsernn.experiments.config import StudyConfig
+from sparsernn.experiments.inputs import StudyInputs, data_identity, resolve_inputs
 from sparsernn.models import ModelConfig, build_model
 from sparsernn.train import (
     EncodedData,
@@ -39,11 +42,19 @@ CODE_VERSION = "1"
 
 @dataclasses.dataclass(frozen=True)
 class Unit:
-    """One unit of work: ``kind`` in {base, prune, structure}, its config and dependencies."""
+    """One unit of work: ``kind`` in {base, prune, structure}, its config and dependencies.
+
+    ``config`` is the unit's identity (its key is the hash of it) and is stored with its
+    result. ``runtime`` is what a worker needs besides, that must not change the key: today
+    ``{"data": <DataSpec dict with absolute CSV paths>}`` for a study on CSV files (see
+    :mod:`sparsernn.experiments.inputs`); it travels with the unit, is not stored, and is None
+    for generated data.
+    """
 
     kind: str
     config: dict[str, Any]
     depends_on: str | None = None
+    runtime: dict[str, Any] | None = dataclasses.field(default=None, compare=False)
 
     @property
     def key(self) -> str:
@@ -56,10 +67,11 @@ class Unit:
             return f"base {c['cell']} seed={c['seed']}"
         if self.kind == "prune":
             return f"prune {c['cell']} {c['target']} {c['amount']:g}% seed={c['seed']}"
-        return f"structure {c['cell']} {c['generator']}#{c['graph_id']} seed={c['seed']}"
+        graph = f"file {c['graph']}" if c["generator"] == "file" else f"{c['generator']}#"
+        return f"structure {c['cell']} {graph}{c.get('graph_id', '')} seed={c['seed']}"
 
 
-def _base_config(study: StudyConfig, cell: str, seed: int) -> dict[str, Any]:
+def _base_config(study: StudyConfig, cell: str, seed: int, data: dict[str, Any]) -> dict[str, Any]:
     model = ModelConfig(
         cell=cell,
         embedding_dim=study.embedding_dim,
@@ -70,7 +82,7 @@ def _base_config(study: StudyConfig, cell: str, seed: int) -> dict[str, Any]:
     return {
         "cell": cell,
         "seed": seed,
-        "data": study.data.to_dict(),
+        "data": data,
         "model": model.to_dict(),
         "train": train.to_dict(),
     }
@@ -88,12 +100,20 @@ def bundle_size(bundle: int, cell: str, n_points: int) -> int:
     return max(1, n_points) if cell in BUNDLED_CELLS else 1
 
 
-def plan_units(study: StudyConfig) -> list[Unit]:
-    """Every unit of a study, bases first (pruning units depend on them)."""
+def plan_units(study: StudyConfig, inputs: StudyInputs | None = None) -> list[Unit]:
+    """Every unit of a study, bases first (pruning units depend on them).
+
+    ``inputs`` are the study's files as :func:`~sparsernn.experiments.inputs.resolve_inputs`
+    read them; without it they are read here (a missing or malformed file raises).
+    """
+    if inputs is None:
+        inputs = resolve_inputs(study)
+    data = inputs.data
+    runtime = {"data": inputs.data_runtime} if inputs.data_runtime is not None else None
     units: list[Unit] = []
     for cell in study.cells:
         for seed in study.seeds:
-            base = Unit("base", _base_config(study, cell, seed))
+            base = Unit("base", _base_config(study, cell, seed, data), runtime=runtime)
             units.append(base)
             if not study.pruning.enabled:
                 continue
@@ -110,46 +130,76 @@ def plan_units(study: StudyConfig) -> list[Unit]:
                         "amount": float(amount),
                         "scope": p.scope,
                         "retrain": retrain.to_dict(),
-                        "data": study.data.to_dict(),
+                        "data": data,
                     }
                     if bundle > 1:  # one-by-one units keep the keys they had before bundles
                         cfg["bundle"] = bundle
-                    units.append(Unit("prune", cfg, depends_on=base.key))
+                    units.append(Unit("prune", cfg, depends_on=base.key, runtime=runtime))
     s = study.structure
     if s.enabled:
         for cell in study.cells:
             for seed in study.seeds:
-                for gen in s.generators:
-                    for graph_id in range(s.n_graphs):
-                        train = dataclasses.replace(
-                            study.train, epochs=s.epochs, batch_size=s.batch_size, seed=seed
-                        )
-                        cfg = {
-                            "cell": cell,
-                            "seed": seed,
-                            "generator": gen,
-                            "graph_id": graph_id,
-                            "node_range": list(s.nodes),
-                            "data": study.data.to_dict(),
-                            "train": train.to_dict(),
-                        }
-                        if s.gate_layout != "blocked":  # keep the keys of blocked runs
-                            cfg["gate_layout"] = s.gate_layout
-                        units.append(Unit("structure", cfg))
+                train = dataclasses.replace(
+                    study.train, epochs=s.epochs, batch_size=s.batch_size, seed=seed
+                )
+                common = {"cell": cell, "seed": seed, "data": data, "train": train.to_dict()}
+                if s.gate_layout != "blocked":  # keep the keys of blocked runs
+                    common["gate_layout"] = s.gate_layout
+                for graph in _structure_graphs(s, inputs):
+                    units.append(Unit("structure", {**common, **graph}, runtime=runtime))
     return units
+
+
+def _structure_graphs(s, inputs: StudyInputs) -> list[dict[str, Any]]:
+    """The graph part of each structure unit's config: a generator's graph, or a file's."""
+    if inputs.graphs is None:
+        return [
+            {"generator": gen, "graph_id": graph_id, "node_range": list(s.nodes)}
+            for gen in s.generators
+            for graph_id in range(s.n_graphs)
+        ]
+    # File graphs: no position (graph_id) in the key, so adding a file retrains nothing else.
+    return [
+        {
+            "generator": "file",
+            "graph": g.name,
+            "graph_sha256": g.sha256,
+            "n_nodes": g.n_nodes,
+            "graph_edges": [list(e) for e in g.edges],
+        }
+        for g in inputs.graphs
+    ]
 
 
 # ---------------------------------------------------------------------------------- execution
 @functools.lru_cache(maxsize=4)
-def _data(spec_json: str, device: str):
+def _data(spec_json: str, identity_json: str | None, device: str):
     spec = DataSpec.from_json(spec_json)
+    if identity_json is not None and data_identity(spec) != json.loads(identity_json):
+        raise DataError(
+            f"data files changed since the study was planned ({spec.train_csv}, "
+            f"{spec.test_csv}); rerun the command to plan units for their new content"
+        )
     train, test = make_dataset(spec)
     dev = torch.device(device)
     return EncodedData(train, dev), EncodedData(test, dev)
 
 
 def _datasets(cfg: dict[str, Any], device: torch.device):
-    return _data(DataSpec.from_dict(cfg["data"]).to_json(), str(device))
+    """The encoded (train, test) data of a unit config (as :func:`_with_runtime` made it)."""
+    identity = cfg.get("data_identity")
+    identity_json = None if identity is None else json.dumps(identity, sort_keys=True)
+    return _data(DataSpec.from_dict(cfg["data"]).to_json(), identity_json, str(device))
+
+
+def _with_runtime(unit: dict[str, Any]) -> dict[str, Any]:
+    """A unit payload's config as its worker uses it: with the CSV paths from ``runtime``
+    in ``data`` and the planned identity of the data in ``data_identity``."""
+    cfg = unit["config"]
+    runtime = unit.get("runtime") or {}
+    if runtime.get("data") is None:
+        return cfg
+    return {**cfg, "data": runtime["data"], "data_identity": cfg["data"]}
 
 
 def _run_base(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -245,9 +295,12 @@ def _prune_result(cfg, model, base, post, history) -> dict[str, Any]:
 
 
 def structure_graph(cfg: dict[str, Any]):
-    """The graph of a structure unit: graph ``graph_id`` of its generator's seeded stream."""
-    from sparsernn.graphs import sample_graphs
+    """The graph of a structure unit: graph ``graph_id`` of its generator's seeded stream, or,
+    for ``generator == "file"``, the graph its config carries (``graph_edges``, ``n_nodes``)."""
+    from sparsernn.graphs import graph_from_edges, sample_graphs
 
+    if cfg["generator"] == "file":
+        return graph_from_edges(cfg["graph_edges"], cfg["n_nodes"])
     lo, hi = cfg["node_range"]
     return sample_graphs(cfg["generator"], cfg["graph_id"] + 1, (lo, hi), seed=cfg["seed"])[-1]
 
@@ -267,7 +320,8 @@ def _run_structure(cfg: dict[str, Any]) -> dict[str, Any]:
         n_nodes=graph.number_of_nodes(),
         gate_layout=cfg.get("gate_layout", "blocked"),
     )
-    seed = derive_seed(cfg["seed"], "init", cfg["cell"], cfg["generator"], cfg["graph_id"])
+    graph_id = cfg["graph_sha256"] if cfg["generator"] == "file" else cfg["graph_id"]
+    seed = derive_seed(cfg["seed"], "init", cfg["cell"], cfg["generator"], graph_id)
     model = build_model(model_cfg, seed=seed).to(device)
     curve = fit(model, train, test, train_cfg)
     props = properties(graph)
@@ -288,17 +342,18 @@ def execute(unit: dict[str, Any], base_bytes: bytes | None = None) -> dict[str, 
     started = time.time()
     t0 = time.perf_counter()
     try:
+        cfg = _with_runtime(unit)
         if unit["kind"] == "base":
-            out = _run_base(unit["config"])
+            out = _run_base(cfg)
         elif unit["kind"] == "prune":
             if base_bytes is None:
                 raise RuntimeError("pruning unit needs its base model's checkpoint")
-            if unit["config"].get("bundle", 1) > 1:  # a bundle of one: still train_many
-                out = _run_prune_many([unit["config"]], base_bytes)[0]
+            if cfg.get("bundle", 1) > 1:  # a bundle of one: still train_many
+                out = _run_prune_many([cfg], base_bytes)[0]
             else:
-                out = _run_prune(unit["config"], base_bytes)
+                out = _run_prune(cfg, base_bytes)
         elif unit["kind"] == "structure":
-            out = _run_structure(unit["config"])
+            out = _run_structure(cfg)
         else:
             raise ValueError(f"unknown unit kind {unit['kind']!r}")
         out["status"] = "done"
@@ -324,7 +379,7 @@ def execute_job(units: list[dict[str, Any]], base_bytes: bytes | None = None) ->
             raise ValueError("a job of several units must be pruning units of one bundle")
         if base_bytes is None:
             raise RuntimeError("pruning units need their base model's checkpoint")
-        outs = _run_prune_many([u["config"] for u in units], base_bytes)
+        outs = _run_prune_many([_with_runtime(u) for u in units], base_bytes)
         for out in outs:
             out["status"] = "done"
     except Exception:  # noqa: BLE001 - a failing bundle fails each of its units

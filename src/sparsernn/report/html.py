@@ -592,7 +592,9 @@ def _structure(ctx: _Context) -> list[str]:
         ctx.table("structure_mean_accuracy", table, "Mean test accuracy"),
     ]
     gens = sorted(df["generator"].astype(str).unique())
-    if len(gens) < 2:
+    if "file" in gens:
+        out.append(_file_graphs(ctx, df))
+    if len(gens) < 2 and gens != ["file"]:  # (the user's own graphs: nothing to add)
         out.append(
             _p(
                 f"Only one generator ({', '.join(gens)}) in this study; the study pooled "
@@ -610,6 +612,19 @@ def _structure(ctx: _Context) -> list[str]:
         )
     )
     return out
+
+
+def _file_graphs(ctx: _Context, df: pd.DataFrame) -> str:
+    """Mean test accuracy per graph read from a file (``graphs_from``), over seeds."""
+    files = df[df["generator"].astype(str) == "file"]
+    cols = [c for c in ("nodes", "edges", "layers") if c in files.columns]
+    table = files.groupby(["cell", "graph_id", "graph"], as_index=False).agg(
+        mean_accuracy=("test_accuracy", "mean"),
+        n=("test_accuracy", "size"),
+        **{c: (c, "first") for c in cols},
+    )
+    table = _cell_sorted(table, ["graph_id"])
+    return ctx.table("structure_graphs", table, "Mean test accuracy per graph file (over seeds)")
 
 
 def _constant_note(ctx: _Context) -> str:
