@@ -229,7 +229,7 @@ class DataSpec(Config):
         return self.train_csv is not None
 
     def fingerprint(self) -> dict[str, Any]:
-        """:meth:`to_dict` with each CSV path replaced by the file's content hash and name.
+        """:meth:`to_dict` with each CSV path replaced by ``{"sha256": <hex of its content>}``.
 
         This is what identifies the data in a run key: an edited file is a new study, a moved
         or renamed one is not.
@@ -245,7 +245,7 @@ class DataSpec(Config):
             if path is not None:
                 read_csv(path)  # refuses malformed files before anything runs
                 digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-                out[name] = {"sha256": digest, "name": Path(path).name}
+                out[name] = {"sha256": digest}
         return out
 
     @property

@@ -88,25 +88,17 @@ def _csv_paths(spec: DataSpec) -> dict[str, str | None]:
 
 
 def data_identity(spec: DataSpec) -> dict[str, Any]:
-    """The part of a unit's key that says which data it trains on.
+    """The part of a unit's key that says which data it trains on: ``spec.fingerprint()``.
 
-    Generated data: ``spec.to_dict()`` (which is also its fingerprint). CSV data:
-    ``spec.fingerprint()`` with each file reduced to ``{"sha256": ...}`` (its name dropped: a
-    renamed file is the same data).
+    Generated data: ``spec.to_dict()``. CSV data: each file reduced to ``{"sha256": ...}`` of its
+    content (a moved or renamed file is the same data).
 
     Raises
     ------
     DataError
         A CSV file is missing or malformed.
     """
-    paths = _csv_paths(spec)
-    if all(p is None for p in paths.values()):
-        return spec.to_dict()
-    out = spec.fingerprint()
-    for name in _CSV_FIELDS:
-        if isinstance(out.get(name), dict):
-            out[name] = {"sha256": out[name]["sha256"]}
-    return out
+    return spec.fingerprint()
 
 
 def graph_sha256(n_nodes: int, edges: Any) -> str:
