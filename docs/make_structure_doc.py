@@ -18,16 +18,10 @@ from sparsernn.analysis import correlations, mean_ci, published_correlations
 from sparsernn.analysis.published import published_mean_accuracy
 from sparsernn.experiments.results import load_results
 from sparsernn.report import markdown_table
+from sparsernn.report.plots import KEY_FEATURES
 
 CELLS = ["rnn_tanh", "rnn_relu", "gru", "lstm"]
-PUBLISHED_FEATURES = [
-    "nodes",
-    "edges",
-    "source_nodes",
-    "closeness_var",
-    "nodes_betweenness_var",
-    "degree_var",
-]
+PUBLISHED_FEATURES = list(KEY_FEATURES)  # the six properties the study correlated
 
 
 def _ci(values: np.ndarray) -> tuple[str, float, float]:
