@@ -1,5 +1,8 @@
 """Write docs/pruning.md from a pruning study directory: ``python docs/make_pruning_doc.py DIR``.
 
+``python docs/make_pruning_doc.py DIR OUT BASES`` adds a table of the base models of the store
+``BASES`` over all its seeds (mean and 95% interval beside the published accuracy).
+
 Every number in the generated page comes from the study's results store and from
 ``sparsernn.analysis.published``; nothing is typed in by hand.
 """
@@ -13,6 +16,7 @@ import pandas as pd
 
 from sparsernn.analysis import (
     epochs_to_recover,
+    mean_ci,
     published_base_accuracy,
     published_post_prune,
     published_safe_pruning,
@@ -45,7 +49,27 @@ def _bundle_note(bundle: int | None) -> str:
     return f"Pruning points were retrained in bundles of {bundle} (`--bundle {bundle}`)."
 
 
-def main(study_dir: str, out: str = "docs/pruning.md") -> None:
+def _seed_table(bases_dir: str) -> pd.DataFrame:
+    """Base accuracy per cell over seeds: mean [95% t-interval], published, inside or not."""
+    base = load_results(bases_dir).base
+    published = published_base_accuracy().set_index("cell")["base_accuracy"]
+    rows = []
+    for cell, grp in _cell_order(base).groupby("cell", sort=False):
+        mean, lo, hi = mean_ci(grp["base_accuracy"].to_numpy(float), bounds=(0, 1))
+        rows.append(
+            {
+                "cell": cell,
+                "seeds": len(grp),
+                "per seed": ", ".join(f"{a:.3f}" for a in grp["base_accuracy"]),
+                "mean [95% CI]": f"{mean:.3f} [{lo:.3f}, {hi:.3f}]",
+                "published": f"{published[cell]:.3f}",
+                "published inside?": "yes" if lo <= published[cell] <= hi else "no",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def main(study_dir: str, out: str = "docs/pruning.md", bases_dir: str | None = None) -> None:
     res = load_results(study_dir)
     tol = float(res.study.get("pruning", {}).get("tolerance", 0.01))
     retrain = int(res.study.get("pruning", {}).get("retrain_epochs", 0))
@@ -113,6 +137,19 @@ def main(study_dir: str, out: str = "docs/pruning.md") -> None:
         "",
         "## Base models (50 epochs)",
         "",
+        *(
+            [
+                f"All seeds of `{bases_dir}` (the study's protocol and data; the pruning grid "
+                "below starts from seed 0):",
+                "",
+                markdown_table(_seed_table(bases_dir)),
+                "",
+                "Seed 0, the base of the pruning grid:",
+                "",
+            ]
+            if bases_dir
+            else []
+        ),
         markdown_table(base.round(3)),
         "",
         "## Tolerated sparsity (%): largest amount within the tolerance of the base model",
