@@ -169,6 +169,15 @@ def data_compare(file_a, file_b, grammar):
 
 
 # ----------------------------------------------------------------------------------- train
+_THREADS = click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Torch intra-op threads [default: OMP_NUM_THREADS if set, else 1: these small models "
+    "gain nothing from more, and a busy machine makes more much slower].",
+)
+
+
 @cli.command()
 @click.option("--cell", default="gru", show_default=True, type=click.Choice(ALL_CELLS))
 @click.option("--epochs", default=50, show_default=True)
@@ -198,6 +207,7 @@ def data_compare(file_a, file_b, grammar):
     help="Batch strings of similar length (faster; deviates from the study).",
 )
 @click.option("--out", type=click.Path(path_type=Path), help="Save the checkpoint here.")
+@_THREADS
 @_friendly
 def train(
     cell,
@@ -216,10 +226,13 @@ def train(
     device,
     bucket,
     out,
+    threads,
 ):
     """Train the study's base model and print its per-epoch table."""
     from sparsernn.workflows import train_base_model
 
+    if epochs < 1:
+        raise ConfigError(f"--epochs {epochs}: nothing to train; give --epochs 1 or more")
     history, _ = train_base_model(
         cell=cell,
         epochs=epochs,
@@ -238,6 +251,7 @@ def train(
         bucket=bucket,
         out=out,
         progress=True,
+        threads=threads,
     )
     click.echo(
         _table(
@@ -272,8 +286,9 @@ def train(
     help="Let --graph read a .gpickle (unpickling runs code: only for files you trust).",
 )
 @click.option("--batch-size", default=32, show_default=True)
+@_THREADS
 @_friendly
-def evaluate(checkpoint, test_csv, cell, graph_file, allow_pickle, batch_size):
+def evaluate(checkpoint, test_csv, cell, graph_file, allow_pickle, batch_size, threads):
     """Evaluate a checkpoint (ours, or the study's with --study-format CELL) on a CSV."""
     from sparsernn.compat import load_study_checkpoint, load_study_structure_checkpoint
     from sparsernn.data import read_csv
@@ -291,7 +306,7 @@ def evaluate(checkpoint, test_csv, cell, graph_file, allow_pickle, batch_size):
         model = load_study_checkpoint(checkpoint, cell)
     else:
         model = load_checkpoint(checkpoint)[0]
-    res = _evaluate(model, read_csv(test_csv), batch_size)
+    res = _evaluate(model, read_csv(test_csv), batch_size, threads=threads)
     click.echo(f"accuracy {res['accuracy']:.4f}  loss {res['loss']:.4f}")
 
 

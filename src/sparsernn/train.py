@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sparsernn._seed import derive_seed
+from sparsernn._threads import resolve_threads, torch_threads
 from sparsernn.config import Config
 from sparsernn.data import Dataset, encode
 from sparsernn.errors import ConfigError, DataError
@@ -45,6 +46,9 @@ class TrainConfig(Config):
 
     ``bucket=True`` groups strings of similar length into batches, which cuts padded steps but
     changes the model's input (the study reads the last PADDED step): a documented deviation.
+    ``threads``: torch intra-op threads while training; None = auto (``OMP_NUM_THREADS`` when
+    set, else 1, see :func:`fit`). Left out of :meth:`to_dict` when None, so run keys made
+    before the field existed still match.
     """
 
     epochs: int = 50
@@ -56,8 +60,11 @@ class TrainConfig(Config):
     eval_batch_size: int | None = None
     seed: int = 0
     device: str = "auto"
+    threads: int | None = None
 
     def __post_init__(self) -> None:
+        if self.threads is not None:
+            resolve_threads(self.threads)  # raises ConfigError unless an integer >= 1
         if self.epochs < 0:
             raise ConfigError(f"epochs={self.epochs} must be >= 0")
         if self.batch_size < 1:
@@ -70,6 +77,12 @@ class TrainConfig(Config):
             raise ConfigError(f"clip={self.clip} must be > 0 (or None for no clipping)")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"device={self.device!r}; choose auto, cpu or cuda[:N]")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        if data.get("threads") is None:
+            data.pop("threads", None)
+        return data
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -118,15 +131,26 @@ def _epoch_order(n: int, lengths: np.ndarray, cfg: TrainConfig, rng: np.random.G
     return np.concatenate([batches[i] for i in rng.permutation(len(batches))])
 
 
-@torch.no_grad()
 def evaluate(
-    model: nn.Module, dataset: Dataset | EncodedData, batch_size: int = 32
+    model: nn.Module,
+    dataset: Dataset | EncodedData,
+    batch_size: int = 32,
+    *,
+    threads: int | None = None,
 ) -> dict[str, float]:
     """Accuracy and mean cross-entropy over ``dataset`` in file order.
 
     Batches are taken in order, each zero-padded to its own longest string (as the study did),
-    so the result depends on ``batch_size``.
+    so the result depends on ``batch_size``. ``threads``: torch intra-op threads for this call
+    (None: ``OMP_NUM_THREADS`` when set, else 1; see :func:`fit`).
     """
+    with torch_threads(threads), torch.no_grad():
+        return _evaluate(model, dataset, batch_size)
+
+
+def _evaluate(
+    model: nn.Module, dataset: Dataset | EncodedData, batch_size: int
+) -> dict[str, float]:
     device = next(model.parameters()).device
     data = dataset if isinstance(dataset, EncodedData) else EncodedData(dataset, device)
     was_training = model.training
@@ -156,9 +180,19 @@ def fit(
     epoch's batches), ``test_loss``, ``test_accuracy`` (when ``test`` is given) and
     ``epoch_time`` (seconds of training, evaluation excluded). A fresh Adam is made unless
     ``optimizer`` is given. Masked weights stay zero: their gradient is zero, so Adam leaves them.
+
+    Threads: these models are too small for torch's intra-op threads to help, and beside other
+    busy processes the default count (one per core) made an epoch up to 60x slower. So ``fit``
+    runs with 1 thread unless you choose: ``config.threads=N``, or ``OMP_NUM_THREADS`` in the
+    environment. The count, and flush-to-zero for denormals, hold for this call only: both are
+    restored when ``fit`` returns (:func:`sparsernn._threads.torch_threads`).
     """
     cfg = config or TrainConfig()
-    torch.set_flush_denormal(True)  # masked ReLU nets otherwise hit slow denormal arithmetic
+    with torch_threads(cfg.threads):
+        return _fit(model, train, test, cfg, optimizer, progress, on_epoch)
+
+
+def _fit(model, train, test, cfg, optimizer, progress, on_epoch) -> list[dict[str, Any]]:
     device = next(model.parameters()).device
     train_data = train if isinstance(train, EncodedData) else EncodedData(train, device)
     test_data = None
@@ -196,7 +230,8 @@ def fit(
             "epoch_time": time.perf_counter() - t0,
         }
         if test_data is not None:
-            res = evaluate(model, test_data, eval_bs)
+            with torch.no_grad():
+                res = _evaluate(model, test_data, eval_bs)
             record["test_loss"], record["test_accuracy"] = res["loss"], res["accuracy"]
         history.append(record)
         if bar is not None:
