@@ -26,7 +26,6 @@ import json
 import os
 import socket
 import sqlite3
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -35,6 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from sparsernn import _files
 from sparsernn.errors import StoreError
 
 if TYPE_CHECKING:
@@ -690,51 +690,22 @@ class ResultsStore:
 # Files beside the store
 
 
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (best effort where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def atomic_save(
     obj: Any, path: str | os.PathLike[str], save_fn: Callable[[Any, IO[bytes]], Any]
 ) -> Path:
     """Save ``obj`` by ``save_fn(obj, binary_file)``; ``path`` is then the old or the new file.
 
     Writes to a temporary file in the same directory, fsyncs it, then renames it over ``path``;
-    if ``save_fn`` raises, the temporary file is removed and ``path`` is untouched. ``torch.save``
-    and ``pickle.dump`` fit ``save_fn`` as they are.
+    if ``save_fn`` raises, the temporary file is removed and ``path`` is untouched. The file gets
+    the mode of the file it replaces, or ``0o666 & ~umask`` (see :mod:`sparsernn._files`).
+    ``torch.save`` and ``pickle.dump`` fit ``save_fn`` as they are.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            save_fn(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-    return path
+    return _files.atomic_write(path, lambda fh: save_fn(obj, fh))
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (see :func:`atomic_save`)."""
-    return atomic_save(data, path, lambda payload, fh: fh.write(payload))
+    return _files.atomic_write_bytes(path, data)
 
 
 def artefact_dir(store: ResultsStore, key: str) -> Path:

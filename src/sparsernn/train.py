@@ -9,8 +9,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sparsernn._files import atomic_write_bytes
 from sparsernn._seed import derive_seed
 from sparsernn._threads import resolve_threads, torch_threads
 from sparsernn.config import Config
@@ -285,21 +284,8 @@ def checkpoint_bytes(model: SequenceClassifier, metrics: dict[str, Any] | None =
 def save_checkpoint(
     path: str | Path, model: SequenceClassifier, metrics: dict[str, Any] | None = None
 ) -> Path:
-    """Write :func:`checkpoint_bytes` atomically (temp file, fsync, rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = checkpoint_bytes(model, metrics)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write :func:`checkpoint_bytes` atomically (temp file, fsync, rename), mode as ``open``'s."""
+    return atomic_write_bytes(path, checkpoint_bytes(model, metrics))
 
 
 def load_checkpoint(
