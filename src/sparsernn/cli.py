@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from sparsernn.errors import ConfigError, SparsernnError
+from sparsernn.errors import ConfigError, SparsernnError, StoreError
 
 ALL_CELLS = ("rnn_tanh", "rnn_relu", "gru", "lstm")
 
@@ -26,15 +26,28 @@ def _friendly(fn):
         try:
             return fn(*args, **kwargs)
         except SparsernnError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {_own_fix(exc)}", err=True)
             sys.exit(2)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM during a study (Terminated)
             click.echo(
                 "interrupted: finished units are stored; rerun the command to resume", err=True
             )
-            sys.exit(130)
+            sys.exit(128 + int(getattr(exc, "signum", 2)))
 
     return wrapper
+
+
+def _own_fix(exc: SparsernnError) -> str:
+    """The message, with a store's "use another directory" fix worded for this command."""
+    if not (isinstance(exc, StoreError) and exc.elsewhere):
+        return str(exc)
+    name = click.get_current_context(silent=True)
+    name = name.info_name if name is not None else ""
+    if name in ("status", "report"):
+        fix = f"give {name} the directory a study command wrote (its --out DIR)"
+    else:
+        fix = "move it aside or choose another --out directory"
+    return f"{exc.problem}; {fix}"
 
 
 def _cells(text: str) -> tuple[str, ...]:
@@ -519,6 +532,11 @@ def structure(
         gate_layout=gate_layout,
     )
     study = merge(_start(config_file, StudyConfig()), over, "command line")
+    if not study.structure.enabled or study.structure.n_graphs < 1:
+        what = f"{study.structure.n_graphs} graphs per generator"
+        if not study.structure.enabled:
+            what = "structure.enabled = false"
+        raise ConfigError(f"{what}: nothing was asked for; give --graphs 1 or more")
     _run(study, out, ("structure",), workers, executor, address, gpus_per_unit, retry_failed)
     click.echo("\n" + structure_summary(out).to_string(index=False))
 

@@ -172,8 +172,16 @@ def _header(path: Path) -> bytes | None:
         raise StoreError(f"{path} cannot be read ({exc.strerror}); check its permissions") from None
 
 
+#: The fix of a store that cannot be used at all (the CLI words it per command).
+_ELSEWHERE = "move it aside or use another study directory"
+
+
+def _unusable(problem: str) -> StoreError:
+    return StoreError(problem, _ELSEWHERE, elsewhere=True)
+
+
 def _not_ours(path: Path) -> StoreError:
-    return StoreError(f"{path} is not a sparsernn results store; choose another --out directory")
+    return _unusable(f"{path} is not a sparsernn results store")
 
 
 def _connect_readonly(path: Path) -> sqlite3.Connection:
@@ -196,18 +204,14 @@ def _check_meta(conn: sqlite3.Connection, path: Path) -> None:
             raise StoreError(
                 f"{path} is locked by another program ({message}); wait for it and retry"
             ) from None
-        raise StoreError(
-            f"{path} is a damaged SQLite file ({message}); move it aside or choose another "
-            "--out directory"
-        ) from None
+        raise _unusable(f"{path} is a damaged SQLite file ({message})") from None
     if rows.get("application") != _APPLICATION:
         raise _not_ours(path)
     try:
         version = int(rows.get("schema_version", ""))
     except ValueError:
-        raise StoreError(
-            f"{path} has an unreadable schema version {rows.get('schema_version')!r}; move it "
-            "aside or choose another --out directory"
+        raise _unusable(
+            f"{path} has an unreadable schema version {rows.get('schema_version')!r}"
         ) from None
     if version > SCHEMA_VERSION:
         raise StoreError(
@@ -215,10 +219,7 @@ def _check_meta(conn: sqlite3.Connection, path: Path) -> None:
             f"({SCHEMA_VERSION}); upgrade sparsernn"
         )
     if version < 1:
-        raise StoreError(
-            f"{path}: schema version {version} is unknown; move it aside or choose another "
-            "--out directory"
-        )
+        raise _unusable(f"{path}: schema version {version} is unknown")
 
 
 def _validate_existing(path: Path) -> None:
@@ -251,7 +252,7 @@ def _acquire_lock(lock_path: Path, db_path: Path, timeout: float) -> int:
                 os.close(fd)
                 raise StoreError(
                     f"{db_path} is in use by another sparsernn process (pid {holder}); wait for "
-                    "it to finish or use another --out directory"
+                    "it to finish or use another study directory"
                 ) from None
             time.sleep(min(0.05, max(deadline - time.monotonic(), 0.0)))
     os.ftruncate(fd, 0)
@@ -329,8 +330,9 @@ class ResultsStore:
             self._path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(
-                f"cannot create study directory {self._path.parent} ({exc.strerror}); choose "
-                "another --out directory"
+                f"cannot create study directory {self._path.parent} ({exc.strerror})",
+                "choose another study directory",
+                elsewhere=True,
             ) from None
         lock_path = self._path.with_name(self._path.name + ".lock")
         self._lock_fd = _acquire_lock(lock_path, self._path, lock_timeout)

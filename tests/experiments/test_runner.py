@@ -336,3 +336,23 @@ def test_results_show_only_the_latest_configuration_of_each_kind(tmp_path: Path)
     assert len(res.pruning_points) == 2 and len(res.base) == 1 and len(res.structure) == 2
     with ResultsStore.open(tmp_path, readonly=True) as store:
         assert store.count("prune")["done"] == 4  # the 1-epoch points are kept, not shown
+
+
+# ------------------------------------------------------------------------------- SIGTERM
+def test_sigterm_stops_a_study_like_ctrl_c_and_keeps_the_store(tmp_path: Path, reference):
+    """SIGTERM (``kill PID``) used to end the process silently; now it raises Terminated."""
+    out = tmp_path / "study"
+    handler = signal.getsignal(signal.SIGTERM)
+
+    def terminate_after_first(unit, result):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)  # the handler runs at once; the run must not get here to the next unit
+
+    with pytest.raises(runner.Terminated) as caught:
+        run_study(tiny_study(), out, workers=1, progress=False, on_result=terminate_after_first)
+    assert isinstance(caught.value, KeyboardInterrupt) and caught.value.signum == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) == handler  # restored
+    stored = snapshot(out)
+    assert len(stored) == 1 and stored.items() <= reference.items()
+    run = run_study(tiny_study(), out, workers=1, progress=False)  # resumes
+    assert (run.skipped, run.done) == (1, 4) and snapshot(out) == reference

@@ -31,7 +31,7 @@ from sparsernn.experiments.config import StudyConfig
 from sparsernn.experiments.units import Unit, execute_job, plan_units
 from sparsernn.store import ResultsStore, artefact_dir, atomic_write_bytes
 
-__all__ = ["run_study", "StudyRun", "EXECUTORS", "WorkerError"]
+__all__ = ["run_study", "StudyRun", "EXECUTORS", "Terminated", "WorkerError"]
 
 EXECUTORS = ("local", "ray")
 _KINDS = ("base", "prune", "structure")
@@ -86,23 +86,59 @@ def _worker_init(threads: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM reached a running study: it stops as on Ctrl-C (queued units cancelled, workers
+    stopped, what was stored stays). ``signum`` lets a caller exit with ``128 + signum``."""
+
+    signum = signal.SIGTERM
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
 @contextmanager
-def _interrupts_deferred() -> Iterator[None]:
-    """Hold off Ctrl-C while a result is committed, so its counts and bar match the store."""
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """During a study, SIGTERM raises :class:`Terminated` (unless the caller handles SIGTERM)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    caught: list[Any] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous != signal.SIG_DFL:  # the caller's own handler, or SIGTERM ignored: leave it
+        yield
+        return
+    signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold off Ctrl-C and SIGTERM while a result is committed, so counts match the store."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[tuple[int, Any]] = []
+    signums = (signal.SIGINT, signal.SIGTERM)
+    previous = {
+        n: signal.signal(n, lambda signum, frame: caught.append((signum, frame))) for n in signums
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         if caught:
-            if callable(previous):
-                previous(signal.SIGINT, caught[0])
-            elif previous != signal.SIG_IGN:
+            signum, frame = caught[0]
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, frame)
+            elif signum == signal.SIGINT and handler != signal.SIG_IGN:
                 raise KeyboardInterrupt
+            elif signum == signal.SIGTERM and handler == signal.SIG_DFL:
+                signal.raise_signal(signal.SIGTERM)
 
 
 class _Progress:
@@ -384,6 +420,7 @@ def run_study(
     Raises :class:`~sparsernn.errors.StoreError` when another process is writing to ``out`` or
     its ``results.sqlite`` is not a store, and :class:`WorkerError` when a local worker dies.
     On KeyboardInterrupt, queued units are cancelled and workers stopped; what was stored stays.
+    SIGTERM does the same and raises :class:`Terminated` (a KeyboardInterrupt).
     """
     if executor not in EXECUTORS:
         raise ConfigError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
@@ -420,7 +457,8 @@ def run_study(
         bar = _Progress(progress, len(todo))
         cancel = True
         try:
-            _drive(todo, _bundles(units), store, run, pool, bar, on_result)
+            with _sigterm_as_interrupt():
+                _drive(todo, _bundles(units), store, run, pool, bar, on_result)
             cancel = False
         finally:
             try:
