@@ -487,6 +487,9 @@ def test_artefact_dir(tmp_path: Path) -> None:
                 artefact_dir(s, bad)
     with ResultsStore.open(tmp_path, readonly=True) as s:
         assert not artefact_dir(s, "other").exists()
+        labelled = artefact_dir(s, "abc123", "prune-gru-h2h-12.5-s0")
+        assert labelled == tmp_path / "artefacts" / "prune-gru-h2h-12.5-s0-abc123"
+        assert artefact_dir(s, "k", "../a b/c").name == "_a_b_c-k"
 
 
 def test_relative_artefact_paths_are_stored_relative_to_the_study_dir(tmp_path, monkeypatch):

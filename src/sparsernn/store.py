@@ -710,11 +710,21 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     return _files.atomic_write_bytes(path, data)
 
 
-def artefact_dir(store: ResultsStore, key: str) -> Path:
-    """``<study_dir>/artefacts/<key>/``, created on demand (not for a read-only store)."""
+def artefact_dir(store: ResultsStore, key: str, label: str | None = None) -> Path:
+    """``<study_dir>/artefacts/<label>-<key>/`` (``<key>/`` without a label), created on demand
+    (not for a read-only store).
+
+    ``label`` is a readable prefix such as ``base-gru-s0``; characters other than letters,
+    digits, ``.``, ``_`` and ``-`` become ``_``. Folders named by the key alone (studies run
+    before labels) stay valid: the store records each artefact's actual path.
+    """
     if not key or key in (".", "..") or "/" in key or os.sep in key:
         raise ValueError(f"key {key!r} cannot name a directory")
-    directory = store.study_dir / "artefacts" / key
+    name = key
+    if label:
+        name = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in label)
+        name = f"{name.strip('.')}-{key}"
+    directory = store.study_dir / "artefacts" / name
     if not store.readonly:
         directory.mkdir(parents=True, exist_ok=True)
     return directory

@@ -356,3 +356,27 @@ def test_sigterm_stops_a_study_like_ctrl_c_and_keeps_the_store(tmp_path: Path, r
     assert len(stored) == 1 and stored.items() <= reference.items()
     run = run_study(tiny_study(), out, workers=1, progress=False)  # resumes
     assert (run.skipped, run.done) == (1, 4) and snapshot(out) == reference
+
+
+# ---------------------------------------------------------------------- artefact folders
+def test_artefact_folders_have_readable_names_and_old_ones_still_load(tmp_path: Path, reference):
+    out = tmp_path / "study"
+    run_study(tiny_study(), out, workers=1, progress=False, kinds=("base",))
+    (base_dir,) = (out / "artefacts").iterdir()
+    with ResultsStore.open(out) as store:
+        (key,) = store.keys(kind="base")
+        assert base_dir.name == f"base-rnn_tanh-s0-{key}"
+        # A study stored before readable names: the folder is the key alone.
+        old = base_dir.rename(out / "artefacts" / key)
+        row = store.get(key)
+        store.put_done(
+            key, "base", row["config"], row["metrics"], row["curve"],
+            {"model.pt": old / "model.pt"}, overwrite=True,
+        )  # fmt: skip
+    run = run_study(tiny_study(), out, workers=1, progress=False)
+    assert (run.done, run.failed, run.blocked) == (4, 0, 0)  # pruning read the old folder
+    assert [p.name for p in (out / "artefacts").iterdir()] == [key]
+    stored = snapshot(out)
+    assert {k: v for k, v in stored.items() if k != key} == {
+        k: v for k, v in reference.items() if k != key
+    }

@@ -570,11 +570,27 @@ def _base_checkpoint(store: ResultsStore, key: str) -> bytes | None:
     if row is None or row["status"] != "done":
         return None
     name = (row["artefacts"] or {}).get("model.pt")
-    # the canonical location is the fallback for stores written before paths were normalised
-    for path in (store.study_dir / name if name else None, artefact_dir(store, key) / "model.pt"):
-        if path is not None and path.is_file():
+    # the canonical locations are the fallback for stores written before paths were normalised
+    candidates = [store.study_dir / name] if name else []
+    candidates += [artefact_dir(store, key) / "model.pt"]
+    candidates += sorted((store.study_dir / "artefacts").glob(f"*-{key}/model.pt"))
+    for path in candidates:
+        if path.is_file():
             return path.read_bytes()
     return None
+
+
+def _artefact_label(unit: Unit) -> str:
+    """A readable prefix for a unit's artefact folder: ``base-gru-s0``,
+    ``prune-gru-h2h-50-s0``, ``structure-gru-ws-3-s0``."""
+    c = unit.config
+    if unit.kind == "base":
+        parts = [c["cell"]]
+    elif unit.kind == "prune":
+        parts = [c["cell"], c["target"], f"{c['amount']:g}"]
+    else:
+        parts = [c["cell"], c["generator"], str(c["graph_id"])]
+    return "-".join([unit.kind, *parts, f"s{c['seed']}"])
 
 
 def _commit(store: ResultsStore, unit: Unit, result: dict[str, Any], run: StudyRun) -> None:
@@ -589,7 +605,7 @@ def _commit(store: ResultsStore, unit: Unit, result: dict[str, Any], run: StudyR
         return
     artefacts = {}
     for name, data in result.get("files", {}).items():
-        path = artefact_dir(store, unit.key) / name
+        path = artefact_dir(store, unit.key, _artefact_label(unit)) / name
         atomic_write_bytes(path, data)
         artefacts[name] = path
     store.put_done(
