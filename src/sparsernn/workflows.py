@@ -89,7 +89,7 @@ def pruning_summary(
     _save_plots(
         study_dir,
         {
-            "pruning_accuracy": lambda p: p.pruning_accuracy(res.pruning, res.base),
+            "pruning_accuracy": lambda p: p.pruning_accuracy(res.pruning, res.base, tolerance),
             "recovery_curves": lambda p: p.recovery_curves(res.pruning, res.base, tolerance),
             "training_curves": lambda p: p.training_curves(res.base_curves),
         },
