@@ -801,7 +801,7 @@ def format_threads_report(results: dict[str, Any]) -> str:
         f"epoch (evaluation excluded), median of {m['repeats']}, variants interleaved; "
         f"torch {m['torch']}, {m['cpu_count']} cores, OMP_NUM_THREADS={m['omp_num_threads']}",
         f"idle: load average {ph['idle']['load_avg_start']:.1f} -> "
-        f"{ph['idle']['load_avg_end']:.1f} (before any process of ours); busy: {m['n_busy']} "
+        f"{ph['idle']['load_avg_end']:.1f} (no busy process of ours); busy: {m['n_busy']} "
         f"spinning processes, load average {ph['busy']['load_avg_start']:.1f} -> "
         f"{ph['busy']['load_avg_end']:.1f}",
         "",

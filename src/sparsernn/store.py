@@ -7,7 +7,8 @@ skipping the keys already ``done``. Layout of a study directory::
 
     <study_dir>/results.sqlite        the store (SQLite, WAL mode, synchronous=FULL)
     <study_dir>/results.sqlite.lock   advisory lock of the single writer, holds its pid
-    <study_dir>/artefacts/<key>/      checkpoints and other files of one unit
+    <study_dir>/artefacts/<label>-<key>/  checkpoints and other files of one unit
+                                      (``<label>``, e.g. ``base-gru-s0``, since labels exist)
 
 One process writes (it holds an exclusive ``flock`` on the lock file until it closes the store);
 any number of processes may read at the same time with ``readonly=True``, which takes no lock and

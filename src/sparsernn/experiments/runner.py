@@ -9,6 +9,7 @@ queued units, stops the workers without waiting for them, and leaves the store c
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import signal
@@ -305,12 +306,21 @@ class _RayExecutor:
         self._base_refs: dict[str, Any] = {}  # one object-store copy per base checkpoint
         if not ray.is_initialized():
             _check_reachable(address)
+            has_token = _use_ray_token() if address not in (None, "auto") else True
+            auth_error = getattr(ray.exceptions, "AuthenticationError", ())
             try:
                 ray.init(address=address, log_to_driver=False)
-            except (ConnectionError, TimeoutError) as exc:
+            except auth_error:
                 raise ConfigError(
-                    f"cannot connect to a Ray cluster at {address!r} ({exc}); start one with "
-                    "'ray start --head --port 6379' or check --address"
+                    f"Ray token authentication (RAY_AUTH_MODE=token) found no token for the "
+                    f"cluster at {address}; {_TOKEN_FIX}"
+                ) from None
+            except (ConnectionError, TimeoutError) as exc:
+                hint = "start one with 'ray start --head --port 6379' or check --address"
+                if not has_token:  # the port answers, so a token is the likely lack
+                    hint = f"if it uses token authentication (`ray start`'s default), {_TOKEN_FIX}"
+                raise ConfigError(
+                    f"cannot connect to a Ray cluster at {address!r} ({exc}); {hint}"
                 ) from None
             self._started = True
         if gpus > 0 and ray.cluster_resources().get("GPU", 0) < gpus:
@@ -361,6 +371,38 @@ class _RayExecutor:
             self._base_refs.clear()
             if self._started:
                 self._ray.shutdown()
+
+
+_TOKEN_FIX = (
+    "run `ray get-auth-token` on the head node and set RAY_AUTH_TOKEN=<token> here (or save "
+    "it as ~/.ray/auth_token, or point RAY_AUTH_TOKEN_PATH at it)"
+)
+
+
+def _use_ray_token() -> bool:
+    """Let ``ray.init(address=HOST:PORT)`` present the token the user has; True if one is used.
+
+    ``ray start`` enables token authentication when a token exists, but a driver connecting by
+    address does so only with ``RAY_AUTH_MODE=token``. With that variable unset and a token in
+    ``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or Ray's default file (``~/.ray/auth_token``),
+    this sets ``RAY_AUTH_MODE=token`` for this process (Ray's own helper, as ``ray start`` does).
+    """
+    mode = os.environ.get("RAY_AUTH_MODE")
+    if mode:
+        return mode.lower() == "token"
+    try:
+        from ray._private.authentication import authentication_token_setup as setup
+    except ImportError:  # a Ray without token authentication
+        return False
+    logger = logging.getLogger(setup.__name__)
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # its "token authentication is enabled" warning
+    try:
+        return bool(setup.maybe_enable_token_auth_if_token_available(warn_if_disabled=False))
+    except Exception:  # noqa: BLE001 - a changed private API: connect as Ray would by itself
+        return False
+    finally:
+        logger.setLevel(level)
 
 
 def _check_reachable(address: str | None, timeout: float = 10.0) -> None:
