@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sparsernn._threads import resolve_threads
+from sparsernn._threads import resolve_threads, torch_threads
 from sparsernn.batched import BatchedClassifier, _make_train_step
 from sparsernn.config import Config
 from sparsernn.data import Dataset, DataSpec, make_dataset
@@ -279,17 +279,12 @@ def run_benchmark(
 ) -> dict[str, Any]:
     """Run the benchmark and return its results as JSON-ready data (see :func:`format_report`)."""
     cfg = config or BenchConfig()
-    threads = torch.get_num_threads()
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
-    try:
+    # threads=None: the caller's count; denormals flushed as in training; both restored after
+    with torch_threads(cfg.threads or torch.get_num_threads()):
         return _run(cfg, log or (lambda _msg: None))
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(cfg: BenchConfig, say: Callable[[str], None]) -> dict[str, Any]:
-    torch.set_flush_denormal(True)  # masked ReLU nets otherwise hit slow denormal arithmetic
     device = resolve_device(cfg.device)
     timer = _Timer(device)
     reference = _load_reference() if cfg.reference else None

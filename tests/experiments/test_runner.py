@@ -339,10 +339,23 @@ def test_results_show_only_the_latest_configuration_of_each_kind(tmp_path: Path)
 
 
 # ------------------------------------------------------------------------------- SIGTERM
-def test_sigterm_stops_a_study_like_ctrl_c_and_keeps_the_store(tmp_path: Path, reference):
+def _ray_like_sigterm_handler(signum, frame):  # what ray.init installs in a driver
+    raise SystemExit(signum)
+
+
+_ray_like_sigterm_handler.__module__ = "ray._private.worker"
+
+
+@pytest.mark.parametrize(
+    "before", [signal.SIG_DFL, _ray_like_sigterm_handler], ids=["default", "ray_init"]
+)
+def test_sigterm_stops_a_study_like_ctrl_c_and_keeps_the_store(
+    tmp_path: Path, reference, request: pytest.FixtureRequest, before
+):
     """SIGTERM (``kill PID``) used to end the process silently; now it raises Terminated."""
     out = tmp_path / "study"
-    handler = signal.getsignal(signal.SIGTERM)
+    handler = signal.signal(signal.SIGTERM, before)
+    request.addfinalizer(lambda: signal.signal(signal.SIGTERM, handler))
 
     def terminate_after_first(unit, result):
         os.kill(os.getpid(), signal.SIGTERM)
@@ -351,7 +364,7 @@ def test_sigterm_stops_a_study_like_ctrl_c_and_keeps_the_store(tmp_path: Path, r
     with pytest.raises(runner.Terminated) as caught:
         run_study(tiny_study(), out, workers=1, progress=False, on_result=terminate_after_first)
     assert isinstance(caught.value, KeyboardInterrupt) and caught.value.signum == signal.SIGTERM
-    assert signal.getsignal(signal.SIGTERM) == handler  # restored
+    assert signal.getsignal(signal.SIGTERM) == before  # restored
     stored = snapshot(out)
     assert len(stored) == 1 and stored.items() <= reference.items()
     run = run_study(tiny_study(), out, workers=1, progress=False)  # resumes

@@ -105,7 +105,11 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         yield
         return
     previous = signal.getsignal(signal.SIGTERM)
-    if previous != signal.SIG_DFL:  # the caller's own handler, or SIGTERM ignored: leave it
+    # ray.init installs a handler that only calls sys.exit: replace it too, not a caller's own
+    ours_to_replace = previous == signal.SIG_DFL or (
+        callable(previous) and getattr(previous, "__module__", "") == "ray._private.worker"
+    )
+    if not ours_to_replace:  # the caller's own handler, or SIGTERM ignored: leave it
         yield
         return
     signal.signal(signal.SIGTERM, _raise_terminated)
