@@ -131,3 +131,20 @@ def test_config_validation():
     with pytest.raises(ConfigError):
         BenchConfig(cores=0)
     assert bench.main(["--cells", "nope"]) == 2
+
+
+def test_threads_section_structure_and_cleanup(monkeypatch):
+    """A tiny run: every variant timed in both phases, the busy processes gone afterwards."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    started = []
+    real_start = bench._start_busy
+    monkeypatch.setattr(bench, "_start_busy", lambda n: started.extend(real_start(n)) or started)
+    res = bench.run_threads_benchmark(n_strings=40, repeats=1, n_busy=1)
+    assert res["threads"]["default"] == 1 == res["threads"]["one"]
+    assert res["threads"]["all"] >= 1
+    for phase in ("idle", "busy"):
+        assert set(res["phases"][phase]["epoch_s"]) == {"default", "one", "all"}
+        assert all(t > 0 for t in res["phases"][phase]["epoch_s"].values())
+    assert len(started) == 1 and all(p.poll() is not None for p in started)
+    table = bench.format_threads_report(res)
+    assert "| default policy | 1 |" in table and "busy / 1 thread" in table

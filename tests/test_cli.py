@@ -248,3 +248,59 @@ def test_study_structure_checkpoint_via_cli(tmp_path):
         ],
         "not a PyTorch checkpoint (state dict) file",
     )
+
+
+def test_sharp_edges_give_one_line_errors(tmp_path, monkeypatch):
+    """Each used to misbehave: exit 0 with an empty table, pandas' "Empty DataFrame", a fix
+    naming a flag the command lacks, "unreadable checkpoint (IndexError)", a silent SIGTERM."""
+    _fails(["train", "--epochs", "0"], "--epochs 0: nothing to train")
+    _fails(["structure", "--out", str(tmp_path / "s"), "--graphs", "0"], "nothing was asked for")
+    assert not (tmp_path / "s").exists()
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "results.sqlite").write_text("not a database\n")
+    out = _fails(["status", str(foreign)], "not a sparsernn results store; give status the")
+    assert "another --out" not in out
+    out = _fails(["report", str(foreign)], "not a sparsernn results store; give report the")
+    assert "another --out" not in out
+    _fails(["structure", "--out", str(foreign), "--graphs", "1"], "choose another --out directory")
+    csv = tmp_path / "test.csv"
+    csv.write_text("string,valid\nBTXSE,1\n")
+    out = _fails(["evaluate", str(csv), "--test-csv", str(csv)], "not a sparsernn checkpoint")
+    assert "IndexError" not in out
+    res = CliRunner().invoke(cli, ["train", "--threads", "0"])
+    assert res.exit_code == 2 and "--threads" in res.output
+
+    from sparsernn.experiments import runner
+
+    def terminated(*args, **kwargs):
+        raise runner.Terminated
+
+    monkeypatch.setattr(runner, "run_study", terminated)
+    res = CliRunner().invoke(cli, ["structure", "--out", str(tmp_path / "t"), "--graphs", "1"])
+    assert res.exit_code == 128 + 15
+    assert "interrupted: finished units are stored; rerun the command to resume" in res.output
+
+
+def test_threads_option_reaches_fit_and_evaluate(tmp_path, monkeypatch):
+    import sparsernn.train as train_module
+
+    seen = []
+    real_fit, real_evaluate = train_module.fit, train_module.evaluate
+    monkeypatch.setattr(
+        train_module, "fit", lambda *a, **k: seen.append(a[3].threads) or real_fit(*a, **k)
+    )
+    monkeypatch.setattr(
+        train_module,
+        "evaluate",
+        lambda *a, **k: seen.append(k.get("threads")) or real_evaluate(*a, **k),
+    )
+    d = tmp_path / "data"
+    _ok(["data", "generate", "--out", str(d), "--n-strings", "60"])
+    ckpt = tmp_path / "m.pt"
+    csvs = ["--train-csv", str(d / "train.csv"), "--test-csv", str(d / "test.csv")]
+    small = ["--hidden-size", "4", "--embedding-dim", "2", "--num-layers", "1"]
+    _ok(["train", "--epochs", "1", *small, *csvs, "--out", str(ckpt), "--threads", "2"])
+    _ok(["evaluate", str(ckpt), "--test-csv", str(d / "test.csv"), "--threads", "2"])
+    _ok(["evaluate", str(ckpt), "--test-csv", str(d / "test.csv")])
+    assert seen == [2, 2, None]

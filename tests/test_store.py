@@ -307,9 +307,9 @@ def _damaged(path: Path) -> None:
 
 
 FOREIGN = {
-    "random bytes": (_random_bytes, "is not a sparsernn results store; choose another --out"),
-    "text file": (_text, "is not a sparsernn results store; choose another --out"),
-    "other sqlite app": (_other_app, "is not a sparsernn results store; choose another --out"),
+    "random bytes": (_random_bytes, "is not a sparsernn results store; move it aside"),
+    "text file": (_text, "is not a sparsernn results store; move it aside"),
+    "other sqlite app": (_other_app, "is not a sparsernn results store; move it aside"),
     "other app with meta": (_other_app_with_meta, "is not a sparsernn results store"),
     "future schema": (
         _future_schema,
@@ -366,7 +366,7 @@ def test_second_writer_in_process_is_refused(tmp_path: Path) -> None:
             ResultsStore.open(tmp_path)
         assert str(info.value) == (
             f"{tmp_path / STORE_FILENAME} is in use by another sparsernn process "
-            f"(pid {os.getpid()}); wait for it to finish or use another --out directory"
+            f"(pid {os.getpid()}); wait for it to finish or use another study directory"
         )
         with pytest.raises(StoreError, match="in use"):
             ResultsStore.open(tmp_path, lock_timeout=0.1)
@@ -487,6 +487,9 @@ def test_artefact_dir(tmp_path: Path) -> None:
                 artefact_dir(s, bad)
     with ResultsStore.open(tmp_path, readonly=True) as s:
         assert not artefact_dir(s, "other").exists()
+        labelled = artefact_dir(s, "abc123", "prune-gru-h2h-12.5-s0")
+        assert labelled == tmp_path / "artefacts" / "prune-gru-h2h-12.5-s0-abc123"
+        assert artefact_dir(s, "k", "../a b/c").name == "_a_b_c-k"
 
 
 def test_relative_artefact_paths_are_stored_relative_to_the_study_dir(tmp_path, monkeypatch):

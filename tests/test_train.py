@@ -87,6 +87,10 @@ def test_checkpoint_round_trip_keeps_masks_and_outputs(tmp_path, tiny):
         assert torch.equal(model(toks), loaded(toks))
 
 
+def _tiny_model():
+    return build_model(ModelConfig(cell="rnn_tanh", hidden_size=3, embedding_dim=2), seed=0)
+
+
 def test_bad_options_and_files(tmp_path):
     with pytest.raises(ConfigError, match="batch_size"):
         TrainConfig(batch_size=0)
@@ -95,8 +99,16 @@ def test_bad_options_and_files(tmp_path):
     with pytest.raises(ConfigError, match="unknown cell"):
         ModelConfig(cell="transformer")
     (tmp_path / "x.pt").write_bytes(b"garbage")
-    with pytest.raises(DataError, match="unreadable checkpoint"):
+    with pytest.raises(DataError, match="not a sparsernn checkpoint .a text file starting"):
         load_checkpoint(tmp_path / "x.pt")
+    (tmp_path / "test.csv").write_text("string,valid\nBTXSE,1\n")
+    with pytest.raises(DataError, match="not a sparsernn checkpoint .* a data CSV"):
+        load_checkpoint(tmp_path / "test.csv")  # was: unreadable checkpoint (IndexError)
+    (tmp_path / "cut.pt").write_bytes(
+        save_checkpoint(tmp_path / "ok.pt", _tiny_model()).read_bytes()[:300]
+    )
+    with pytest.raises(DataError, match="unreadable checkpoint .*truncated"):
+        load_checkpoint(tmp_path / "cut.pt")
     with pytest.raises(DataError, match="empty data set"):
         EncodedData(Dataset([], np.array([], dtype=np.int64)))
 

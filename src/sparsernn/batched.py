@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sparsernn._seed import derive_seed
+from sparsernn._threads import torch_threads
 from sparsernn.errors import ConfigError
 from sparsernn.nn.batched import BatchedMaskedRNN, _input_gates, clip_grad_norm_per_model_
 from sparsernn.nn.masked import MaskedRNN
@@ -181,11 +182,18 @@ def train_many(
     One list of epoch records per model, with ``fit``'s keys. ``epoch_time`` is the wall time
     of the shared batched epoch (the models trained together, not one after another).
     Equal to ``[fit(m, train, test, config) for m in models]`` up to float rounding.
+    Runs under ``fit``'s thread policy (``config.threads``; None: ``OMP_NUM_THREADS`` or 1),
+    restored on return.
     """
     models = list(models)
     if not models:
         return []
     cfg = config or TrainConfig()
+    with torch_threads(cfg.threads):
+        return _train_many(models, train, test, cfg, chunk_size, progress, on_epoch)
+
+
+def _train_many(models, train, test, cfg, chunk_size, progress, on_epoch):
     size = chunk_size or len(models)
     if size < 1:
         raise ConfigError(f"chunk_size={chunk_size} must be >= 1")
@@ -228,7 +236,6 @@ def _make_train_step(
 
 
 def _train_chunk(models, train_data, test_data, cfg, progress, report):
-    torch.set_flush_denormal(True)  # masked ReLU nets otherwise hit slow denormal arithmetic
     batched = BatchedClassifier.from_models(models)
     device = batched.embedding.device
     k = batched.n_models

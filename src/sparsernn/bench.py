@@ -1,6 +1,7 @@
 """Benchmark of training-step times, and a projection of the full study's wall time.
 
 ``python -m sparsernn.bench [--quick] [--device cpu|cuda] [--threads N] [--json out.json]``
+``python -m sparsernn.bench --section threads``: threads under load (:func:`run_threads_benchmark`)
 
 What is timed (a "step" is what :func:`sparsernn.train.fit` does per batch: forward,
 cross-entropy, backward, gradient-norm clipping at 5, Adam):
@@ -35,6 +36,7 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -46,17 +48,30 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sparsernn._threads import resolve_threads, torch_threads
 from sparsernn.batched import BatchedClassifier, _make_train_step
 from sparsernn.config import Config
-from sparsernn.data import DataSpec, make_dataset
+from sparsernn.data import Dataset, DataSpec, make_dataset
 from sparsernn.errors import ConfigError
 from sparsernn.graphs import graph_to_edges, make_graph
 from sparsernn.models import ModelConfig, SequenceClassifier, build_model
 from sparsernn.nn.cells import MODES
 from sparsernn.prune import TARGETS, magnitude_prune
-from sparsernn.train import EncodedData, make_adam, resolve_device
+from sparsernn.train import EncodedData, TrainConfig, fit, make_adam, resolve_device
 
-__all__ = ["BenchConfig", "FULL_PROFILE", "run_benchmark", "format_report", "main"]
+__all__ = [
+    "BenchConfig",
+    "FULL_PROFILE",
+    "run_benchmark",
+    "format_report",
+    "run_threads_benchmark",
+    "format_threads_report",
+    "main",
+]
+
+#: torch's intra-op thread count when this module was imported (its default unless
+#: ``OMP_NUM_THREADS`` or the caller changed it before).
+_IMPORT_THREADS = torch.get_num_threads()
 
 #: Step counts of the ``full`` profile used for the projection (SPEC sections 3-5).
 FULL_PROFILE: dict[str, int] = {
@@ -264,17 +279,12 @@ def run_benchmark(
 ) -> dict[str, Any]:
     """Run the benchmark and return its results as JSON-ready data (see :func:`format_report`)."""
     cfg = config or BenchConfig()
-    threads = torch.get_num_threads()
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
-    try:
+    # threads=None: the caller's count; denormals flushed as in training; both restored after
+    with torch_threads(cfg.threads or torch.get_num_threads()):
         return _run(cfg, log or (lambda _msg: None))
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(cfg: BenchConfig, say: Callable[[str], None]) -> dict[str, Any]:
-    torch.set_flush_denormal(True)  # masked ReLU nets otherwise hit slow denormal arithmetic
     device = resolve_device(cfg.device)
     timer = _Timer(device)
     reference = _load_reference() if cfg.reference else None
@@ -671,12 +681,150 @@ def format_report(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------------- threads under load
+#: A busy process that ends by itself after this many seconds, should it outlive its killer.
+_BUSY_LIMIT_S = 900
+_BUSY_CODE = (
+    "import time\nend = time.monotonic() + {limit}\nwhile time.monotonic() < end:\n    pass\n"
+)
+
+
+def _n_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def _start_busy(n: int) -> list[subprocess.Popen]:
+    """``n`` processes spinning one core each (bounded: each ends after ``_BUSY_LIMIT_S``)."""
+    code = _BUSY_CODE.format(limit=_BUSY_LIMIT_S)
+    return [subprocess.Popen([sys.executable, "-c", code]) for _ in range(n)]
+
+
+def _stop_busy(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        proc.kill()
+    for proc in procs:
+        proc.wait()
+
+
+def run_threads_benchmark(
+    *,
+    cell: str = "gru",
+    n_strings: int = 3000,
+    repeats: int = 3,
+    n_busy: int = 2,
+    seed: int = 0,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """One :func:`~sparsernn.train.fit` epoch per thread policy, idle and beside busy processes.
+
+    Variants: ``default`` (``TrainConfig()``: the library's policy), ``one`` (1 thread forced)
+    and ``all`` (torch's own default at import: one thread per core). Each phase (``idle``: no
+    extra load; ``busy``: ``n_busy`` spinning processes this function starts and kills) times
+    the variants round-robin ``repeats`` times on the same ``n_strings`` strings (the study's
+    3 x 50 model, batch 32, evaluation excluded) and keeps the median epoch time.
+    """
+    say = log or (lambda _msg: None)
+    train, test = make_dataset(DataSpec(n_strings=n_strings, seed=seed))
+    data = EncodedData(
+        Dataset(train.strings + test.strings, np.concatenate([train.labels, test.labels]))
+    )
+    warm = EncodedData(Dataset(train.strings[:200], train.labels[:200]))
+    all_threads = _IMPORT_THREADS if _IMPORT_THREADS > 1 else _n_cores()
+    variants = {"default": None, "one": 1, "all": all_threads}
+    threads = {name: resolve_threads(n) for name, n in variants.items()}
+    model_cfg = ModelConfig(cell=cell)
+
+    def epoch(name: str, dataset: EncodedData) -> float:
+        model = build_model(model_cfg, seed=seed)
+        cfg = TrainConfig(epochs=1, seed=seed, device="cpu", threads=variants[name])
+        return fit(model, dataset, None, cfg)[0]["epoch_time"]
+
+    phases: dict[str, dict[str, Any]] = {}
+    for phase in ("idle", "busy"):
+        procs = _start_busy(n_busy) if phase == "busy" else []
+        try:
+            if procs:
+                time.sleep(1.0)  # let the spinners get going
+            load_start = os.getloadavg()[0]
+            for name in variants:
+                epoch(name, warm)
+            times: dict[str, list[float]] = {name: [] for name in variants}
+            for _r in range(repeats):
+                for name in variants:
+                    times[name].append(epoch(name, data))
+                    say(f"threads {phase} {name} ({threads[name]}): {times[name][-1]:.2f} s")
+            phases[phase] = {
+                "load_avg_start": load_start,
+                "load_avg_end": os.getloadavg()[0],
+                "epoch_s": {name: statistics.median(t) for name, t in times.items()},
+                "all_s": times,
+            }
+        finally:
+            _stop_busy(procs)
+    return {
+        "meta": {
+            "torch": torch.__version__,
+            "cell": cell,
+            "n_strings": len(data),
+            "repeats": repeats,
+            "n_busy": n_busy,
+            "cpu_count": _n_cores(),
+            "import_threads": _IMPORT_THREADS,
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        },
+        "threads": threads,
+        "phases": phases,
+    }
+
+
+_VARIANT_NAMES = {
+    "default": "default policy",
+    "one": "1 thread forced",
+    "all": "all cores",
+}
+
+
+def format_threads_report(results: dict[str, Any]) -> str:
+    """The threads-under-load results as a Markdown table (seconds per epoch, ratios)."""
+    m, ph = results["meta"], results["phases"]
+    idle, busy = ph["idle"]["epoch_s"], ph["busy"]["epoch_s"]
+    lines = [
+        f"threads under load: {m['cell']} 3x50, {m['n_strings']} strings, batch 32, one fit "
+        f"epoch (evaluation excluded), median of {m['repeats']}, variants interleaved; "
+        f"torch {m['torch']}, {m['cpu_count']} cores, OMP_NUM_THREADS={m['omp_num_threads']}",
+        f"idle: load average {ph['idle']['load_avg_start']:.1f} -> "
+        f"{ph['idle']['load_avg_end']:.1f} (no busy process of ours); busy: {m['n_busy']} "
+        f"spinning processes, load average {ph['busy']['load_avg_start']:.1f} -> "
+        f"{ph['busy']['load_avg_end']:.1f}",
+        "",
+        "| variant | threads | idle s | busy s | busy / idle | idle / 1 thread | busy / 1 thread |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, label in _VARIANT_NAMES.items():
+        lines.append(
+            f"| {label} | {results['threads'][name]} | {idle[name]:.2f} | {busy[name]:.2f} | "
+            f"{busy[name] / idle[name]:.2f} | {idle[name] / idle['one']:.2f} | "
+            f"{busy[name] / busy['one']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point of ``python -m sparsernn.bench``."""
     parser = argparse.ArgumentParser(
         prog="python -m sparsernn.bench", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--quick", action="store_true", help="a run of under two minutes")
+    parser.add_argument(
+        "--section",
+        choices=("steps", "threads", "all"),
+        default="steps",
+        help="steps: the step-time tables and projection (default); threads: one GRU epoch per "
+        "thread policy, idle and beside 2 busy processes it starts (~2 min); all: both",
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument(
         "--threads",
@@ -697,6 +845,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="cores of the projected study run (default: this machine's)",
     )
     args = parser.parse_args(argv)
+    if args.section in ("threads", "all"):
+        threads_results = run_threads_benchmark(log=lambda msg: print(msg, flush=True))
+        print()
+        print(format_threads_report(threads_results))
+        if args.json:
+            path = args.json.with_name(args.json.stem + "-threads" + args.json.suffix)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(threads_results, indent=2))
+        if args.section == "threads":
+            return 0
     changes: dict[str, Any] = {"device": args.device, "threads": args.threads, "cores": args.cores}
     if args.cells:
         cells = tuple(c.strip() for c in args.cells.split(",") if c.strip())

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from sparsernn.errors import ConfigError, SparsernnError
+from sparsernn.errors import ConfigError, SparsernnError, StoreError
 
 ALL_CELLS = ("rnn_tanh", "rnn_relu", "gru", "lstm")
 
@@ -26,15 +26,28 @@ def _friendly(fn):
         try:
             return fn(*args, **kwargs)
         except SparsernnError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {_own_fix(exc)}", err=True)
             sys.exit(2)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM during a study (Terminated)
             click.echo(
                 "interrupted: finished units are stored; rerun the command to resume", err=True
             )
-            sys.exit(130)
+            sys.exit(128 + int(getattr(exc, "signum", 2)))
 
     return wrapper
+
+
+def _own_fix(exc: SparsernnError) -> str:
+    """The message, with a store's "use another directory" fix worded for this command."""
+    if not (isinstance(exc, StoreError) and exc.elsewhere):
+        return str(exc)
+    name = click.get_current_context(silent=True)
+    name = name.info_name if name is not None else ""
+    if name in ("status", "report"):
+        fix = f"give {name} the directory a study command wrote (its --out DIR)"
+    else:
+        fix = "move it aside or choose another --out directory"
+    return f"{exc.problem}; {fix}"
 
 
 def _cells(text: str) -> tuple[str, ...]:
@@ -169,6 +182,15 @@ def data_compare(file_a, file_b, grammar):
 
 
 # ----------------------------------------------------------------------------------- train
+_THREADS = click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Torch intra-op threads [default: OMP_NUM_THREADS if set, else 1: these small models "
+    "gain nothing from more, and a busy machine makes more much slower].",
+)
+
+
 @cli.command()
 @click.option("--cell", default="gru", show_default=True, type=click.Choice(ALL_CELLS))
 @click.option("--epochs", default=50, show_default=True)
@@ -198,6 +220,7 @@ def data_compare(file_a, file_b, grammar):
     help="Batch strings of similar length (faster; deviates from the study).",
 )
 @click.option("--out", type=click.Path(path_type=Path), help="Save the checkpoint here.")
+@_THREADS
 @_friendly
 def train(
     cell,
@@ -216,10 +239,13 @@ def train(
     device,
     bucket,
     out,
+    threads,
 ):
     """Train the study's base model and print its per-epoch table."""
     from sparsernn.workflows import train_base_model
 
+    if epochs < 1:
+        raise ConfigError(f"--epochs {epochs}: nothing to train; give --epochs 1 or more")
     history, _ = train_base_model(
         cell=cell,
         epochs=epochs,
@@ -238,6 +264,7 @@ def train(
         bucket=bucket,
         out=out,
         progress=True,
+        threads=threads,
     )
     click.echo(
         _table(
@@ -272,8 +299,9 @@ def train(
     help="Let --graph read a .gpickle (unpickling runs code: only for files you trust).",
 )
 @click.option("--batch-size", default=32, show_default=True)
+@_THREADS
 @_friendly
-def evaluate(checkpoint, test_csv, cell, graph_file, allow_pickle, batch_size):
+def evaluate(checkpoint, test_csv, cell, graph_file, allow_pickle, batch_size, threads):
     """Evaluate a checkpoint (ours, or the study's with --study-format CELL) on a CSV."""
     from sparsernn.compat import load_study_checkpoint, load_study_structure_checkpoint
     from sparsernn.data import read_csv
@@ -291,7 +319,7 @@ def evaluate(checkpoint, test_csv, cell, graph_file, allow_pickle, batch_size):
         model = load_study_checkpoint(checkpoint, cell)
     else:
         model = load_checkpoint(checkpoint)[0]
-    res = _evaluate(model, read_csv(test_csv), batch_size)
+    res = _evaluate(model, read_csv(test_csv), batch_size, threads=threads)
     click.echo(f"accuracy {res['accuracy']:.4f}  loss {res['loss']:.4f}")
 
 
@@ -563,6 +591,11 @@ def structure(
         allow_pickle=allow_pickle,
     )
     study = merge(_start(config_file, StudyConfig()), over, "command line")
+    if not study.structure.enabled or study.structure.n_graphs < 1:
+        what = f"{study.structure.n_graphs} graphs per generator"
+        if not study.structure.enabled:
+            what = "structure.enabled = false"
+        raise ConfigError(f"{what}: nothing was asked for; give --graphs 1 or more")
     _run(study, out, ("structure",), workers, executor, address, gpus_per_unit, retry_failed)
     click.echo("\n" + structure_summary(out).to_string(index=False))
 

@@ -27,4 +27,15 @@ class GraphError(SparsernnError, ValueError):
 
 
 class StoreError(SparsernnError):
-    """A results store is corrupt, foreign, locked or of an unknown schema version."""
+    """A results store is corrupt, foreign, locked or of an unknown schema version.
+
+    ``problem`` and ``fix`` are the two halves of the message. ``elsewhere=True`` marks a store
+    that cannot be used at all, whose fix is another directory: each command words that fix with
+    its own arguments (``--out DIR`` for a study, the ``STUDY_DIR`` argument for ``status``).
+    """
+
+    def __init__(self, problem: str, fix: str = "", *, elsewhere: bool = False) -> None:
+        super().__init__(f"{problem}; {fix}" if fix else problem)
+        self.problem = problem
+        self.fix = fix
+        self.elsewhere = elsewhere

@@ -7,7 +7,8 @@ skipping the keys already ``done``. Layout of a study directory::
 
     <study_dir>/results.sqlite        the store (SQLite, WAL mode, synchronous=FULL)
     <study_dir>/results.sqlite.lock   advisory lock of the single writer, holds its pid
-    <study_dir>/artefacts/<key>/      checkpoints and other files of one unit
+    <study_dir>/artefacts/<label>-<key>/  checkpoints and other files of one unit
+                                      (``<label>``, e.g. ``base-gru-s0``, since labels exist)
 
 One process writes (it holds an exclusive ``flock`` on the lock file until it closes the store);
 any number of processes may read at the same time with ``readonly=True``, which takes no lock and
@@ -26,7 +27,6 @@ import json
 import os
 import socket
 import sqlite3
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -35,6 +35,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from sparsernn import _files
 from sparsernn.errors import StoreError
 
 if TYPE_CHECKING:
@@ -172,8 +173,16 @@ def _header(path: Path) -> bytes | None:
         raise StoreError(f"{path} cannot be read ({exc.strerror}); check its permissions") from None
 
 
+#: The fix of a store that cannot be used at all (the CLI words it per command).
+_ELSEWHERE = "move it aside or use another study directory"
+
+
+def _unusable(problem: str) -> StoreError:
+    return StoreError(problem, _ELSEWHERE, elsewhere=True)
+
+
 def _not_ours(path: Path) -> StoreError:
-    return StoreError(f"{path} is not a sparsernn results store; choose another --out directory")
+    return _unusable(f"{path} is not a sparsernn results store")
 
 
 def _connect_readonly(path: Path) -> sqlite3.Connection:
@@ -196,18 +205,14 @@ def _check_meta(conn: sqlite3.Connection, path: Path) -> None:
             raise StoreError(
                 f"{path} is locked by another program ({message}); wait for it and retry"
             ) from None
-        raise StoreError(
-            f"{path} is a damaged SQLite file ({message}); move it aside or choose another "
-            "--out directory"
-        ) from None
+        raise _unusable(f"{path} is a damaged SQLite file ({message})") from None
     if rows.get("application") != _APPLICATION:
         raise _not_ours(path)
     try:
         version = int(rows.get("schema_version", ""))
     except ValueError:
-        raise StoreError(
-            f"{path} has an unreadable schema version {rows.get('schema_version')!r}; move it "
-            "aside or choose another --out directory"
+        raise _unusable(
+            f"{path} has an unreadable schema version {rows.get('schema_version')!r}"
         ) from None
     if version > SCHEMA_VERSION:
         raise StoreError(
@@ -215,10 +220,7 @@ def _check_meta(conn: sqlite3.Connection, path: Path) -> None:
             f"({SCHEMA_VERSION}); upgrade sparsernn"
         )
     if version < 1:
-        raise StoreError(
-            f"{path}: schema version {version} is unknown; move it aside or choose another "
-            "--out directory"
-        )
+        raise _unusable(f"{path}: schema version {version} is unknown")
 
 
 def _validate_existing(path: Path) -> None:
@@ -251,7 +253,7 @@ def _acquire_lock(lock_path: Path, db_path: Path, timeout: float) -> int:
                 os.close(fd)
                 raise StoreError(
                     f"{db_path} is in use by another sparsernn process (pid {holder}); wait for "
-                    "it to finish or use another --out directory"
+                    "it to finish or use another study directory"
                 ) from None
             time.sleep(min(0.05, max(deadline - time.monotonic(), 0.0)))
     os.ftruncate(fd, 0)
@@ -329,8 +331,9 @@ class ResultsStore:
             self._path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(
-                f"cannot create study directory {self._path.parent} ({exc.strerror}); choose "
-                "another --out directory"
+                f"cannot create study directory {self._path.parent} ({exc.strerror})",
+                "choose another study directory",
+                elsewhere=True,
             ) from None
         lock_path = self._path.with_name(self._path.name + ".lock")
         self._lock_fd = _acquire_lock(lock_path, self._path, lock_timeout)
@@ -690,58 +693,39 @@ class ResultsStore:
 # Files beside the store
 
 
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (best effort where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def atomic_save(
     obj: Any, path: str | os.PathLike[str], save_fn: Callable[[Any, IO[bytes]], Any]
 ) -> Path:
     """Save ``obj`` by ``save_fn(obj, binary_file)``; ``path`` is then the old or the new file.
 
     Writes to a temporary file in the same directory, fsyncs it, then renames it over ``path``;
-    if ``save_fn`` raises, the temporary file is removed and ``path`` is untouched. ``torch.save``
-    and ``pickle.dump`` fit ``save_fn`` as they are.
+    if ``save_fn`` raises, the temporary file is removed and ``path`` is untouched. The file gets
+    the mode of the file it replaces, or ``0o666 & ~umask`` (see :mod:`sparsernn._files`).
+    ``torch.save`` and ``pickle.dump`` fit ``save_fn`` as they are.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            save_fn(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-    return path
+    return _files.atomic_write(path, lambda fh: save_fn(obj, fh))
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (see :func:`atomic_save`)."""
-    return atomic_save(data, path, lambda payload, fh: fh.write(payload))
+    return _files.atomic_write_bytes(path, data)
 
 
-def artefact_dir(store: ResultsStore, key: str) -> Path:
-    """``<study_dir>/artefacts/<key>/``, created on demand (not for a read-only store)."""
+def artefact_dir(store: ResultsStore, key: str, label: str | None = None) -> Path:
+    """``<study_dir>/artefacts/<label>-<key>/`` (``<key>/`` without a label), created on demand
+    (not for a read-only store).
+
+    ``label`` is a readable prefix such as ``base-gru-s0``; characters other than letters,
+    digits, ``.``, ``_`` and ``-`` become ``_``. Folders named by the key alone (studies run
+    before labels) stay valid: the store records each artefact's actual path.
+    """
     if not key or key in (".", "..") or "/" in key or os.sep in key:
         raise ValueError(f"key {key!r} cannot name a directory")
-    directory = store.study_dir / "artefacts" / key
+    name = key
+    if label:
+        name = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in label)
+        name = f"{name.strip('.')}-{key}"
+    directory = store.study_dir / "artefacts" / name
     if not store.readonly:
         directory.mkdir(parents=True, exist_ok=True)
     return directory

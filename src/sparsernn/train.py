@@ -9,8 +9,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,7 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sparsernn._files import atomic_write_bytes
 from sparsernn._seed import derive_seed
+from sparsernn._threads import resolve_threads, torch_threads
 from sparsernn.config import Config
 from sparsernn.data import Dataset, encode
 from sparsernn.errors import ConfigError, DataError
@@ -45,6 +45,9 @@ class TrainConfig(Config):
 
     ``bucket=True`` groups strings of similar length into batches, which cuts padded steps but
     changes the model's input (the study reads the last PADDED step): a documented deviation.
+    ``threads``: torch intra-op threads while training; None = auto (``OMP_NUM_THREADS`` when
+    set, else 1, see :func:`fit`). Left out of :meth:`to_dict` when None, so run keys made
+    before the field existed still match.
     """
 
     epochs: int = 50
@@ -56,8 +59,11 @@ class TrainConfig(Config):
     eval_batch_size: int | None = None
     seed: int = 0
     device: str = "auto"
+    threads: int | None = None
 
     def __post_init__(self) -> None:
+        if self.threads is not None:
+            resolve_threads(self.threads)  # raises ConfigError unless an integer >= 1
         if self.epochs < 0:
             raise ConfigError(f"epochs={self.epochs} must be >= 0")
         if self.batch_size < 1:
@@ -70,6 +76,12 @@ class TrainConfig(Config):
             raise ConfigError(f"clip={self.clip} must be > 0 (or None for no clipping)")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"device={self.device!r}; choose auto, cpu or cuda[:N]")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        if data.get("threads") is None:
+            data.pop("threads", None)
+        return data
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -118,15 +130,26 @@ def _epoch_order(n: int, lengths: np.ndarray, cfg: TrainConfig, rng: np.random.G
     return np.concatenate([batches[i] for i in rng.permutation(len(batches))])
 
 
-@torch.no_grad()
 def evaluate(
-    model: nn.Module, dataset: Dataset | EncodedData, batch_size: int = 32
+    model: nn.Module,
+    dataset: Dataset | EncodedData,
+    batch_size: int = 32,
+    *,
+    threads: int | None = None,
 ) -> dict[str, float]:
     """Accuracy and mean cross-entropy over ``dataset`` in file order.
 
     Batches are taken in order, each zero-padded to its own longest string (as the study did),
-    so the result depends on ``batch_size``.
+    so the result depends on ``batch_size``. ``threads``: torch intra-op threads for this call
+    (None: ``OMP_NUM_THREADS`` when set, else 1; see :func:`fit`).
     """
+    with torch_threads(threads), torch.no_grad():
+        return _evaluate(model, dataset, batch_size)
+
+
+def _evaluate(
+    model: nn.Module, dataset: Dataset | EncodedData, batch_size: int
+) -> dict[str, float]:
     device = next(model.parameters()).device
     data = dataset if isinstance(dataset, EncodedData) else EncodedData(dataset, device)
     was_training = model.training
@@ -156,9 +179,19 @@ def fit(
     epoch's batches), ``test_loss``, ``test_accuracy`` (when ``test`` is given) and
     ``epoch_time`` (seconds of training, evaluation excluded). A fresh Adam is made unless
     ``optimizer`` is given. Masked weights stay zero: their gradient is zero, so Adam leaves them.
+
+    Threads: these models are too small for torch's intra-op threads to help, and beside other
+    busy processes the default count (one per core) made an epoch up to 60x slower. So ``fit``
+    runs with 1 thread unless you choose: ``config.threads=N``, or ``OMP_NUM_THREADS`` in the
+    environment. The count, and flush-to-zero for denormals, hold for this call only: both are
+    restored when ``fit`` returns (:func:`sparsernn._threads.torch_threads`).
     """
     cfg = config or TrainConfig()
-    torch.set_flush_denormal(True)  # masked ReLU nets otherwise hit slow denormal arithmetic
+    with torch_threads(cfg.threads):
+        return _fit(model, train, test, cfg, optimizer, progress, on_epoch)
+
+
+def _fit(model, train, test, cfg, optimizer, progress, on_epoch) -> list[dict[str, Any]]:
     device = next(model.parameters()).device
     train_data = train if isinstance(train, EncodedData) else EncodedData(train, device)
     test_data = None
@@ -196,7 +229,8 @@ def fit(
             "epoch_time": time.perf_counter() - t0,
         }
         if test_data is not None:
-            res = evaluate(model, test_data, eval_bs)
+            with torch.no_grad():
+                res = _evaluate(model, test_data, eval_bs)
             record["test_loss"], record["test_accuracy"] = res["loss"], res["accuracy"]
         history.append(record)
         if bar is not None:
@@ -250,21 +284,27 @@ def checkpoint_bytes(model: SequenceClassifier, metrics: dict[str, Any] | None =
 def save_checkpoint(
     path: str | Path, model: SequenceClassifier, metrics: dict[str, Any] | None = None
 ) -> Path:
-    """Write :func:`checkpoint_bytes` atomically (temp file, fsync, rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = checkpoint_bytes(model, metrics)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    """Write :func:`checkpoint_bytes` atomically (temp file, fsync, rename), mode as ``open``'s."""
+    return atomic_write_bytes(path, checkpoint_bytes(model, metrics))
+
+
+_SNIFF = 64
+#: How ``torch.save`` files begin: a zip archive (torch >= 1.6), or a legacy pickle.
+_TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
+_CKPT_FIX = "give a file written by save_checkpoint or `sparsernn train --out`"
+
+
+def _describe(head: bytes) -> str:
+    """What a file that is not a torch checkpoint looks like, from its first bytes."""
+    if not head:
+        return "the file is empty"
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "a binary file that is not a torch checkpoint"
+    first = text.splitlines()[0] if text.strip() else text
+    looks = ", a data CSV?" if "," in first else ""
+    return f"a text file starting {first[:40]!r}{looks}"
 
 
 def load_checkpoint(
@@ -273,12 +313,25 @@ def load_checkpoint(
     """Load a checkpoint (a file, or :func:`checkpoint_bytes` output): ``(model, metrics)``."""
     where = "checkpoint bytes" if isinstance(source, bytes) else str(source)
     try:
-        stream = io.BytesIO(source) if isinstance(source, bytes) else source
-        payload = torch.load(stream, map_location=device, weights_only=True)
+        if isinstance(source, bytes):
+            head = source[:_SNIFF]
+        else:
+            with open(source, "rb") as fh:
+                head = fh.read(_SNIFF)
     except FileNotFoundError:
         raise DataError(f"{where}: no such checkpoint file") from None
+    except IsADirectoryError:
+        raise DataError(f"{where}: is a folder, not a sparsernn checkpoint file") from None
+    if not head.startswith(_TORCH_MAGIC):
+        raise DataError(f"{where}: not a sparsernn checkpoint ({_describe(head)}); {_CKPT_FIX}")
+    try:
+        stream = io.BytesIO(source) if isinstance(source, bytes) else source
+        payload = torch.load(stream, map_location=device, weights_only=True)
     except Exception as exc:  # noqa: BLE001
-        raise DataError(f"{where}: unreadable checkpoint ({exc.__class__.__name__})") from None
+        raise DataError(
+            f"{where}: unreadable checkpoint ({exc.__class__.__name__}: a damaged or truncated "
+            f"torch file?); {_CKPT_FIX}"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != "sparsernn-checkpoint-1":
         raise DataError(
             f"{where}: not a sparsernn checkpoint; for a study checkpoint use "

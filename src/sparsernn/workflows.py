@@ -32,6 +32,7 @@ def train_base_model(
     bucket: bool = False,
     out: str | os.PathLike[str] | None = None,
     progress: bool = False,
+    threads: int | None = None,
 ):
     """Train the study's base model on CSV files or a generated data set.
 
@@ -56,6 +57,7 @@ def train_base_model(
         seed=seed,
         device=device,
         bucket=bucket,
+        threads=threads,
     )
     model_cfg = ModelConfig(
         cell=cell, embedding_dim=embedding_dim, hidden_size=hidden_size, num_layers=num_layers
@@ -87,7 +89,7 @@ def pruning_summary(
     _save_plots(
         study_dir,
         {
-            "pruning_accuracy": lambda p: p.pruning_accuracy(res.pruning, res.base),
+            "pruning_accuracy": lambda p: p.pruning_accuracy(res.pruning, res.base, tolerance),
             "recovery_curves": lambda p: p.recovery_curves(res.pruning, res.base, tolerance),
             "training_curves": lambda p: p.training_curves(res.base_curves),
         },

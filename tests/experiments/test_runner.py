@@ -336,3 +336,60 @@ def test_results_show_only_the_latest_configuration_of_each_kind(tmp_path: Path)
     assert len(res.pruning_points) == 2 and len(res.base) == 1 and len(res.structure) == 2
     with ResultsStore.open(tmp_path, readonly=True) as store:
         assert store.count("prune")["done"] == 4  # the 1-epoch points are kept, not shown
+
+
+# ------------------------------------------------------------------------------- SIGTERM
+def _ray_like_sigterm_handler(signum, frame):  # what ray.init installs in a driver
+    raise SystemExit(signum)
+
+
+_ray_like_sigterm_handler.__module__ = "ray._private.worker"
+
+
+@pytest.mark.parametrize(
+    "before", [signal.SIG_DFL, _ray_like_sigterm_handler], ids=["default", "ray_init"]
+)
+def test_sigterm_stops_a_study_like_ctrl_c_and_keeps_the_store(
+    tmp_path: Path, reference, request: pytest.FixtureRequest, before
+):
+    """SIGTERM (``kill PID``) used to end the process silently; now it raises Terminated."""
+    out = tmp_path / "study"
+    handler = signal.signal(signal.SIGTERM, before)
+    request.addfinalizer(lambda: signal.signal(signal.SIGTERM, handler))
+
+    def terminate_after_first(unit, result):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)  # the handler runs at once; the run must not get here to the next unit
+
+    with pytest.raises(runner.Terminated) as caught:
+        run_study(tiny_study(), out, workers=1, progress=False, on_result=terminate_after_first)
+    assert isinstance(caught.value, KeyboardInterrupt) and caught.value.signum == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) == before  # restored
+    stored = snapshot(out)
+    assert len(stored) == 1 and stored.items() <= reference.items()
+    run = run_study(tiny_study(), out, workers=1, progress=False)  # resumes
+    assert (run.skipped, run.done) == (1, 4) and snapshot(out) == reference
+
+
+# ---------------------------------------------------------------------- artefact folders
+def test_artefact_folders_have_readable_names_and_old_ones_still_load(tmp_path: Path, reference):
+    out = tmp_path / "study"
+    run_study(tiny_study(), out, workers=1, progress=False, kinds=("base",))
+    (base_dir,) = (out / "artefacts").iterdir()
+    with ResultsStore.open(out) as store:
+        (key,) = store.keys(kind="base")
+        assert base_dir.name == f"base-rnn_tanh-s0-{key}"
+        # A study stored before readable names: the folder is the key alone.
+        old = base_dir.rename(out / "artefacts" / key)
+        row = store.get(key)
+        store.put_done(
+            key, "base", row["config"], row["metrics"], row["curve"],
+            {"model.pt": old / "model.pt"}, overwrite=True,
+        )  # fmt: skip
+    run = run_study(tiny_study(), out, workers=1, progress=False)
+    assert (run.done, run.failed, run.blocked) == (4, 0, 0)  # pruning read the old folder
+    assert [p.name for p in (out / "artefacts").iterdir()] == [key]
+    stored = snapshot(out)
+    assert {k: v for k, v in stored.items() if k != key} == {
+        k: v for k, v in reference.items() if k != key
+    }

@@ -196,3 +196,35 @@ def test_heatmap_uses_pooled_pearson_rows():
     assert "n/a" in _texts(fig)
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert labels == list(plots.KEY_FEATURES)
+
+
+def _legend_texts(fig: Figure) -> list[str]:
+    legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes)]
+    return [t.get_text() for leg in legends if leg is not None for t in leg.get_texts()]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: plots.pruning_accuracy(PRUNING, BASE, tolerance=0.02),
+        lambda: plots.recovery_curves(PRUNING, BASE, tolerance=0.02),
+    ],
+    ids=["pruning_accuracy", "recovery_curves"],
+)
+def test_tolerance_band_is_visible_and_in_the_legend(make):
+    """The band was a pale grey alpha-0.2 strip with no legend entry; now it is amber, >= 0.2."""
+    fig = make()
+    bands = [
+        p
+        for ax in fig.axes
+        for p in ax.patches
+        if p.get_facecolor()[3] >= 0.2 and p.get_facecolor()[:3] != (1.0, 1.0, 1.0)
+    ]
+    assert bands, "no tolerance band drawn"
+    assert all(abs(b.get_facecolor()[3] - plots.TOLERANCE_BAND["alpha"]) < 1e-9 for b in bands)
+    assert any("tolerance band (base - 0.02)" in t for t in _legend_texts(fig))
+
+
+def test_empty_figures_are_marked_as_such():
+    assert getattr(plots.no_data("no rows"), plots.NO_DATA_ATTR) == "no data: no rows"
+    assert getattr(plots.pruning_accuracy(PRUNING, BASE), plots.NO_DATA_ATTR, None) is None

@@ -24,10 +24,7 @@ from sparsernn.train import TrainConfig
 
 TINY = StudyConfig(
     cells=("gru", "rnn_tanh"),
-    data=DataSpec(n_strings=200),
-    embedding_dim=16,
-    hidden_size=16,
-    num_layers=2,
+    data=DataSpec(n_strings=200),  # the study's task and model sizes: published figures shown
     train=TrainConfig(epochs=1),
     pruning=PruningConfig(targets=("both", "h2h"), amounts=(50, 100), retrain_epochs=1),
     structure=StructureConfig(n_graphs=3, nodes=(10, 12), epochs=1),
@@ -273,3 +270,101 @@ def test_every_image_loads_in_headless_chromium(report: Path, tmp_path: Path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert f'data-images="{n_images}"' in done.stdout
     assert 'data-broken="0"' in done.stdout
+
+
+# ------------------------------------------------------------------------ caveats, escaping
+def _with_study(study: StudyResults, **changes) -> StudyResults:
+    """``study`` as if its stored config had ``changes`` (nested dicts merge one level)."""
+    config = {**study.study}
+    for name, value in changes.items():
+        config[name] = {**config[name], **value} if isinstance(value, dict) else value
+    return dataclasses.replace(study, study=config)
+
+
+def _top(text: str) -> str:
+    """The page above the first section."""
+    return text.split("<section>", 1)[0]
+
+
+def _has_published_columns(text: str) -> bool:
+    return any(f"<th>{c}</th>" in text for c in ("published", "published_safe", "difference"))
+
+
+def test_study_task_run_shows_published_figures_and_collapsed_config(report: Path):
+    text = report.read_text(encoding="utf-8")
+    assert _has_published_columns(text)
+    assert "Published figures are not shown" not in text
+    assert "<details><summary>Study configuration" in text  # collapsed: no "open"
+    assert "<details open" not in text
+    # TINY trains 1 epoch on 3 graphs per cell: said once at the top, in one sentence
+    (caveat,) = re.findall(r'<p class="caveat">(.*?)</p>', _top(text))
+    assert caveat.startswith("These numbers are not meaningful results: ")
+    assert "base models trained 1 epoch(s)" in caveat and "too few for an R²" in caveat
+    assert caveat.count(".") == 1 and "smoke" not in caveat
+
+
+def test_smoke_profile_says_so_and_replaces_empty_plots(
+    study: StudyResults, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from sparsernn.experiments.config import profile
+    from sparsernn.report import html as report_html
+
+    smoke = profile("smoke").to_dict()
+    results = _with_study(study, **{k: smoke[k] for k in ("train", "pruning", "structure")})
+    # As in a real smoke run: too few networks for out-of-fold predictions.
+    empty = pd.DataFrame(columns=["cell", "model", "actual", "predicted"])
+    monkeypatch.setattr(report_html.analysis, "predicted_vs_actual", lambda *a, **k: empty)
+    text = build_report(results, tmp_path / "smoke.html", n_boot=20, n_repeats=1).read_text()
+    (caveat,) = re.findall(r'<p class="caveat">(.*?)</p>', _top(text))
+    assert "the <code>smoke</code> profile, a pipeline check" in caveat
+    # Empty plots (too few graphs for out-of-fold predictions) used to be images saying
+    # "no data: no rows"; now they are text naming the reason and the caveat.
+    pattern = r'<p class="missing">(Out-of-fold predictions[^:]*: nothing to plot .*?)</p>'
+    (replaced,) = re.findall(pattern, text)
+    assert "(no rows)" in replaced and caveat in replaced and "no data: no rows" not in text
+    assert _has_published_columns(text)  # the study's task: comparable, if meaningless
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"data": {"grammar": "embedded_reber"}},
+        {"data": {"negative_mix": [["edit", 1.0]]}},
+        {"data": {"train_csv": "a.csv", "test_csv": "b.csv"}},
+        {"hidden_size": 16},
+    ],
+    ids=["embedded_reber", "negative_mix", "own_csv", "model_size"],
+)
+def test_other_task_or_model_omits_published_figures(study, tmp_path: Path, changes):
+    results = _with_study(study, **changes)
+    text = build_report(results, tmp_path / "r.html", n_boot=20, n_repeats=1).read_text()
+    top = _top(text)
+    sentences = re.findall(r'<p class="caveat">(Published figures are not shown: .*?)</p>', top)
+    assert len(sentences) == 1 and sentences[0].count(". ") == 0
+    assert not _has_published_columns(text)
+    assert "Published = the study" not in text and "Published epoch times" not in text
+    tolerated = pd.read_csv(tmp_path / "r_tables" / "pruning_tolerated.csv")
+    assert "published_safe" not in tolerated.columns and "difference" not in tolerated.columns
+    if "data" in changes and "grammar" in changes["data"]:
+        assert "data.grammar = &quot;embedded_reber&quot;" in sentences[0]
+
+
+def test_user_supplied_text_is_escaped(study: StudyResults, tmp_path: Path):
+    evil = "<script>alert(1)</script>"
+    results = _with_study(study, data={"train_csv": evil, "test_csv": evil})
+    results = dataclasses.replace(results, study_dir=tmp_path / evil.replace("/", "_"))
+    text = build_report(results, tmp_path / "e.html", n_boot=20, n_repeats=1).read_text()
+    assert "<script" not in text.lower()
+    assert "&lt;script&gt;" in text
+
+
+def test_report_files_follow_the_umask(study: StudyResults, tmp_path: Path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        path = build_report(study, tmp_path / "m.html", n_boot=20, n_repeats=1)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

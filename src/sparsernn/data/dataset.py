@@ -21,7 +21,6 @@ import dataclasses
 import hashlib
 import io
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from sparsernn._files import atomic_write_bytes
 from sparsernn._seed import derive_seed, rng
 from sparsernn.config import Config
 from sparsernn.data.negatives import (
@@ -593,25 +593,12 @@ def write_csv(dataset: Dataset, path: str | os.PathLike[str]) -> Path:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise DataError(f"{path}: folder {parent} does not exist; create it first")
-    # mkstemp makes the file private (0600); give the result the old file's mode, or 0644.
-    mode = path.stat().st_mode & 0o777 if path.is_file() else 0o644
-    fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, mode)
-        with os.fdopen(fd, "w", newline="", encoding="ascii") as fh:
-            writer = csv.writer(fh, lineterminator="\n")
-            writer.writerow(("string", "valid"))
-            writer.writerows(zip(dataset.strings, (int(v) for v in labels), strict=True))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+    text = io.StringIO(newline="")
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(("string", "valid"))
+    writer.writerows(zip(dataset.strings, (int(v) for v in labels), strict=True))
+    # The old file's mode, or what open() would give (mkstemp alone would make it 0600).
+    return atomic_write_bytes(path, text.getvalue().encode("ascii"), mkdir=False)
 
 
 # ----------------------------------------------------------------------------------- encoding

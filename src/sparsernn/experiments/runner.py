@@ -9,6 +9,7 @@ queued units, stops the workers without waiting for them, and leaves the store c
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import signal
@@ -32,7 +33,7 @@ from sparsernn.experiments.inputs import resolve_inputs
 from sparsernn.experiments.units import Unit, execute_job, plan_units
 from sparsernn.store import ResultsStore, artefact_dir, atomic_write_bytes
 
-__all__ = ["run_study", "StudyRun", "EXECUTORS", "WorkerError"]
+__all__ = ["run_study", "StudyRun", "EXECUTORS", "Terminated", "WorkerError"]
 
 EXECUTORS = ("local", "ray")
 _KINDS = ("base", "prune", "structure")
@@ -87,23 +88,63 @@ def _worker_init(threads: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM reached a running study: it stops as on Ctrl-C (queued units cancelled, workers
+    stopped, what was stored stays). ``signum`` lets a caller exit with ``128 + signum``."""
+
+    signum = signal.SIGTERM
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
 @contextmanager
-def _interrupts_deferred() -> Iterator[None]:
-    """Hold off Ctrl-C while a result is committed, so its counts and bar match the store."""
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """During a study, SIGTERM raises :class:`Terminated` (unless the caller handles SIGTERM)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    caught: list[Any] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
+    previous = signal.getsignal(signal.SIGTERM)
+    # ray.init installs a handler that only calls sys.exit: replace it too, not a caller's own
+    ours_to_replace = previous == signal.SIG_DFL or (
+        callable(previous) and getattr(previous, "__module__", "") == "ray._private.worker"
+    )
+    if not ours_to_replace:  # the caller's own handler, or SIGTERM ignored: leave it
+        yield
+        return
+    signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold off Ctrl-C and SIGTERM while a result is committed, so counts match the store."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[tuple[int, Any]] = []
+    signums = (signal.SIGINT, signal.SIGTERM)
+    previous = {
+        n: signal.signal(n, lambda signum, frame: caught.append((signum, frame))) for n in signums
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         if caught:
-            if callable(previous):
-                previous(signal.SIGINT, caught[0])
-            elif previous != signal.SIG_IGN:
+            signum, frame = caught[0]
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, frame)
+            elif signum == signal.SIGINT and handler != signal.SIG_IGN:
                 raise KeyboardInterrupt
+            elif signum == signal.SIGTERM and handler == signal.SIG_DFL:
+                signal.raise_signal(signal.SIGTERM)
 
 
 class _Progress:
@@ -270,12 +311,21 @@ class _RayExecutor:
         self._base_refs: dict[str, Any] = {}  # one object-store copy per base checkpoint
         if not ray.is_initialized():
             _check_reachable(address)
+            has_token = _use_ray_token() if address not in (None, "auto") else True
+            auth_error = getattr(ray.exceptions, "AuthenticationError", ())
             try:
                 ray.init(address=address, log_to_driver=False)
-            except (ConnectionError, TimeoutError) as exc:
+            except auth_error:
                 raise ConfigError(
-                    f"cannot connect to a Ray cluster at {address!r} ({exc}); start one with "
-                    "'ray start --head --port 6379' or check --address"
+                    f"Ray token authentication (RAY_AUTH_MODE=token) found no token for the "
+                    f"cluster at {address}; {_TOKEN_FIX}"
+                ) from None
+            except (ConnectionError, TimeoutError) as exc:
+                hint = "start one with 'ray start --head --port 6379' or check --address"
+                if not has_token:  # the port answers, so a token is the likely lack
+                    hint = f"if it uses token authentication (`ray start`'s default), {_TOKEN_FIX}"
+                raise ConfigError(
+                    f"cannot connect to a Ray cluster at {address!r} ({exc}); {hint}"
                 ) from None
             self._started = True
         if gpus > 0 and ray.cluster_resources().get("GPU", 0) < gpus:
@@ -326,6 +376,38 @@ class _RayExecutor:
             self._base_refs.clear()
             if self._started:
                 self._ray.shutdown()
+
+
+_TOKEN_FIX = (
+    "run `ray get-auth-token` on the head node and set RAY_AUTH_TOKEN=<token> here (or save "
+    "it as ~/.ray/auth_token, or point RAY_AUTH_TOKEN_PATH at it)"
+)
+
+
+def _use_ray_token() -> bool:
+    """Let ``ray.init(address=HOST:PORT)`` present the token the user has; True if one is used.
+
+    ``ray start`` enables token authentication when a token exists, but a driver connecting by
+    address does so only with ``RAY_AUTH_MODE=token``. With that variable unset and a token in
+    ``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or Ray's default file (``~/.ray/auth_token``),
+    this sets ``RAY_AUTH_MODE=token`` for this process (Ray's own helper, as ``ray start`` does).
+    """
+    mode = os.environ.get("RAY_AUTH_MODE")
+    if mode:
+        return mode.lower() == "token"
+    try:
+        from ray._private.authentication import authentication_token_setup as setup
+    except ImportError:  # a Ray without token authentication
+        return False
+    logger = logging.getLogger(setup.__name__)
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # its "token authentication is enabled" warning
+    try:
+        return bool(setup.maybe_enable_token_auth_if_token_available(warn_if_disabled=False))
+    except Exception:  # noqa: BLE001 - a changed private API: connect as Ray would by itself
+        return False
+    finally:
+        logger.setLevel(level)
 
 
 def _check_reachable(address: str | None, timeout: float = 10.0) -> None:
@@ -385,6 +467,7 @@ def run_study(
     Raises :class:`~sparsernn.errors.StoreError` when another process is writing to ``out`` or
     its ``results.sqlite`` is not a store, and :class:`WorkerError` when a local worker dies.
     On KeyboardInterrupt, queued units are cancelled and workers stopped; what was stored stays.
+    SIGTERM does the same and raises :class:`Terminated` (a KeyboardInterrupt).
     """
     if executor not in EXECUTORS:
         raise ConfigError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
@@ -428,7 +511,8 @@ def run_study(
         bar = _Progress(progress, len(todo))
         cancel = True
         try:
-            _drive(todo, _bundles(units), store, run, pool, bar, on_result)
+            with _sigterm_as_interrupt():
+                _drive(todo, _bundles(units), store, run, pool, bar, on_result)
             cancel = False
         finally:
             try:
@@ -540,11 +624,27 @@ def _base_checkpoint(store: ResultsStore, key: str) -> bytes | None:
     if row is None or row["status"] != "done":
         return None
     name = (row["artefacts"] or {}).get("model.pt")
-    # the canonical location is the fallback for stores written before paths were normalised
-    for path in (store.study_dir / name if name else None, artefact_dir(store, key) / "model.pt"):
-        if path is not None and path.is_file():
+    # the canonical locations are the fallback for stores written before paths were normalised
+    candidates = [store.study_dir / name] if name else []
+    candidates += [artefact_dir(store, key) / "model.pt"]
+    candidates += sorted((store.study_dir / "artefacts").glob(f"*-{key}/model.pt"))
+    for path in candidates:
+        if path.is_file():
             return path.read_bytes()
     return None
+
+
+def _artefact_label(unit: Unit) -> str:
+    """A readable prefix for a unit's artefact folder: ``base-gru-s0``,
+    ``prune-gru-h2h-50-s0``, ``structure-gru-ws-3-s0``."""
+    c = unit.config
+    if unit.kind == "base":
+        parts = [c["cell"]]
+    elif unit.kind == "prune":
+        parts = [c["cell"], c["target"], f"{c['amount']:g}"]
+    else:
+        parts = [c["cell"], c["generator"], str(c["graph_id"])]
+    return "-".join([unit.kind, *parts, f"s{c['seed']}"])
 
 
 def _commit(store: ResultsStore, unit: Unit, result: dict[str, Any], run: StudyRun) -> None:
@@ -559,7 +659,7 @@ def _commit(store: ResultsStore, unit: Unit, result: dict[str, Any], run: StudyR
         return
     artefacts = {}
     for name, data in result.get("files", {}).items():
-        path = artefact_dir(store, unit.key) / name
+        path = artefact_dir(store, unit.key, _artefact_label(unit)) / name
         atomic_write_bytes(path, data)
         artefacts[name] = path
     store.put_done(

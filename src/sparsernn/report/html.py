@@ -17,6 +17,7 @@ import json
 import math
 import os
 import platform
+import re
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -58,6 +59,13 @@ _HOW_ALL = (
     "run `sparsernn reproduce --profile quick --out {dir}` "
     "(or `sparsernn prune` / `sparsernn structure`)"
 )
+
+#: Table columns that hold published figures or the difference to them.
+_PUBLISHED_COLUMNS = frozenset({"published", "published_safe", "difference"})
+#: Below these, numbers are a pipeline check, not a result.
+_MIN_BASE_EPOCHS = 10
+_MIN_STRUCTURE_EPOCHS = 5
+_MIN_GRAPHS_PER_CELL = 20
 
 _MAX_CV_FITS = 1000  # cap on model fits in the repeated cross-validation, all cells together
 _ERROR_CLASS = "error"
@@ -174,6 +182,14 @@ class _Context:
     n_repeats: int
     seed: int
     written: list[str] = dataclasses.field(default_factory=list)
+    #: Why these numbers mean little (smoke profile, too few epochs or graphs), or None.
+    caveat: str | None = None
+    #: Why the published figures are left out (another task or protocol), or None.
+    unpublished: str | None = None
+
+    def published(self, text: str) -> str:
+        """``text`` when published figures are shown, else nothing."""
+        return "" if self.unpublished else text
 
     @property
     def where(self) -> str:
@@ -184,6 +200,9 @@ class _Context:
     ) -> str:
         """Write ``df`` as ``<name>.csv`` and ``<name>.md``; return its HTML (or a link)."""
         df = df.reset_index(drop=True)
+        if self.unpublished:
+            df = df.drop(columns=[c for c in df.columns if c in _PUBLISHED_COLUMNS])
+            caption = re.sub(r"\s*\(published[^)]*\)", "", caption) if caption else caption
         self.tables_dir.mkdir(parents=True, exist_ok=True)
         df.to_csv(self.tables_dir / f"{name}.csv", index=False)
         (self.tables_dir / f"{name}.md").write_text(markdown_table(df), encoding="utf-8")
@@ -202,7 +221,12 @@ class _Context:
         )
 
     def figure(self, fig: Figure, caption: str) -> str:
-        """``fig`` as an embedded PNG with a caption."""
+        """``fig`` as an embedded PNG with a caption (an empty plot of a study with a caveat:
+        the caveat instead)."""
+        empty = getattr(fig, plots.NO_DATA_ATTR, None)
+        if self.caveat and empty:
+            reason = empty.removeprefix("no data: ")
+            return _missing(f"{caption}: nothing to plot ({reason}). {self.caveat}")
         data = base64.b64encode(plots.to_png(fig, dpi=90)).decode("ascii")
         alt = html.escape(caption, quote=True)
         return (
@@ -335,7 +359,7 @@ def _setup(ctx: _Context) -> list[str]:
         out.append(_missing("No study configuration is stored in this study directory."))
     else:
         out.append(
-            "<details open><summary>Study configuration</summary>"
+            "<details><summary>Study configuration (study.toml)</summary>"
             f"<pre>{html.escape(_config_text(study))}</pre></details>"
         )
     if units_df["done"].sum() == 0:
@@ -387,15 +411,16 @@ def _pruning(ctx: _Context) -> list[str]:
     out.append("<h3>Plots</h3>")
     out.append(
         ctx.figure(
-            plots.pruning_accuracy(pruning, base),
-            "Test accuracy against pruning amount (mean over seeds, 95% CI)",
+            plots.pruning_accuracy(pruning, base, ctx.tolerance),
+            "Test accuracy against pruning amount (mean over seeds, 95% CI; amber band: "
+            f"within {ctx.tolerance:g} of the base model)",
         )
     )
     out.append(
         ctx.figure(
             plots.recovery_curves(pruning, base, ctx.tolerance),
             f"Recovery of the amounts that cost more than {ctx.tolerance:g} "
-            "accuracy (grey band: tolerance)",
+            "accuracy (amber band: tolerance)",
         )
     )
     return out
@@ -438,7 +463,10 @@ def _base_accuracy(ctx: _Context) -> list[str]:
                 "note",
             )
         )
-    out.append(_p("Published epoch times (Tesla K80): 31 s for RNN, 44-47 s for LSTM/GRU.", "note"))
+    if not ctx.unpublished:
+        out.append(
+            _p("Published epoch times (Tesla K80): 31 s for RNN, 44-47 s for LSTM/GRU.", "note")
+        )
     if not ctx.results.base_curves.empty:
         out.append(
             ctx.figure(
@@ -478,8 +506,10 @@ def _tolerated(ctx: _Context, pruning: pd.DataFrame, base: pd.DataFrame) -> list
         _p(
             "Tolerated = the largest pruning amount (%) whose test accuracy is within "
             f"{ctx.tolerance:g} of the base model's, judged right after pruning (epoch 0) and "
-            "after retraining; mean over seeds with a 95% t-interval. Published = the study's "
-            '"safe" amount (one run); difference = ours - published.'
+            "after retraining; mean over seeds with a 95% t-interval."
+            + ctx.published(
+                ' Published = the study\'s "safe" amount (one run); difference = ours - published.'
+            )
         )
     ]
     if not parts:
@@ -537,6 +567,8 @@ def _recovery(ctx: _Context, pruning: pd.DataFrame, base: pd.DataFrame) -> list[
 
 
 def _post_prune(ctx: _Context, pruning: pd.DataFrame) -> list[str]:
+    if ctx.unpublished:  # the table is a comparison at the published amounts only
+        return []
     at0 = pruning[pruning["epoch"] == 0]
     ours = at0.groupby(["cell", "target", "amount"], as_index=False)["accuracy"].mean()
     published = analysis.published_post_prune()
@@ -699,8 +731,11 @@ def _correlations(ctx: _Context) -> list[str]:
     out.append(
         _p(
             f"Correlation of each graph property with test accuracy, all generators pooled, with "
-            f"{ctx.n_boot}-resample bootstrap 95% intervals. Published = the study's Pearson r "
-            "(200 graphs per cell, one run); difference = our Pearson r - published."
+            f"{ctx.n_boot}-resample bootstrap 95% intervals."
+            + ctx.published(
+                " Published = the study's Pearson r (200 graphs per cell, one run); "
+                "difference = our Pearson r - published."
+            )
         )
     )
     out.append(
@@ -901,6 +936,86 @@ def _section(ctx: _Context, sid: str) -> str:
     return f'<section><h2 id="{sid}">{html.escape(_TITLES[sid])}</h2>{body}</section>'
 
 
+# ----------------------------------------------------------------------------- caveats
+
+
+def _smoke_like(study: dict[str, Any]) -> bool:
+    """Whether ``study`` has the ``smoke`` profile's training, pruning and structure settings
+    (data and model sizes may differ: tests and demos shrink them further)."""
+    from sparsernn.experiments.config import profile
+
+    smoke = profile("smoke").to_dict()
+    return all(study.get(part) == smoke[part] for part in ("train", "pruning", "structure"))
+
+
+def _caveat(results: StudyResults, structure: pd.DataFrame) -> str | None:
+    """One sentence saying why this study's numbers are not meaningful, or None."""
+    study = results.study or {}
+    reasons = []
+    if study and _smoke_like(study):
+        reasons.append("it ran the `smoke` profile, a pipeline check")
+    epochs = (study.get("train") or {}).get("epochs")
+    if not results.base.empty and isinstance(epochs, int) and epochs < _MIN_BASE_EPOCHS:
+        reasons.append(f"base models trained {epochs} epoch(s) (fewer than {_MIN_BASE_EPOCHS})")
+    s_epochs = (study.get("structure") or {}).get("epochs")
+    if not structure.empty and isinstance(s_epochs, int) and s_epochs < _MIN_STRUCTURE_EPOCHS:
+        reasons.append(
+            f"structure networks trained {s_epochs} epoch(s) (fewer than {_MIN_STRUCTURE_EPOCHS})"
+        )
+    if not structure.empty and "cell" in structure.columns:
+        n_graphs = int(structure.groupby("cell").size().min())
+        if n_graphs < _MIN_GRAPHS_PER_CELL:
+            reasons.append(
+                f"{n_graphs} graph(s) per cell are too few for an R² "
+                f"(at least {_MIN_GRAPHS_PER_CELL})"
+            )
+    if not reasons:
+        return None
+    return "These numbers are not meaningful results: " + "; ".join(reasons) + "."
+
+
+def _unpublished(study: dict[str, Any]) -> str | None:
+    """One sentence saying why published figures are left out (the study's task and protocol
+    differ from the paper's), or None when they belong beside these results."""
+    from sparsernn.data import DataSpec
+    from sparsernn.experiments.config import StudyConfig
+
+    if not study:
+        return None
+    paper_data = DataSpec().to_dict()
+    paper = StudyConfig()
+    data = study.get("data") or {}
+    differences = []
+    for name in ("grammar", "negative_mix", "alternative_grammars", "valid_fraction"):
+        if name in data and _plain(data[name]) != _plain(paper_data[name]):
+            differences.append(f"data.{name} = {_short(data[name])}")
+    for name in ("min_length", "max_length"):
+        if name in data and data[name] != paper_data[name]:
+            differences.append(f"data.{name} = {data[name]}")
+    if data.get("train_csv"):
+        differences.append("its own CSV files (data.train_csv)")
+    for name in ("embedding_dim", "hidden_size", "num_layers"):
+        if name in study and study[name] != getattr(paper, name):
+            differences.append(f"{name} = {study[name]} (the study's: {getattr(paper, name)})")
+    if not differences:
+        return None
+    return (
+        "Published figures are not shown: this study's task or model differs from the paper's ("
+        + "; ".join(differences)
+        + "), so its numbers are not comparable with them."
+    )
+
+
+def _plain(value: Any) -> Any:
+    """JSON/TOML data with tuples as lists, for comparing a stored config with a default."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else f'"{value}"'
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 # ----------------------------------------------------------------------------- page
 
 _CSS = """
@@ -916,6 +1031,7 @@ tbody tr:nth-child(even){background:#fafafa}
 figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.85em;color:#555}
 .note{color:#555;font-size:.9em}
+.caveat{background:#fdecea;border-left:4px solid #d32f2f;padding:.5em .8em;font-weight:600}
 .missing{background:#fff8e1;border-left:4px solid #f0b400;padding:.5em .8em}
 .error{background:#fdecea;border-left:4px solid #d32f2f;padding:.5em .8em}
 pre{background:#f6f6f6;padding:.6em;overflow-x:auto;font-size:.8em}
@@ -923,13 +1039,14 @@ code{background:#f2f2f2;padding:0 .2em}
 """
 
 
-def _page(title: str, sections: list[str]) -> str:
+def _page(title: str, sections: list[str], caveats: Sequence[str] = ()) -> str:
+    top = "".join(_p(text, "caveat") for text in caveats if text)
     nav = " ".join(f'<a href="#{s}">{html.escape(_TITLES[s])}</a>' for s in SECTIONS)
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
-        f"<h1>{html.escape(title)}</h1>\n"
+        f"<h1>{html.escape(title)}</h1>\n{top}"
         "<p>Our results beside those of H. Darji, <i>Investigating Sparsity in Recurrent Neural "
         "Networks</i> (2021). Published figures are single runs.</p>\n"
         f"<nav>{nav}</nav>\n" + "\n".join(sections) + "\n</body>\n</html>\n"
@@ -978,16 +1095,20 @@ def build_report(
     if tables_dir.is_dir():
         for old in list(tables_dir.glob("*.csv")) + list(tables_dir.glob("*.md")):
             old.unlink()
+    structure = _clean_structure(results.structure)
     ctx = _Context(
         results=results,
-        structure=_clean_structure(results.structure),
+        structure=structure,
         tables_dir=tables_dir,
         tolerance=float(tolerance),
         n_boot=int(n_boot),
         n_repeats=int(n_repeats),
         seed=int(seed),
+        caveat=_caveat(results, structure),
+        unpublished=_unpublished(results.study or {}),
     )
     sections = [_section(ctx, sid) for sid in SECTIONS]
     title = f"sparsernn report: {results.study_dir.name or results.study_dir}"
-    atomic_write_bytes(out, _page(title, sections).encode("utf-8"))
+    page = _page(title, sections, [ctx.caveat or "", ctx.unpublished or ""])
+    atomic_write_bytes(out, page.encode("utf-8"))
     return out

@@ -94,6 +94,10 @@ def _figure(width: float, height: float) -> Figure:
     return fig
 
 
+#: Attribute set on the figures of :func:`no_data` (its text), so a report can replace them.
+NO_DATA_ATTR = "sparsernn_no_data"
+
+
 def no_data(message: str = "no data", title: str | None = None) -> Figure:
     """A small figure that only says ``message`` (used for every empty input)."""
     fig = _figure(6.0, 2.0)
@@ -103,6 +107,7 @@ def no_data(message: str = "no data", title: str | None = None) -> Figure:
     ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=11, color="#555555")
     if title:
         ax.set_title(title)
+    setattr(fig, NO_DATA_ATTR, text)
     return fig
 
 
@@ -163,13 +168,24 @@ def _cell_legend(cells: Sequence[str]) -> list[Line2D]:
 # ----------------------------------------------------------------------------- pruning
 
 
-def pruning_accuracy(pruning: pd.DataFrame, base: pd.DataFrame) -> Figure:
+#: The tolerance band below a base accuracy: amber, clearly visible under lines and CI bands.
+TOLERANCE_BAND = {"color": "#f0a000", "alpha": 0.3, "lw": 0, "zorder": 0}
+
+
+def _tolerance_handle(tolerance: float) -> Patch:
+    style = {k: v for k, v in TOLERANCE_BAND.items() if k != "zorder"}
+    return Patch(label=f"tolerance band (base - {tolerance:g})", **style)
+
+
+def pruning_accuracy(
+    pruning: pd.DataFrame, base: pd.DataFrame, tolerance: float | None = None
+) -> Figure:
     """Test accuracy against pruning amount, one panel per target, one colour per cell.
 
     Line styles: dotted = right after pruning (epoch 0), dash-dot = after one retraining epoch,
     solid = after the last retraining epoch. Lines are means over seeds with a shaded 95%
     t-interval when there are several seeds; a dashed horizontal line marks each cell's mean
-    base accuracy.
+    base accuracy, and with ``tolerance`` an amber band the tolerance below it.
     """
     why = _missing(pruning, ["cell", "target", "amount", "epoch", "accuracy"])
     if why:
@@ -207,6 +223,9 @@ def pruning_accuracy(pruning: pd.DataFrame, base: pd.DataFrame) -> Figure:
                     break
             if cell in base_means:
                 ax.axhline(base_means[cell], color=color, ls="--", lw=0.9, alpha=0.7)
+                if tolerance:
+                    b = base_means[cell]
+                    ax.axhspan(b - tolerance, b, **TOLERANCE_BAND)
         ax.set_title(f"target: {target}")
         ax.set_xlabel("pruned weights (%)")
         ax.grid(alpha=0.3)
@@ -224,6 +243,8 @@ def pruning_accuracy(pruning: pd.DataFrame, base: pd.DataFrame) -> Figure:
     ]
     if base_means:
         handles.append(Line2D([], [], color="black", ls="--", lw=0.9, label="base model"))
+        if tolerance:
+            handles.append(_tolerance_handle(tolerance))
     axes[-1].legend(handles=handles, fontsize=8, loc="lower left")
     return fig
 
@@ -232,7 +253,7 @@ def recovery_curves(pruning: pd.DataFrame, base: pd.DataFrame, tolerance: float 
     """Accuracy against retraining epoch for the amounts that hurt, per (cell, target) panel.
 
     An amount "hurts" when its mean accuracy right after pruning is below the cell's mean base
-    accuracy minus ``tolerance``. The grey band is the tolerance below the base accuracy.
+    accuracy minus ``tolerance``. The amber band is the tolerance below the base accuracy.
     """
     title = "recovery during retraining"
     why = _missing(pruning, ["cell", "target", "amount", "epoch", "accuracy"]) or _missing(
@@ -265,7 +286,7 @@ def recovery_curves(pruning: pd.DataFrame, base: pd.DataFrame, tolerance: float 
     axes = fig.subplots(len(cells), len(targets), sharex=True, sharey=True, squeeze=False)
     for (cell, target, hurt), ax in zip(panels, axes.ravel(), strict=True):
         b = float(base_means[cell])
-        ax.axhspan(b - tolerance, b, color="#999999", alpha=0.2, lw=0)
+        ax.axhspan(b - tolerance, b, **TOLERANCE_BAND)
         ax.axhline(b, color=cell_color(cell), ls="--", lw=0.9)
         sub = df[(df["cell"] == cell) & (df["target"] == target)]
         for amount in hurt:
@@ -283,6 +304,7 @@ def recovery_curves(pruning: pd.DataFrame, base: pd.DataFrame, tolerance: float 
     for ax in axes[:, 0]:
         ax.set_ylabel("test accuracy")
     handles = [Line2D([], [], color=shade[a], marker="o", label=f"{a:g}%") for a in amounts]
+    handles.append(_tolerance_handle(tolerance))
     fig.legend(
         handles=handles,
         loc="outside lower center",
