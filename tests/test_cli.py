@@ -49,6 +49,8 @@ def test_every_command_on_tiny_data(tmp_path):
     )
     assert "test_accuracy" in out and ckpt.exists()
     assert "accuracy" in _ok(["evaluate", str(ckpt), "--test-csv", str(d / "test.csv")])
+    out = _ok(["evaluate", str(ckpt), "--test-csv", str(d / "test.csv"), "--by-kind"])
+    assert "alt_TPTVSXXSPV" in out and "n_wrong" in out  # kinds inferred from the CSV
     study = tmp_path / "study"
     common = ["--out", str(study), "--n-strings", "120", "--workers", "1", "--seeds", "1"]
     out = _ok(

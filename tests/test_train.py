@@ -10,9 +10,11 @@ from sparsernn.models import ModelConfig, build_model
 from sparsernn.train import (
     EncodedData,
     TrainConfig,
+    accuracy_by_kind,
     evaluate,
     fit,
     load_checkpoint,
+    predict,
     save_checkpoint,
 )
 
@@ -126,3 +128,19 @@ def test_bucketing_keeps_every_string_once(tiny):
     plain = _epoch_order(len(train), lengths, TrainConfig(batch_size=8), np.random.default_rng(0))
     spans_plain = [np.ptp(lengths[plain[i : i + 8]]) for i in range(0, len(plain), 8)]
     assert np.mean(spans) < np.mean(spans_plain) / 2
+
+
+def test_predict_and_accuracy_by_kind_agree_with_evaluate(tiny):
+    train, test = tiny
+    model = build_model(ModelConfig(cell="gru", hidden_size=8, embedding_dim=4), seed=1)
+    pred = predict(model, test, 16)
+    assert pred.shape == (len(test),)
+    assert (pred == test.labels).mean() == pytest.approx(evaluate(model, test, 16)["accuracy"])
+    table = accuracy_by_kind(model, test, 16).set_index(["level", "kind"])
+    kinds = np.array(test.kinds)
+    for kind in set(test.kinds) - {"valid"}:  # by hand, from the predictions
+        right = (pred == test.labels)[kinds == kind]
+        assert table.loc[("kind", kind), "n"] == right.size
+        assert table.loc[("kind", kind), "accuracy"] == pytest.approx(right.mean())
+    assert table.loc[("all", "all"), "n_wrong"] == int((pred != test.labels).sum())
+    assert table.xs("family")["n"].sum() == int((test.labels == 0).sum())

@@ -299,9 +299,10 @@ def train(
     help="Let --graph read a .gpickle (unpickling runs code: only for files you trust).",
 )
 @click.option("--batch-size", default=32, show_default=True)
+@click.option("--by-kind", is_flag=True, help="Also print accuracy per class and negative kind.")
 @_THREADS
 @_friendly
-def evaluate(checkpoint, test_csv, cell, graph_file, allow_pickle, batch_size, threads):
+def evaluate(checkpoint, test_csv, cell, graph_file, allow_pickle, batch_size, by_kind, threads):
     """Evaluate a checkpoint (ours, or the study's with --study-format CELL) on a CSV."""
     from sparsernn.compat import load_study_checkpoint, load_study_structure_checkpoint
     from sparsernn.data import read_csv
@@ -319,8 +320,14 @@ def evaluate(checkpoint, test_csv, cell, graph_file, allow_pickle, batch_size, t
         model = load_study_checkpoint(checkpoint, cell)
     else:
         model = load_checkpoint(checkpoint)[0]
-    res = _evaluate(model, read_csv(test_csv), batch_size, threads=threads)
+    test = read_csv(test_csv)
+    res = _evaluate(model, test, batch_size, threads=threads)
     click.echo(f"accuracy {res['accuracy']:.4f}  loss {res['loss']:.4f}")
+    if by_kind:
+        from sparsernn.train import accuracy_by_kind
+
+        table = accuracy_by_kind(model, test, batch_size, threads=threads)
+        click.echo(table.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
 
 
 # ----------------------------------------------------------------------------------- studies

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -32,6 +33,8 @@ __all__ = [
     "EncodedData",
     "fit",
     "evaluate",
+    "predict",
+    "accuracy_by_kind",
     "resolve_device",
     "checkpoint_bytes",
     "save_checkpoint",
@@ -145,6 +148,67 @@ def evaluate(
     """
     with torch_threads(threads), torch.no_grad():
         return _evaluate(model, dataset, batch_size)
+
+
+def predict(
+    model: nn.Module,
+    dataset: Dataset | EncodedData,
+    batch_size: int = 32,
+    *,
+    threads: int | None = None,
+) -> np.ndarray:
+    """Predicted labels, shape (N,), batched exactly as :func:`evaluate` batches (file order)."""
+    with torch_threads(threads), torch.no_grad():
+        device = next(model.parameters()).device
+        data = dataset if isinstance(dataset, EncodedData) else EncodedData(dataset, device)
+        was_training = model.training
+        model.eval()
+        out = [model(t).argmax(1).cpu() for t, _ in data.batches(np.arange(len(data)), batch_size)]
+        model.train(was_training)
+    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.int64)
+
+
+def accuracy_by_kind(
+    model: nn.Module,
+    dataset: Dataset,
+    batch_size: int = 32,
+    *,
+    grammar: str = "reber",
+    threads: int | None = None,
+) -> pd.DataFrame:
+    """Accuracy per class, negative family and negative kind: which strings a model gets wrong.
+
+    Kinds are the dataset's own, or inferred from the strings for a CSV
+    (:func:`sparsernn.data.describe.infer_kinds`). Columns ``level`` (all / class / family /
+    kind), ``kind``, ``n``, ``n_wrong``, ``accuracy``.
+    """
+    from sparsernn.data.describe import family_of, infer_kinds
+
+    kinds = infer_kinds(dataset, grammar)
+    frame = pd.DataFrame(
+        {
+            "label": dataset.labels,
+            "kind": kinds,
+            "family": [family_of(k) for k in kinds],
+            "right": predict(model, dataset, batch_size, threads=threads) == dataset.labels,
+        }
+    )
+    parts = [("all", "all", frame)]
+    parts += [("class", n, frame[frame["label"] == y]) for y, n in ((1, "valid"), (0, "invalid"))]
+    negatives = frame[frame["label"] == 0]
+    for level in ("family", "kind"):
+        parts += [(level, str(k), g) for k, g in negatives.groupby(level, sort=True)]
+    rows = [
+        {
+            "level": level,
+            "kind": name,
+            "n": len(g),
+            "n_wrong": int((~g["right"]).sum()),
+            "accuracy": float(g["right"].mean()) if len(g) else float("nan"),
+        }
+        for level, name, g in parts
+    ]
+    return pd.DataFrame(rows)
 
 
 def _evaluate(
