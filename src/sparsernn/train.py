@@ -182,7 +182,7 @@ def accuracy_by_kind(
     (:func:`sparsernn.data.describe.infer_kinds`). Columns ``level`` (all / class / family /
     kind), ``kind``, ``n``, ``n_wrong``, ``accuracy``.
     """
-    from sparsernn.data.describe import family_of, infer_kinds
+    from sparsernn.data.describe import family_of, group_rows, infer_kinds
 
     kinds = infer_kinds(dataset, grammar)
     frame = pd.DataFrame(
@@ -193,11 +193,6 @@ def accuracy_by_kind(
             "right": predict(model, dataset, batch_size, threads=threads) == dataset.labels,
         }
     )
-    parts = [("all", "all", frame)]
-    parts += [("class", n, frame[frame["label"] == y]) for y, n in ((1, "valid"), (0, "invalid"))]
-    negatives = frame[frame["label"] == 0]
-    for level in ("family", "kind"):
-        parts += [(level, str(k), g) for k, g in negatives.groupby(level, sort=True)]
     rows = [
         {
             "level": level,
@@ -206,7 +201,7 @@ def accuracy_by_kind(
             "n_wrong": int((~g["right"]).sum()),
             "accuracy": float(g["right"].mean()) if len(g) else float("nan"),
         }
-        for level, name, g in parts
+        for level, name, g in group_rows(frame)
     ]
     return pd.DataFrame(rows)
 

@@ -36,6 +36,7 @@ from sparsernn.errors import DataError
 __all__ = [
     "infer_kinds",
     "family_of",
+    "group_rows",
     "describe",
     "compare",
     "conflicting_labels",
@@ -110,8 +111,9 @@ def _frame(dataset: Dataset, kinds: list[str]) -> pd.DataFrame:
     )
 
 
-def _groups(frame: pd.DataFrame) -> Iterable[tuple[str, str, pd.DataFrame]]:
-    """(level, name, rows): the whole set, each class, each family, each kind."""
+def group_rows(frame: pd.DataFrame) -> Iterable[tuple[str, str, pd.DataFrame]]:
+    """``(level, name, rows)`` of a frame with ``label``, ``family`` and ``kind`` columns:
+    the whole set, each class, each negative family, each negative kind."""
     yield "all", "all", frame
     for label, name in ((1, "valid"), (0, "invalid")):
         yield "class", name, frame[frame["label"] == label]
@@ -132,7 +134,7 @@ def describe(
     """
     frame = _frame(dataset, infer_kinds(dataset, grammar))
     rows = []
-    for level, name, part in _groups(frame):
+    for level, name, part in group_rows(frame):
         lengths = part["length"].to_numpy()
         rows.append(
             {
@@ -154,8 +156,8 @@ def compare(a: Dataset, b: Dataset, grammar: Grammar | str = "reber") -> pd.Data
     """Per class, family and kind: counts and mean lengths in ``a`` and ``b`` and the
     total-variation distance between their length distributions (``length_tv``)."""
     fa, fb = _frame(a, infer_kinds(a, grammar)), _frame(b, infer_kinds(b, grammar))
-    parts_a = {(level, name): rows for level, name, rows in _groups(fa)}
-    parts_b = {(level, name): rows for level, name, rows in _groups(fb)}
+    parts_a = {(level, name): rows for level, name, rows in group_rows(fa)}
+    parts_b = {(level, name): rows for level, name, rows in group_rows(fb)}
     rows = []
     for key in [*parts_a, *(k for k in parts_b if k not in parts_a)]:
         pa, pb = parts_a.get(key, fa.iloc[0:0]), parts_b.get(key, fb.iloc[0:0])
