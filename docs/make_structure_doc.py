@@ -33,13 +33,16 @@ def accuracy_table(df: pd.DataFrame) -> pd.DataFrame:
     """Mean accuracy per generator and pooled, the published mean and whether it is inside."""
     published = published_mean_accuracy().set_index("cell")["mean_accuracy"]
     rows = []
+    generators = sorted(set(df["generator"]), reverse=True)  # ws before ba, as in the study
     for cell in [c for c in CELLS if c in set(df["cell"])]:
         part = df[df["cell"] == cell]
         row = {"cell": cell}
-        for gen, grp in part.groupby("generator"):
-            row[f"{gen.upper()} ({len(grp)})"] = _ci(grp["test_accuracy"].to_numpy(float))[0]
+        for gen in generators:
+            grp = part[part["generator"] == gen]
+            acc = grp["test_accuracy"].to_numpy(float)
+            row[gen.upper()] = f"{_ci(acc)[0]} (n={len(grp)})" if len(grp) else "-"
         text, lo, hi = _ci(part["test_accuracy"].to_numpy(float))
-        row[f"both ({len(part)})"] = text
+        row["pooled"] = f"{text} (n={len(part)})"
         row["published (200)"] = f"{published[cell]:.3f}"
         row["published inside?"] = "yes" if lo <= published[cell] <= hi else "no"
         row["chance (< 0.6)"] = int((part["test_accuracy"] < 0.6).sum())
