@@ -20,9 +20,9 @@ from sparsernn.data import (
     reber,
     write_csv,
 )
-from sparsernn.data.dataset import _apportion
 from sparsernn.data.negatives import STUDY_ALTERNATIVES, alternative_family, alternative_kind
 from sparsernn.data.reber import reber_variant
+from sparsernn.data.spec import _apportion
 from sparsernn.errors import ConfigError, DataError
 
 

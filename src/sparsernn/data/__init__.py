@@ -5,9 +5,10 @@ configs.
 """
 
 from sparsernn.data import negatives, reber
-from sparsernn.data.dataset import Dataset, DataSpec, encode, make_dataset, read_csv, write_csv
+from sparsernn.data.dataset import Dataset, encode, read_csv, write_csv
 from sparsernn.data.negatives import NEGATIVE_KINDS, make_negatives
 from sparsernn.data.reber import EMBEDDED_REBER, REBER, Grammar, accepts, get_grammar
+from sparsernn.data.spec import DataSpec, make_dataset
 
 __all__ = [
     "Grammar",

@@ -1,4 +1,15 @@
-"""Graph properties recorded per random-structure network (SPEC 5) and its parameter count."""
+"""Graph properties recorded per random-structure network (SPEC 5) and its parameter count.
+
+How :func:`properties` defines the features: all metrics use the undirected graph (a DiGraph is
+converted with ``to_undirected()``); ``layers``, ``source_nodes`` and ``sink_nodes`` come from
+:func:`~sparsernn.graphs.dag.to_layered_dag` of the graph as given (so a DiGraph's own edge
+directions). ``density`` is ``edges / (nodes * (nodes - 1))`` exactly as in the study, i.e. half
+of :func:`networkx.density` for an undirected graph. ``*_var`` / ``*_std`` are sample statistics
+(ddof=1); centralities use networkx's default normalisations: ``degree`` = degree centrality,
+``closeness`` = closeness centrality, ``nodes_betweenness`` = betweenness centrality,
+``edge_betweenness`` = edge betweenness centrality. A statistic over fewer than two values has
+nan var/std.
+"""
 
 from __future__ import annotations
 
@@ -62,15 +73,8 @@ def _degree_assortativity(graph: nx.Graph) -> float:
 def properties(graph: nx.Graph, *, extras: bool = True) -> dict[str, float]:
     """The study's 23 graph features, plus a few more, as one flat dict of floats.
 
-    All metrics use the undirected graph (a DiGraph is converted with ``to_undirected()``);
-    ``layers``, ``source_nodes`` and ``sink_nodes`` come from :func:`to_layered_dag` of the
-    graph as given (so a DiGraph's own edge directions). ``density`` is
-    ``edges / (nodes * (nodes - 1))`` exactly as in the study, i.e. half of
-    :func:`networkx.density` for an undirected graph. ``*_var`` / ``*_std`` are sample
-    statistics (ddof=1); centralities use networkx's default normalisations:
-    ``degree`` = degree centrality, ``closeness`` = closeness centrality,
-    ``nodes_betweenness`` = betweenness centrality, ``edge_betweenness`` = edge betweenness
-    centrality. A statistic over fewer than two values has nan var/std.
+    The definitions (undirected metrics, the study's ``density``, sample statistics) are in
+    this module's docstring.
 
     Parameters
     ----------
@@ -104,21 +108,9 @@ def properties(graph: nx.Graph, *, extras: bool = True) -> dict[str, float]:
     >>> len(properties(nx.path_graph(4), extras=False))
     23
     """
-    if not isinstance(graph, nx.Graph):
-        raise TypeError(f"properties needs a networkx graph, not {type(graph).__name__}")
-    n_nodes = graph.number_of_nodes()
-    if n_nodes == 0:
-        raise GraphError("graph is empty (no nodes); properties need a connected graph with edges")
-    und = nx.Graph(graph.to_undirected()) if graph.is_directed() else nx.Graph(graph)
-    if not nx.is_connected(und):
-        n_comp = nx.number_connected_components(und)
-        raise GraphError(
-            f"graph is disconnected ({n_comp} components): diameter, "
-            "average_shortest_path_length and eccentricity are undefined; use a connected graph "
-            "(e.g. connected_watts_strogatz / graphs.watts_strogatz)"
-        )
+    und = _connected_undirected(graph)
     layered = to_layered_dag(graph)  # raises for self-loops and single-layer (edgeless) graphs
-    n_edges = und.number_of_edges()
+    n_nodes, n_edges = und.number_of_nodes(), und.number_of_edges()
     ecc = nx.eccentricity(und)
     out: dict[str, float] = {
         "layers": float(layered.n_layers),
@@ -130,6 +122,14 @@ def properties(graph: nx.Graph, *, extras: bool = True) -> dict[str, float]:
         "density": n_edges / (n_nodes * (n_nodes - 1)),
         "average_shortest_path_length": float(nx.average_shortest_path_length(und)),
     }
+    out.update(_node_statistics(und, ecc))
+    if extras:
+        out.update(_extra_features(und, layered))
+    return out
+
+
+def _node_statistics(und: nx.Graph, ecc: dict) -> dict[str, float]:
+    """Mean, variance and std of eccentricity, the centralities and edge betweenness."""
     per_item = {
         "eccentricity": ecc.values(),
         "degree": nx.degree_centrality(und).values(),
@@ -137,19 +137,42 @@ def properties(graph: nx.Graph, *, extras: bool = True) -> dict[str, float]:
         "nodes_betweenness": nx.betweenness_centrality(und).values(),
         "edge_betweenness": nx.edge_betweenness_centrality(und).values(),
     }
+    out: dict[str, float] = {}
     for name in _STATS:
         mean, var, std = _mean_var_std(per_item[name])
         out[f"{name}_mean"], out[f"{name}_var"], out[f"{name}_std"] = mean, var, std
-    if extras:
-        adjacency = nx.to_numpy_array(und, dtype=float)
-        out["average_clustering"] = float(nx.average_clustering(und))
-        out["transitivity"] = float(nx.transitivity(und))
-        out["degree_assortativity"] = _degree_assortativity(und)
-        out["spectral_radius"] = float(np.abs(np.linalg.eigvalsh(adjacency)).max())
-        out["dag_depth"] = float(layered.n_layers)
-        out["dag_width"] = float(max(layered.layer_sizes))
-        out["n_skip_layers"] = float(layered.n_skip_layers)
     return out
+
+
+def _connected_undirected(graph: nx.Graph) -> nx.Graph:
+    """``graph`` as a plain undirected copy; errors for non-graphs, empty or disconnected ones."""
+    if not isinstance(graph, nx.Graph):
+        raise TypeError(f"properties needs a networkx graph, not {type(graph).__name__}")
+    if graph.number_of_nodes() == 0:
+        raise GraphError("graph is empty (no nodes); properties need a connected graph with edges")
+    und = nx.Graph(graph.to_undirected()) if graph.is_directed() else nx.Graph(graph)
+    if not nx.is_connected(und):
+        n_comp = nx.number_connected_components(und)
+        raise GraphError(
+            f"graph is disconnected ({n_comp} components): diameter, "
+            "average_shortest_path_length and eccentricity are undefined; use a connected graph "
+            "(e.g. connected_watts_strogatz / graphs.watts_strogatz)"
+        )
+    return und
+
+
+def _extra_features(und: nx.Graph, layered: LayeredDAG) -> dict[str, float]:
+    """:data:`EXTRA_FEATURES` of a connected undirected graph and its layering."""
+    adjacency = nx.to_numpy_array(und, dtype=float)
+    return {
+        "average_clustering": float(nx.average_clustering(und)),
+        "transitivity": float(nx.transitivity(und)),
+        "degree_assortativity": _degree_assortativity(und),
+        "spectral_radius": float(np.abs(np.linalg.eigvalsh(adjacency)).max()),
+        "dag_depth": float(layered.n_layers),
+        "dag_width": float(max(layered.layer_sizes)),
+        "n_skip_layers": float(layered.n_skip_layers),
+    }
 
 
 def n_parameters(
@@ -174,8 +197,8 @@ def n_parameters(
         embedding         : vocab_size * I
         classifier        : H_last * n_classes + n_classes
 
-    ``2 * H`` counts the two bias vectors (``b_ih``, ``b_hh``) per gate, as in PyTorch. With
-    ``count_masked=False`` masked-out i2h entries (fixed at zero) are not counted.
+    ``2 * H`` counts the two bias vectors per gate, as in PyTorch; masked-out i2h entries
+    (fixed at zero) count only with ``count_masked=True``.
 
     Parameters
     ----------
@@ -204,19 +227,17 @@ def n_parameters(
     sizes = layered.layer_sizes
     if input_size is None:
         input_size = sizes[0]
-    for name, value in (
-        ("input_size", input_size),
-        ("vocab_size", vocab_size),
-        ("n_classes", n_classes),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    for name, value in (("input_size", input_size), ("vocab_size", vocab_size)):
+        _check_positive(name, value)
+    _check_positive("n_classes", n_classes)
     h0 = sizes[0]
     total = gates * (h0 * input_size + h0 * h0 + 2 * h0)
     for (s, t), mask in layered.connections.items():
-        h = sizes[t]
-        i2h = h * sizes[s] if count_masked else int(mask.sum())
-        total += gates * (i2h + h * h + 2 * h)
-    total += vocab_size * input_size
-    total += sizes[-1] * n_classes + n_classes
-    return int(total)
+        i2h = sizes[t] * sizes[s] if count_masked else int(mask.sum())
+        total += gates * (i2h + sizes[t] * sizes[t] + 2 * sizes[t])
+    return int(total + vocab_size * input_size + sizes[-1] * n_classes + n_classes)
+
+
+def _check_positive(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
