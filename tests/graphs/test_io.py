@@ -93,3 +93,19 @@ def test_missing_file_and_directory(tmp_path):
     (tmp_path / "dir.json").mkdir()
     with pytest.raises(GraphError, match="is a directory"):
         read_graph(tmp_path / "dir.json")
+
+
+def test_csv_header_is_skipped_but_not_the_first_named_edge(tmp_path):
+    """A ``source,target`` header is dropped; the next row is an edge even with named nodes."""
+    path = tmp_path / "named.csv"
+    path.write_text("source,target\nb,a\na,c\n# a comment\n")
+    g = read_graph(path)
+    # sorted labels a, b, c -> 0, 1, 2; edges b-a and a-c
+    assert sorted(map(sorted, g.edges())) == [[0, 1], [0, 2]]
+    assert list(g.nodes()) == [0, 1, 2]
+
+
+def test_node_count_header_keeps_isolated_nodes(tmp_path):
+    path = tmp_path / "iso.edgelist"
+    path.write_text("# n_nodes: 4\n0 1\n1 2\n")
+    assert read_graph(path).number_of_nodes() == 4

@@ -158,29 +158,29 @@ def _read_edgelist(path: Path) -> nx.Graph:
         raise GraphError(
             f"cannot read edge list {path}: {_first_line(exc)}; fix the file"
         ) from None
-    graph = nx.Graph()
-    seen_data = False
+    n_nodes, seen_data = 0, False
+    edges: list[str] = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
         if stripped.startswith(N_NODES_HEADER):
             count = stripped[len(N_NODES_HEADER) :].strip()
             if not count.isdigit():
                 raise GraphError(f"{path}:{lineno}: bad node-count header {stripped!r}")
-            graph.add_nodes_from(range(int(count)))
+            n_nodes = int(count)
             continue
-        stripped = stripped.split("#", 1)[0].strip()
-        if not stripped:
+        tokens = stripped.split("#", 1)[0].replace(",", " ").split()
+        if not tokens:
             continue
-        tokens = stripped.replace(",", " ").split()
         if len(tokens) < 2:
             raise GraphError(f"{path}:{lineno}: expected 'u v', got {line.strip()!r}; fix the line")
-        u, v = (_parse_label(t) for t in tokens[:2])
-        is_header = not seen_data and not (_is_int(u) or _is_int(v))
-        seen_data = True
-        if is_header and path.suffix.lower() == ".csv":  # e.g. "source,target"
-            continue
-        graph.add_edge(u, v)
-    return graph
+        first, seen_data = not seen_data, True
+        numeric = any(_is_int(_parse_label(t)) for t in tokens[:2])
+        if first and path.suffix.lower() == ".csv" and not numeric:
+            continue  # a header such as "source,target"
+        edges.append(" ".join(tokens[:2]))
+    graph = nx.Graph()
+    graph.add_nodes_from(range(n_nodes))
+    return nx.parse_edgelist(edges, nodetype=_parse_label, data=False, create_using=graph)
 
 
 def _parse_label(token: str) -> Hashable:
@@ -205,9 +205,7 @@ def _sort_key(label: object) -> tuple[int, object]:
 
 def _relabel_sorted(graph: nx.Graph) -> nx.Graph:
     """Relabel nodes to ``0..n-1`` in sorted order (see :func:`read_graph`)."""
-    labels = sorted(graph.nodes(), key=_sort_key)
-    mapping = {label: new for new, label in enumerate(labels)}
-    out = nx.DiGraph() if graph.is_directed() else nx.Graph()
-    out.add_nodes_from(range(len(labels)))
-    out.add_edges_from((mapping[u], mapping[v]) for u, v in graph.edges())
-    return out
+    ordered = nx.DiGraph() if graph.is_directed() else nx.Graph()
+    ordered.add_nodes_from(sorted(graph.nodes(), key=_sort_key))
+    ordered.add_edges_from(graph.edges())
+    return nx.convert_node_labels_to_integers(ordered)  # 0..n-1 in the sorted order
