@@ -178,9 +178,9 @@ def _read_edgelist(path: Path) -> nx.Graph:
         if first and path.suffix.lower() == ".csv" and not numeric:
             continue  # a header such as "source,target"
         edges.append(" ".join(tokens[:2]))
-    graph = nx.Graph()
-    graph.add_nodes_from(range(n_nodes))
-    return nx.parse_edgelist(edges, nodetype=_parse_label, data=False, create_using=graph)
+    graph = nx.parse_edgelist(edges, nodetype=_parse_label, data=False)
+    graph.add_nodes_from(range(n_nodes))  # isolated nodes named by the header
+    return graph
 
 
 def _parse_label(token: str) -> Hashable:
