@@ -56,8 +56,7 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             return None
         return _coerce(args[0], value, where) if len(args) == 1 else value
     if origin is tuple:
-        args = typing.get_args(tp)
-        inner = args[0] if args else Any
+        inner = typing.get_args(tp)[0] if typing.get_args(tp) else Any
         if isinstance(value, dict) and typing.get_origin(inner) is tuple:
             value = list(value.items())  # a TOML table for a tuple of (name, value) pairs
         if not isinstance(value, (list, tuple)):

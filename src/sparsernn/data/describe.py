@@ -57,10 +57,13 @@ def family_of(kind: str) -> str:
     return kind.removeprefix("other_")
 
 
+_STUDY_LETTERS = tuple(pair[0] for pair in STUDY_ALTERNATIVES)
+
+
 def infer_kinds(
     dataset: Dataset,
     grammar: Grammar | str = "reber",
-    alternatives: Iterable[str] = tuple(l for l, _ in STUDY_ALTERNATIVES),
+    alternatives: Iterable[str] = _STUDY_LETTERS,
 ) -> list[str]:
     """Each string's kind: ``dataset.kinds`` when known, else recovered from the string.
 

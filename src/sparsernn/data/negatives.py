@@ -248,7 +248,7 @@ def edit_string(
 
 
 def _all_invalid_edits(g: Grammar, string: str, ops: list[str]) -> set[str]:
-    n, out = len(string), set()
+    n, out = len(string), set[str]()
     for i in range(1, max(n - 1, 1)):
         if "substitute" in ops:
             out.update(string[:i] + c + string[i + 1 :] for c in g.alphabet if c != string[i])

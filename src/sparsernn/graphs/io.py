@@ -197,7 +197,7 @@ def _is_int(x: object) -> bool:
 def _sort_key(label: object) -> tuple[int, object]:
     """Integers (and all-digit strings) first, numerically; everything else as a string."""
     if _is_int(label):
-        return (0, int(label))  # type: ignore[arg-type]
+        return (0, int(label))  # type: ignore[call-overload]
     if isinstance(label, str) and label.lstrip("-").isdigit():
         return (0, int(label))
     return (1, str(label))
