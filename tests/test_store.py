@@ -213,7 +213,8 @@ def _fill(store: ResultsStore) -> None:
 def test_frame_column_layout(store: ResultsStore) -> None:
     _fill(store)
     df = store.frame(kind="prune")
-    config_cols = ["config.model.cell", "config.sparsity", "config.seed"]
+    # pandas.json_normalize's order: a record's plain entries, then its flattened nested ones
+    config_cols = ["config.sparsity", "config.seed", "config.model.cell"]
     metric_cols = ["ppl", "eval.acc", "metrics.status", "metrics.wall_s"]
     assert list(df.columns) == [*FIXED, *config_cols, *metric_cols]
     assert list(df["key"]) == ["a", "b"]
@@ -234,7 +235,7 @@ def test_empty_frames_have_their_columns(store: ResultsStore) -> None:
 def test_curves_long_format(store: ResultsStore) -> None:
     _fill(store)
     df = store.curves()
-    config_cols = ["config.model.cell", "config.sparsity", "config.seed"]
+    config_cols = ["config.sparsity", "config.seed", "config.model.cell"]
     assert list(df.columns) == ["key", "kind", "epoch", "loss", "ppl", *config_cols]
     assert list(df["key"]) == ["a", "b", "b"]
     # "a" has no epoch entries, so its epoch is the list index; "b" keeps its own epochs.
