@@ -146,6 +146,18 @@ def test_meta_round_trip(store: ResultsStore) -> None:
         store.set_meta("schema_version", 2)
 
 
+def test_update_meta_writes_all_names_or_none(store: ResultsStore) -> None:
+    store.update_meta({"plan:base": {"keys": ["a"]}, "study": {"cells": ["gru"]}})
+    assert store.get_meta("plan:base") == {"keys": ["a"]}
+    assert store.get_meta("study") == {"cells": ["gru"]}
+    with pytest.raises(TypeError, match="cannot store object"):
+        store.update_meta({"plan:base": {"keys": ["b"]}, "plan:prune": object()})
+    with pytest.raises(ValueError, match="reserved"):
+        store.update_meta({"plan:base": {"keys": ["c"]}, "application": "x"})
+    assert store.get_meta("plan:base") == {"keys": ["a"]}  # neither call changed anything
+    assert store.get_meta("plan:prune") is None
+
+
 # -- resume and retry semantics -----------------------------------------------------------------
 
 

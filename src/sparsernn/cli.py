@@ -416,10 +416,11 @@ _BUNDLE = click.option(
 )
 
 
-def _start(config_file, base):
+def _start(config_file, base, kind):
+    """The study to run: ``base``, or the ``--config`` file's plan of ``kind`` over it."""
     from sparsernn.experiments.config import load_study_config
 
-    return load_study_config(config_file, base) if config_file else base
+    return load_study_config(config_file, base, kind) if config_file else base
 
 
 def _common(seeds, n_strings, device, data_flags=None) -> dict:
@@ -500,8 +501,8 @@ def prune(
 
     Defaults are the study's protocol; flags override a --config file.
     """
+    from sparsernn.experiments import pruning_summary
     from sparsernn.experiments.config import StudyConfig, merge, parse_range
-    from sparsernn.workflows import pruning_summary
 
     over = _common(seeds, n_strings, device, data_flags)
     if cells is not None:
@@ -516,7 +517,7 @@ def prune(
         tolerance=tolerance,
         bundle=bundle,
     )
-    study = merge(_start(config_file, StudyConfig()), over, "command line")
+    study = merge(_start(config_file, StudyConfig(), "prune"), over, "command line")
     _run(study, out, ("base", "prune"), workers, executor, address, gpus_per_unit, retry_failed)
     for name, table in pruning_summary(out, study.pruning.tolerance).items():
         click.echo(f"\n{name}:\n{table.to_string(index=False)}")
@@ -575,8 +576,8 @@ def structure(
 
     Defaults are the study's protocol; flags override a --config file.
     """
+    from sparsernn.experiments import structure_summary
     from sparsernn.experiments.config import StudyConfig, merge, parse_range
-    from sparsernn.workflows import structure_summary
 
     node_range = None
     if nodes is not None:
@@ -597,7 +598,7 @@ def structure(
         graphs_from=os.path.abspath(graphs_from.expanduser()) if graphs_from else None,
         allow_pickle=allow_pickle,
     )
-    study = merge(_start(config_file, StudyConfig()), over, "command line")
+    study = merge(_start(config_file, StudyConfig(), "structure"), over, "command line")
     if not study.structure.enabled or study.structure.n_graphs < 1:
         what = f"{study.structure.n_graphs} graphs per generator"
         if not study.structure.enabled:
@@ -636,14 +637,21 @@ def reproduce(
     report,
     data_flags,
 ):
-    """Run the whole study (base, pruning, structure) for a profile, then write the report."""
-    from sparsernn.experiments.config import merge, profile
+    """Run the whole study (base, pruning, structure) for a profile, then write the report.
+
+    With a study directory's ``study.toml`` as --config, each of its plans runs again with
+    the kinds it planned, so the directory gets no unit it does not already have.
+    """
+    from sparsernn.experiments.config import load_study_plans, merge, profile
 
     over = _common(seeds, n_strings, device, data_flags)
     if bundle is not None:
         over["pruning"] = {"bundle": bundle}
-    study = merge(_start(config_file, profile(profile_name)), over)
-    _run(study, out, None, workers, executor, address, gpus_per_unit, retry_failed)
+    start = profile(profile_name)
+    plans = load_study_plans(config_file, start) if config_file else [(None, start)]
+    for kinds, planned in plans:
+        study = merge(planned, over)
+        _run(study, out, kinds, workers, executor, address, gpus_per_unit, retry_failed)
     if report:
         from sparsernn.report import build_report
 
@@ -656,7 +664,7 @@ def reproduce(
 @_friendly
 def status(study_dir):
     """Summarise a study directory: units done, pending, failed, time spent."""
-    from sparsernn.workflows import study_status
+    from sparsernn.experiments import study_status
 
     click.echo(study_status(study_dir))
 

@@ -290,12 +290,16 @@ class ResultsStore:
 
     def set_meta(self, name: str, value: Any) -> None:
         """Store a JSON value under ``name`` (e.g. ``"study"``: the study config)."""
-        if name in _RESERVED_META:
-            raise ValueError(f"meta name {name!r} is reserved by the store")
+        self.update_meta({name: value})
+
+    def update_meta(self, values: Mapping[str, Any]) -> None:
+        """Store several JSON values by name in one transaction: all of them, or none."""
+        reserved = sorted(set(values) & _RESERVED_META)
+        if reserved:
+            raise ValueError(f"meta name {reserved[0]!r} is reserved by the store")
+        rows = [(name, _dumps(value)) for name, value in values.items()]
         with self._transaction() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (name, _dumps(value))
-            )
+            conn.executemany("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", rows)
 
     def get_meta(self, name: str, default: Any = None) -> Any:
         """The value stored by :meth:`set_meta` (reserved names come back as raw text)."""

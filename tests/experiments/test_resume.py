@@ -37,7 +37,7 @@ from sparsernn.experiments.config import (
 )
 from sparsernn.experiments.runner import run_study
 from sparsernn.store import ResultsStore
-from sparsernn.workflows import study_status
+from sparsernn.experiments import study_status
 
 N_SMOKE_UNITS = 18
 SMALL = """\
