@@ -5,10 +5,9 @@ import stat
 
 import pytest
 
-from sparsernn import _files
+from sparsernn import _files, store
 from sparsernn.data import Dataset, write_csv
 from sparsernn.models import ModelConfig, build_model
-from sparsernn import store
 from sparsernn.train import save_checkpoint
 
 

@@ -149,4 +149,3 @@ def study_toml(plans: Mapping[str, Plan]) -> str:
         for kinds, config in groups.values()
     ]
     return _TOML_HEADER + tomli_w.dumps({"plan": tables})
-

@@ -33,6 +33,7 @@ from sparsernn.store import ResultsStore, artefact_dir
 
 __all__ = ["run_study", "StudyRun", "EXECUTORS", "Terminated", "WorkerError"]
 
+
 @dataclass
 class StudyRun:
     """What :func:`run_study` did: counts of units by outcome and the wall time.
