@@ -59,7 +59,9 @@ def _degree_assortativity(graph: nx.Graph) -> float:
     return value if np.isfinite(value) else float("nan")
 
 
-def properties(graph: nx.Graph, *, extras: bool = True) -> dict[str, float]:
+def properties(
+    graph: nx.Graph, *, extras: bool = True, dag: LayeredDAG | None = None
+) -> dict[str, float]:
     """The study's 23 graph features, plus a few more, as one flat dict of floats.
 
     All metrics use the undirected graph (a DiGraph is converted with ``to_undirected()``);
@@ -81,6 +83,8 @@ def properties(graph: nx.Graph, *, extras: bool = True) -> dict[str, float]:
         ``degree_assortativity`` (nan when undefined, e.g. regular graphs),
         ``spectral_radius`` (largest absolute adjacency eigenvalue), ``dag_depth``
         (= layers), ``dag_width`` (largest layer) and ``n_skip_layers``.
+    dag : LayeredDAG, optional
+        ``to_layered_dag(graph)`` when the caller has it already (it is not built again).
 
     Returns
     -------
@@ -117,7 +121,7 @@ def properties(graph: nx.Graph, *, extras: bool = True) -> dict[str, float]:
             "average_shortest_path_length and eccentricity are undefined; use a connected graph "
             "(e.g. connected_watts_strogatz / graphs.watts_strogatz)"
         )
-    layered = to_layered_dag(graph)  # raises for self-loops and single-layer (edgeless) graphs
+    layered = dag if dag is not None else to_layered_dag(graph)  # raises for bad graphs
     n_edges = und.number_of_edges()
     ecc = nx.eccentricity(und)
     out: dict[str, float] = {
