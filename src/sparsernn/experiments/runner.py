@@ -9,6 +9,7 @@ queued units, stops the workers without waiting for them, and leaves the store c
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sys
@@ -47,10 +48,10 @@ class StudyRun:
     skipped: int = 0
     done: int = 0
     failed: int = 0
+    failures: list[str] = field(default_factory=list)  # "<unit label>: <last error line>"
     blocked: int = 0
-    wall_s: float = 0.0
-    failures: list[str] = field(default_factory=list)
     blocked_units: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
 
 
 # ------------------------------------------------------------------------- signals, progress
@@ -219,7 +220,9 @@ def run_study(
         if todo:
             pool = executors.make_executor(executor, workers, len(todo), address, gpus_per_unit)
             bar = _Progress(progress, len(todo))
-            _run_todo(todo, _bundles(units), store, run, pool, bar, on_result)
+            bundles = _bundles(units)
+            drive = functools.partial(_drive, todo, bundles, store, run, pool, bar, on_result)
+            _run_then_stop(drive, pool, bar)
     run.wall_s = time.perf_counter() - t0
     return run
 
@@ -257,20 +260,12 @@ def _plan(study: StudyConfig, kinds: tuple[str, ...] | None) -> list[Unit]:
     return [u for u in units if kinds is None or u.kind in kinds]
 
 
-def _run_todo(
-    todo: list[Unit],
-    bundles: dict[str, tuple[Unit, ...]],
-    store: ResultsStore,
-    run: StudyRun,
-    pool: Executor,
-    bar: _Progress,
-    on_result: Callable[[Unit, dict[str, Any]], None] | None,
-) -> None:
-    """:func:`_drive` the units; on any exit, stop ``pool`` (cancelling unless all ran)."""
+def _run_then_stop(drive: Callable[[], None], pool: Executor, bar: _Progress) -> None:
+    """Run ``drive()``; on any exit stop ``pool`` (cancelling queued units unless all ran)."""
     cancel = True
     try:
         with _sigterm_as_interrupt():
-            _drive(todo, bundles, store, run, pool, bar, on_result)
+            drive()
         cancel = False
     finally:
         try:

@@ -49,16 +49,24 @@ def _check_int(name: str, value: object, minimum: int, hint: str = "") -> int:
     return int(value)
 
 
-def _study_default(model: str, name: str, value: Any, n: int, divisor: int, least: int) -> Any:
-    """``value``, or when it is None the study's ``n // divisor``, which must be >= ``least``."""
-    if value is not None:
-        return value
-    if n // divisor < least:
+def _study_param(
+    model: str, name: str, value: Any, n: int, *, divisor: int, least: int, bound: str
+) -> int:
+    """``value`` (default: the study's ``n // divisor``) checked to be an integer with
+    ``least <= value`` and ``value <= n`` (``bound="<="``) or ``value < n`` (``"<"``)."""
+    if value is None:
+        if n // divisor < least:
+            raise ConfigError(
+                f"{model} needs n >= {least * divisor} for the default {name} = n // {divisor} "
+                f">= {least}, got n={n}; use a larger n or pass {name}"
+            )
+        value = n // divisor
+    value = _check_int(name, value, least, hint=f" ({model} needs {least} <= {name} {bound} n)")
+    if value > n or (bound == "<" and value == n):
         raise ConfigError(
-            f"{model} needs n >= {least * divisor} for the default {name} = n // {divisor} "
-            f">= {least}, got n={n}; use a larger n or pass {name}"
+            f"{model} needs {name} {bound} n, got {name}={value}, n={n}; use a smaller {name}"
         )
-    return n // divisor
+    return value
 
 
 def _check_probability(name: str, value: object, *, allow_zero: bool = True) -> float:
@@ -112,10 +120,7 @@ def watts_strogatz(
     (20, 40)
     """
     n = _check_int("n", n, 2)
-    k = _study_default("watts_strogatz", "k", k, n, divisor=5, least=2)
-    k = _check_int("k", k, 2, hint=" (watts_strogatz needs 2 <= k <= n)")
-    if k > n:
-        raise ConfigError(f"watts_strogatz needs k <= n, got k={k}, n={n}; use a smaller k")
+    k = _study_param("watts_strogatz", "k", k, n, divisor=5, least=2, bound="<=")
     p = _check_probability("p", p)
     tries = _check_int("tries", tries, 1)
     try:
@@ -154,15 +159,12 @@ def barabasi_albert(n: int, seed: SeedLike = None, m: int | None = None) -> nx.G
 
     Examples
     --------
-    >>> g = barabasi_albert(20, seed=0)
-    >>> g.number_of_nodes(), g.number_of_edges()
-    (20, 36)
+    >>> g = barabasi_albert(30, seed=1)  # m = 3
+    >>> g.number_of_edges() == 3 * (30 - 3)
+    True
     """
     n = _check_int("n", n, 2)
-    m = _study_default("barabasi_albert", "m", m, n, divisor=10, least=1)
-    m = _check_int("m", m, 1, hint=" (barabasi_albert needs 1 <= m < n)")
-    if m >= n:
-        raise ConfigError(f"barabasi_albert needs m < n, got m={m}, n={n}; use a smaller m")
+    m = _study_param("barabasi_albert", "m", m, n, divisor=10, least=1, bound="<")
     graph = nx.Graph(nx.barabasi_albert_graph(n, m, seed=_nx_seed(seed)))
     if not nx.is_connected(graph):  # pragma: no cover - BA graphs are connected by construction
         raise GraphError(f"barabasi_albert(n={n}, m={m}) is disconnected; use another seed")
