@@ -5,10 +5,9 @@ import stat
 
 import pytest
 
-from sparsernn import _files
+from sparsernn import _files, store
 from sparsernn.data import Dataset, write_csv
 from sparsernn.models import ModelConfig, build_model
-from sparsernn.store import atomic_save, atomic_write_bytes
 from sparsernn.train import save_checkpoint
 
 
@@ -29,8 +28,8 @@ def _writers():
     model = build_model(ModelConfig(cell="rnn_tanh", hidden_size=3, embedding_dim=2), seed=0)
     data = Dataset(["BTXSE", "BPE"], [1, 0])
     return {
-        "store.atomic_write_bytes": lambda p: atomic_write_bytes(p, b"x"),
-        "store.atomic_save": lambda p: atomic_save(b"y", p, lambda obj, fh: fh.write(obj)),
+        "_files.atomic_write_bytes": lambda p: _files.atomic_write_bytes(p, b"x"),
+        "_files.atomic_save": lambda p: _files.atomic_save(b"y", p, lambda obj, fh: fh.write(obj)),
         "train.save_checkpoint": lambda p: save_checkpoint(p, model),
         "data.write_csv": lambda p: write_csv(data, p),
     }
@@ -70,3 +69,8 @@ def test_a_failed_write_leaves_the_old_file(tmp_path):
     with pytest.raises(RuntimeError):
         _files.atomic_write(path, boom)
     assert path.read_bytes() == b"old" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_the_store_reexports_the_one_atomic_writer():
+    assert store.atomic_write_bytes is _files.atomic_write_bytes
+    assert store.atomic_save is _files.atomic_save

@@ -146,6 +146,18 @@ def test_meta_round_trip(store: ResultsStore) -> None:
         store.set_meta("schema_version", 2)
 
 
+def test_update_meta_writes_all_names_or_none(store: ResultsStore) -> None:
+    store.update_meta({"plan:base": {"keys": ["a"]}, "study": {"cells": ["gru"]}})
+    assert store.get_meta("plan:base") == {"keys": ["a"]}
+    assert store.get_meta("study") == {"cells": ["gru"]}
+    with pytest.raises(TypeError, match="cannot store object"):
+        store.update_meta({"plan:base": {"keys": ["b"]}, "plan:prune": object()})
+    with pytest.raises(ValueError, match="reserved"):
+        store.update_meta({"plan:base": {"keys": ["c"]}, "application": "x"})
+    assert store.get_meta("plan:base") == {"keys": ["a"]}  # neither call changed anything
+    assert store.get_meta("plan:prune") is None
+
+
 # -- resume and retry semantics -----------------------------------------------------------------
 
 
@@ -213,7 +225,8 @@ def _fill(store: ResultsStore) -> None:
 def test_frame_column_layout(store: ResultsStore) -> None:
     _fill(store)
     df = store.frame(kind="prune")
-    config_cols = ["config.model.cell", "config.sparsity", "config.seed"]
+    # pandas.json_normalize's order: a record's plain entries, then its flattened nested ones
+    config_cols = ["config.sparsity", "config.seed", "config.model.cell"]
     metric_cols = ["ppl", "eval.acc", "metrics.status", "metrics.wall_s"]
     assert list(df.columns) == [*FIXED, *config_cols, *metric_cols]
     assert list(df["key"]) == ["a", "b"]
@@ -234,7 +247,7 @@ def test_empty_frames_have_their_columns(store: ResultsStore) -> None:
 def test_curves_long_format(store: ResultsStore) -> None:
     _fill(store)
     df = store.curves()
-    config_cols = ["config.model.cell", "config.sparsity", "config.seed"]
+    config_cols = ["config.sparsity", "config.seed", "config.model.cell"]
     assert list(df.columns) == ["key", "kind", "epoch", "loss", "ppl", *config_cols]
     assert list(df["key"]) == ["a", "b", "b"]
     # "a" has no epoch entries, so its epoch is the list index; "b" keeps its own epochs.

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_write", "atomic_write_bytes", "current_umask", "new_file_mode"]
+__all__ = ["atomic_save", "atomic_write", "atomic_write_bytes", "current_umask", "new_file_mode"]
 
 
 def current_umask() -> int:
@@ -91,3 +91,13 @@ def atomic_write(
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, mkdir: bool = True) -> Path:
     """Write ``data`` to ``path`` atomically (see :func:`atomic_write`)."""
     return atomic_write(path, lambda fh: fh.write(data), mkdir=mkdir)
+
+
+def atomic_save(
+    obj: Any, path: str | os.PathLike[str], save_fn: Callable[[Any, IO[bytes]], Any]
+) -> Path:
+    """Save ``obj`` by ``save_fn(obj, binary_file)`` atomically (see :func:`atomic_write`).
+
+    ``torch.save`` and ``pickle.dump`` fit ``save_fn`` as they are.
+    """
+    return atomic_write(path, lambda fh: save_fn(obj, fh))

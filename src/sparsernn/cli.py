@@ -6,6 +6,7 @@ Problems with the user's input become one ``error: ...`` line and exit status 2.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import sys
@@ -331,7 +332,31 @@ def evaluate(checkpoint, test_csv, cell, graph_file, allow_pickle, batch_size, b
 
 
 # ----------------------------------------------------------------------------------- studies
+@dataclasses.dataclass(frozen=True)
+class _StudyFlags:
+    """The options every study command takes, passed on as one ``flags`` argument."""
+
+    out: Path
+    config_file: Path | None
+    seeds: int | None
+    n_strings: int | None
+    workers: int | None
+    executor: str
+    address: str | None
+    gpus_per_unit: float
+    retry_failed: bool
+    device: str | None
+
+
 def _study_options(fn):
+    """The options of :class:`_StudyFlags`, passed on as one ``flags`` argument."""
+    names = [f.name for f in dataclasses.fields(_StudyFlags)]
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        flags = _StudyFlags(**{name: kwargs.pop(name) for name in names})
+        return fn(*args, flags=flags, **kwargs)
+
     opts = [
         click.option(
             "--out",
@@ -367,8 +392,8 @@ def _study_options(fn):
         click.option("--device", default=None, help="auto, cpu or cuda."),
     ]
     for opt in reversed(opts):
-        fn = opt(fn)
-    return fn
+        wrapper = opt(wrapper)
+    return wrapper
 
 
 def _data_options(fn):
@@ -416,37 +441,41 @@ _BUNDLE = click.option(
 )
 
 
-def _start(config_file, base):
+def _start(config_file, base, kind):
+    """The study to run: ``base``, or the ``--config`` file's plan of ``kind`` over it."""
     from sparsernn.experiments.config import load_study_config
 
-    return load_study_config(config_file, base) if config_file else base
+    return load_study_config(config_file, base, kind) if config_file else base
 
 
-def _common(seeds, n_strings, device, data_flags=None) -> dict:
+def _common(flags: _StudyFlags, data_flags: dict) -> dict:
+    """The overrides every study command takes from its flags (seeds, data, device)."""
     over: dict = {}
-    if seeds is not None:
-        over["seeds"] = list(_seeds(seeds))
-    data = _data_flags(data_flags) if data_flags else {}
-    if n_strings is not None:
-        data["n_strings"] = n_strings
+    if flags.seeds is not None:
+        over["seeds"] = list(_seeds(flags.seeds))
+    data = _data_flags(data_flags)
+    if flags.n_strings is not None:
+        data["n_strings"] = flags.n_strings
     if data:
         over["data"] = data
-    if device is not None:
-        over["train"] = {"device": device}
+    if flags.device is not None:
+        over["train"] = {"device": flags.device}
     return over
 
 
-def _run(study, out, kinds, workers, executor, address, gpus_per_unit, retry_failed):
+def _run(study, flags: _StudyFlags, kinds):
+    """Run ``study``'s units of ``kinds`` into ``--out`` and print what happened."""
     from sparsernn.experiments.runner import run_study
 
+    out = flags.out
     run = run_study(
         study,
         out,
-        workers=workers,
-        executor=executor,
-        address=address,
-        gpus_per_unit=gpus_per_unit,
-        retry_failed=retry_failed,
+        workers=flags.workers,
+        executor=flags.executor,
+        address=flags.address,
+        gpus_per_unit=flags.gpus_per_unit,
+        retry_failed=flags.retry_failed,
         kinds=kinds,
     )
     click.echo(
@@ -483,16 +512,7 @@ def prune(
     retrain_epochs,
     epochs,
     tolerance,
-    out,
-    config_file,
-    seeds,
-    n_strings,
-    workers,
-    executor,
-    address,
-    gpus_per_unit,
-    retry_failed,
-    device,
+    flags,
     bundle,
     data_flags,
 ):
@@ -500,10 +520,10 @@ def prune(
 
     Defaults are the study's protocol; flags override a --config file.
     """
+    from sparsernn.experiments import pruning_summary
     from sparsernn.experiments.config import StudyConfig, merge, parse_range
-    from sparsernn.workflows import pruning_summary
 
-    over = _common(seeds, n_strings, device, data_flags)
+    over = _common(flags, data_flags)
     if cells is not None:
         over["cells"] = list(_cells(cells))
     if epochs is not None:
@@ -516,9 +536,9 @@ def prune(
         tolerance=tolerance,
         bundle=bundle,
     )
-    study = merge(_start(config_file, StudyConfig()), over, "command line")
-    _run(study, out, ("base", "prune"), workers, executor, address, gpus_per_unit, retry_failed)
-    for name, table in pruning_summary(out, study.pruning.tolerance).items():
+    study = merge(_start(flags.config_file, StudyConfig(), "prune"), over, "command line")
+    _run(study, flags, ("base", "prune"))
+    for name, table in pruning_summary(flags.out, study.pruning.tolerance).items():
         click.echo(f"\n{name}:\n{table.to_string(index=False)}")
 
 
@@ -559,24 +579,15 @@ def structure(
     gate_layout,
     graphs_from,
     allow_pickle,
-    out,
-    config_file,
-    seeds,
-    n_strings,
-    workers,
-    executor,
-    address,
-    gpus_per_unit,
-    retry_failed,
-    device,
+    flags,
     data_flags,
 ):
     """Random-structure study: graphs -> layered DAG networks -> accuracy and properties.
 
     Defaults are the study's protocol; flags override a --config file.
     """
+    from sparsernn.experiments import structure_summary
     from sparsernn.experiments.config import StudyConfig, merge, parse_range
-    from sparsernn.workflows import structure_summary
 
     node_range = None
     if nodes is not None:
@@ -584,7 +595,7 @@ def structure(
         if len(lo_hi) != 2 or any(v != int(v) for v in lo_hi):
             raise ConfigError(f"--nodes {nodes!r} must be lo:hi, e.g. 10:50")
         node_range = [int(lo_hi[0]), int(lo_hi[1])]
-    over = _common(seeds, n_strings, device, data_flags)
+    over = _common(flags, data_flags)
     if cells is not None:
         over["cells"] = list(_cells(cells))
     over["structure"] = _given(
@@ -597,14 +608,14 @@ def structure(
         graphs_from=os.path.abspath(graphs_from.expanduser()) if graphs_from else None,
         allow_pickle=allow_pickle,
     )
-    study = merge(_start(config_file, StudyConfig()), over, "command line")
+    study = merge(_start(flags.config_file, StudyConfig(), "structure"), over, "command line")
     if not study.structure.enabled or study.structure.n_graphs < 1:
         what = f"{study.structure.n_graphs} graphs per generator"
         if not study.structure.enabled:
             what = "structure.enabled = false"
         raise ConfigError(f"{what}: nothing was asked for; give --graphs 1 or more")
-    _run(study, out, ("structure",), workers, executor, address, gpus_per_unit, retry_failed)
-    click.echo("\n" + structure_summary(out).to_string(index=False))
+    _run(study, flags, ("structure",))
+    click.echo("\n" + structure_summary(flags.out).to_string(index=False))
 
 
 @cli.command()
@@ -622,32 +633,30 @@ def structure(
 @_friendly
 def reproduce(
     profile_name,
-    out,
-    config_file,
-    seeds,
-    n_strings,
-    workers,
-    executor,
-    address,
-    gpus_per_unit,
-    retry_failed,
-    device,
+    flags,
     bundle,
     report,
     data_flags,
 ):
-    """Run the whole study (base, pruning, structure) for a profile, then write the report."""
-    from sparsernn.experiments.config import merge, profile
+    """Run the whole study (base, pruning, structure) for a profile, then write the report.
 
-    over = _common(seeds, n_strings, device, data_flags)
+    With a study directory's ``study.toml`` as --config, each of its plans runs again with
+    the kinds it planned, so the directory gets no unit it does not already have.
+    """
+    from sparsernn.experiments.config import load_study_plans, merge, profile
+
+    over = _common(flags, data_flags)
     if bundle is not None:
         over["pruning"] = {"bundle": bundle}
-    study = merge(_start(config_file, profile(profile_name)), over)
-    _run(study, out, None, workers, executor, address, gpus_per_unit, retry_failed)
+    start = profile(profile_name)
+    config_file = flags.config_file
+    plans = load_study_plans(config_file, start) if config_file else [(None, start)]
+    for kinds, planned in plans:
+        _run(merge(planned, over), flags, kinds)
     if report:
         from sparsernn.report import build_report
 
-        path = build_report(out, Path(out) / "report.html")
+        path = build_report(flags.out, Path(flags.out) / "report.html")
         click.echo(f"report: {path}")
 
 
@@ -656,7 +665,7 @@ def reproduce(
 @_friendly
 def status(study_dir):
     """Summarise a study directory: units done, pending, failed, time spent."""
-    from sparsernn.workflows import study_status
+    from sparsernn.experiments import study_status
 
     click.echo(study_status(study_dir))
 

@@ -29,13 +29,14 @@ import socket
 import sqlite3
 import threading
 import time
-import urllib.parse
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
-from sparsernn import _files
+from sparsernn import _storefile as _file
+from sparsernn._files import atomic_save, atomic_write_bytes
+from sparsernn._storefile import APPLICATION, SCHEMA_VERSION, STORE_FILENAME
 from sparsernn.errors import StoreError
 
 if TYPE_CHECKING:
@@ -47,17 +48,13 @@ __all__ = [
     "STATUSES",
     "ResultsStore",
     "artefact_dir",
-    "atomic_save",
+    "atomic_save",  # re-exported: the atomic-write helpers live in sparsernn._files
     "atomic_write_bytes",
 ]
 
-SCHEMA_VERSION = 1
-STORE_FILENAME = "results.sqlite"
 STATUSES = ("done", "failed")
 
-_APPLICATION = "sparsernn"
-_SQLITE_MAGIC = b"SQLite format 3\x00"
-_FILE_SUFFIXES = {".sqlite", ".sqlite3", ".db"}
+_StrPath = str | os.PathLike[str]
 _RESERVED_META = {"application", "schema_version"}
 _UNIT_COLUMNS = (
     "key",
@@ -137,138 +134,11 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-def _flatten(data: Mapping[str, Any] | None, prefix: str = "") -> dict[str, Any]:
-    """Flatten nested dicts to dotted names: ``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
-    flat: dict[str, Any] = {}
-    for name, value in (data or {}).items():
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{prefix}{name}."))
-        else:
-            flat[f"{prefix}{name}"] = value
-    return flat
+def _flat(dicts: list[Mapping[str, Any] | None]) -> pd.DataFrame:
+    """One row per dict, nested dicts flattened to dotted columns (``{"a": {"b": 1}}``: ``a.b``)."""
+    import pandas as pd
 
-
-# --------------------------------------------------------------------------------------------
-# Opening and checking a store file
-
-
-def _resolve(path: str | os.PathLike[str]) -> Path:
-    """A study directory means ``<dir>/results.sqlite``; an existing or ``*.sqlite`` file itself."""
-    p = Path(path).expanduser()
-    if p.is_dir():
-        return p / STORE_FILENAME
-    if p.is_file() or p.suffix in _FILE_SUFFIXES:
-        return p
-    return p / STORE_FILENAME
-
-
-def _header(path: Path) -> bytes | None:
-    """The first 16 bytes of ``path``, or None when it does not exist."""
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(len(_SQLITE_MAGIC))
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise StoreError(f"{path} cannot be read ({exc.strerror}); check its permissions") from None
-
-
-#: The fix of a store that cannot be used at all (the CLI words it per command).
-_ELSEWHERE = "move it aside or use another study directory"
-
-
-def _unusable(problem: str) -> StoreError:
-    return StoreError(problem, _ELSEWHERE, elsewhere=True)
-
-
-def _not_ours(path: Path) -> StoreError:
-    return _unusable(f"{path} is not a sparsernn results store")
-
-
-def _connect_readonly(path: Path) -> sqlite3.Connection:
-    uri = "file:" + urllib.parse.quote(str(path.resolve())) + "?mode=ro"
-    return sqlite3.connect(
-        uri, uri=True, timeout=10.0, isolation_level=None, check_same_thread=False
-    )
-
-
-def _check_meta(conn: sqlite3.Connection, path: Path) -> None:
-    """Raise :class:`StoreError` unless ``conn`` is a sparsernn store of a supported schema."""
-    try:
-        rows = dict(conn.execute("SELECT name, value FROM meta").fetchall())
-        conn.execute("SELECT key, status, attempts FROM units LIMIT 0").fetchall()
-    except sqlite3.DatabaseError as exc:
-        message = str(exc)
-        if message.startswith("no such"):
-            raise _not_ours(path) from None
-        if "locked" in message:
-            raise StoreError(
-                f"{path} is locked by another program ({message}); wait for it and retry"
-            ) from None
-        raise _unusable(f"{path} is a damaged SQLite file ({message})") from None
-    if rows.get("application") != _APPLICATION:
-        raise _not_ours(path)
-    try:
-        version = int(rows.get("schema_version", ""))
-    except ValueError:
-        raise _unusable(
-            f"{path} has an unreadable schema version {rows.get('schema_version')!r}"
-        ) from None
-    if version > SCHEMA_VERSION:
-        raise StoreError(
-            f"{path}: schema version {version} is newer than this sparsernn supports "
-            f"({SCHEMA_VERSION}); upgrade sparsernn"
-        )
-    if version < 1:
-        raise _unusable(f"{path}: schema version {version} is unknown")
-
-
-def _validate_existing(path: Path) -> None:
-    """Check an existing non-empty file without writing to it (header, then the meta table)."""
-    if _header(path) != _SQLITE_MAGIC:
-        raise _not_ours(path)
-    try:
-        conn = _connect_readonly(path)
-    except sqlite3.Error as exc:
-        raise StoreError(f"{path} cannot be opened ({exc}); check its permissions") from None
-    try:
-        _check_meta(conn, path)
-    finally:
-        conn.close()
-
-
-def _acquire_lock(lock_path: Path, db_path: Path, timeout: float) -> int:
-    """Take the exclusive advisory writer lock, retrying for ``timeout`` seconds; return its fd."""
-    import fcntl  # POSIX only; imported here so that reading a store works everywhere
-
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    deadline = time.monotonic() + max(timeout, 0.0)
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-                os.close(fd)
-                raise StoreError(
-                    f"{db_path} is in use by another sparsernn process (pid {holder}); wait for "
-                    "it to finish or use another study directory"
-                ) from None
-            time.sleep(min(0.05, max(deadline - time.monotonic(), 0.0)))
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
-
-
-def _release_lock(fd: int) -> None:
-    import fcntl
-
-    try:
-        os.ftruncate(fd, 0)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+    return pd.json_normalize([dict(d or {}) for d in dicts], sep=".")
 
 
 # --------------------------------------------------------------------------------------------
@@ -282,14 +152,8 @@ class ResultsStore:
     A writer holds the study's lock until it closes; ``readonly=True`` takes no lock.
     """
 
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        readonly: bool = False,
-        lock_timeout: float = 0.0,
-    ) -> None:
-        self._path = _resolve(path)
+    def __init__(self, path: _StrPath, *, readonly: bool = False, lock_timeout: float = 0.0):
+        self._path = _file.resolve(path)
         self._readonly = readonly
         self._mutex = threading.RLock()
         self._lock_fd: int | None = None
@@ -297,11 +161,7 @@ class ResultsStore:
 
     @classmethod
     def open(
-        cls,
-        path: str | os.PathLike[str],
-        *,
-        readonly: bool = False,
-        lock_timeout: float = 0.0,
+        cls, path: _StrPath, *, readonly: bool = False, lock_timeout: float = 0.0
     ) -> ResultsStore:
         """Open (creating if needed, unless ``readonly``) the store of a study dir or file.
 
@@ -311,22 +171,22 @@ class ResultsStore:
         return cls(path, readonly=readonly, lock_timeout=lock_timeout)
 
     def _open_readonly(self) -> sqlite3.Connection:
-        header = _header(self._path)
+        header = _file.header(self._path)
         if not header:
             state = "does not exist" if header is None else "is empty"
             raise StoreError(
                 f"{self._path} {state}; check the directory, or run a study there first"
             )
-        _validate_existing(self._path)
-        conn = _connect_readonly(self._path)
+        _file.validate_existing(self._path)
+        conn = _file.connect_readonly(self._path)
         conn.execute("PRAGMA query_only = ON")
         return conn
 
     def _open_writer(self, lock_timeout: float) -> sqlite3.Connection:
         # Check an existing file before creating anything next to it, so a foreign file is
         # never touched; check again under the lock in case another writer created it meanwhile.
-        if _header(self._path):
-            _validate_existing(self._path)
+        if _file.header(self._path):
+            _file.validate_existing(self._path)
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -336,11 +196,11 @@ class ResultsStore:
                 elsewhere=True,
             ) from None
         lock_path = self._path.with_name(self._path.name + ".lock")
-        self._lock_fd = _acquire_lock(lock_path, self._path, lock_timeout)
+        self._lock_fd = _file.acquire_lock(lock_path, self._path, lock_timeout)
         try:
-            is_new = not _header(self._path)
+            is_new = not _file.header(self._path)
             if not is_new:
-                _validate_existing(self._path)
+                _file.validate_existing(self._path)
             conn = sqlite3.connect(
                 self._path, timeout=10.0, isolation_level=None, check_same_thread=False
             )
@@ -350,7 +210,7 @@ class ResultsStore:
             conn.execute("PRAGMA synchronous = FULL")
             return conn
         except BaseException:
-            _release_lock(self._lock_fd)
+            _file.release_lock(self._lock_fd)
             self._lock_fd = None
             raise
 
@@ -360,7 +220,7 @@ class ResultsStore:
         # schema; the switch to WAL comes after. (executescript commits any open transaction
         # first, so BEGIN and COMMIT are part of the script.)
         meta = (
-            f"INSERT INTO meta (name, value) VALUES ('application', '{_APPLICATION}'), "
+            f"INSERT INTO meta (name, value) VALUES ('application', '{APPLICATION}'), "
             f"('schema_version', '{SCHEMA_VERSION}'), ('created', '{time.time()!r}');"
         )
         try:
@@ -393,7 +253,7 @@ class ResultsStore:
                 self._conn.close()
             finally:
                 if self._lock_fd is not None:
-                    _release_lock(self._lock_fd)
+                    _file.release_lock(self._lock_fd)
                     self._lock_fd = None
 
     def __enter__(self) -> ResultsStore:
@@ -430,12 +290,16 @@ class ResultsStore:
 
     def set_meta(self, name: str, value: Any) -> None:
         """Store a JSON value under ``name`` (e.g. ``"study"``: the study config)."""
-        if name in _RESERVED_META:
-            raise ValueError(f"meta name {name!r} is reserved by the store")
+        self.update_meta({name: value})
+
+    def update_meta(self, values: Mapping[str, Any]) -> None:
+        """Store several JSON values by name in one transaction: all of them, or none."""
+        reserved = sorted(set(values) & _RESERVED_META)
+        if reserved:
+            raise ValueError(f"meta name {reserved[0]!r} is reserved by the store")
+        rows = [(name, _dumps(value)) for name, value in values.items()]
         with self._transaction() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (name, _dumps(value))
-            )
+            conn.executemany("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", rows)
 
     def get_meta(self, name: str, default: Any = None) -> Any:
         """The value stored by :meth:`set_meta` (reserved names come back as raw text)."""
@@ -616,26 +480,21 @@ class ResultsStore:
         """One row per unit: ``key, kind, status, wall_s, finished, attempts``, config, metrics.
 
         Config entries become ``config.<name>`` columns and metrics keep their names; nested dicts
-        are flattened with dots (``config.model.cell``). A metric whose name clashes with another
-        column is renamed ``metrics.<name>``. Rows are sorted by key; ``status=None``: all units.
+        are flattened with dots (``config.model.cell``) by :func:`pandas.json_normalize`, in its
+        column order. A metric whose name clashes with another column is renamed
+        ``metrics.<name>``. Rows are sorted by key; ``status=None``: all units.
         """
         import pandas as pd
 
-        records: list[dict[str, Any]] = []
-        columns: dict[str, None] = {}
-        for unit in self._rows(kind, status):
-            record = {name: unit[name] for name in _FRAME_COLUMNS}
-            record.update(_flatten(unit["config"], "config."))
-            for name, value in _flatten(unit["metrics"]).items():
-                clash = name in _FRAME_COLUMNS or name.startswith(("config.", "metrics."))
-                record[f"metrics.{name}" if clash else name] = value
-            columns.update(dict.fromkeys(record))
-            records.append(record)
-        # Fixed columns, then config, then metrics, each in first-seen order.
-        config_cols = [c for c in columns if c.startswith("config.")]
-        metric_cols = [c for c in columns if c not in _FRAME_COLUMNS and c[:7] != "config."]
-        ordered = [*_FRAME_COLUMNS, *config_cols, *metric_cols]
-        return pd.DataFrame.from_records(records, columns=ordered)
+        units = self._rows(kind, status)
+        fixed = pd.DataFrame.from_records(
+            [[u[c] for c in _FRAME_COLUMNS] for u in units], columns=_FRAME_COLUMNS
+        )
+        config = _flat([u["config"] for u in units]).add_prefix("config.")
+        metrics = _flat([u["metrics"] for u in units])
+        clash = [c for c in metrics if c in _FRAME_COLUMNS or c.startswith(("config.", "metrics."))]
+        metrics = metrics.rename(columns={c: f"metrics.{c}" for c in clash})
+        return pd.concat([fixed, config, metrics], axis=1)
 
     def curves(self, kind: str | None = None) -> pd.DataFrame:
         """Training curves in long format: one row per (unit, epoch) of the ``done`` units.
@@ -645,22 +504,17 @@ class ResultsStore:
         """
         import pandas as pd
 
-        records: list[dict[str, Any]] = []
-        curve_cols: dict[str, None] = dict.fromkeys(["key", "kind", "epoch"])
-        config_cols: dict[str, None] = {}
-        for unit in self._rows(kind, "done"):
-            if not unit["curve"]:
-                continue
-            config = _flatten(unit["config"], "config.")
-            config_cols.update(dict.fromkeys(config))
-            for index, point in enumerate(unit["curve"]):
-                record: dict[str, Any] = {"key": unit["key"], "kind": unit["kind"], "epoch": index}
-                for name, value in _flatten(point).items():
-                    clash = name in ("key", "kind") or name.startswith("config.")
-                    record[f"curve.{name}" if clash else name] = value
-                curve_cols.update(dict.fromkeys(record))
-                records.append({**record, **config})
-        return pd.DataFrame.from_records(records, columns=[*curve_cols, *config_cols])
+        units = [u for u in self._rows(kind, "done") if u["curve"]]
+        rows = [(u["key"], u["kind"], i) for u in units for i in range(len(u["curve"]))]
+        ids = pd.DataFrame(rows, columns=["key", "kind", "epoch"])
+        points = _flat([point for u in units for point in u["curve"]])
+        if "epoch" in points:
+            ids["epoch"] = points.pop("epoch").fillna(ids["epoch"])
+        clash = [c for c in points if c in ("key", "kind") or c.startswith("config.")]
+        points = points.rename(columns={c: f"curve.{c}" for c in clash})
+        config = _flat([u["config"] for u in units]).add_prefix("config.")
+        config = config.loc[config.index.repeat([len(u["curve"]) for u in units])]
+        return pd.concat([ids, points, config.reset_index(drop=True)], axis=1)
 
     def failures(self) -> pd.DataFrame:
         """The failed units: ``key, kind, error, attempts, finished``, sorted by key."""
@@ -687,28 +541,6 @@ class ResultsStore:
             for name in (*STATUSES, "wall_s"):
                 totals[name] += entry[name]
         return {**totals, "by_kind": by_kind}
-
-
-# --------------------------------------------------------------------------------------------
-# Files beside the store
-
-
-def atomic_save(
-    obj: Any, path: str | os.PathLike[str], save_fn: Callable[[Any, IO[bytes]], Any]
-) -> Path:
-    """Save ``obj`` by ``save_fn(obj, binary_file)``; ``path`` is then the old or the new file.
-
-    Writes to a temporary file in the same directory, fsyncs it, then renames it over ``path``;
-    if ``save_fn`` raises, the temporary file is removed and ``path`` is untouched. The file gets
-    the mode of the file it replaces, or ``0o666 & ~umask`` (see :mod:`sparsernn._files`).
-    ``torch.save`` and ``pickle.dump`` fit ``save_fn`` as they are.
-    """
-    return _files.atomic_write(path, lambda fh: save_fn(obj, fh))
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (see :func:`atomic_save`)."""
-    return _files.atomic_write_bytes(path, data)
 
 
 def artefact_dir(store: ResultsStore, key: str, label: str | None = None) -> Path:

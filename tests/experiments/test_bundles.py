@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -139,17 +140,32 @@ def test_failing_bundle_fails_each_of_its_units(tmp_path: Path, monkeypatch):
     assert all("simulated bundle failure" in line for line in run.failures)
 
 
-def test_stores_from_before_bundles_still_show_their_points(tmp_path: Path):
-    from sparsernn.experiments.results import load_results
+def _as_old_store(study_dir: Path, drop_bundle: bool) -> None:
+    """Rewrite the meta of a store as versions before plan records wrote it: ``study``,
+    ``kinds`` and ``study:<kind>`` (no ``plan:<kind>``, no ``keys:<kind>``); optionally
+    without ``pruning.bundle``, as versions before bundles wrote it."""
     from sparsernn.store import ResultsStore
-    from sparsernn.workflows import study_status
+
+    with ResultsStore.open(study_dir) as store:
+        study = store.get_meta("study")
+        if drop_bundle:
+            del study["pruning"]["bundle"]
+        kinds = [k for k in ("base", "prune", "structure") if store.get_meta(f"plan:{k}")]
+        store.update_meta({"study": study, "kinds": kinds, **{f"study:{k}": study for k in kinds}})
+    with sqlite3.connect(study_dir / "results.sqlite") as conn:
+        conn.execute("DELETE FROM meta WHERE name LIKE 'plan:%'")
+    conn.close()
+
+
+def test_stores_from_before_bundles_still_show_their_points(tmp_path: Path):
+    from sparsernn.experiments import load_results, study_status
 
     run_study(_study(bundle=1), tmp_path, workers=1, progress=False)
-    with ResultsStore.open(tmp_path) as store:  # what an older version wrote: no bundle field
-        for name in ("study", "study:prune"):
-            meta = store.get_meta(name)
-            del meta["pruning"]["bundle"]
-            store.set_meta(name, meta)
-    assert len(load_results(tmp_path).pruning_points) == 2
+    _as_old_store(tmp_path, drop_bundle=True)
+    results = load_results(tmp_path)
+    assert len(results.pruning_points) == 2
+    assert results.studies["prune"]["pruning"]["bundle"] == 1  # what those stores ran
     prune_line = next(x for x in study_status(tmp_path).splitlines() if "prune" in x)
     assert prune_line.split()[1:4] == ["2", "0", "0"]  # done, failed, pending
+    again = run_study(_study(bundle=1), tmp_path, workers=1, progress=False)
+    assert (again.done, again.skipped) == (0, 3)  # the same keys: nothing runs again

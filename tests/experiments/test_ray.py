@@ -148,11 +148,11 @@ def test_address_of_a_token_protected_cluster(tmp_path: Path):
 
 def test_no_token_for_an_address_says_how_to_get_one(tmp_path: Path, monkeypatch):
     """Fast and without a cluster: what a driver without a token is told (see the slow test)."""
-    from sparsernn.experiments import runner
+    from sparsernn.experiments import executors
 
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
-    monkeypatch.setattr(runner, "_check_reachable", lambda address: None)
-    monkeypatch.setattr(runner, "_use_ray_token", lambda: False)
+    monkeypatch.setattr(executors, "_check_reachable", lambda address: None)
+    monkeypatch.setattr(executors, "_use_ray_token", lambda: False)
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
 
     def refused(**kwargs):
@@ -167,7 +167,7 @@ def test_no_token_for_an_address_says_how_to_get_one(tmp_path: Path, monkeypatch
 
 
 def test_a_token_in_the_default_file_enables_token_mode(tmp_path: Path, monkeypatch):
-    from sparsernn.experiments import runner
+    from sparsernn.experiments import executors
 
     monkeypatch.setenv("HOME", str(tmp_path))
     for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
@@ -176,11 +176,11 @@ def test_a_token_in_the_default_file_enables_token_mode(tmp_path: Path, monkeypa
 
     AuthenticationTokenLoader.instance().reset_cache()  # a token cached by an earlier ray.init
     try:
-        assert runner._use_ray_token() is False and "RAY_AUTH_MODE" not in os.environ
+        assert executors._use_ray_token() is False and "RAY_AUTH_MODE" not in os.environ
         (tmp_path / ".ray").mkdir()
         (tmp_path / ".ray" / "auth_token").write_text("a" * 64)
         AuthenticationTokenLoader.instance().reset_cache()
-        assert runner._use_ray_token() is True and os.environ["RAY_AUTH_MODE"] == "token"
+        assert executors._use_ray_token() is True and os.environ["RAY_AUTH_MODE"] == "token"
     finally:
         from ray._raylet import Config
 

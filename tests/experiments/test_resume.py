@@ -29,7 +29,7 @@ from studyhelpers import tiny_study  # noqa: I001  (tests/experiments on sys.pat
 
 from sparsernn.cli import cli
 from sparsernn.errors import StoreError
-from sparsernn.experiments import units
+from sparsernn.experiments import study_status, units
 from sparsernn.experiments.config import (
     load_study_config,
     merge,
@@ -37,7 +37,6 @@ from sparsernn.experiments.config import (
 )
 from sparsernn.experiments.runner import run_study
 from sparsernn.store import ResultsStore
-from sparsernn.workflows import study_status
 
 N_SMOKE_UNITS = 18
 SMALL = """\

@@ -17,7 +17,7 @@ import torch
 from studyhelpers import snapshot, tiny_study  # noqa: I001  (tests/experiments on sys.path)
 
 from sparsernn.errors import ConfigError
-from sparsernn.experiments import runner, units
+from sparsernn.experiments import executors, runner, units
 from sparsernn.experiments.runner import StudyRun, run_study
 from sparsernn.experiments.units import plan_units
 from sparsernn.store import ResultsStore
@@ -80,13 +80,13 @@ def test_workers_2_gives_the_same_results_as_workers_1(tmp_path: Path, reference
 def test_workers_none_means_one_process_per_core(tmp_path: Path, monkeypatch):
     pools: list[tuple[int, int]] = []
 
-    class FakePool(runner._InlineExecutor):
+    class FakePool(executors._InlineExecutor):
         def __init__(self, workers: int, threads: int) -> None:
             super().__init__()
             pools.append((workers, threads))
 
-    monkeypatch.setattr(runner, "_n_cores", lambda: 6)
-    monkeypatch.setattr(runner, "_PoolExecutor", FakePool)
+    monkeypatch.setattr(executors, "n_cores", lambda: 6)
+    monkeypatch.setattr(executors, "_PoolExecutor", FakePool)
     run = run_study(tiny_study(n_graphs=5), tmp_path / "a", workers=None, progress=False)
     assert run.done == 8
     # One pool for the whole study: 6 workers of 1 thread each.
@@ -100,22 +100,22 @@ def test_workers_none_means_one_process_per_core(tmp_path: Path, monkeypatch):
 
 def test_n_cores_is_the_usable_cpu_count():
     expected = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    assert runner._n_cores() == expected
+    assert executors.n_cores() == expected
 
 
 @pytest.mark.parametrize(
     ("cores", "workers", "threads"), [(8, 2, 4), (8, 3, 2), (2, 4, 1), (1, 1, 1)]
 )
 def test_threads_per_worker_share_the_cores(monkeypatch, cores, workers, threads):
-    monkeypatch.setattr(runner, "_n_cores", lambda: cores)
-    assert runner._threads_per_worker(workers) == threads
+    monkeypatch.setattr(executors, "n_cores", lambda: cores)
+    assert executors._threads_per_worker(workers) == threads
 
 
 def test_worker_init_sets_threads_and_leaves_ctrl_c_to_the_driver():
     old_handler = signal.getsignal(signal.SIGINT)
     try:
         with torch_threads(2):
-            runner._worker_init(1)
+            executors._worker_init(1)
             assert torch.get_num_threads() == 1
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
@@ -310,13 +310,13 @@ def test_unreachable_ray_address_fails_fast(tmp_path: Path):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with pytest.raises(ConfigError, match="cannot reach the Ray cluster") as exc:
-        runner._check_reachable(f"127.0.0.1:{port}")
+        executors._check_reachable(f"127.0.0.1:{port}")
     assert "ray start --head" in str(exc.value)
     with pytest.raises(ConfigError, match="must be HOST:PORT"):
-        runner._check_reachable("head-without-port")
-    runner._check_reachable(None)
-    runner._check_reachable("auto")
-    runner._check_reachable("ray://head:10001")  # Ray client addresses are left to Ray
+        executors._check_reachable("head-without-port")
+    executors._check_reachable(None)
+    executors._check_reachable("auto")
+    executors._check_reachable("ray://head:10001")  # Ray client addresses are left to Ray
 
 
 def test_results_show_only_the_latest_configuration_of_each_kind(tmp_path: Path):

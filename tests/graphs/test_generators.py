@@ -14,6 +14,7 @@ from sparsernn.graphs import (
     graph_to_edges,
     make_graph,
     read_graph,
+    sample_graph,
     sample_graphs,
     watts_strogatz,
     write_edgelist,
@@ -99,6 +100,9 @@ def test_explicit_parameters():
         (lambda: sample_graphs("xx", 2), "ba, er, ws"),
         (lambda: sample_graphs("ws", 2, nodes=(30, 20)), "lo <= hi"),
         (lambda: sample_graphs("ws", -1), "n_graphs"),
+        (lambda: sample_graph("xx", 0), "ba, er, ws"),
+        (lambda: sample_graph("ws", 0, nodes=(30, 20)), "lo <= hi"),
+        (lambda: sample_graph("ws", -1), "index must be >= 0"),
     ],
 )
 def test_bad_options(call, match):
@@ -121,6 +125,17 @@ def test_sample_graphs_prefix_stable_and_seeded():
     n = int(stream.integers(10, 51))
     assert _same(many[2], barabasi_albert(n, seed=stream))
     assert sample_graphs("ws", 0, seed=1) == []
+
+
+@pytest.mark.parametrize("generator", sorted(GENERATORS))
+def test_sample_graph_is_graph_i_of_the_stream_made_alone(generator, monkeypatch):
+    stream = sample_graphs(generator, 6, nodes=(10, 20), seed=11)
+    made = []
+    real = GENERATORS[generator]
+    monkeypatch.setitem(GENERATORS, generator, lambda n, **kw: made.append(n) or real(n, **kw))
+    for i in (5, 0, 3):
+        assert _same(sample_graph(generator, i, nodes=(10, 20), seed=11), stream[i])
+    assert made == [stream[i].number_of_nodes() for i in (5, 0, 3)]  # one graph per call
 
 
 def test_sample_graphs_node_range_roughly_uniform():

@@ -21,14 +21,19 @@ from sparsernn.prune import SCOPES, TARGETS
 from sparsernn.train import TrainConfig
 
 __all__ = [
+    "KINDS",
     "PruningConfig",
     "StructureConfig",
     "StudyConfig",
     "PROFILES",
     "profile",
     "load_study_config",
+    "load_study_plans",
     "parse_range",
 ]
+
+#: The kinds of unit a study plans, in plan order (pruning units depend on base units).
+KINDS = ("base", "prune", "structure")
 
 _GENERATORS = ("ws", "ba", "er")
 
@@ -189,18 +194,70 @@ PROFILES: dict[str, StudyConfig] = {
 }
 
 
-def load_study_config(path: str | Path, base: StudyConfig | None = None) -> StudyConfig:
+def load_study_config(
+    path: str | Path, base: StudyConfig | None = None, kind: str | None = None
+) -> StudyConfig:
     """Read a study TOML file; its tables override ``base`` (default: the ``full`` profile).
 
     A top-level ``profile = "quick"`` key picks the base profile. Relative file paths
     (``[data] train_csv``/``test_csv``, ``[structure] graphs_from``) are taken relative to the
-    TOML file's folder and made absolute.
+    TOML file's folder and made absolute. A study directory's ``study.toml`` may hold several
+    ``[[plan]]`` tables (see :func:`load_study_plans`): then ``kind`` picks the one that
+    planned that kind of unit.
+    """
+    plans = load_study_plans(path, base)
+    if len(plans) == 1:
+        return plans[0][1]
+    for kinds, study in plans:
+        if kind in (kinds or KINDS):
+            return study
+    held = "; ".join(",".join(kinds or KINDS) for kinds, _ in plans)
+    raise ConfigError(
+        f"{path} holds {len(plans)} plans ({held}) and none for {kind or 'this command'}; "
+        f"rerun all of them with sparsernn reproduce --config {path}"
+    )
+
+
+def load_study_plans(
+    path: str | Path, base: StudyConfig | None = None
+) -> list[tuple[tuple[str, ...] | None, StudyConfig]]:
+    """Read a study TOML file as ``(kinds, study)`` pairs: what to run, of which kinds.
+
+    A plain study file is one pair with ``kinds`` None (every kind it enables). The
+    ``study.toml`` a study directory writes holds one ``[[plan]]`` table per config that
+    planned units there, each a full study table with its ``kinds`` (e.g. ``["base",
+    "prune"]`` from ``sparsernn prune``, ``["structure"]`` from ``sparsernn structure``).
     """
     data = load_toml(path)
-    _absolute_paths(data, Path(path).absolute().parent)
+    folder = Path(path).absolute().parent
+    if "plan" not in data:
+        return [(None, _from_table(data, folder, base, str(path)))]
+    tables = data.pop("plan")
+    if data or not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise ConfigError(
+            f"{path}: a study file of [[plan]] tables holds nothing else; move "
+            f"{', '.join(sorted(data)) or 'plan'} into each [[plan]] table"
+        )
+    plans = []
+    for number, table in enumerate(tables, 1):
+        kinds = table.pop("kinds", None)
+        if kinds is not None and not (isinstance(kinds, list) and set(kinds) <= set(KINDS)):
+            raise ConfigError(
+                f"{path}: [[plan]] {number} kinds = {kinds!r}; give a list of {', '.join(KINDS)}"
+            )
+        study = _from_table(table, folder, base, f"{path} [[plan]] {number}")
+        plans.append((None if kinds is None else tuple(kinds), study))
+    return plans
+
+
+def _from_table(
+    data: dict[str, Any], folder: Path, base: StudyConfig | None, where: str
+) -> StudyConfig:
+    """One study table (a file's, or a ``[[plan]]``'s) over ``base`` or its ``profile``."""
+    _absolute_paths(data, folder)
     name = data.pop("profile", None)
     start = profile(name) if name else (base or StudyConfig())
-    return merge(start, data, where=str(path))
+    return merge(start, data, where=where)
 
 
 #: The study's file paths: (table, key) of each, in a TOML file or CLI overrides.

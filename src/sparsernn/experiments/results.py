@@ -9,6 +9,8 @@ from typing import Any
 
 import pandas as pd
 
+from sparsernn.experiments.config import KINDS
+from sparsernn.experiments.plans import Plan, read_plans
 from sparsernn.store import ResultsStore
 
 __all__ = ["StudyResults", "load_results"]
@@ -29,7 +31,10 @@ class StudyResults:
       Graphs read from files (``graphs_from``) have generator ``"file"``, ``graph`` = the
       file stem, ``graph_sha256`` and ``graph_id`` = their index in name order; generated
       graphs have ``graph`` None.
-    - ``study``: the study config dict; ``failures``: failed units.
+    - ``study``: the config dict of the last command run in the directory; ``studies``: each
+      planned kind (``"base"``, ``"prune"``, ``"structure"``) -> the config dict of the
+      command that planned it (a directory written by ``prune`` then ``structure`` holds
+      two); ``failures``: failed units.
     """
 
     study_dir: Path
@@ -40,51 +45,37 @@ class StudyResults:
     pruning_points: pd.DataFrame
     structure: pd.DataFrame
     failures: pd.DataFrame
+    studies: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
 
 _BASE_COLS = ["cell", "seed", "base_accuracy", "test_loss", "epochs", "mean_epoch_time", "wall_s"]
-_PRUNE_COLS = ["cell", "seed", "target", "amount", "epoch", "accuracy", "loss"]
-_POINT_COLS = [
-    "cell",
-    "seed",
-    "target",
-    "amount",
-    "base_accuracy",
-    "post_prune_accuracy",
-    "final_accuracy",
-    "achieved_sparsity",
-    "wall_s",
-]
+_BASE_CURVE_COLS = ["cell", "seed", "epoch", "train_loss", "train_accuracy", "test_loss"]
+_BASE_CURVE_COLS += ["test_accuracy", "epoch_time"]
+_PRUNE_ID = ["cell", "seed", "target", "amount"]
+_PRUNE_COLS = [*_PRUNE_ID, "epoch", "accuracy", "loss"]
+_POINT_COLS = [*_PRUNE_ID, "base_accuracy", "post_prune_accuracy", "final_accuracy"]
+_POINT_COLS += ["achieved_sparsity", "wall_s"]
 _STRUCT_ID = ["cell", "generator", "graph_id", "seed"]
 _STRUCT_LEAD = ["cell", "generator", "graph_id", "graph", "seed", "test_accuracy", "test_loss"]
+#: Columns of structure units that are bookkeeping or too bulky for the results table.
+_STRUCT_DROP = {"key", "kind", "status", "finished", "attempts", "node_range", "edge_list"}
+_STRUCT_DROP |= {"graph_edges", "n_nodes", "layer_sizes"}
 
 
 def _strip(df: pd.DataFrame) -> pd.DataFrame:
     return df.rename(columns=lambda c: c[len("config.") :] if c.startswith("config.") else c)
 
 
-def _current_keys(store: ResultsStore, kind: str) -> set[str] | None:
-    """Keys of ``kind`` planned by the config that last ran that kind (None: keep all).
-
-    A study directory keeps every unit ever run in it; after, say, a rerun with other
-    retraining epochs, only the units of the latest configuration are this study's results.
-    """
-    from sparsernn.experiments.config import study_from_store
-    from sparsernn.experiments.units import plan_units
-
-    keys = store.get_meta(f"keys:{kind}")
-    if keys is not None:  # stored by run_study: no need to read the study's files again
-        return set(keys)
-    config = store.get_meta(f"study:{kind}")
-    if not config:
-        return None
-    return {u.key for u in plan_units(study_from_store(config)) if u.kind == kind}
+def _only(df: pd.DataFrame, plan: Plan | None) -> pd.DataFrame:
+    """The rows of ``df`` that ``plan`` planned (all rows without a plan or known keys)."""
+    if plan is None or plan.keys is None or df.empty:
+        return _strip(df)
+    return _strip(df[df["key"].isin(plan.keys)].reset_index(drop=True))
 
 
-def _only(df: pd.DataFrame, keys: set[str] | None) -> pd.DataFrame:
-    if keys is None or df.empty:
-        return df
-    return df[df["key"].isin(keys)].reset_index(drop=True)
+def _pick(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``df``'s columns among ``columns``, in that order."""
+    return df[[c for c in columns if c in df.columns]]
 
 
 def _graph_ids(struct: pd.DataFrame) -> pd.DataFrame:
@@ -106,84 +97,66 @@ def _graph_ids(struct: pd.DataFrame) -> pd.DataFrame:
     return struct
 
 
-def load_results(study_dir: str | os.PathLike[str]) -> StudyResults:
-    """Load the results of a study directory's current configuration (read-only).
-
-    Safe while the study is still running. Units stored by earlier configurations of the same
-    directory (e.g. other retraining epochs) stay in the store but are not returned.
-    """
-    with ResultsStore.open(study_dir, readonly=True) as store:
-        study = store.get_meta("study", {}) or {}
-        current = {kind: _current_keys(store, kind) for kind in ("base", "prune", "structure")}
-        base = _strip(_only(store.frame("base"), current["base"]))
-        base_curves = _strip(_only(store.curves("base"), current["base"]))
-        prune = _strip(_only(store.frame("prune"), current["prune"]))
-        prune_curves = _strip(_only(store.curves("prune"), current["prune"]))
-        struct = _strip(_only(store.frame("structure"), current["structure"]))
-        failures = store.failures()
+def _base_frames(base: pd.DataFrame, curves: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ``base`` and ``base_curves`` tables from the base units' frame and curves."""
     if len(base):
-        base = base.rename(columns={"test_accuracy": "base_accuracy"})
-        base = base[[c for c in _BASE_COLS if c in base.columns]]
+        base = _pick(base.rename(columns={"test_accuracy": "base_accuracy"}), _BASE_COLS)
         base = base.sort_values(["cell", "seed"]).reset_index(drop=True)
     else:
         base = pd.DataFrame(columns=_BASE_COLS)
-    if len(base_curves):
-        keep = [
-            "cell",
-            "seed",
-            "epoch",
-            "train_loss",
-            "train_accuracy",
-            "test_loss",
-            "test_accuracy",
-            "epoch_time",
-        ]
-        base_curves = base_curves[[c for c in keep if c in base_curves.columns]]
+    if len(curves):
+        curves = _pick(curves, _BASE_CURVE_COLS)
     else:
-        base_curves = pd.DataFrame(columns=["cell", "seed", "epoch", "test_accuracy"])
-    if len(prune_curves):
-        pruning = prune_curves.rename(columns={"test_accuracy": "accuracy", "test_loss": "loss"})
-        pruning = pruning[_PRUNE_COLS].copy()
-        pruning["amount"] = pruning["amount"].astype(float)
-        pruning = pruning.sort_values(["cell", "seed", "target", "amount", "epoch"])
-        pruning = pruning.reset_index(drop=True)
-        points = prune[[c for c in _POINT_COLS if c in prune.columns]]
-        points = points.sort_values(["cell", "seed", "target", "amount"]).reset_index(drop=True)
-    else:
-        pruning = pd.DataFrame(columns=_PRUNE_COLS)
-        points = pd.DataFrame(columns=_POINT_COLS)
-    if len(struct):
-        drop = [
-            c
-            for c in struct.columns
-            if c
-            in (
-                "key",
-                "kind",
-                "status",
-                "finished",
-                "attempts",
-                "node_range",
-                "edge_list",
-                "graph_edges",
-                "n_nodes",
-                "layer_sizes",
-            )
-            or c.startswith(("data.", "train."))
-        ]
-        struct = _graph_ids(struct.drop(columns=drop))
-        lead = [c for c in _STRUCT_LEAD if c in struct.columns]
-        struct = struct[lead + [c for c in struct.columns if c not in lead]]
-        struct = struct.sort_values(_STRUCT_ID).reset_index(drop=True)
-    else:
-        struct = pd.DataFrame(columns=_STRUCT_LEAD)
+        curves = pd.DataFrame(columns=["cell", "seed", "epoch", "test_accuracy"])
+    return base, curves
+
+
+def _pruning_frames(prune: pd.DataFrame, curves: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The long ``pruning`` table and ``pruning_points`` from the pruning units."""
+    if not len(curves):
+        return pd.DataFrame(columns=_PRUNE_COLS), pd.DataFrame(columns=_POINT_COLS)
+    pruning = curves.rename(columns={"test_accuracy": "accuracy", "test_loss": "loss"})
+    pruning = pruning[_PRUNE_COLS].copy()
+    pruning["amount"] = pruning["amount"].astype(float)
+    pruning = pruning.sort_values([*_PRUNE_ID, "epoch"]).reset_index(drop=True)
+    points = _pick(prune, _POINT_COLS).sort_values(_PRUNE_ID).reset_index(drop=True)
+    return pruning, points
+
+
+def _structure_frame(struct: pd.DataFrame) -> pd.DataFrame:
+    """One row per structure network: its id, accuracy, then graph properties and the rest."""
+    if not len(struct):
+        return pd.DataFrame(columns=_STRUCT_LEAD)
+    drop = [c for c in struct.columns if c in _STRUCT_DROP or c.startswith(("data.", "train."))]
+    struct = _graph_ids(struct.drop(columns=drop))
+    lead = [c for c in _STRUCT_LEAD if c in struct.columns]
+    struct = struct[lead + [c for c in struct.columns if c not in lead]]
+    return struct.sort_values(_STRUCT_ID).reset_index(drop=True)
+
+
+def load_results(study_dir: str | os.PathLike[str]) -> StudyResults:
+    """Load the results of a study directory as each kind's last plan left them (read-only).
+
+    Safe while the study is still running. Units stored by earlier plans of the same kind
+    (e.g. other retraining epochs) stay in the store but are not returned; which units are
+    current is read from the store's plan records (:mod:`sparsernn.experiments.plans`).
+    """
+    with ResultsStore.open(study_dir, readonly=True) as store:
+        plans = read_plans(store)
+        study = store.get_meta("study", {}) or {}
+        frames = {k: _only(store.frame(k), plans.get(k)) for k in KINDS}
+        curves = {k: _only(store.curves(k), plans.get(k)) for k in ("base", "prune")}
+        failures = store.failures()
+    base, base_curves = _base_frames(frames["base"], curves["base"])
+    pruning, points = _pruning_frames(frames["prune"], curves["prune"])
     return StudyResults(
         study_dir=Path(study_dir),
         study=study,
+        studies={kind: plan.config for kind, plan in plans.items()},
         base=base,
         base_curves=base_curves,
         pruning=pruning,
         pruning_points=points,
-        structure=struct,
+        structure=_structure_frame(frames["structure"]),
         failures=failures,
     )

@@ -295,18 +295,19 @@ def _prune_result(cfg, model, base, post, history) -> dict[str, Any]:
 
 
 def structure_graph(cfg: dict[str, Any]):
-    """The graph of a structure unit: graph ``graph_id`` of its generator's seeded stream, or,
-    for ``generator == "file"``, the graph its config carries (``graph_edges``, ``n_nodes``)."""
-    from sparsernn.graphs import graph_from_edges, sample_graphs
+    """The graph of a structure unit: graph ``graph_id`` of its generator's seeded stream (made
+    directly, see :func:`~sparsernn.graphs.sample_graph`), or, for ``generator == "file"``,
+    the graph its config carries (``graph_edges``, ``n_nodes``)."""
+    from sparsernn.graphs import graph_from_edges, sample_graph
 
     if cfg["generator"] == "file":
         return graph_from_edges(cfg["graph_edges"], cfg["n_nodes"])
     lo, hi = cfg["node_range"]
-    return sample_graphs(cfg["generator"], cfg["graph_id"] + 1, (lo, hi), seed=cfg["seed"])[-1]
+    return sample_graph(cfg["generator"], cfg["graph_id"], (lo, hi), seed=cfg["seed"])
 
 
 def _run_structure(cfg: dict[str, Any]) -> dict[str, Any]:
-    from sparsernn.graphs import graph_to_edges, properties, to_layered_dag
+    from sparsernn.graphs import graph_to_edges, properties
 
     graph = structure_graph(cfg)
     train_cfg = TrainConfig.from_dict(cfg["train"])
@@ -323,13 +324,12 @@ def _run_structure(cfg: dict[str, Any]) -> dict[str, Any]:
     graph_id = cfg["graph_sha256"] if cfg["generator"] == "file" else cfg["graph_id"]
     seed = derive_seed(cfg["seed"], "init", cfg["cell"], cfg["generator"], graph_id)
     model = build_model(model_cfg, seed=seed).to(device)
+    dag = model.recurrent.dag  # the layering the model was built from: not built again
     curve = fit(model, train, test, train_cfg)
-    props = properties(graph)
-    dag = to_layered_dag(graph)
     metrics = {
         "test_accuracy": curve[-1]["test_accuracy"],
         "test_loss": curve[-1]["test_loss"],
-        **{k: float(v) for k, v in props.items()},
+        **{k: float(v) for k, v in properties(graph, dag=dag).items()},
         "n_parameters": model.recurrent.n_parameters(),
         "layer_sizes": list(dag.layer_sizes),
         "edge_list": [list(e) for e in edges],

@@ -217,21 +217,7 @@ def to_layered_dag(graph: nx.Graph) -> LayeredDAG:
             "g.remove_edges_from(nx.selfloop_edges(g))"
         )
     labels = _sorted_labels(graph)
-    index = {label: i for i, label in enumerate(labels)}
-    dag = nx.DiGraph()
-    dag.add_nodes_from(range(len(labels)))
-    if graph.is_directed():
-        dag.add_edges_from((index[u], index[v]) for u, v in graph.edges())
-        if not nx.is_directed_acyclic_graph(dag):
-            cycle = [labels[u] for u, _ in nx.find_cycle(dag)]
-            raise GraphError(
-                f"directed graph has a cycle through nodes {cycle}; pass an acyclic DiGraph "
-                "or an undirected graph"
-            )
-    else:
-        for u, v in graph.edges():
-            a, b = index[u], index[v]
-            dag.add_edge(min(a, b), max(a, b))
+    dag = _oriented(graph, labels)
     layer_of: dict[int, int] = {}
     for node in nx.topological_sort(dag):
         preds = [layer_of[p] for p in dag.predecessors(node)]
@@ -242,3 +228,22 @@ def to_layered_dag(graph: nx.Graph) -> LayeredDAG:
             "a network needs at least 2 layers; use a connected graph with edges"
         )
     return LayeredDAG(dag, layer_of, labels)
+
+
+def _oriented(graph: nx.Graph, labels: tuple[Hashable, ...]) -> nx.DiGraph:
+    """The DAG on nodes ``0..n-1`` (``labels`` order): a DiGraph's own edges (checked to be
+    acyclic), or each undirected edge directed from the smaller node to the larger."""
+    index = {label: i for i, label in enumerate(labels)}
+    dag = nx.DiGraph()
+    dag.add_nodes_from(range(len(labels)))
+    if not graph.is_directed():
+        dag.add_edges_from(sorted((index[u], index[v])) for u, v in graph.edges())
+        return dag
+    dag.add_edges_from((index[u], index[v]) for u, v in graph.edges())
+    if not nx.is_directed_acyclic_graph(dag):
+        cycle = [labels[u] for u, _ in nx.find_cycle(dag)]
+        raise GraphError(
+            f"directed graph has a cycle through nodes {cycle}; pass an acyclic DiGraph "
+            "or an undirected graph"
+        )
+    return dag

@@ -29,6 +29,7 @@ __all__ = [
     "graph_to_edges",
     "make_graph",
     "read_graph",
+    "sample_graph",
     "sample_graphs",
     "watts_strogatz",
     "write_edgelist",
@@ -46,6 +47,26 @@ def _check_int(name: str, value: object, minimum: int, hint: str = "") -> int:
     if value < minimum:
         raise ConfigError(f"{name} must be >= {minimum}, got {value}{hint}")
     return int(value)
+
+
+def _study_param(
+    model: str, name: str, value: Any, n: int, *, divisor: int, least: int, bound: str
+) -> int:
+    """``value`` (default: the study's ``n // divisor``) checked to be an integer with
+    ``least <= value`` and ``value <= n`` (``bound="<="``) or ``value < n`` (``"<"``)."""
+    if value is None:
+        if n // divisor < least:
+            raise ConfigError(
+                f"{model} needs n >= {least * divisor} for the default {name} = n // {divisor} "
+                f">= {least}, got n={n}; use a larger n or pass {name}"
+            )
+        value = n // divisor
+    value = _check_int(name, value, least, hint=f" ({model} needs {least} <= {name} {bound} n)")
+    if value > n or (bound == "<" and value == n):
+        raise ConfigError(
+            f"{model} needs {name} {bound} n, got {name}={value}, n={n}; use a smaller {name}"
+        )
+    return value
 
 
 def _check_probability(name: str, value: object, *, allow_zero: bool = True) -> float:
@@ -99,16 +120,7 @@ def watts_strogatz(
     (20, 40)
     """
     n = _check_int("n", n, 2)
-    if k is None:
-        if n // 5 < 2:
-            raise ConfigError(
-                f"watts_strogatz needs n >= 10 for the default k = n // 5 >= 2, got n={n}; "
-                "use a larger n or pass k"
-            )
-        k = n // 5
-    k = _check_int("k", k, 2, hint=" (watts_strogatz needs 2 <= k <= n)")
-    if k > n:
-        raise ConfigError(f"watts_strogatz needs k <= n, got k={k}, n={n}; use a smaller k")
+    k = _study_param("watts_strogatz", "k", k, n, divisor=5, least=2, bound="<=")
     p = _check_probability("p", p)
     tries = _check_int("tries", tries, 1)
     try:
@@ -147,21 +159,12 @@ def barabasi_albert(n: int, seed: SeedLike = None, m: int | None = None) -> nx.G
 
     Examples
     --------
-    >>> g = barabasi_albert(20, seed=0)
-    >>> g.number_of_nodes(), g.number_of_edges()
-    (20, 36)
+    >>> g = barabasi_albert(30, seed=1)  # m = 3
+    >>> g.number_of_edges() == 3 * (30 - 3)
+    True
     """
     n = _check_int("n", n, 2)
-    if m is None:
-        if n // 10 < 1:
-            raise ConfigError(
-                f"barabasi_albert needs n >= 10 for the default m = n // 10 >= 1, got n={n}; "
-                "use a larger n or pass m"
-            )
-        m = n // 10
-    m = _check_int("m", m, 1, hint=" (barabasi_albert needs 1 <= m < n)")
-    if m >= n:
-        raise ConfigError(f"barabasi_albert needs m < n, got m={m}, n={n}; use a smaller m")
+    m = _study_param("barabasi_albert", "m", m, n, divisor=10, least=1, bound="<")
     graph = nx.Graph(nx.barabasi_albert_graph(n, m, seed=_nx_seed(seed)))
     if not nx.is_connected(graph):  # pragma: no cover - BA graphs are connected by construction
         raise GraphError(f"barabasi_albert(n={n}, m={m}) is disconnected; use another seed")
@@ -269,7 +272,8 @@ def sample_graphs(
 
     Graph ``i`` uses its own stream ``rng(derive_seed(base, generator, i))`` (``base`` is the
     int ``seed``, or one int drawn from a Generator / entropy), which draws first ``n`` and
-    then the graph. So with an int seed, graph ``i`` is the same whatever ``n_graphs`` is.
+    then the graph. So with an int seed, graph ``i`` is the same whatever ``n_graphs`` is,
+    and :func:`sample_graph` makes it alone.
 
     Parameters
     ----------
@@ -290,10 +294,41 @@ def sample_graphs(
     >>> all(10 <= g.number_of_nodes() <= 50 for g in graphs)
     True
     """
+    lo, hi = _check_sampling(generator, nodes)
+    n_graphs = _check_int("n_graphs", n_graphs, 0)
+    base = _base_seed(seed)
+    return [_graph_at(generator, i, lo, hi, base, kwargs) for i in range(n_graphs)]
+
+
+def sample_graph(
+    generator: str,
+    index: int,
+    nodes: tuple[int, int] = (10, 50),
+    seed: SeedLike = None,
+    **kwargs: Any,
+) -> nx.Graph:
+    """Graph ``index`` of :func:`sample_graphs`' stream, made directly from its own seed.
+
+    For an int ``seed`` it equals ``sample_graphs(generator, index + 1, nodes, seed)[-1]``
+    without making graphs ``0..index-1`` first (a study's structure unit needs one graph).
+
+    Examples
+    --------
+    >>> a = sample_graph("ba", 4, seed=7)
+    >>> b = sample_graphs("ba", 5, seed=7)[4]
+    >>> sorted(a.edges()) == sorted(b.edges())
+    True
+    """
+    lo, hi = _check_sampling(generator, nodes)
+    index = _check_int("index", index, 0)
+    return _graph_at(generator, index, lo, hi, _base_seed(seed), kwargs)
+
+
+def _check_sampling(generator: str, nodes: tuple[int, int]) -> tuple[int, int]:
+    """Check a registry name and a node-count range; return the range as ``(lo, hi)``."""
     if generator not in GENERATORS:
         names = ", ".join(sorted(GENERATORS))
         raise ConfigError(f"unknown graph generator {generator!r}; use one of: {names}")
-    n_graphs = _check_int("n_graphs", n_graphs, 0)
     try:
         lo, hi = nodes
     except (TypeError, ValueError):
@@ -302,13 +337,21 @@ def sample_graphs(
     hi = _check_int("nodes[1]", hi, 1)
     if lo > hi:
         raise ConfigError(f"nodes range must have lo <= hi, got ({lo}, {hi}); swap them")
-    base = int(seed) if isinstance(seed, Integral) else int(rng(seed).integers(2**63))
-    graphs = []
-    for i in range(n_graphs):
-        stream = rng(derive_seed(base, generator, i))
-        n = int(stream.integers(lo, hi + 1))
-        graphs.append(make_graph(generator, n, seed=stream, **kwargs))
-    return graphs
+    return lo, hi
+
+
+def _base_seed(seed: SeedLike) -> int:
+    """The int that seeds a stream of graphs: ``seed`` itself, or one int drawn from it."""
+    return int(seed) if isinstance(seed, Integral) else int(rng(seed).integers(2**63))
+
+
+def _graph_at(
+    generator: str, index: int, lo: int, hi: int, base: int, kwargs: dict[str, Any]
+) -> nx.Graph:
+    """Graph ``index`` of the stream ``base``: its own generator draws ``n``, then the graph."""
+    stream = rng(derive_seed(base, generator, index))
+    n = int(stream.integers(lo, hi + 1))
+    return make_graph(generator, n, seed=stream, **kwargs)
 
 
 def graph_to_edges(graph: nx.Graph) -> list[tuple[int, int]]:

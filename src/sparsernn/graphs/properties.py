@@ -70,7 +70,9 @@ def _degree_assortativity(graph: nx.Graph) -> float:
     return value if np.isfinite(value) else float("nan")
 
 
-def properties(graph: nx.Graph, *, extras: bool = True) -> dict[str, float]:
+def properties(
+    graph: nx.Graph, *, extras: bool = True, dag: LayeredDAG | None = None
+) -> dict[str, float]:
     """The study's 23 graph features, plus a few more, as one flat dict of floats.
 
     The definitions (undirected metrics, the study's ``density``, sample statistics) are in
@@ -85,6 +87,8 @@ def properties(graph: nx.Graph, *, extras: bool = True) -> dict[str, float]:
         ``degree_assortativity`` (nan when undefined, e.g. regular graphs),
         ``spectral_radius`` (largest absolute adjacency eigenvalue), ``dag_depth``
         (= layers), ``dag_width`` (largest layer) and ``n_skip_layers``.
+    dag : LayeredDAG, optional
+        ``to_layered_dag(graph)`` when the caller has it already (it is not built again).
 
     Returns
     -------
@@ -109,7 +113,7 @@ def properties(graph: nx.Graph, *, extras: bool = True) -> dict[str, float]:
     23
     """
     und = _connected_undirected(graph)
-    layered = to_layered_dag(graph)  # raises for self-loops and single-layer (edgeless) graphs
+    layered = dag if dag is not None else to_layered_dag(graph)  # raises for bad graphs
     n_nodes, n_edges = und.number_of_nodes(), und.number_of_edges()
     ecc = nx.eccentricity(und)
     out: dict[str, float] = {

@@ -1,0 +1,78 @@
+"""The tables and plots the ``prune`` and ``structure`` commands print and write beside a study.
+
+They read the study with :func:`~sparsernn.experiments.load_results`, run the analyses and
+save ``<study_dir>/<table>.csv`` and ``<study_dir>/plots/<name>.png`` (atomically).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sparsernn._files import atomic_write_bytes
+from sparsernn.experiments.results import load_results
+
+__all__ = ["pruning_summary", "structure_summary"]
+
+#: Makes one figure from the :mod:`sparsernn.report.plots` module it is given.
+_Figure = Callable[[Any], Any]
+
+
+def pruning_summary(
+    study_dir: str | os.PathLike[str], tolerance: float = 0.01
+) -> dict[str, pd.DataFrame]:
+    """Tolerated sparsity and epochs-to-recover tables (also CSV files) and PNG plots."""
+    from sparsernn.analysis import epochs_to_recover, tolerated_sparsity
+
+    res = load_results(study_dir)
+    if res.pruning.empty:
+        return {}
+    tables = {
+        "tolerated_sparsity": tolerated_sparsity(res.pruning, res.base, tolerance=tolerance),
+        "epochs_to_recover": epochs_to_recover(res.pruning, res.base, tolerance=tolerance),
+    }
+    for name, table in tables.items():
+        table.to_csv(Path(study_dir) / f"{name}.csv", index=False)
+    _save_plots(
+        study_dir,
+        {
+            "pruning_accuracy": lambda p: p.pruning_accuracy(res.pruning, res.base, tolerance),
+            "recovery_curves": lambda p: p.recovery_curves(res.pruning, res.base, tolerance),
+            "training_curves": lambda p: p.training_curves(res.base_curves),
+        },
+    )
+    return tables
+
+
+def _save_plots(study_dir: str | os.PathLike[str], figures: dict[str, _Figure]) -> None:
+    """Write each figure as ``<study_dir>/plots/<name>.png``."""
+    from sparsernn.report import plots
+
+    for name, make in figures.items():
+        atomic_write_bytes(Path(study_dir) / "plots" / f"{name}.png", plots.to_png(make(plots)))
+
+
+def structure_summary(study_dir: str | os.PathLike[str]) -> pd.DataFrame:
+    """Mean test accuracy (95% CI) per cell and generator (also CSV) and PNG plots."""
+    from sparsernn.analysis import mean_ci
+
+    res = load_results(study_dir)
+    rows = [
+        (cell, gen, len(grp), *mean_ci(grp["test_accuracy"].to_numpy(dtype=float), bounds=(0, 1)))
+        for (cell, gen), grp in res.structure.groupby(["cell", "generator"])
+    ]
+    columns = ["cell", "generator", "n_graphs", "mean_accuracy", "ci_low", "ci_high"]
+    table = pd.DataFrame(rows, columns=columns)
+    table.to_csv(Path(study_dir) / "structure_accuracy.csv", index=False)
+    _save_plots(
+        study_dir,
+        {
+            "structure_accuracy": lambda p: p.structure_accuracy(res.structure),
+            "property_scatter": lambda p: p.property_scatter(res.structure),
+        },
+    )
+    return table
