@@ -131,7 +131,8 @@ def test_initial_state_is_used():
 
 
 def test_bad_arguments_raise_clear_errors():
-    with pytest.raises(ConfigError, match="unknown cell mode"):
+    one_message = "unknown cell 'transformer'; choose one of rnn_tanh, rnn_relu, gru, lstm"
+    with pytest.raises(ConfigError, match=one_message):
         MaskedRNN("transformer", 3, 4)
     with pytest.raises(ConfigError, match="dropout"):
         MaskedRNN("gru", 3, 4, dropout=1.5)

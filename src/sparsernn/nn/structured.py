@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from sparsernn.errors import ConfigError
-from sparsernn.nn.cells import GATES, MODES
+from sparsernn.nn.cells import cell_spec
 from sparsernn.nn.functional import run_layers
 from sparsernn.nn.masked import MaskedRNN
 from sparsernn.nn.wavefront import WavefrontPlan, block_outputs, wavefront_recurrence
@@ -98,16 +98,15 @@ class StructuredRNN(nn.Module):
         self.gate_layout = gate_layout
         from sparsernn.graphs import LayeredDAG, to_layered_dag
 
-        if mode not in GATES:
-            raise ConfigError(f"unknown cell mode {mode!r}; choose one of {', '.join(MODES)}")
+        self.spec = cell_spec(mode)
         dag = graph if isinstance(graph, LayeredDAG) else to_layered_dag(graph)
         self.dag = dag
-        self.mode = mode
+        self.mode = self.spec.name
         self.batch_first = batch_first
         self.layer_sizes = tuple(int(s) for s in dag.layer_sizes)
         self.input_size = int(input_size or self.layer_sizes[0])
         self.output_size = self.layer_sizes[-1]
-        g = GATES[mode]
+        g = self.spec.gates
         # destinations of each source: -1 is the input (feeds layer 0 only).
         self.plan: list[tuple[int, tuple[int, ...]]] = [(-1, (0,))]
         conns = {
@@ -141,7 +140,7 @@ class StructuredRNN(nn.Module):
 
     def _build_wavefront(self, device: torch.device) -> None:
         """The block plan and the index maps from wide-layer weights to padded blocks."""
-        g = GATES[self.mode]
+        g = self.spec.gates
         width = max(max(self.layer_sizes), self.input_size)
         self.block_width = width
         blocks, dests = [], []
@@ -192,7 +191,7 @@ class StructuredRNN(nn.Module):
 
     def reset_parameters(self) -> None:
         """Each sub-layer ~ U(-1/sqrt(H), 1/sqrt(H)) with H its destination's size (as nn.RNN)."""
-        g = GATES[self.mode]
+        g = self.spec.gates
         with torch.no_grad():
             for k, layer in enumerate(self.wide):
                 width = sum(h for _, _, h in self._blocks(k))
@@ -208,7 +207,7 @@ class StructuredRNN(nn.Module):
         """Rows of wide layer ``k`` holding a sub-layer (at ``off``, height ``h``), gate-major."""
         width = sum(size for _, _, size in self._blocks(k))
         return torch.cat(
-            [torch.arange(gt * width + off, gt * width + off + h) for gt in range(GATES[self.mode])]
+            [torch.arange(gt * width + off, gt * width + off + h) for gt in range(self.spec.gates)]
         )
 
     def _sublayers(self):
@@ -339,7 +338,7 @@ class StructuredRNN(nn.Module):
             self._build_wavefront(x.device)
         n_steps = x.shape[0]
         x_pad = torch.nn.functional.pad(x, (0, self.block_width - x.shape[-1])).unsqueeze(1)
-        states = wavefront_recurrence(self.mode, self.wave_plan, x_pad, *self._block_weights())
+        states = wavefront_recurrence(self.spec, self.wave_plan, x_pad, *self._block_weights())
         blocks = self._layer_blocks
         top = block_outputs(self.wave_plan, states, blocks[-1], n_steps)[..., : self.output_size]
         h_n = tuple(
@@ -352,7 +351,7 @@ class StructuredRNN(nn.Module):
         acc: list[Tensor | None] = [None] * self.n_layers  # summed output of each layer
         for k, (s, _) in enumerate(self.plan):
             src = x if s < 0 else acc[s]
-            out, _ = run_layers(self.mode, src, self.wide[k].layer_weights())  # (T, B, width)
+            out, _ = run_layers(self.spec, src, self.wide[k].layer_weights())  # (T, B, width)
             for l, off, h in self._blocks(k):
                 part = out[..., off : off + h]
                 acc[l] = part if acc[l] is None else acc[l] + part
