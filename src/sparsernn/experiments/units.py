@@ -24,6 +24,7 @@ from sparsernn.errors import DataError
 from sparsernn.experiments.config import StudyConfig
 from sparsernn.experiments.inputs import StudyInputs, data_identity, resolve_inputs
 from sparsernn.models import ModelConfig, build_model
+from sparsernn.nn.cells import CELLS
 from sparsernn.train import (
     EncodedData,
     TrainConfig,
@@ -90,7 +91,7 @@ def _base_config(study: StudyConfig, cell: str, seed: int, data: dict[str, Any])
 
 #: Cells whose pruning points are retrained together under ``bundle = 0`` (auto): measured
 #: faster with :func:`sparsernn.batched.train_many`; LSTM is not (``benchmarks/README.md``).
-BUNDLED_CELLS = frozenset({"rnn_tanh", "rnn_relu", "gru"})
+BUNDLED_CELLS = frozenset(name for name, spec in CELLS.items() if spec.fused_cpu)
 
 
 def bundle_size(bundle: int, cell: str, n_points: int) -> int:

@@ -10,24 +10,26 @@ path) are what the fast paths branch on, instead of comparing cell names.
 :mod:`sparsernn.nn.functional` call PyTorch's fused kernels or hand-fused recurrences instead;
 slow references in the tests and benchmarks call this function so that both are checked against
 the same equations.
+
+This module imports torch only when a cell is run or a torch class is asked for: the command line
+reads :data:`CELLS` without paying for torch's import.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Literal
-
-import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from typing import TYPE_CHECKING, Literal, Union
 
 from sparsernn.errors import ConfigError
 
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
 __all__ = ["CellSpec", "CELLS", "MODES", "GATES", "cell_spec", "cell_step", "zero_state"]
 
-State = Tensor | tuple[Tensor, Tensor]
+State = Union["Tensor", tuple["Tensor", "Tensor"]]
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ class CellSpec:
     @property
     def torch_class(self) -> type[nn.RNNBase]:
         """``torch.nn.RNN``, ``torch.nn.GRU`` or ``torch.nn.LSTM``."""
+        from torch import nn
+
         return {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[self.family]
 
     @property
@@ -142,27 +146,24 @@ def spec_of_torch(module: nn.RNNBase) -> CellSpec:
 
 
 # ------------------------------------------------------------------------------ the math
-_ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"tanh": torch.tanh, "relu": torch.relu}
-
-
 def _elman(spec: CellSpec, gi: Tensor, gh: Tensor, state: State) -> State:
-    return _ACTIVATIONS[spec.nonlinearity](gi + gh)
+    return getattr(gi + gh, spec.nonlinearity)()  # Tensor.tanh / Tensor.relu
 
 
 def _gru(spec: CellSpec, gi: Tensor, gh: Tensor, h: Tensor) -> State:
     i_r, i_z, i_n = gi.chunk(3, dim=1)
     h_r, h_z, h_n = gh.chunk(3, dim=1)
-    r = torch.sigmoid(i_r + h_r)
-    z = torch.sigmoid(i_z + h_z)
-    n = torch.tanh(i_n + r * h_n)
+    r = (i_r + h_r).sigmoid()
+    z = (i_z + h_z).sigmoid()
+    n = (i_n + r * h_n).tanh()
     return (1 - z) * n + z * h
 
 
 def _lstm(spec: CellSpec, gi: Tensor, gh: Tensor, state: State) -> State:
     c = state[1]
     i, f, g, o = (gi + gh).chunk(4, dim=1)
-    c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-    h_new = torch.sigmoid(o) * torch.tanh(c_new)
+    c_new = f.sigmoid() * c + i.sigmoid() * g.tanh()
+    h_new = o.sigmoid() * c_new.tanh()
     return h_new, c_new
 
 
@@ -179,9 +180,11 @@ def cell_step(
     b_hh: Tensor | None,
 ) -> State:
     """One time step: ``x`` (B, I), ``state`` (B, H) or ``(h, c)`` for LSTM -> the new state."""
+    from torch.nn.functional import linear
+
     spec = cell_spec(mode)
-    gi = F.linear(x, w_ih, b_ih)  # (B, G*H)
-    gh = F.linear(spec.hidden(state), w_hh, b_hh)  # (B, G*H)
+    gi = linear(x, w_ih, b_ih)  # (B, G*H)
+    gh = linear(spec.hidden(state), w_hh, b_hh)  # (B, G*H)
     return _STEPS[spec.family](spec, gi, gh, state)
 
 
