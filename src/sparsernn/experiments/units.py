@@ -241,7 +241,7 @@ def _run_prune(cfg: dict[str, Any], base_bytes: bytes) -> dict[str, Any]:
     from sparsernn.prune import magnitude_prune
 
     retrain, train, test, model, base, eval_bs = _prune_setup(cfg, base_bytes)
-    magnitude_prune(model, cfg["amount"], cfg["target"], cfg["scope"])
+    magnitude_prune(model, cfg["amount"] / 100, cfg["target"], cfg["scope"])
     post = evaluate(model, test, eval_bs)
     return _prune_result(cfg, model, base, post, fit(model, train, test, retrain))
 
@@ -263,7 +263,7 @@ def _run_prune_many(cfgs: list[dict[str, Any]], base_bytes: bytes) -> list[dict[
     models = []
     for cfg in cfgs:
         model = copy.deepcopy(base_model)
-        magnitude_prune(model, cfg["amount"], cfg["target"], cfg["scope"])
+        magnitude_prune(model, cfg["amount"] / 100, cfg["target"], cfg["scope"])
         models.append(model)
     posts = evaluate_many(models, test, eval_bs)
     histories = train_many(models, train, test, retrain)
