@@ -22,6 +22,7 @@ import math
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
 
 from sparsernn.errors import ConfigError
 from sparsernn.nn.cells import cell_spec
@@ -310,7 +311,16 @@ class StructuredRNN(nn.Module):
             total += layer.bias_ih_l0.numel() + layer.bias_hh_l0.numel()
         return total
 
+    def flatten_parameters(self) -> None:
+        """A no-op, as :meth:`MaskedRNN.flatten_parameters` (for code written for torch.nn.RNN)."""
+
     def forward(self, x: Tensor, hx: None = None) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """The last layer's output sequence and each layer's final output; see the class."""
+        if isinstance(x, PackedSequence):
+            raise TypeError(
+                "StructuredRNN takes a padded tensor, not a PackedSequence (the study runs "
+                "padded batches): pass torch.nn.utils.rnn.pad_packed_sequence(x)[0]"
+            )
         if hx is not None:
             raise ValueError("StructuredRNN starts from zero states (as the study); pass hx=None")
         if self.batch_first:
