@@ -105,8 +105,8 @@ def _as_mask(mask: torch.Tensor, shape, key: str, where: str) -> torch.Tensor:
     return mask.to(torch.bool)
 
 
-def _base_sizes(state: Mapping[str, torch.Tensor], where: str) -> tuple[int, ...]:
-    """``(vocab, embedding, hidden, layers, classes)`` of a renamed base / pruning state dict."""
+def _base_sizes(state: Mapping[str, torch.Tensor], where: str) -> dict[str, int]:
+    """The :class:`ModelConfig` sizes of a renamed base / pruning state dict, from its shapes."""
     try:
         vocab, emb = state["embedding.weight"].shape
         n_layers = 1 + max(
@@ -119,7 +119,13 @@ def _base_sizes(state: Mapping[str, torch.Tensor], where: str) -> tuple[int, ...
             f"{where}: missing study keys (need embedding.weight, "
             "recurrent.recurrent_layers.{k}.weight_ih/..., out.weight, out.bias)"
         ) from None
-    return vocab, emb, hidden, n_layers, n_classes
+    return {
+        "vocab_size": vocab,
+        "embedding_dim": emb,
+        "hidden_size": hidden,
+        "num_layers": n_layers,
+        "n_classes": n_classes,
+    }
 
 
 def load_study_checkpoint(
@@ -141,27 +147,20 @@ def load_study_checkpoint(
     where = _where(path_or_state_dict)
     gates = cell_spec(cell).gates
     state = convert_study_state_dict(_read_state(path_or_state_dict, where))
-    vocab, emb, hidden, n_layers, n_classes = _base_sizes(state, where)
+    sizes = _base_sizes(state, where)
+    hidden = sizes["hidden_size"]
     if state["recurrent.weight_hh_l0"].shape[0] != gates * hidden:
         raise DataError(
             f"{where}: weight_hh has {state['recurrent.weight_hh_l0'].shape[0]} rows, "
             f"which does not fit cell {cell!r} (expected {gates * hidden}); check --cell"
         )
-    for k in range(n_layers):
+    for k in range(sizes["num_layers"]):
         for kind, study in (("ih", "i2h"), ("hh", "h2h")):
             key, weight = f"recurrent.weight_{kind}_l{k}_mask", f"recurrent.weight_{kind}_l{k}"
             if key in state and weight in state:
                 study_key = f"recurrent.recurrent_layers.{k}.mask_{study}"
                 state[key] = _as_mask(state[key], state[weight].shape, study_key, where)
-    config = ModelConfig(
-        cell=cell,
-        vocab_size=vocab,
-        embedding_dim=emb,
-        hidden_size=hidden,
-        num_layers=n_layers,
-        n_classes=n_classes,
-    )
-    model = SequenceClassifier(config)
+    model = SequenceClassifier(ModelConfig(cell=cell, **sizes))
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:
