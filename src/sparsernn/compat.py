@@ -105,8 +105,8 @@ def _as_mask(mask: torch.Tensor, shape, key: str, where: str) -> torch.Tensor:
     return mask.to(torch.bool)
 
 
-def _base_sizes(state: Mapping[str, torch.Tensor], where: str) -> dict[str, int]:
-    """The :class:`ModelConfig` sizes of a renamed base / pruning state dict, from its shapes."""
+def _base_config(state: Mapping[str, torch.Tensor], where: str, cell: str) -> ModelConfig:
+    """The :class:`ModelConfig` of a renamed base / pruning state dict, from its shapes."""
     try:
         vocab, emb = state["embedding.weight"].shape
         n_layers = 1 + max(
@@ -119,13 +119,8 @@ def _base_sizes(state: Mapping[str, torch.Tensor], where: str) -> dict[str, int]
             f"{where}: missing study keys (need embedding.weight, "
             "recurrent.recurrent_layers.{k}.weight_ih/..., out.weight, out.bias)"
         ) from None
-    return {
-        "vocab_size": vocab,
-        "embedding_dim": emb,
-        "hidden_size": hidden,
-        "num_layers": n_layers,
-        "n_classes": n_classes,
-    }
+    # fields in order: cell, vocab_size, embedding_dim, hidden_size, num_layers, n_classes
+    return ModelConfig(cell, vocab, emb, hidden, n_layers, n_classes)
 
 
 def load_study_checkpoint(
@@ -147,20 +142,20 @@ def load_study_checkpoint(
     where = _where(path_or_state_dict)
     gates = cell_spec(cell).gates
     state = convert_study_state_dict(_read_state(path_or_state_dict, where))
-    sizes = _base_sizes(state, where)
-    hidden = sizes["hidden_size"]
+    config = _base_config(state, where, cell)
+    hidden = config.hidden_size
     if state["recurrent.weight_hh_l0"].shape[0] != gates * hidden:
         raise DataError(
             f"{where}: weight_hh has {state['recurrent.weight_hh_l0'].shape[0]} rows, "
             f"which does not fit cell {cell!r} (expected {gates * hidden}); check --cell"
         )
-    for k in range(sizes["num_layers"]):
+    for k in range(config.num_layers):
         for kind, study in (("ih", "i2h"), ("hh", "h2h")):
             key, weight = f"recurrent.weight_{kind}_l{k}_mask", f"recurrent.weight_{kind}_l{k}"
             if key in state and weight in state:
                 study_key = f"recurrent.recurrent_layers.{k}.mask_{study}"
                 state[key] = _as_mask(state[key], state[weight].shape, study_key, where)
-    model = SequenceClassifier(ModelConfig(cell=cell, **sizes))
+    model = SequenceClassifier(config)
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["CellSpec", "CELLS", "MODES", "GATES", "cell_spec", "cell_step", "zero_state"]
 
 State = Union["Tensor", tuple["Tensor", "Tensor"]]
+Family = Literal["rnn", "gru", "lstm"]
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class CellSpec:
 
     name: str
     torch_mode: str
-    family: Literal["rnn", "gru", "lstm"]
+    family: Family
     gates: int
     has_cell_state: bool
     nonlinearity: str | None
@@ -73,7 +74,9 @@ class CellSpec:
         """Extra keyword arguments :attr:`torch_class` needs (``nonlinearity`` for ``nn.RNN``)."""
         return {} if self.nonlinearity is None else {"nonlinearity": self.nonlinearity}
 
-    def fold_biases(self, b_ih: Tensor | None, b_hh: Tensor | None) -> tuple[Tensor | None, ...]:
+    def fold_biases(
+        self, b_ih: Tensor | None, b_hh: Tensor | None
+    ) -> tuple[Tensor | None, Tensor | None]:
         """``(b_ih + b_hh, None)`` where the cell allows it (:attr:`folds_b_hh`), else unchanged.
 
         One addition per forward instead of one per time step; the function is the same.
@@ -92,7 +95,7 @@ class CellSpec:
         return (h, h.clone()) if self.has_cell_state else h
 
 
-def _spec(name: str, family: str, gates: int, nonlinearity: str | None = None) -> CellSpec:
+def _spec(name: str, family: Family, gates: int, nonlinearity: str | None = None) -> CellSpec:
     return CellSpec(
         name=name,
         torch_mode=name.upper(),
