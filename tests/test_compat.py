@@ -74,7 +74,7 @@ def test_study_rule_on_imported_checkpoint_matches_numpy():
     for target, kinds in (("both", ("ih", "hh")), ("i2h", ("ih",)), ("h2h", ("hh",))):
         for amount in (10, 50, 90, 100):
             m = load_study_checkpoint(state, "lstm")
-            masks = magnitude_prune(m, amount, target=target)
+            masks = magnitude_prune(m, amount / 100, target=target)
             keys = [
                 f"recurrent.recurrent_layers.{k}.weight_{kind}" for k in range(3) for kind in kinds
             ]

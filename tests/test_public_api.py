@@ -30,7 +30,7 @@ def test_stable_names_and_signatures(tmp_path):
     params = inspect.signature(sparsernn.train.evaluate).parameters
     assert list(params)[:2] == ["model", "dataset"] and params["batch_size"].default == 32
     params = inspect.signature(sparsernn.prune.magnitude_prune).parameters
-    assert list(params) == ["model_or_module", "amount", "target", "scope"]
+    assert list(params) == ["model_or_module", "sparsity", "target", "scope"]
     assert params["target"].default == "both" and params["scope"].default == "global"
     dag = sparsernn.graphs.to_layered_dag(nx.path_graph(3))
     assert dag.layer_sizes == [1, 1, 1] and dag.layer_of == {0: 0, 1: 1, 2: 2}

@@ -77,7 +77,7 @@ def test_checkpoint_round_trip_keeps_masks_and_outputs(tmp_path, tiny):
     from sparsernn.prune import magnitude_prune
 
     model = build_model(ModelConfig(cell="gru", hidden_size=8, embedding_dim=4), seed=0)
-    magnitude_prune(model, 60)
+    magnitude_prune(model, 0.6)
     path = save_checkpoint(tmp_path / "m.pt", model, {"test_accuracy": 0.5})
     loaded, metrics = load_checkpoint(path)
     assert metrics == {"test_accuracy": 0.5}

@@ -358,7 +358,7 @@ def _mean_len(batches) -> float:
 def _bench_cell(cfg, timer, reference, base, batches) -> dict[str, Any]:
     cell, bs = base.config.cell, batches[0][1].shape[0]
     masked = copy.deepcopy(base)
-    magnitude_prune(masked, cfg.sparsity, "both")
+    magnitude_prune(masked, cfg.sparsity / 100, "both")
     variants: dict[str, nn.Module] = {}
     if reference is not None:
         variants["reference"] = reference.ReferenceClassifier(masked).to(base.out.weight.device)
@@ -396,7 +396,7 @@ def _bench_many(cfg, timer, base, batches) -> dict[str, Any]:
     for i in range(k):
         m = copy.deepcopy(base)
         amount = 10 * (1 + (i // len(targets)) % 10)
-        magnitude_prune(m, amount, targets[i % len(targets)])
+        magnitude_prune(m, amount / 100, targets[i % len(targets)])
         copies.append(m)
     batched = BatchedClassifier.from_models(copies)
     step_many = _make_train_step(batched, lr=1e-3, clip=5.0)

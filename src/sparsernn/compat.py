@@ -24,7 +24,7 @@ import torch
 
 from sparsernn.errors import DataError
 from sparsernn.models import ModelConfig, SequenceClassifier
-from sparsernn.nn.cells import GATES
+from sparsernn.nn.cells import cell_spec
 
 __all__ = ["load_study_checkpoint", "load_study_structure_checkpoint", "convert_study_state_dict"]
 
@@ -105,10 +105,22 @@ def _as_mask(mask: torch.Tensor, shape, key: str, where: str) -> torch.Tensor:
     return mask.to(torch.bool)
 
 
-def _check_cell(cell: str) -> int:
-    if cell not in GATES:
-        raise DataError(f"unknown cell {cell!r}; choose one of {', '.join(GATES)}")
-    return GATES[cell]
+def _base_config(state: Mapping[str, torch.Tensor], where: str, cell: str) -> ModelConfig:
+    """The :class:`ModelConfig` of a renamed base / pruning state dict, from its shapes."""
+    try:
+        vocab, emb = state["embedding.weight"].shape
+        n_layers = 1 + max(
+            int(k.split("_l")[-1]) for k in state if re.fullmatch(r"recurrent\.weight_hh_l\d+", k)
+        )
+        hidden = state["recurrent.weight_hh_l0"].shape[1]
+        n_classes = state["out.weight"].shape[0]
+    except (KeyError, ValueError):
+        raise DataError(
+            f"{where}: missing study keys (need embedding.weight, "
+            "recurrent.recurrent_layers.{k}.weight_ih/..., out.weight, out.bias)"
+        ) from None
+    # fields in order: cell, vocab_size, embedding_dim, hidden_size, num_layers, n_classes
+    return ModelConfig(cell, vocab, emb, hidden, n_layers, n_classes)
 
 
 def load_study_checkpoint(
@@ -128,39 +140,21 @@ def load_study_checkpoint(
         Not a state dict, keys or shapes that do not fit ``cell``, or a mask that is not 0/1.
     """
     where = _where(path_or_state_dict)
-    gates = _check_cell(cell)
+    gates = cell_spec(cell).gates
     state = convert_study_state_dict(_read_state(path_or_state_dict, where))
-    try:
-        vocab, emb = state["embedding.weight"].shape
-        n_layers = 1 + max(
-            int(k.split("_l")[-1]) for k in state if re.fullmatch(r"recurrent\.weight_hh_l\d+", k)
-        )
-        hidden = state["recurrent.weight_hh_l0"].shape[1]
-        n_classes = state["out.weight"].shape[0]
-    except (KeyError, ValueError):
-        raise DataError(
-            f"{where}: missing study keys (need embedding.weight, "
-            "recurrent.recurrent_layers.{k}.weight_ih/..., out.weight, out.bias)"
-        ) from None
+    config = _base_config(state, where, cell)
+    hidden = config.hidden_size
     if state["recurrent.weight_hh_l0"].shape[0] != gates * hidden:
         raise DataError(
             f"{where}: weight_hh has {state['recurrent.weight_hh_l0'].shape[0]} rows, "
             f"which does not fit cell {cell!r} (expected {gates * hidden}); check --cell"
         )
-    for k in range(n_layers):
+    for k in range(config.num_layers):
         for kind, study in (("ih", "i2h"), ("hh", "h2h")):
             key, weight = f"recurrent.weight_{kind}_l{k}_mask", f"recurrent.weight_{kind}_l{k}"
             if key in state and weight in state:
                 study_key = f"recurrent.recurrent_layers.{k}.mask_{study}"
                 state[key] = _as_mask(state[key], state[weight].shape, study_key, where)
-    config = ModelConfig(
-        cell=cell,
-        vocab_size=vocab,
-        embedding_dim=emb,
-        hidden_size=hidden,
-        num_layers=n_layers,
-        n_classes=n_classes,
-    )
     model = SequenceClassifier(config)
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
@@ -179,6 +173,9 @@ def _skip_layout(dag) -> list[tuple[int, int]]:
     for source ``s = 0..t-2``, one skip layer if any edge joins layers ``s`` and ``t``."""
     conns = dag.connections
     return [(s, t) for t in range(2, dag.n_layers) for s in range(t - 1) if (s, t) in conns]
+
+
+_HINT = "is this the right graph?"
 
 
 def load_study_structure_checkpoint(
@@ -215,12 +212,49 @@ def load_study_structure_checkpoint(
     from sparsernn.graphs import LayeredDAG, to_layered_dag
 
     where = _where(path_or_state_dict)
-    gates = _check_cell(cell)
+    cell_spec(cell)
     state = _read_state(path_or_state_dict, where)
     dag = graph if isinstance(graph, LayeredDAG) else to_layered_dag(graph)
-    sizes = dag.layer_sizes
+    vocab, emb, n_classes = _outer_sizes(state, where, dag.layer_sizes)
+    weights, masks = _read_sublayers(state, where, dag, emb, cell)
+    config = ModelConfig(
+        cell=cell,
+        vocab_size=vocab,
+        embedding_dim=emb,
+        n_classes=n_classes,
+        graph_edges=_ascending_edges(dag),
+        n_nodes=dag.n_nodes,
+        gate_layout="interleaved",
+    )
+    model = SequenceClassifier(config)
+    with torch.no_grad():
+        for key in ("embedding.weight", "out.weight", "out.bias"):
+            model.get_parameter(key).copy_(state[key])
+    model.recurrent.load_sublayer_weights(weights, masks)
+    return model
+
+
+def _read_sublayers(state, where: str, dag, emb: int, cell: str) -> tuple[dict, dict]:
+    """Per sub-layer ``(s, l)``: its ``(w_ih, w_hh, b_ih, b_hh)`` and bool ``(ih, hh)`` masks."""
+    prefixes = {(l - 1, l): f"recurrent.recurrent_layers.{l}" for l in range(dag.n_layers)}
     skips = _skip_layout(dag)
-    hint = "is this the right graph?"
+    prefixes.update({pair: f"recurrent.skip_layers.{k}" for k, pair in enumerate(skips)})
+    _check_layer_counts(state, where, dag.n_layers, len(skips))
+    weights, masks = {}, {}
+    for (s, l), prefix in prefixes.items():
+        n_in = emb if s < 0 else dag.layer_sizes[s]
+        t = _sublayer_tensors(state, where, prefix, (s, l), n_in, dag.layer_sizes[l])
+        _check_rows(t, where, prefix, cell_spec(cell).gates * dag.layer_sizes[l], cell)
+        masks[(s, l)] = tuple(
+            _as_mask(t[m], t[w].shape, f"{prefix}.{m}", where)
+            for m, w in (("mask_i2h", "weight_ih"), ("mask_h2h", "weight_hh"))
+        )
+        weights[(s, l)] = tuple(t[n] for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+    return weights, masks
+
+
+def _outer_sizes(state, where: str, sizes) -> tuple[int, int, int]:
+    """``(vocab, embedding, classes)`` of a structure file, checked against the layering."""
     for key in ("embedding.weight", "out.weight", "out.bias"):
         if key not in state:
             raise DataError(f"{where}: missing {key}; not a study random-structure network")
@@ -228,82 +262,67 @@ def load_study_structure_checkpoint(
     if emb != sizes[0]:
         raise DataError(
             f"{where}: embedding.weight has {emb} columns but the graph's layer 0 has "
-            f"{sizes[0]} nodes; {hint}"
+            f"{sizes[0]} nodes; {_HINT}"
         )
-    prefixes: dict[tuple[int, int], str] = {}
-    for l in range(dag.n_layers):
-        prefixes[(l - 1, l)] = f"recurrent.recurrent_layers.{l}"
-    for k, pair in enumerate(skips):
-        prefixes[pair] = f"recurrent.skip_layers.{k}"
-    _check_layer_counts(state, where, dag.n_layers, len(skips), hint)
-    weights, masks = {}, {}
-    for (s, l), prefix in prefixes.items():
-        kind = "main layer" if prefix.startswith("recurrent.recurrent") else "skip layer"
-        name = f"{kind} {prefix.rsplit('.', 1)[1]}"
-        t = {}
-        for tensor in _LAYER_TENSORS:
-            if f"{prefix}.{tensor}" not in state:
-                raise DataError(f"{where}: missing {prefix}.{tensor}; not a study network file")
-            t[tensor] = state[f"{prefix}.{tensor}"]
-        n_in = emb if s < 0 else sizes[s]
-        if t["weight_hh"].ndim != 2 or t["weight_hh"].shape[1] != sizes[l]:
-            raise DataError(
-                f"{where}: {name} has hidden size {_cols(t['weight_hh'])} but the graph's "
-                f"layer {l} has {sizes[l]} nodes; {hint}"
-            )
-        if t["weight_ih"].ndim != 2 or t["weight_ih"].shape[1] != n_in:
-            src = "the embedding has" if s < 0 else f"the graph's layer {s} has"
-            raise DataError(
-                f"{where}: {name} has input size {_cols(t['weight_ih'])} but {src} "
-                f"{n_in} {'columns' if s < 0 else 'nodes'}; {hint}"
-            )
-        rows = gates * sizes[l]
-        for tensor in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-            if t[tensor].shape[0] != rows:
-                raise DataError(
-                    f"{where}: {prefix}.{tensor} has {t[tensor].shape[0]} rows, but cell "
-                    f"{cell!r} with {sizes[l]} units needs {rows}; check the cell"
-                )
-        masks[(s, l)] = tuple(
-            _as_mask(t[m], t[w].shape, f"{prefix}.{m}", where)
-            for m, w in (("mask_i2h", "weight_ih"), ("mask_h2h", "weight_hh"))
+    n_classes, top = state["out.weight"].shape
+    if top != sizes[-1]:
+        raise DataError(
+            f"{where}: out.weight has {top} columns but the graph's last layer has "
+            f"{sizes[-1]} nodes; {_HINT}"
         )
-        weights[(s, l)] = tuple(t[n] for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+    return vocab, emb, n_classes
+
+
+def _sublayer_tensors(state, where: str, prefix: str, key, n_in: int, n_out: int) -> dict:
+    """The six tensors of sub-layer ``key = (s, l)`` stored under ``prefix``, columns checked."""
+    s, l = key
+    kind = "main layer" if prefix.startswith("recurrent.recurrent") else "skip layer"
+    name = f"{kind} {prefix.rsplit('.', 1)[1]}"
+    t = {}
+    for tensor in _LAYER_TENSORS:
+        if f"{prefix}.{tensor}" not in state:
+            raise DataError(f"{where}: missing {prefix}.{tensor}; not a study network file")
+        t[tensor] = state[f"{prefix}.{tensor}"]
+    if t["weight_hh"].ndim != 2 or t["weight_hh"].shape[1] != n_out:
+        raise DataError(
+            f"{where}: {name} has hidden size {_cols(t['weight_hh'])} but the graph's "
+            f"layer {l} has {n_out} nodes; {_HINT}"
+        )
+    if t["weight_ih"].ndim != 2 or t["weight_ih"].shape[1] != n_in:
+        src = "the embedding has" if s < 0 else f"the graph's layer {s} has"
+        raise DataError(
+            f"{where}: {name} has input size {_cols(t['weight_ih'])} but {src} "
+            f"{n_in} {'columns' if s < 0 else 'nodes'}; {_HINT}"
+        )
+    return t
+
+
+def _check_rows(t: dict, where: str, prefix: str, rows: int, cell: str) -> None:
+    """Every weight and bias of a sub-layer has ``gates * units`` rows."""
+    for tensor in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+        if t[tensor].shape[0] != rows:
+            raise DataError(
+                f"{where}: {prefix}.{tensor} has {t[tensor].shape[0]} rows, but cell "
+                f"{cell!r} with {rows // cell_spec(cell).gates} units needs {rows}; check the cell"
+            )
+
+
+def _ascending_edges(dag) -> tuple[tuple[int, int], ...]:
+    """The DAG's edges, sorted; each must point to the larger node, as the study's did."""
     edges = [(int(u), int(v)) for u, v in dag.dag.edges()]
     if any(u > v for u, v in edges):
         raise DataError(
             "the study's graphs are undirected (edges point to the larger node); pass the "
             "undirected graph, not a DiGraph with edges to smaller nodes"
         )
-    n_classes, top = state["out.weight"].shape
-    if top != sizes[-1]:
-        raise DataError(
-            f"{where}: out.weight has {top} columns but the graph's last layer has "
-            f"{sizes[-1]} nodes; {hint}"
-        )
-    config = ModelConfig(
-        cell=cell,
-        vocab_size=vocab,
-        embedding_dim=emb,
-        n_classes=n_classes,
-        graph_edges=tuple(sorted(edges)),
-        n_nodes=dag.n_nodes,
-        gate_layout="interleaved",
-    )
-    model = SequenceClassifier(config)
-    with torch.no_grad():
-        model.embedding.weight.copy_(state["embedding.weight"])
-        model.out.weight.copy_(state["out.weight"])
-        model.out.bias.copy_(state["out.bias"])
-    model.recurrent.load_sublayer_weights(weights, masks)
-    return model
+    return tuple(sorted(edges))
 
 
 def _cols(t: torch.Tensor):
     return t.shape[1] if t.ndim == 2 else tuple(t.shape)
 
 
-def _check_layer_counts(state, where: str, n_main: int, n_skip: int, hint: str) -> None:
+def _check_layer_counts(state, where: str, n_main: int, n_skip: int) -> None:
     found = {"recurrent_layers": set(), "skip_layers": set()}
     for key in state:
         m = re.match(r"recurrent\.(recurrent_layers|skip_layers)\.(\d+)\.", key)
@@ -316,5 +335,5 @@ def _check_layer_counts(state, where: str, n_main: int, n_skip: int, hint: str) 
             what = "main layers" if kind == "recurrent_layers" else "skip layers"
             raise DataError(
                 f"{where}: the file has {len(found[kind])} {what} but the graph's layering "
-                f"needs {want}; {hint}"
+                f"needs {want}; {_HINT}"
             )

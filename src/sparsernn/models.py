@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from sparsernn.config import Config
 from sparsernn.errors import ConfigError
-from sparsernn.nn.cells import MODES
+from sparsernn.nn.cells import cell_spec
 from sparsernn.nn.masked import MaskedRNN
 from sparsernn.nn.structured import GATE_LAYOUTS
 
@@ -44,8 +44,7 @@ class ModelConfig(Config):
     gate_layout: str = "blocked"
 
     def __post_init__(self) -> None:
-        if self.cell not in MODES:
-            raise ConfigError(f"unknown cell {self.cell!r}; choose one of {', '.join(MODES)}")
+        cell_spec(self.cell)
         for name in ("vocab_size", "hidden_size", "num_layers", "n_classes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)} must be >= 1")

@@ -5,6 +5,12 @@ A pruning criterion only computes masks from scores; installing them is
 (SPEC section 4): one threshold, the ``amount``-th percentile (numpy's linear interpolation) of
 ``|w|`` over all selected weights of all recurrent layers together; a weight is removed iff
 ``|w| < threshold``. Biases, embedding and classifier are never pruned.
+
+Units: the Python API takes ``sparsity`` as a fraction in [0, 1] everywhere (as
+``torch.nn.utils.prune``'s float ``amount`` and :class:`AGPSchedule`); only the study's configs,
+stored results and CLI speak of ``amount`` in percent, and convert with ``amount / 100``
+(exactly the quantile numpy's percentile computes). A value above 1 is refused, since it is
+almost surely a percentage.
 """
 
 from __future__ import annotations
@@ -32,9 +38,15 @@ TARGETS: dict[str, tuple[str, ...]] = {"both": ("ih", "hh"), "i2h": ("ih",), "h2
 SCOPES: tuple[str, ...] = ("global", "layer")
 
 
-def _check(amount: float, target: str, scope: str) -> None:
-    if not (isinstance(amount, (int, float, np.integer, np.floating)) and 0 <= amount <= 100):
-        raise ConfigError(f"pruning amount {amount!r} is outside 0..100 (a percentage)")
+def _check(sparsity: float, target: str, scope: str) -> None:
+    number = isinstance(sparsity, (int, float, np.integer, np.floating))
+    if number and 1 < sparsity <= 100:
+        raise ConfigError(
+            f"sparsity={sparsity!r} is a fraction in [0, 1], not a percentage: "
+            f"pass {sparsity / 100:g} to remove {sparsity:g}% of the weights"
+        )
+    if not (number and 0 <= sparsity <= 1):
+        raise ConfigError(f"sparsity={sparsity!r} is outside [0, 1] (a fraction of the weights)")
     if target not in TARGETS:
         raise ConfigError(f"unknown pruning target {target!r}; choose one of {', '.join(TARGETS)}")
     if scope not in SCOPES:
@@ -56,13 +68,14 @@ def _selected(model: nn.Module, target: str) -> list[tuple[str, MaskedRNN, str]]
     return found
 
 
-def _threshold(tensors: list[Tensor], amount: float) -> float:
+def _threshold(tensors: list[Tensor], sparsity: float) -> float:
+    """The ``sparsity``-quantile of ``|w|`` (numpy's linear interpolation, as the study)."""
     values = np.concatenate([t.detach().abs().double().cpu().numpy().ravel() for t in tensors])
-    return float(np.percentile(values, amount))
+    return float(np.quantile(values, sparsity))
 
 
 def magnitude_masks(
-    model: nn.Module, amount: float, target: str = "both", scope: str = "global"
+    model: nn.Module, sparsity: float, target: str = "both", scope: str = "global"
 ) -> dict[str, Tensor]:
     """Compute keep-masks (True = keep) without touching the model.
 
@@ -70,13 +83,13 @@ def magnitude_masks(
     ``scope="layer"`` gives each weight matrix its own percentile. Entries already masked keep
     their mask (pruning only removes). Keys are qualified names, e.g. ``recurrent.weight_hh_l1``.
     """
-    _check(amount, target, scope)
+    _check(sparsity, target, scope)
     selected = _selected(model, target)
     weights = [getattr(mod, name) for _, mod, name in selected]
     if scope == "global":
-        thresholds = [_threshold(weights, amount)] * len(weights)
+        thresholds = [_threshold(weights, sparsity)] * len(weights)
     else:
-        thresholds = [_threshold([w], amount) for w in weights]
+        thresholds = [_threshold([w], sparsity) for w in weights]
     masks = {}
     for (qual, mod, name), w, thr in zip(selected, weights, thresholds, strict=True):
         keep = w.detach().abs().double() >= thr
@@ -85,26 +98,27 @@ def magnitude_masks(
 
 
 def magnitude_prune(
-    model_or_module: nn.Module, amount: float, target: str = "both", scope: str = "global"
+    model_or_module: nn.Module, sparsity: float, target: str = "both", scope: str = "global"
 ) -> dict[str, Tensor]:
     """Prune in place by magnitude and return the installed masks.
 
     Parameters
     ----------
     model_or_module : a model containing :class:`MaskedRNN` modules, or one itself.
-    amount : percentage 0..100 of the selected weights to remove (ties at the threshold are
-        kept, so the achieved sparsity can be lower; see :func:`sparsity_report`).
+    sparsity : fraction in [0, 1] of the selected weights to remove (ties at the threshold are
+        kept, so the achieved sparsity can be lower; see :func:`sparsity_report`). A study's
+        ``amount`` in percent is ``sparsity = amount / 100``; values above 1 are refused.
     target : ``"both"``, ``"i2h"`` (input-to-hidden) or ``"h2h"`` (hidden-to-hidden).
     scope : ``"global"`` (the study: one threshold over all layers) or ``"layer"``.
 
     Examples
     --------
     >>> rnn = MaskedRNN("gru", 4, 8, num_layers=2)
-    >>> masks = magnitude_prune(rnn, 50, target="h2h")
+    >>> masks = magnitude_prune(rnn, 0.5, target="h2h")
     >>> sorted(masks)
     ['weight_hh_l0', 'weight_hh_l1']
     """
-    masks = magnitude_masks(model_or_module, amount, target, scope)
+    masks = magnitude_masks(model_or_module, sparsity, target, scope)
     modules = dict(model_or_module.named_modules())
     for qual, mask in masks.items():
         prefix, _, name = qual.rpartition(".")
@@ -177,6 +191,6 @@ class GradualPruner:
         s = None
         if self.schedule.is_pruning_step(self.step_count):
             s = self.schedule.sparsity(self.step_count)
-            magnitude_prune(self.model, 100.0 * s, self.target, self.scope)
+            magnitude_prune(self.model, s, self.target, self.scope)
         self.step_count += 1
         return s

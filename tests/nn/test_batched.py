@@ -31,7 +31,7 @@ def _pruned_copies(mode, seed=0, **sizes):
     copies = []
     for amount, target in PRUNINGS:
         m = copy.deepcopy(base)
-        magnitude_prune(m, amount, target)
+        magnitude_prune(m, amount / 100, target)
         copies.append(m)
     return copies
 
@@ -110,7 +110,7 @@ def test_batched_masked_rnn_roundtrip_and_forward():
     torch.manual_seed(0)
     mods = [MaskedRNN("lstm", 4, 5, 2) for _ in range(3)]
     for m in mods:
-        magnitude_prune(m, 50)
+        magnitude_prune(m, 0.5)
     batched = BatchedMaskedRNN.from_modules(mods)
     x = torch.randn(3, 6, 2, 4)  # (K, T, B, I)
     out, h_n = batched(x)
@@ -223,7 +223,7 @@ def test_fused_recurrence_equals_torch_kernels_large(mode):
 def test_run_layers_fast_path_equals_torch_kernels(mode, batch_first, monkeypatch):
     torch.manual_seed(2)
     rnn = MaskedRNN(mode, 5, [6, 6, 4], batch_first=batch_first)
-    magnitude_prune(rnn, 60)
+    magnitude_prune(rnn, 0.6)
     x = torch.randn((3, 7, 5) if batch_first else (7, 3, 5), requires_grad=True)
     hx = [torch.randn(3, s) for s in rnn.hidden_sizes]
 

@@ -245,3 +245,17 @@ def _reference_with_masks(net, x, weights, masks):
             total = part if total is None else total + part
         outputs.append(total)
     return outputs[-1]
+
+
+def test_flatten_parameters_is_a_no_op_and_packed_input_is_refused_naming_the_fix():
+    net = StructuredRNN(nx.Graph(STUDY_EXAMPLE), "gru")
+    x = torch.randn(4, 2, net.input_size)
+    before = net(x)[0]
+    assert net.flatten_parameters() is None
+    assert torch.equal(net(x)[0], before)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(x, torch.tensor([4, 2]))
+    with pytest.raises(TypeError, match="not a PackedSequence.*pad_packed_sequence"):
+        net(packed)
+    # the named fix works: the padded batch runs, and the full-length sequence is unchanged
+    out = net(torch.nn.utils.rnn.pad_packed_sequence(packed)[0])[0]
+    assert out.shape == before.shape and torch.equal(out[:, 0], before[:, 0])

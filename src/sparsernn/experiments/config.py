@@ -15,7 +15,7 @@ from typing import Any
 from sparsernn.config import Config, load_toml
 from sparsernn.data import DataSpec
 from sparsernn.errors import ConfigError
-from sparsernn.nn.cells import MODES
+from sparsernn.nn.cells import MODES, cell_spec
 from sparsernn.nn.structured import GATE_LAYOUTS
 from sparsernn.prune import SCOPES, TARGETS
 from sparsernn.train import TrainConfig
@@ -157,8 +157,7 @@ class StudyConfig(Config):
         if not self.cells:
             raise ConfigError("no cells selected; choose from " + ", ".join(MODES))
         for c in self.cells:
-            if c not in MODES:
-                raise ConfigError(f"unknown cell {c!r}; choose from {', '.join(MODES)} or 'all'")
+            cell_spec(c)
         if not self.seeds:
             raise ConfigError("no seeds given; use e.g. --seeds 1")
         if min(self.embedding_dim, self.hidden_size, self.num_layers) < 1:

@@ -24,6 +24,7 @@ from sparsernn.errors import DataError
 from sparsernn.experiments.config import StudyConfig
 from sparsernn.experiments.inputs import StudyInputs, data_identity, resolve_inputs
 from sparsernn.models import ModelConfig, build_model
+from sparsernn.nn.cells import CELLS
 from sparsernn.train import (
     EncodedData,
     TrainConfig,
@@ -90,7 +91,7 @@ def _base_config(study: StudyConfig, cell: str, seed: int, data: dict[str, Any])
 
 #: Cells whose pruning points are retrained together under ``bundle = 0`` (auto): measured
 #: faster with :func:`sparsernn.batched.train_many`; LSTM is not (``benchmarks/README.md``).
-BUNDLED_CELLS = frozenset({"rnn_tanh", "rnn_relu", "gru"})
+BUNDLED_CELLS = frozenset(name for name, spec in CELLS.items() if spec.fused_cpu)
 
 
 def bundle_size(bundle: int, cell: str, n_points: int) -> int:
@@ -240,7 +241,7 @@ def _run_prune(cfg: dict[str, Any], base_bytes: bytes) -> dict[str, Any]:
     from sparsernn.prune import magnitude_prune
 
     retrain, train, test, model, base, eval_bs = _prune_setup(cfg, base_bytes)
-    magnitude_prune(model, cfg["amount"], cfg["target"], cfg["scope"])
+    magnitude_prune(model, cfg["amount"] / 100, cfg["target"], cfg["scope"])
     post = evaluate(model, test, eval_bs)
     return _prune_result(cfg, model, base, post, fit(model, train, test, retrain))
 
@@ -262,7 +263,7 @@ def _run_prune_many(cfgs: list[dict[str, Any]], base_bytes: bytes) -> list[dict[
     models = []
     for cfg in cfgs:
         model = copy.deepcopy(base_model)
-        magnitude_prune(model, cfg["amount"], cfg["target"], cfg["scope"])
+        magnitude_prune(model, cfg["amount"] / 100, cfg["target"], cfg["scope"])
         models.append(model)
     posts = evaluate_many(models, test, eval_bs)
     histories = train_many(models, train, test, retrain)

@@ -1,8 +1,41 @@
-"""Recurrent modules: masked fused RNN/GRU/LSTM stacks and graph-structured networks."""
+"""Recurrent modules: masked fused RNN/GRU/LSTM stacks and graph-structured networks.
 
-from sparsernn.nn.batched import BatchedMaskedRNN
-from sparsernn.nn.cells import GATES, MODES, cell_step
-from sparsernn.nn.masked import MaskedRNN
-from sparsernn.nn.structured import StructuredRNN
+The modules are imported on first use (PEP 562), so that reading the cell descriptions
+(:mod:`sparsernn.nn.cells`, e.g. from the command line) does not import torch.
+"""
 
-__all__ = ["MaskedRNN", "StructuredRNN", "BatchedMaskedRNN", "MODES", "GATES", "cell_step"]
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from sparsernn.nn.cells import CELLS, GATES, MODES, CellSpec, cell_spec, cell_step
+
+if TYPE_CHECKING:
+    from sparsernn.nn.batched import BatchedMaskedRNN
+    from sparsernn.nn.masked import MaskedRNN
+    from sparsernn.nn.structured import StructuredRNN
+
+__all__ = [
+    "MaskedRNN",
+    "StructuredRNN",
+    "BatchedMaskedRNN",
+    "CellSpec",
+    "CELLS",
+    "cell_spec",
+    "MODES",
+    "GATES",
+    "cell_step",
+]
+
+_LAZY = {
+    "MaskedRNN": "sparsernn.nn.masked",
+    "StructuredRNN": "sparsernn.nn.structured",
+    "BatchedMaskedRNN": "sparsernn.nn.batched",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from sparsernn.errors import ConfigError
-from sparsernn.nn.cells import GATES, MODES
+from sparsernn.nn.cells import cell_spec
 from sparsernn.nn.functional import fused_recurrence
 from sparsernn.nn.masked import MaskedRNN, masked_layer_weights
 
@@ -50,8 +50,7 @@ class BatchedMaskedRNN(nn.Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
-        if mode not in GATES:
-            raise ConfigError(f"unknown cell mode {mode!r}; choose one of {', '.join(MODES)}")
+        self.spec = cell_spec(mode)
         if n_models < 1:
             raise ConfigError(f"n_models={n_models} must be >= 1")
         if isinstance(hidden_size, int):
@@ -60,13 +59,13 @@ class BatchedMaskedRNN(nn.Module):
             sizes = [int(h) for h in hidden_size]
         if not sizes or min(sizes) < 1 or input_size < 1:
             raise ConfigError(f"sizes must be positive (input_size={input_size}, {sizes})")
-        self.mode = mode
+        self.mode = self.spec.name
         self.n_models = int(n_models)
         self.input_size = int(input_size)
         self.hidden_sizes = tuple(sizes)
         self.num_layers = len(sizes)
         self.bias = bias
-        g = GATES[mode]
+        g = self.spec.gates
         in_sizes = [self.input_size, *sizes[:-1]]
         for k, (i, h) in enumerate(zip(in_sizes, sizes, strict=True)):
             for kind, cols in (("ih", i), ("hh", h)):
@@ -106,13 +105,11 @@ class BatchedMaskedRNN(nn.Module):
     def layer_weights(self) -> list[tuple[Tensor, Tensor, Tensor | None, Tensor | None]]:
         """Per layer ``(w_ih, w_hh, b_ih, b_hh)`` stacked over models, masks applied.
 
-        Except for GRU (whose ``b_hn`` sits inside ``r * (...)``), both biases add to the same
-        pre-activation: they are returned summed as ``b_ih``, with ``b_hh`` None.
+        Where the cell allows it (:meth:`CellSpec.fold_biases`: all but GRU) both biases are
+        returned summed as ``b_ih``, with ``b_hh`` None.
         """
         out = masked_layer_weights(self, self.num_layers, self.bias)
-        if self.bias and self.mode != "gru":
-            out = [(w_ih, w_hh, b_ih + b_hh, None) for w_ih, w_hh, b_ih, b_hh in out]
-        return out
+        return [(w_ih, w_hh, *self.spec.fold_biases(b_ih, b_hh)) for w_ih, w_hh, b_ih, b_hh in out]
 
     def forward(self, x: Tensor) -> tuple[Tensor, list]:
         """Run the K stacks over ``x`` (K, T, B, I); see the class docstring."""
@@ -131,8 +128,8 @@ class BatchedMaskedRNN(nn.Module):
         out = gi
         for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(weights):
             gi = _input_gates(out, w_ih, b_ih) if k > 0 else gi
-            out, h_n, c_n = fused_recurrence(self.mode, gi, w_hh, b_hh)  # out (K, T, B, H)
-            final.append((h_n, c_n) if self.mode == "lstm" else h_n)
+            out, h_n, c_n = fused_recurrence(self.spec, gi, w_hh, b_hh)  # out (K, T, B, H)
+            final.append((h_n, c_n) if self.spec.has_cell_state else h_n)
         return out, final
 
     # ------------------------------------------------------------------ to and from MaskedRNN

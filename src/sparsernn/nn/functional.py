@@ -24,32 +24,53 @@ import torch
 import torch.nn.functional as F
 from torch import _VF, Tensor
 
+from sparsernn.nn.cells import CELLS, CellSpec, cell_spec
+
 __all__ = ["run_layers", "LayerWeights", "fused_recurrence"]
 
 LayerWeights = tuple[Tensor, Tensor, Tensor | None, Tensor | None]  # (w_ih, w_hh, b_ih, b_hh)
+State = Tensor | tuple[Tensor, Tensor]
 
-_KERNELS = {"rnn_tanh": _VF.rnn_tanh, "rnn_relu": _VF.rnn_relu, "gru": _VF.gru, "lstm": _VF.lstm}
+#: Cells that run :func:`fused_recurrence` on CPU inside :func:`run_layers`; derived from
+#: :attr:`CellSpec.fused_cpu` (the tests empty it to compare against PyTorch's kernels).
+_FUSED_CPU_MODES = frozenset(name for name, spec in CELLS.items() if spec.fused_cpu)
 
 
 def _flat(weights: Sequence[LayerWeights]) -> list[Tensor]:
     return [t for layer in weights for t in layer if t is not None]
 
 
-def _kernel(mode, x, hx, weights, has_bias, dropout, training, batch_first):
-    """One fused call over ``len(weights)`` stacked layers of equal hidden size."""
-    if mode == "lstm":
-        out, h, c = _VF.lstm(
-            x, hx, _flat(weights), has_bias, len(weights), dropout, training, False, batch_first
-        )
-        return out, (h, c)
-    out, h = _KERNELS[mode](
-        x, hx, _flat(weights), has_bias, len(weights), dropout, training, False, batch_first
-    )
-    return out, h
+def _kernel(spec, x, hx, weights, has_bias, dropout, training, batch_first, batch_sizes):
+    """One fused call of PyTorch's kernel over ``len(weights)`` stacked layers of equal size.
+
+    With ``batch_sizes`` ``x`` is a PackedSequence's data and the packed overload runs: each
+    sequence stops at its own length, so its final state is taken at its last step.
+    """
+    kernel = getattr(_VF, spec.torch_mode.lower())
+    flat, n = _flat(weights), len(weights)
+    if batch_sizes is None:
+        out, *state = kernel(x, hx, flat, has_bias, n, dropout, training, False, batch_first)
+    else:
+        out, *state = kernel(x, batch_sizes, hx, flat, has_bias, n, dropout, training, False)
+    return out, (tuple(state) if spec.has_cell_state else state[0])
+
+
+def _stack_states(spec: CellSpec, states: Sequence[State]) -> State:
+    """Per-layer states -> one (L, B, H) tensor (a pair of them for LSTM), as the kernels take."""
+    if spec.has_cell_state:
+        return torch.stack([s[0] for s in states]), torch.stack([s[1] for s in states])
+    return torch.stack(list(states))
+
+
+def _unbind_states(spec: CellSpec, state: State) -> list[State]:
+    """The inverse of :func:`_stack_states`."""
+    if spec.has_cell_state:
+        return list(zip(state[0].unbind(0), state[1].unbind(0), strict=True))
+    return list(state.unbind(0))
 
 
 def run_layers(
-    mode: str,
+    mode: str | CellSpec,
     x: Tensor,
     weights: Sequence[LayerWeights],
     hx: Sequence[Tensor] | Sequence[tuple[Tensor, Tensor]] | None = None,
@@ -57,66 +78,59 @@ def run_layers(
     batch_first: bool = False,
     dropout: float = 0.0,
     training: bool = False,
+    batch_sizes: Tensor | None = None,
 ) -> tuple[Tensor, list[Tensor] | list[tuple[Tensor, Tensor]]]:
     """Run a stack of recurrent layers over a whole sequence.
 
     Parameters
     ----------
-    mode : one of ``rnn_tanh``, ``rnn_relu``, ``gru``, ``lstm``.
-    x : (T, B, I), or (B, T, I) with ``batch_first``.
+    mode : a cell name (``rnn_tanh``, ``rnn_relu``, ``gru``, ``lstm``) or its :class:`CellSpec`.
+    x : (T, B, I), or (B, T, I) with ``batch_first``; with ``batch_sizes``, the (N, I) data of
+        a ``PackedSequence`` (sorted by decreasing length, as ``pack_padded_sequence`` makes it).
     weights : per layer ``(w_ih, w_hh, b_ih, b_hh)``; biases may be None (then all must be).
     hx : per layer initial state (B, H) (``(h, c)`` for LSTM); None means zeros.
+    batch_sizes : the ``PackedSequence``'s batch sizes; each sequence's final state is then
+        the state at its own last step.
 
     Returns
     -------
-    The top layer's output sequence and the list of final states per layer.
-    Consecutive layers of equal hidden size are fused into one kernel call; on CPU, rnn_tanh,
-    rnn_relu and gru (without training-time dropout) run :func:`fused_recurrence` instead.
+    The top layer's output (same layout as ``x``) and the list of final states per layer.
+    Consecutive layers of equal hidden size are fused into one kernel call; on CPU, cells with
+    :attr:`CellSpec.fused_cpu` (without training-time dropout, unpacked) run
+    :func:`fused_recurrence` instead.
     """
-    if mode in _FUSED_CPU_MODES and x.device.type == "cpu" and not (dropout > 0 and training):
-        return _run_layers_fused(mode, x, weights, hx, batch_first)
-    n_layers = len(weights)
-    has_bias = weights[0][2] is not None
-    batch = x.shape[0] if batch_first else x.shape[1]
+    spec = cell_spec(mode)
+    training_dropout = dropout > 0 and training
+    if (
+        spec.name in _FUSED_CPU_MODES
+        and x.device.type == "cpu"
+        and batch_sizes is None
+        and not training_dropout
+    ):
+        return _run_layers_fused(spec, x, weights, hx, batch_first)
     sizes = [w[1].shape[1] for w in weights]
     if hx is None:
-        hx = [_zeros(mode, x, batch, h) for h in sizes]
+        batch = int(batch_sizes[0]) if batch_sizes is not None else x.shape[0 if batch_first else 1]
+        hx = [spec.zero_state(batch, h, x) for h in sizes]
     final: list = []
     start = 0
-    while start < n_layers:
+    while start < len(weights):
         stop = start + 1
-        while stop < n_layers and sizes[stop] == sizes[start]:
+        while stop < len(weights) and sizes[stop] == sizes[start]:
             stop += 1
-        group = weights[start:stop]
-        if mode == "lstm":
-            h0 = (
-                torch.stack([hx[k][0] for k in range(start, stop)]),
-                torch.stack([hx[k][1] for k in range(start, stop)]),
-            )
-        else:
-            h0 = torch.stack([hx[k] for k in range(start, stop)])
-        out, h_n = _kernel(mode, x, h0, group, has_bias, dropout, training, batch_first)
-        if mode == "lstm":
-            final.extend(zip(h_n[0].unbind(0), h_n[1].unbind(0), strict=True))
-        else:
-            final.extend(h_n.unbind(0))
-        x = out
-        if stop < n_layers and dropout > 0 and training:
+        h0 = _stack_states(spec, hx[start:stop])
+        has_bias = weights[0][2] is not None
+        x, h_n = _kernel(
+            spec, x, h0, weights[start:stop], has_bias, dropout, training, batch_first, batch_sizes
+        )
+        final.extend(_unbind_states(spec, h_n))
+        if stop < len(weights) and training_dropout:
             x = F.dropout(x, dropout, training=True)
         start = stop
     return x, final
 
 
-def _zeros(mode: str, x: Tensor, batch: int, hidden: int):
-    h = x.new_zeros(batch, hidden)
-    return (h, h) if mode == "lstm" else h
-
-
 # ---------------------------------------------------------------------- hand-fused recurrence
-#: Modes that run :func:`fused_recurrence` on CPU inside :func:`run_layers`.
-_FUSED_CPU_MODES = frozenset({"rnn_tanh", "rnn_relu", "gru"})
-
-
 #: From this many elements on, CPU tanh is computed as 2 * sigmoid(2x) - 1: PyTorch's CPU
 #: ``tanh`` kernel measured ~2 ns/element here (about 10x its ``sigmoid``), which dominated the
 #: elementwise cost of K models at once. Both agree to float rounding.
@@ -136,6 +150,20 @@ def _tanh(x: Tensor, out: Tensor) -> Tensor:
     return torch.mul(x, two, out=out).sigmoid_().mul_(two).sub_(two, alpha=0.5)
 
 
+def activate(nonlinearity: str, pre: Tensor, out: Tensor) -> Tensor:
+    """``out = tanh(pre)`` or ``relu(pre)`` (an Elman cell's activation), written into ``out``."""
+    if nonlinearity == "tanh":
+        return _tanh(pre, out)
+    return torch.clamp(pre, min=0, out=out)
+
+
+def activation_grad(nonlinearity: str, out: Tensor) -> Tensor:
+    """The activation's derivative from its output: ``1 - out^2`` (tanh) or ``out > 0`` (relu)."""
+    if nonlinearity == "tanh":
+        return 1 - out * out
+    return (out > 0).to(out.dtype)
+
+
 class _Recurrence(torch.autograd.Function):
     """K independent recurrent layers over a whole sequence, with a hand-written BPTT.
 
@@ -151,66 +179,21 @@ class _Recurrence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, mode, gi, w_hh, b_hh, h0, c0):
+    def forward(ctx, spec, gi, w_hh, b_hh, h0, c0):
         k, n_steps, batch, _ = gi.shape
-        n_hidden = w_hh.shape[2]
-        w_hh_t = w_hh.transpose(1, 2)  # (K, H, G*H)
-        if mode != "gru" and b_hh is not None:
-            gi = gi + b_hh[:, None, None, :]
-        hs = gi.new_empty(k, n_steps + 1, batch, n_hidden)
+        gi, _ = spec.fold_biases(gi, None if b_hh is None else b_hh[:, None, None, :])
+        hs = gi.new_empty(k, n_steps + 1, batch, w_hh.shape[2])
         hs[:, 0] = h0
-        c_last = gi.new_empty(0)
         # Per-step views are made once, outside the loop (each Python-level view costs ~1 us).
         # Matmuls write fresh tensors: with out= a strided view, K > 1 falls back to K addmms.
-        h_v = hs.unbind(1)
-        if mode in ("rnn_tanh", "rnn_relu"):
-            for t, gi_t in enumerate(gi.unbind(1)):
-                pre = torch.baddbmm(gi_t, h_v[t], w_hh_t)
-                if mode == "rnn_tanh":
-                    _tanh(pre, h_v[t + 1])
-                else:
-                    torch.clamp(pre, min=0, out=h_v[t + 1])  # relu
-            ctx.save_for_backward(hs, w_hh)
-        elif mode == "gru":
-            h1, h2 = n_hidden, 2 * n_hidden
-            b = gi.new_zeros(k, 1, 3 * n_hidden) if b_hh is None else b_hh.unsqueeze(1)
-            rz = gi.new_empty(k, n_steps, batch, h2)  # sigmoid gates (r, z)
-            n = gi.new_empty(k, n_steps, batch, h1)
-            gi_rz, gi_n = gi[..., :h2].unbind(1), gi[..., h2:].unbind(1)
-            rz_v, r_v, z_v = rz.unbind(1), rz[..., :h1].unbind(1), rz[..., h1:].unbind(1)
-            n_v = n.unbind(1)
-            for t in range(n_steps):
-                gh = torch.baddbmm(b, h_v[t], w_hh_t)  # (K, B, 3H)
-                torch.add(gi_rz[t], gh[..., :h2], out=rz_v[t]).sigmoid_()
-                _tanh(torch.addcmul(gi_n[t], r_v[t], gh[..., h2:], out=n_v[t]), n_v[t])
-                torch.lerp(n_v[t], h_v[t], z_v[t], out=h_v[t + 1])  # (1-z)*n + z*h
-            ctx.save_for_backward(hs, w_hh, b, rz, n)
-        elif mode == "lstm":
-            h1, h2, h3 = n_hidden, 2 * n_hidden, 3 * n_hidden
-            a = gi.new_empty(k, n_steps, batch, 4 * n_hidden)  # i, f, g, o activations
-            cs = gi.new_empty(k, n_steps + 1, batch, n_hidden)
-            tc = gi.new_empty(k, n_steps, batch, n_hidden)  # tanh(c)
-            cs[:, 0] = c0
-            a_v, c_v, tc_v = a.unbind(1), cs.unbind(1), tc.unbind(1)
-            i_v, f_v = a[..., :h1].unbind(1), a[..., h1:h2].unbind(1)
-            g_v, o_v = a[..., h2:h3].unbind(1), a[..., h3:].unbind(1)
-            for t, gi_t in enumerate(gi.unbind(1)):
-                gates = torch.baddbmm(gi_t, h_v[t], w_hh_t)  # (K, B, 4H): i, f, g, o
-                torch.sigmoid(gates, out=a_v[t])
-                _tanh(gates[..., h2:h3], g_v[t])
-                torch.mul(f_v[t], c_v[t], out=c_v[t + 1]).addcmul_(i_v[t], g_v[t])
-                torch.mul(o_v[t], _tanh(c_v[t + 1], tc_v[t]), out=h_v[t + 1])
-            ctx.save_for_backward(hs, w_hh, cs, a, tc)
-            c_last = cs[:, -1]
-        else:
-            raise ValueError(f"unknown mode {mode!r}")
-        ctx.mode = mode
+        saved, c_last = _FORWARD[spec.family](spec, gi, w_hh, b_hh, hs, c0)
+        ctx.save_for_backward(hs, w_hh, *saved)
+        ctx.spec = spec
         ctx.has_b_hh = b_hh is not None
         return hs[:, 1:], hs[:, -1], c_last
 
     @staticmethod
     def backward(ctx, g_out, g_h, g_c):
-        mode = ctx.mode
         hs, w_hh, *rest = ctx.saved_tensors
         k, t1, batch, n_hidden = hs.shape
         n_steps = t1 - 1
@@ -218,88 +201,152 @@ class _Recurrence(torch.autograd.Function):
         g_v = [g_h.new_zeros(()), *g_out.unbind(1)]
         dh = g_h + g_v[n_steps]
         h_prev = hs[:, :-1].reshape(k, n_steps * batch, n_hidden)  # a view
-        d_c0 = None
-        if mode in ("rnn_tanh", "rnn_relu"):
-            out = hs[:, 1:]
-            # d_gi starts as the activation's derivative; each step multiplies dh in place.
-            d_gi = (1 - out * out) if mode == "rnn_tanh" else (out > 0).to(out.dtype)
-            d_v = d_gi.unbind(1)
-            for t in range(n_steps - 1, -1, -1):
-                dh = torch.baddbmm(g_v[t], d_v[t].mul_(dh), w_hh)
-            d_gh = d_gi.view(k, n_steps * batch, n_hidden)
-            d_w_hh = torch.bmm(d_gh.transpose(1, 2), h_prev)
-            d_b_hh = d_gh.sum(1) if ctx.has_b_hh else None
-        elif mode == "gru":
-            b, rz, n = rest
-            h1, h2 = n_hidden, 2 * n_hidden
-            r, z = rz[..., :h1], rz[..., h1:]
-            # W_hn h + b_hn of every step, recomputed as one matmul instead of stored per step.
-            hn = torch.baddbmm(b[..., h2:], h_prev, w_hh[:, h2:].transpose(1, 2))
-            hn = hn.view(k, n_steps, batch, n_hidden)
-            one_z = 1 - z
-            dn = (1 - n * n).mul_(one_z)  # d h_t / d (pre-activation of n)
-            # coef[:, t] * dh = (d hn, d r_pre, d z_pre, d n_pre) of step t, computed in place.
-            coef = n.new_empty(k, n_steps, batch, 4, n_hidden)
-            torch.mul(dn, r, out=coef[..., 0, :])
-            torch.mul(coef[..., 0, :], hn * (1 - r), out=coef[..., 1, :])
-            torch.mul(hs[:, :-1] - n, z * one_z, out=coef[..., 2, :])
-            coef[..., 3, :] = dn
-            w_perm = torch.cat([w_hh[:, h2:], w_hh[:, :h2]], 1)  # rows (n, r, z)
-            coef_v, d3_v, z_v = coef.unbind(1), coef[..., :3, :].flatten(-2).unbind(1), z.unbind(1)
-            for t in range(n_steps - 1, -1, -1):
-                coef_v[t].mul_(dh.unsqueeze(-2))  # (K, B, 4, H)
-                dh = torch.baddbmm(torch.addcmul(g_v[t], dh, z_v[t]), d3_v[t], w_perm)
-            d_gi = coef[..., 1:, :].flatten(-2)  # (K, T, B, 3H): r, z, n (a strided view)
-            d_gh = coef[..., :3, :].flatten(-2).view(k, n_steps * batch, 3 * n_hidden)
-            d_perm = torch.bmm(d_gh.transpose(1, 2), h_prev)  # rows (n, r, z)
-            d_w_hh = torch.cat([d_perm[:, h1:], d_perm[:, :h1]], 1)
-            d_b_hh = None
-            if ctx.has_b_hh:
-                sums = coef.sum((1, 2))  # (K, 4, H)
-                d_b_hh = torch.cat([sums[:, 1], sums[:, 2], sums[:, 0]], 1)
-        else:  # lstm
-            cs, a, tc = rest
-            h1, h2, h3 = n_hidden, 2 * n_hidden, 3 * n_hidden
-            i_g, f_g, g_g, o_g = a[..., :h1], a[..., h1:h2], a[..., h2:h3], a[..., h3:]
-            q = o_g * (1 - tc * tc)  # d h_t / d c_t
-            # coef[:, t] * (dc, dc, dc, dh) = d (i, f, g, o) pre-activations, in place.
-            coef = a.new_empty(k, n_steps, batch, 4, n_hidden)
-            torch.mul(g_g, i_g * (1 - i_g), out=coef[..., 0, :])
-            torch.mul(cs[:, :-1], f_g * (1 - f_g), out=coef[..., 1, :])
-            torch.mul(i_g, 1 - g_g * g_g, out=coef[..., 2, :])
-            torch.mul(tc, o_g * (1 - o_g), out=coef[..., 3, :])
-            dc = g_c
-            q_v, f_v = q.unbind(1), f_g.unbind(1)
-            ifg_v, o_v = coef[..., :3, :].unbind(1), coef[..., 3, :].unbind(1)
-            p_v = coef.flatten(-2).unbind(1)
-            for t in range(n_steps - 1, -1, -1):
-                dc = torch.addcmul(dc, dh, q_v[t])
-                ifg_v[t].mul_(dc.unsqueeze(-2))
-                o_v[t].mul_(dh)
-                dc = dc * f_v[t]
-                dh = torch.baddbmm(g_v[t], p_v[t], w_hh)
-            d_gi = coef.view(k, n_steps, batch, 4 * n_hidden)
-            d_gh = d_gi.view(k, n_steps * batch, 4 * n_hidden)
-            d_w_hh = torch.bmm(d_gh.transpose(1, 2), h_prev)
-            d_b_hh = d_gh.sum(1) if ctx.has_b_hh else None
-            d_c0 = dc
+        backward = _BACKWARD[ctx.spec.family]
+        d_gi, d_w_hh, d_b_hh, dh, d_c0 = backward(ctx, hs, w_hh, rest, g_v, dh, g_c, h_prev)
         d_gi = d_gi.view(k, n_steps, batch, -1) if d_gi.is_contiguous() else d_gi
         return None, d_gi, d_w_hh, d_b_hh, dh, d_c0
 
 
+def _elman_forward(spec, gi, w_hh, b_hh, hs, c0):
+    h_v, w_hh_t = hs.unbind(1), w_hh.transpose(1, 2)
+    for t, gi_t in enumerate(gi.unbind(1)):
+        activate(spec.nonlinearity, torch.baddbmm(gi_t, h_v[t], w_hh_t), h_v[t + 1])
+    return (), gi.new_empty(0)
+
+
+def _gru_forward(spec, gi, w_hh, b_hh, hs, c0):
+    k, n_steps, batch, _ = gi.shape
+    h1 = w_hh.shape[2]
+    h2 = 2 * h1
+    h_v, w_hh_t = hs.unbind(1), w_hh.transpose(1, 2)
+    b = gi.new_zeros(k, 1, 3 * h1) if b_hh is None else b_hh.unsqueeze(1)
+    rz = gi.new_empty(k, n_steps, batch, h2)  # sigmoid gates (r, z)
+    n = gi.new_empty(k, n_steps, batch, h1)
+    gi_rz, gi_n = gi[..., :h2].unbind(1), gi[..., h2:].unbind(1)
+    rz_v, r_v, z_v = rz.unbind(1), rz[..., :h1].unbind(1), rz[..., h1:].unbind(1)
+    n_v = n.unbind(1)
+    for t in range(n_steps):
+        gh = torch.baddbmm(b, h_v[t], w_hh_t)  # (K, B, 3H)
+        torch.add(gi_rz[t], gh[..., :h2], out=rz_v[t]).sigmoid_()
+        _tanh(torch.addcmul(gi_n[t], r_v[t], gh[..., h2:], out=n_v[t]), n_v[t])
+        torch.lerp(n_v[t], h_v[t], z_v[t], out=h_v[t + 1])  # (1-z)*n + z*h
+    return (b, rz, n), gi.new_empty(0)
+
+
+def _lstm_forward(spec, gi, w_hh, b_hh, hs, c0):
+    k, n_steps, batch, _ = gi.shape
+    h1 = w_hh.shape[2]
+    h2, h3 = 2 * h1, 3 * h1
+    h_v, w_hh_t = hs.unbind(1), w_hh.transpose(1, 2)
+    a = gi.new_empty(k, n_steps, batch, 4 * h1)  # i, f, g, o activations
+    cs = gi.new_empty(k, n_steps + 1, batch, h1)
+    tc = gi.new_empty(k, n_steps, batch, h1)  # tanh(c)
+    cs[:, 0] = c0
+    a_v, c_v, tc_v = a.unbind(1), cs.unbind(1), tc.unbind(1)
+    i_v, f_v = a[..., :h1].unbind(1), a[..., h1:h2].unbind(1)
+    g_v, o_v = a[..., h2:h3].unbind(1), a[..., h3:].unbind(1)
+    for t, gi_t in enumerate(gi.unbind(1)):
+        gates = torch.baddbmm(gi_t, h_v[t], w_hh_t)  # (K, B, 4H): i, f, g, o
+        torch.sigmoid(gates, out=a_v[t])
+        _tanh(gates[..., h2:h3], g_v[t])
+        torch.mul(f_v[t], c_v[t], out=c_v[t + 1]).addcmul_(i_v[t], g_v[t])
+        torch.mul(o_v[t], _tanh(c_v[t + 1], tc_v[t]), out=h_v[t + 1])
+    return (cs, a, tc), cs[:, -1]
+
+
+def _elman_backward(ctx, hs, w_hh, rest, g_v, dh, g_c, h_prev):
+    k, t1, batch, n_hidden = hs.shape
+    # d_gi starts as the activation's derivative; each step multiplies dh in place.
+    d_gi = activation_grad(ctx.spec.nonlinearity, hs[:, 1:])
+    d_v = d_gi.unbind(1)
+    for t in range(t1 - 2, -1, -1):
+        dh = torch.baddbmm(g_v[t], d_v[t].mul_(dh), w_hh)
+    d_gh = d_gi.view(k, (t1 - 1) * batch, n_hidden)
+    d_w_hh = torch.bmm(d_gh.transpose(1, 2), h_prev)
+    d_b_hh = d_gh.sum(1) if ctx.has_b_hh else None
+    return d_gi, d_w_hh, d_b_hh, dh, None
+
+
+def _gru_backward(ctx, hs, w_hh, rest, g_v, dh, g_c, h_prev):
+    k, t1, batch, n_hidden = hs.shape
+    n_steps = t1 - 1
+    b, rz, n = rest
+    h1, h2 = n_hidden, 2 * n_hidden
+    r, z = rz[..., :h1], rz[..., h1:]
+    # W_hn h + b_hn of every step, recomputed as one matmul instead of stored per step.
+    hn = torch.baddbmm(b[..., h2:], h_prev, w_hh[:, h2:].transpose(1, 2))
+    hn = hn.view(k, n_steps, batch, n_hidden)
+    one_z = 1 - z
+    dn = (1 - n * n).mul_(one_z)  # d h_t / d (pre-activation of n)
+    # coef[:, t] * dh = (d hn, d r_pre, d z_pre, d n_pre) of step t, computed in place.
+    coef = n.new_empty(k, n_steps, batch, 4, n_hidden)
+    torch.mul(dn, r, out=coef[..., 0, :])
+    torch.mul(coef[..., 0, :], hn * (1 - r), out=coef[..., 1, :])
+    torch.mul(hs[:, :-1] - n, z * one_z, out=coef[..., 2, :])
+    coef[..., 3, :] = dn
+    w_perm = torch.cat([w_hh[:, h2:], w_hh[:, :h2]], 1)  # rows (n, r, z)
+    coef_v, d3_v, z_v = coef.unbind(1), coef[..., :3, :].flatten(-2).unbind(1), z.unbind(1)
+    for t in range(n_steps - 1, -1, -1):
+        coef_v[t].mul_(dh.unsqueeze(-2))  # (K, B, 4, H)
+        dh = torch.baddbmm(torch.addcmul(g_v[t], dh, z_v[t]), d3_v[t], w_perm)
+    d_gi = coef[..., 1:, :].flatten(-2)  # (K, T, B, 3H): r, z, n (a strided view)
+    d_gh = coef[..., :3, :].flatten(-2).view(k, n_steps * batch, 3 * n_hidden)
+    d_perm = torch.bmm(d_gh.transpose(1, 2), h_prev)  # rows (n, r, z)
+    d_w_hh = torch.cat([d_perm[:, h1:], d_perm[:, :h1]], 1)
+    d_b_hh = None
+    if ctx.has_b_hh:
+        sums = coef.sum((1, 2))  # (K, 4, H)
+        d_b_hh = torch.cat([sums[:, 1], sums[:, 2], sums[:, 0]], 1)
+    return d_gi, d_w_hh, d_b_hh, dh, None
+
+
+def _lstm_backward(ctx, hs, w_hh, rest, g_v, dh, g_c, h_prev):
+    k, t1, batch, n_hidden = hs.shape
+    n_steps = t1 - 1
+    cs, a, tc = rest
+    h1, h2, h3 = n_hidden, 2 * n_hidden, 3 * n_hidden
+    i_g, f_g, g_g, o_g = a[..., :h1], a[..., h1:h2], a[..., h2:h3], a[..., h3:]
+    q = o_g * (1 - tc * tc)  # d h_t / d c_t
+    # coef[:, t] * (dc, dc, dc, dh) = d (i, f, g, o) pre-activations, in place.
+    coef = a.new_empty(k, n_steps, batch, 4, n_hidden)
+    torch.mul(g_g, i_g * (1 - i_g), out=coef[..., 0, :])
+    torch.mul(cs[:, :-1], f_g * (1 - f_g), out=coef[..., 1, :])
+    torch.mul(i_g, 1 - g_g * g_g, out=coef[..., 2, :])
+    torch.mul(tc, o_g * (1 - o_g), out=coef[..., 3, :])
+    dc = g_c
+    q_v, f_v = q.unbind(1), f_g.unbind(1)
+    ifg_v, o_v = coef[..., :3, :].unbind(1), coef[..., 3, :].unbind(1)
+    p_v = coef.flatten(-2).unbind(1)
+    for t in range(n_steps - 1, -1, -1):
+        dc = torch.addcmul(dc, dh, q_v[t])
+        ifg_v[t].mul_(dc.unsqueeze(-2))
+        o_v[t].mul_(dh)
+        dc = dc * f_v[t]
+        dh = torch.baddbmm(g_v[t], p_v[t], w_hh)
+    d_gi = coef.view(k, n_steps, batch, 4 * n_hidden)
+    d_gh = d_gi.view(k, n_steps * batch, 4 * n_hidden)
+    d_w_hh = torch.bmm(d_gh.transpose(1, 2), h_prev)
+    d_b_hh = d_gh.sum(1) if ctx.has_b_hh else None
+    return d_gi, d_w_hh, d_b_hh, dh, dc
+
+
+_FORWARD = {"rnn": _elman_forward, "gru": _gru_forward, "lstm": _lstm_forward}
+_BACKWARD = {"rnn": _elman_backward, "gru": _gru_backward, "lstm": _lstm_backward}
+
+
 def fused_recurrence(
-    mode: str,
+    mode: str | CellSpec,
     gi: Tensor,
     w_hh: Tensor,
     b_hh: Tensor | None = None,
     h0: Tensor | None = None,
     c0: Tensor | None = None,
-) -> tuple[Tensor, Tensor | None]:
+) -> tuple[Tensor, Tensor, Tensor | None]:
     """Run K independent recurrent layers from precomputed input gates (one autograd node).
 
     Parameters
     ----------
-    mode : one of ``rnn_tanh``, ``rnn_relu``, ``gru``, ``lstm``.
+    mode : a cell name (``rnn_tanh``, ``rnn_relu``, ``gru``, ``lstm``) or its :class:`CellSpec`.
     gi : (K, T, B, G*H) input gates ``x @ w_ih^T + b_ih`` of every time step.
     w_hh : (K, G*H, H) hidden-to-hidden weights (masked by the caller); ``b_hh`` (K, G*H).
     h0, c0 : (K, B, H) initial states; None means zeros (``c0`` is LSTM only).
@@ -309,28 +356,29 @@ def fused_recurrence(
     ``(output, h_n, c_n)``: the hidden states of every step (K, T, B, H), the last hidden
     state (K, B, H) and, for LSTM, the last cell state (K, B, H) (None otherwise).
     """
+    spec = cell_spec(mode)
     k, _, batch, _ = gi.shape
     n_hidden = w_hh.shape[2]
     if h0 is None:
         h0 = gi.new_zeros(k, batch, n_hidden)
-    if mode == "lstm" and c0 is None:
+    if spec.has_cell_state and c0 is None:
         c0 = gi.new_zeros(k, batch, n_hidden)
-    out, h_n, c_n = _Recurrence.apply(mode, gi, w_hh, b_hh, h0, c0 if mode == "lstm" else None)
-    return out, h_n, (c_n if mode == "lstm" else None)
+    c0 = c0 if spec.has_cell_state else None
+    out, h_n, c_n = _Recurrence.apply(spec, gi, w_hh, b_hh, h0, c0)
+    return out, h_n, (c_n if spec.has_cell_state else None)
 
 
-def _run_layers_fused(mode, x, weights, hx, batch_first):
+def _run_layers_fused(spec, x, weights, hx, batch_first):
     """:func:`run_layers` through :func:`fused_recurrence`, one layer at a time (K = 1)."""
     if batch_first:
         x = x.transpose(0, 1)
     final = []
     for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(weights):
-        if mode != "gru" and b_hh is not None:  # both biases add to the same pre-activation
-            b_ih, b_hh = b_ih + b_hh, None
+        b_ih, b_hh = spec.fold_biases(b_ih, b_hh)  # both add to the same pre-activation
         gi = F.linear(x, w_ih, b_ih)  # (T, B, G*H)
         h0 = None if hx is None else hx[k].unsqueeze(0)
         b = None if b_hh is None else b_hh.unsqueeze(0)
-        out, h_n, _ = fused_recurrence(mode, gi.unsqueeze(0), w_hh.unsqueeze(0), b, h0)
+        out, h_n, _ = fused_recurrence(spec, gi.unsqueeze(0), w_hh.unsqueeze(0), b, h0)
         x = out[0]  # (T, B, H)
         final.append(h_n[0])
     return (x.transpose(0, 1) if batch_first else x), final

@@ -11,22 +11,53 @@ zeroes the stored weights so they stay exactly zero under Adam.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
 
 from sparsernn.errors import ConfigError
-from sparsernn.nn.cells import GATES, MODES
+from sparsernn.nn.cells import MODES, cell_spec, spec_of_torch
 from sparsernn.nn.functional import run_layers
 
 __all__ = ["MaskedRNN", "MODES"]
 
+#: Names of the maskable weights (``weight_ih_l0``, ``weight_hh_l3``, ...).
+_WEIGHT_NAME = re.compile(r"weight_(ih|hh)_l\d+")
 
-def _check_mode(mode: str) -> str:
-    if mode not in GATES:
-        raise ConfigError(f"unknown cell mode {mode!r}; choose one of {', '.join(MODES)}")
-    return mode
+
+def _layer_sizes(input_size: int, hidden_size: int | Sequence[int], num_layers: int | None):
+    """The per-layer hidden sizes, checked."""
+    if isinstance(hidden_size, int):
+        sizes = [hidden_size] * (1 if num_layers is None else num_layers)
+    else:
+        sizes = [int(h) for h in hidden_size]
+        if num_layers is not None and num_layers != len(sizes):
+            raise ConfigError(
+                f"num_layers={num_layers} disagrees with {len(sizes)} hidden sizes; "
+                "give one of them"
+            )
+    if not sizes or min(sizes) < 1 or input_size < 1:
+        raise ConfigError(f"sizes must be positive (input_size={input_size}, hidden_size={sizes})")
+    return sizes
+
+
+def _check_torch_options(dropout: float, bidirectional: bool, proj_size: int) -> None:
+    """Refuse the ``torch.nn.RNN`` options MaskedRNN does not implement, in one line each."""
+    if not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"dropout={dropout} is outside [0, 1)")
+    if bidirectional:
+        raise ConfigError(
+            "bidirectional=True is not supported by MaskedRNN; run a second MaskedRNN over the "
+            "time-reversed input and concatenate the outputs"
+        )
+    if proj_size:
+        raise ConfigError(
+            f"proj_size={proj_size} is not supported by MaskedRNN; use proj_size=0 and a "
+            "torch.nn.Linear on the output"
+        )
 
 
 class MaskedRNN(nn.Module):
@@ -34,15 +65,25 @@ class MaskedRNN(nn.Module):
 
     Parameters
     ----------
-    mode : ``"rnn_tanh"``, ``"rnn_relu"``, ``"gru"`` or ``"lstm"``.
+    mode : ``"rnn_tanh"``, ``"rnn_relu"``, ``"gru"`` or ``"lstm"`` (see
+        :data:`~sparsernn.nn.cells.CELLS`).
     input_size : features of the input ``x``.
     hidden_size : units per layer: one int for all layers or a sequence with one per layer.
     num_layers : number of stacked layers (inferred from ``hidden_size`` when it is a sequence).
-    bias, batch_first, dropout : as in ``torch.nn.RNN``.
+    bias, batch_first, dropout, device, dtype : as in ``torch.nn.RNN``; the arguments after
+        ``mode`` are in ``torch.nn.RNNBase``'s positions.
+    bidirectional, proj_size : in torch's positions, but only ``False`` / ``0`` are supported
+        (other values raise a :class:`~sparsernn.errors.ConfigError` naming an alternative).
 
-    Inputs ``x`` (T, B, I) (or (B, T, I) with ``batch_first``) and optional ``hx``; returns
-    ``(output, h_n)``, or ``(output, (h_n, c_n))`` for LSTM, shaped as PyTorch's. When layers
-    have different hidden sizes ``h_n`` cannot be stacked and is a tuple of per-layer (B, H_k).
+    ``x`` is (T, B, I) (or (B, T, I) with ``batch_first``), (T, I) unbatched, or a
+    ``PackedSequence`` (each sequence then ends at its own length, as in PyTorch); ``hx`` is
+    optional. Returns ``(output, h_n)``, or ``(output, (h_n, c_n))`` for LSTM, shaped as
+    PyTorch's: when all layers share one hidden size (the torch-compatible case) ``h_n`` is a
+    (num_layers, B, H) tensor. Layers of different sizes cannot be stacked: ``h_n`` is then a
+    tuple of per-layer (B, H_k) tensors (and ``hx`` is given the same way).
+
+    Masks may also be set with ``torch.nn.utils.prune``: its mask is combined with ours (see
+    :meth:`register_buffer`).
 
     Examples
     --------
@@ -61,54 +102,45 @@ class MaskedRNN(nn.Module):
         bias: bool = True,
         batch_first: bool = False,
         dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        self.mode = _check_mode(mode)
-        if isinstance(hidden_size, int):
-            n = 1 if num_layers is None else num_layers
-            sizes = [hidden_size] * n
-        else:
-            sizes = [int(h) for h in hidden_size]
-            if num_layers is not None and num_layers != len(sizes):
-                raise ConfigError(
-                    f"num_layers={num_layers} disagrees with {len(sizes)} hidden sizes; "
-                    "give one of them"
-                )
-        if not sizes or min(sizes) < 1 or input_size < 1:
-            raise ConfigError(
-                f"sizes must be positive (input_size={input_size}, hidden_size={sizes})"
-            )
-        if not 0.0 <= dropout < 1.0:
-            raise ConfigError(f"dropout={dropout} is outside [0, 1)")
+        self.spec = cell_spec(mode)
+        self.mode = self.spec.name
+        sizes = _layer_sizes(input_size, hidden_size, num_layers)
+        _check_torch_options(dropout, bidirectional, proj_size)
         self.input_size = int(input_size)
         self.hidden_sizes = tuple(sizes)
         self.num_layers = len(sizes)
         self.bias = bias
         self.batch_first = batch_first
         self.dropout = float(dropout)
-        g = GATES[mode]
-        factory = {"device": device, "dtype": dtype}
+        self.bidirectional = False
+        self.proj_size = 0
         in_sizes = [self.input_size, *sizes[:-1]]
         for k, (i, h) in enumerate(zip(in_sizes, sizes, strict=True)):
-            self.register_parameter(
-                f"weight_ih_l{k}", nn.Parameter(torch.empty(g * h, i, **factory))
-            )
-            self.register_parameter(
-                f"weight_hh_l{k}", nn.Parameter(torch.empty(g * h, h, **factory))
-            )
-            if bias:
-                self.register_parameter(
-                    f"bias_ih_l{k}", nn.Parameter(torch.empty(g * h, **factory))
-                )
-                self.register_parameter(
-                    f"bias_hh_l{k}", nn.Parameter(torch.empty(g * h, **factory))
-                )
-            for kind, cols in (("ih", i), ("hh", h)):
-                mask = torch.ones(g * h, cols, dtype=torch.bool, device=device)
-                self.register_buffer(f"weight_{kind}_l{k}_mask", mask)
+            self._register_layer(k, i, h, device, dtype)
         self.reset_parameters()
+
+    def _register_layer(self, k: int, n_in: int, n_hidden: int, device, dtype) -> None:
+        """Layer ``k``'s masks (first: see :meth:`register_parameter`), weights and biases."""
+        rows = self.spec.gates * n_hidden
+        for kind, cols in (("ih", n_in), ("hh", n_hidden)):
+            mask = torch.ones(rows, cols, dtype=torch.bool, device=device)
+            self.register_buffer(f"weight_{kind}_l{k}_mask", mask)
+        shapes = {f"weight_ih_l{k}": (rows, n_in), f"weight_hh_l{k}": (rows, n_hidden)}
+        if self.bias:
+            shapes.update({f"bias_ih_l{k}": (rows,), f"bias_hh_l{k}": (rows,)})
+        for name, shape in shapes.items():
+            tensor = torch.empty(shape, device=device, dtype=dtype)
+            self.register_parameter(name, nn.Parameter(tensor))
+
+    def flatten_parameters(self) -> None:
+        """A no-op, for code written for ``torch.nn.RNN``: the masked weights are gathered
+        afresh on every forward, so there is no cuDNN weight buffer to compact."""
 
     # ------------------------------------------------------------------ parameters and masks
     @property
@@ -123,12 +155,18 @@ class MaskedRNN(nn.Module):
         for k, h in enumerate(self.hidden_sizes):
             bound = 1.0 / math.sqrt(h)
             for name in self._layer_param_names(k):
-                nn.init.uniform_(getattr(self, name), -bound, bound)
+                nn.init.uniform_(self._stored(name), -bound, bound)
         self.apply_masks_()
 
     def _layer_param_names(self, k: int) -> list[str]:
         names = [f"weight_ih_l{k}", f"weight_hh_l{k}"]
         return names + ([f"bias_ih_l{k}", f"bias_hh_l{k}"] if self.bias else [])
+
+    def _stored(self, name: str) -> nn.Parameter:
+        """The trainable tensor behind ``name``: ``<name>_orig`` while ``torch.nn.utils.prune``
+        reparametrises it (``<name>`` is then recomputed from it before every forward)."""
+        orig = self._parameters.get(f"{name}_orig")
+        return getattr(self, name) if orig is None else orig
 
     def weight_names(self, kinds: Sequence[str] = ("ih", "hh")) -> list[str]:
         """Names of the maskable weights, e.g. ``["weight_ih_l0", "weight_hh_l0", ...]``."""
@@ -141,7 +179,7 @@ class MaskedRNN(nn.Module):
 
     def set_mask(self, name: str, mask: Tensor) -> None:
         """Install a boolean keep-mask for weight ``name`` and zero the removed entries."""
-        weight = getattr(self, name)
+        weight = self._stored(name)
         if tuple(mask.shape) != tuple(weight.shape):
             raise ConfigError(
                 f"mask for {name} has shape {tuple(mask.shape)}, expected {tuple(weight.shape)}"
@@ -155,7 +193,7 @@ class MaskedRNN(nn.Module):
     def apply_masks_(self) -> None:
         """Zero every masked entry of the stored weights (e.g. after loading a state dict)."""
         for name, mask in self.masks():
-            getattr(self, name).mul_(mask)
+            self._stored(name).mul_(mask)
 
     def sparsity(self) -> dict[str, float]:
         """Fraction of masked-out entries per weight matrix."""
@@ -165,47 +203,94 @@ class MaskedRNN(nn.Module):
         """Per layer ``(w_ih, w_hh, b_ih, b_hh)`` with masks applied (differentiable)."""
         return masked_layer_weights(self, self.num_layers, self.bias)
 
+    # ------------------------------------------------------------------ torch.nn.utils.prune
+    def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
+        """As ``nn.Module.register_buffer``, except that replacing one of our masks combines them.
+
+        ``torch.nn.utils.prune`` stores its mask as ``<weight>_mask``, the name of ours, and
+        would silently drop ours: here the installed mask is ``ours & theirs`` (bool), which
+        both torch's reparametrisation (``<weight> = <weight>_orig * <weight>_mask``) and our
+        forward then apply.
+        """
+        old = self._buffers.get(name)
+        if old is not None and tensor is not None and _WEIGHT_NAME.fullmatch(name[:-5]):
+            tensor = old & (tensor.to(old.device) != 0)
+        super().register_buffer(name, tensor, persistent)
+
+    def register_parameter(self, name: str, param: nn.Parameter | None) -> None:
+        """As ``nn.Module.register_parameter``; a maskable weight that comes back without its
+        mask (``torch.nn.utils.prune.remove`` deletes ``<weight>_mask``) gets one again.
+
+        Torch's ``remove`` has already multiplied the combined mask into the weight, so the
+        mask is rebuilt as ``weight != 0`` and keeps the pruned entries at zero in training.
+        """
+        super().register_parameter(name, param)
+        mask = f"{name}_mask"
+        if param is not None and _WEIGHT_NAME.fullmatch(name) and mask not in self._buffers:
+            super().register_buffer(mask, param.detach() != 0)
+
     # ------------------------------------------------------------------ forward
-    def forward(self, x: Tensor, hx: Tensor | tuple | None = None):
+    def forward(self, x: Tensor | PackedSequence, hx: Tensor | tuple | None = None):
         """Run the stack over a whole sequence; see the class docstring for shapes."""
+        if isinstance(x, PackedSequence):
+            return self._forward_packed(x, hx)
         unbatched = x.dim() == 2
+        batch_dim = 0 if self.batch_first else 1
         if unbatched:
-            x = x.unsqueeze(1 if not self.batch_first else 0)
+            x = x.unsqueeze(batch_dim)
         if x.dim() != 3 or x.shape[-1] != self.input_size:
             raise ValueError(
                 f"expected input of shape (T, B, {self.input_size}) "
                 f"{'(batch_first) ' if self.batch_first else ''}, got {tuple(x.shape)}"
             )
-        per_layer = self._split_hx(hx, unbatched)
-        out, final = run_layers(
-            self.mode,
+        per_layer = self._split_hx(hx, lambda t: t.unsqueeze(-2) if unbatched else t)
+        out, final = self._run(x, per_layer)
+        h_n = self._join_hx(final)
+        if unbatched:
+            out = out.squeeze(batch_dim)
+            h_n = _map_state(h_n, lambda t: t.squeeze(-2))
+        return out, h_n
+
+    def _forward_packed(self, x: PackedSequence, hx):
+        """A PackedSequence in, one out; ``h_n`` at each sequence's last step (as PyTorch)."""
+        data, batch_sizes, order, unorder = x
+        if data.dim() != 2 or data.shape[-1] != self.input_size:
+            raise ValueError(
+                f"expected a PackedSequence of {self.input_size} features, got data of shape "
+                f"{tuple(data.shape)}"
+            )
+        per_layer = self._split_hx(hx, lambda t: t if order is None else t.index_select(-2, order))
+        out, final = self._run(data, per_layer, batch_sizes)
+        if unorder is not None:
+            final = [_map_state(s, lambda t: t.index_select(0, unorder)) for s in final]
+        return PackedSequence(out, batch_sizes, order, unorder), self._join_hx(final)
+
+    def _run(self, x: Tensor, per_layer, batch_sizes: Tensor | None = None):
+        return run_layers(
+            self.spec,
             x,
             self.layer_weights(),
             per_layer,
             batch_first=self.batch_first,
             dropout=self.dropout,
             training=self.training,
+            batch_sizes=batch_sizes,
         )
-        h_n = self._join_hx(final)
-        if unbatched:
-            out = out.squeeze(1 if not self.batch_first else 0)
-            h_n = _map_state(h_n, lambda t: t.squeeze(-2))
-        return out, h_n
 
-    def _split_hx(self, hx, unbatched: bool):
+    def _split_hx(self, hx, prepare: Callable[[Tensor], Tensor]):
+        """``hx`` as given (stacked, or per layer) -> per-layer states, ``prepare`` applied."""
         if hx is None:
             return None
-        if unbatched:
-            hx = _map_state(hx, lambda t: t.unsqueeze(-2))
-        if self.mode == "lstm":
+        hx = _map_state(hx, prepare)
+        if self.spec.has_cell_state:
             h, c = hx
             return list(zip(_unstack(h), _unstack(c), strict=True))
         return _unstack(hx)
 
     def _join_hx(self, final):
-        same = len(set(self.hidden_sizes)) == 1
-        join = torch.stack if same else tuple
-        if self.mode == "lstm":
+        """Per-layer final states -> ``h_n`` (stacked when all layers share one size)."""
+        join = torch.stack if len(set(self.hidden_sizes)) == 1 else tuple
+        if self.spec.has_cell_state:
             hs, cs = zip(*final, strict=True)
             return join(list(hs)), join(list(cs))
         return join(list(final))
@@ -227,36 +312,23 @@ class MaskedRNN(nn.Module):
         """Build a MaskedRNN with the weights of a ``torch.nn.RNN/GRU/LSTM`` (all-ones masks)."""
         if module.bidirectional or getattr(module, "proj_size", 0):
             raise ConfigError("bidirectional and projected RNNs are not supported")
-        mode = {"RNN_TANH": "rnn_tanh", "RNN_RELU": "rnn_relu", "GRU": "gru", "LSTM": "lstm"}
-        new = cls(
-            mode[module.mode],
-            module.input_size,
-            module.hidden_size,
-            module.num_layers,
-            bias=module.bias,
-            batch_first=module.batch_first,
-            dropout=module.dropout,
-        )
+        spec = spec_of_torch(module)
+        new = cls(spec.name, module.input_size, module.hidden_size, **_shared_options(module))
         new.load_state_dict(module.state_dict(), strict=False)
         return new.to(next(module.parameters()).device)
 
     def to_torch(self) -> nn.RNNBase:
         """A ``torch.nn.RNN/GRU/LSTM`` with the masked weights baked in (equal hidden sizes)."""
-        cls = {"gru": nn.GRU, "lstm": nn.LSTM}.get(self.mode, nn.RNN)
-        kwargs = {"nonlinearity": self.mode[4:]} if cls is nn.RNN else {}
-        mod = cls(
-            self.input_size,
-            self.hidden_size,
-            self.num_layers,
-            bias=self.bias,
-            batch_first=self.batch_first,
-            dropout=self.dropout,
-            **kwargs,
+        spec = self.spec
+        mod = spec.torch_class(
+            self.input_size, self.hidden_size, **_shared_options(self), **spec.torch_kwargs
         )
-        state = {k: v for k, v in self.state_dict().items() if not k.endswith("_mask")}
-        with torch.no_grad():
-            for name, mask in self.masks():
-                state[name] = state[name] * mask
+        weights = masked_layer_weights(self, self.num_layers, self.bias)
+        state = {
+            name: tensor.detach()
+            for k, layer in enumerate(weights)
+            for name, tensor in zip(self._layer_param_names(k), layer, strict=False)
+        }
         mod.load_state_dict(state)
         return mod.to(self.weight_ih_l0.device)
 
@@ -265,6 +337,16 @@ class MaskedRNN(nn.Module):
         for name, mask in self.masks():
             state_dict.setdefault(prefix + name + "_mask", mask.clone())
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, *args, **kw)
+
+
+def _shared_options(module: nn.Module) -> dict:
+    """The constructor options a MaskedRNN and a ``torch.nn.RNNBase`` share, read from either."""
+    return {
+        "num_layers": module.num_layers,
+        "bias": module.bias,
+        "batch_first": module.batch_first,
+        "dropout": module.dropout,
+    }
 
 
 def masked_layer_weights(
@@ -289,8 +371,7 @@ def _unstack(t):
 
 
 def _map_state(state, fn):
-    if isinstance(state, tuple) and len(state) == 2 and not isinstance(state[0], Tensor):
-        return tuple(_map_state(s, fn) for s in state)
-    if isinstance(state, tuple):
-        return tuple(_map_state(s, fn) if not isinstance(s, Tensor) else fn(s) for s in state)
+    """``fn`` applied to every tensor of a (possibly nested) tuple of tensors."""
+    if isinstance(state, (tuple, list)):
+        return type(state)(_map_state(s, fn) for s in state)
     return fn(state)

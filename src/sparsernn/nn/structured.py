@@ -22,9 +22,10 @@ import math
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
 
 from sparsernn.errors import ConfigError
-from sparsernn.nn.cells import GATES, MODES
+from sparsernn.nn.cells import cell_spec
 from sparsernn.nn.functional import run_layers
 from sparsernn.nn.masked import MaskedRNN
 from sparsernn.nn.wavefront import WavefrontPlan, block_outputs, wavefront_recurrence
@@ -98,16 +99,15 @@ class StructuredRNN(nn.Module):
         self.gate_layout = gate_layout
         from sparsernn.graphs import LayeredDAG, to_layered_dag
 
-        if mode not in GATES:
-            raise ConfigError(f"unknown cell mode {mode!r}; choose one of {', '.join(MODES)}")
+        self.spec = cell_spec(mode)
         dag = graph if isinstance(graph, LayeredDAG) else to_layered_dag(graph)
         self.dag = dag
-        self.mode = mode
+        self.mode = self.spec.name
         self.batch_first = batch_first
         self.layer_sizes = tuple(int(s) for s in dag.layer_sizes)
         self.input_size = int(input_size or self.layer_sizes[0])
         self.output_size = self.layer_sizes[-1]
-        g = GATES[mode]
+        g = self.spec.gates
         # destinations of each source: -1 is the input (feeds layer 0 only).
         self.plan: list[tuple[int, tuple[int, ...]]] = [(-1, (0,))]
         conns = {
@@ -141,7 +141,7 @@ class StructuredRNN(nn.Module):
 
     def _build_wavefront(self, device: torch.device) -> None:
         """The block plan and the index maps from wide-layer weights to padded blocks."""
-        g = GATES[self.mode]
+        g = self.spec.gates
         width = max(max(self.layer_sizes), self.input_size)
         self.block_width = width
         blocks, dests = [], []
@@ -192,7 +192,7 @@ class StructuredRNN(nn.Module):
 
     def reset_parameters(self) -> None:
         """Each sub-layer ~ U(-1/sqrt(H), 1/sqrt(H)) with H its destination's size (as nn.RNN)."""
-        g = GATES[self.mode]
+        g = self.spec.gates
         with torch.no_grad():
             for k, layer in enumerate(self.wide):
                 width = sum(h for _, _, h in self._blocks(k))
@@ -208,7 +208,7 @@ class StructuredRNN(nn.Module):
         """Rows of wide layer ``k`` holding a sub-layer (at ``off``, height ``h``), gate-major."""
         width = sum(size for _, _, size in self._blocks(k))
         return torch.cat(
-            [torch.arange(gt * width + off, gt * width + off + h) for gt in range(GATES[self.mode])]
+            [torch.arange(gt * width + off, gt * width + off + h) for gt in range(self.spec.gates)]
         )
 
     def _sublayers(self):
@@ -311,7 +311,16 @@ class StructuredRNN(nn.Module):
             total += layer.bias_ih_l0.numel() + layer.bias_hh_l0.numel()
         return total
 
+    def flatten_parameters(self) -> None:
+        """A no-op, as :meth:`MaskedRNN.flatten_parameters` (for code written for torch.nn.RNN)."""
+
     def forward(self, x: Tensor, hx: None = None) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """The last layer's output sequence and each layer's final output; see the class."""
+        if isinstance(x, PackedSequence):
+            raise TypeError(
+                "StructuredRNN takes a padded tensor, not a PackedSequence (the study runs "
+                "padded batches): pass torch.nn.utils.rnn.pad_packed_sequence(x)[0]"
+            )
         if hx is not None:
             raise ValueError("StructuredRNN starts from zero states (as the study); pass hx=None")
         if self.batch_first:
@@ -339,7 +348,7 @@ class StructuredRNN(nn.Module):
             self._build_wavefront(x.device)
         n_steps = x.shape[0]
         x_pad = torch.nn.functional.pad(x, (0, self.block_width - x.shape[-1])).unsqueeze(1)
-        states = wavefront_recurrence(self.mode, self.wave_plan, x_pad, *self._block_weights())
+        states = wavefront_recurrence(self.spec, self.wave_plan, x_pad, *self._block_weights())
         blocks = self._layer_blocks
         top = block_outputs(self.wave_plan, states, blocks[-1], n_steps)[..., : self.output_size]
         h_n = tuple(
@@ -352,7 +361,7 @@ class StructuredRNN(nn.Module):
         acc: list[Tensor | None] = [None] * self.n_layers  # summed output of each layer
         for k, (s, _) in enumerate(self.plan):
             src = x if s < 0 else acc[s]
-            out, _ = run_layers(self.mode, src, self.wide[k].layer_weights())  # (T, B, width)
+            out, _ = run_layers(self.spec, src, self.wide[k].layer_weights())  # (T, B, width)
             for l, off, h in self._blocks(k):
                 part = out[..., off : off + h]
                 acc[l] = part if acc[l] is None else acc[l] + part

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from sparsernn.nn.cells import GATES
-from sparsernn.nn.functional import _tanh
+from sparsernn.nn.cells import CellSpec, cell_spec
+from sparsernn.nn.functional import _tanh, activate, activation_grad
 
 __all__ = ["WavefrontPlan", "wavefront_recurrence", "block_outputs"]
 
@@ -136,7 +136,7 @@ class _Wavefront(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, mode, plan, x, w_ih, w_hh, b_ih, b_hh):
+    def forward(ctx, spec, plan, x, w_ih, w_hh, b_ih, b_hh):
         n_steps, _, batch, width = x.shape
         n_blocks, n_total = plan.n_blocks, plan.n_blocks + plan.n_inputs
         n_wave = n_steps + plan.extra_steps
@@ -149,14 +149,14 @@ class _Wavefront(torch.autograd.Function):
         ys = x.new_zeros(n_wave, plan.n_sources, batch, width)  # source values read at step d
         xs = x.new_zeros(n_wave, n_blocks, batch, width)  # each block's input at step d
         w_ih_t, w_hh_t = w_ih.transpose(1, 2), w_hh.transpose(1, 2)
-        b_in = (b_ih if mode == "gru" else b_ih + b_hh).unsqueeze(1)  # (J, 1, G*H)
+        b_in = spec.fold_biases(b_ih, b_hh)[0].unsqueeze(1)  # (J, 1, G*H)
         b_rec = b_hh.unsqueeze(1)
         saved: tuple[Tensor, ...] = ()
-        if mode == "gru":
+        if spec.family == "gru":
             rz = x.new_zeros(n_wave, n_blocks, batch, h2)
             n = x.new_zeros(n_wave, n_blocks, batch, h1)
             saved = (rz, n)
-        elif mode == "lstm":
+        elif spec.has_cell_state:
             acts = x.new_zeros(n_wave, n_blocks, batch, 4 * width)
             cells = x.new_zeros(n_wave + 1, n_blocks, batch, width)
             tc = x.new_zeros(n_wave, n_blocks, batch, width)
@@ -168,13 +168,9 @@ class _Wavefront(torch.autograd.Function):
             torch.index_select(ys[d], 0, idx["sources"][lo:hi], out=xs[d, lo:hi])
             gi = torch.baddbmm(b_in[lo:hi], xs[d, lo:hi], w_ih_t[lo:hi])
             h_prev, h_out = states[d, lo:hi], states[d + 1, lo:hi]
-            if mode in ("rnn_tanh", "rnn_relu"):
-                pre = gi.baddbmm_(h_prev, w_hh_t[lo:hi])
-                if mode == "rnn_tanh":
-                    _tanh(pre, h_out)
-                else:
-                    torch.clamp(pre, min=0, out=h_out)
-            elif mode == "gru":
+            if spec.nonlinearity is not None:  # Elman
+                activate(spec.nonlinearity, gi.baddbmm_(h_prev, w_hh_t[lo:hi]), h_out)
+            elif spec.family == "gru":
                 rz_d, n_d = rz[d, lo:hi], n[d, lo:hi]
                 gh = torch.baddbmm(b_rec[lo:hi], h_prev, w_hh_t[lo:hi])
                 torch.add(gi[..., :h2], gh[..., :h2], out=rz_d).sigmoid_()
@@ -188,13 +184,13 @@ class _Wavefront(torch.autograd.Function):
                 torch.mul(a_d[..., h1:h2], cells[d, lo:hi], out=c_new)
                 c_new.addcmul_(a_d[..., :h1], a_d[..., h2:h3])
                 torch.mul(a_d[..., h3:], _tanh(c_new, tc[d, lo:hi]), out=h_out)
-        ctx.mode, ctx.plan, ctx.ranges, ctx.idx = mode, plan, ranges, idx
+        ctx.spec, ctx.plan, ctx.ranges, ctx.idx = spec, plan, ranges, idx
         ctx.save_for_backward(states, xs, w_ih, w_hh, b_hh, *saved)
         return states
 
     @staticmethod
     def backward(ctx, g_states):
-        mode, plan, ranges, idx = ctx.mode, ctx.plan, ctx.ranges, ctx.idx
+        spec, plan, ranges, idx = ctx.spec, ctx.plan, ctx.ranges, ctx.idx
         states, xs, w_ih, w_hh, b_hh, *saved = ctx.saved_tensors
         n_wave, n_blocks, batch, width = xs.shape
         n_steps = n_wave - plan.extra_steps
@@ -204,11 +200,11 @@ class _Wavefront(torch.autograd.Function):
         d_flat = d_states.view(-1, batch, width)
         h_prev = states[:-1, :n_blocks]  # (S, J, B, H): each step's previous state
         h_out = states[1:, :n_blocks]
-        if mode in ("rnn_tanh", "rnn_relu"):
-            coef = (1 - h_out * h_out) if mode == "rnn_tanh" else (h_out > 0).to(h_out.dtype)
+        if spec.nonlinearity is not None:  # Elman
+            coef = activation_grad(spec.nonlinearity, h_out)
             coef.mul_(active)  # idle steps must not add to the weight gradients
             d_gi_all = d_gh_all = coef
-        elif mode == "gru":
+        elif spec.family == "gru":
             rz, n = saved
             r, z = rz[..., :h1], rz[..., h1:]
             hn = torch.einsum("sjbh,jgh->sjbg", h_prev, w_hh[:, h2:]) + b_hh[:, None, h2:]
@@ -239,11 +235,11 @@ class _Wavefront(torch.autograd.Function):
             if lo == hi:
                 continue
             dh = d_states[d + 1, lo:hi]  # complete: every reader of this row ran later
-            if mode in ("rnn_tanh", "rnn_relu"):
+            if spec.nonlinearity is not None:  # Elman
                 d_pre = coef[d, lo:hi].mul_(dh)
                 d_states[d, lo:hi].baddbmm_(d_pre, w_hh[lo:hi])
                 d_gi = d_pre
-            elif mode == "gru":
+            elif spec.family == "gru":
                 c_d = coef[d, lo:hi]
                 c_d.mul_(dh.unsqueeze(-2))
                 d_states[d, lo:hi].addcmul_(dh, z[d, lo:hi])
@@ -263,7 +259,7 @@ class _Wavefront(torch.autograd.Function):
             d_flat.index_add_(0, idx["gather"][d], d_src.index_select(0, idx["contrib_source"]))
         d_w_ih = torch.einsum("sjbg,sjbh->jgh", d_gi_all, xs)
         d_b_ih = d_gi_all.sum((0, 2))
-        if mode == "gru":
+        if spec.family == "gru":
             d_perm = torch.einsum("sjbg,sjbh->jgh", d_gh_all, h_prev)
             d_w_hh = torch.cat([d_perm[:, h1:], d_perm[:, :h1]], 1)
             sums = coef.sum((0, 2))  # (J, 4, H)
@@ -276,7 +272,7 @@ class _Wavefront(torch.autograd.Function):
 
 
 def wavefront_recurrence(
-    mode: str,
+    mode: str | CellSpec,
     plan: WavefrontPlan,
     x: Tensor,
     w_ih: Tensor,
@@ -290,9 +286,12 @@ def wavefront_recurrence(
     (J, G*H), with PyTorch's gate order. Returns the state buffer (S + 1, J + I, B, H); block
     ``j``'s state at time ``t`` is row ``t + offsets[j] + 1`` (see :func:`block_outputs`).
     """
-    if w_ih.shape[1] != GATES[mode] * x.shape[-1]:
-        raise ValueError(f"{mode} weights need {GATES[mode]} gate blocks of width {x.shape[-1]}")
-    return _Wavefront.apply(mode, plan, x, w_ih, w_hh, b_ih, b_hh)
+    spec = cell_spec(mode)
+    if w_ih.shape[1] != spec.gates * x.shape[-1]:
+        raise ValueError(
+            f"{spec.name} weights need {spec.gates} gate blocks of width {x.shape[-1]}"
+        )
+    return _Wavefront.apply(spec, plan, x, w_ih, w_hh, b_ih, b_hh)
 
 
 def block_outputs(

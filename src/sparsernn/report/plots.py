@@ -21,6 +21,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from sparsernn.analysis import mean_ci
+from sparsernn.nn.cells import MODES
 
 __all__ = [
     "CELL_ORDER",
@@ -40,7 +41,7 @@ __all__ = [
 ]
 
 #: Cells in the order figures list them.
-CELL_ORDER: tuple[str, ...] = ("rnn_tanh", "rnn_relu", "gru", "lstm")
+CELL_ORDER: tuple[str, ...] = MODES
 #: One fixed colour per cell (matplotlib's tab10 blue, orange, green, red).
 CELL_COLORS: dict[str, str] = {
     "rnn_tanh": "#1f77b4",
