@@ -242,7 +242,7 @@ def test_n_parameters_gru_study_example():
 
 
 def test_n_parameters_bad_mode():
-    with pytest.raises(ConfigError, match="unknown mode.*gru"):
+    with pytest.raises(ConfigError, match="unknown cell.*gru"):
         n_parameters(nx.path_graph(3), "transformer")
     with pytest.raises(ConfigError, match="input_size"):
         n_parameters(nx.path_graph(3), "gru", input_size=0)

@@ -20,6 +20,7 @@ import numpy as np
 
 from sparsernn.errors import ConfigError, GraphError
 from sparsernn.graphs.dag import LayeredDAG, to_layered_dag
+from sparsernn.nn.cells import cell_spec
 
 __all__ = ["EXTRA_FEATURES", "STUDY_FEATURES", "n_parameters", "properties"]
 
@@ -47,8 +48,6 @@ EXTRA_FEATURES: tuple[str, ...] = (
     "dag_width",
     "n_skip_layers",
 )
-
-_GATES = {"rnn_tanh": 1, "rnn_relu": 1, "gru": 3, "lstm": 4}
 
 
 def _mean_var_std(values: object) -> tuple[float, float, float]:
@@ -223,10 +222,7 @@ def n_parameters(
     >>> n_parameters(nx.path_graph(3), "rnn_tanh")  # layers [0], [1], [2]
     144
     """
-    key = mode.lower() if isinstance(mode, str) else mode
-    if key not in _GATES:
-        raise ConfigError(f"unknown mode {mode!r}; use one of: {', '.join(_GATES)}")
-    gates = _GATES[key]
+    gates = cell_spec(mode.lower() if isinstance(mode, str) else mode).gates
     layered = dag_or_graph if isinstance(dag_or_graph, LayeredDAG) else to_layered_dag(dag_or_graph)
     sizes = layered.layer_sizes
     if input_size is None:
