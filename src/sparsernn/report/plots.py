@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -230,23 +231,28 @@ def pruning_accuracy(
         ax.set_xlabel("pruned weights (%)")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("test accuracy")
-    last_text = "/".join(str(e) for e in sorted(last_epochs - {0}))
-    labels = {
-        ":": "after pruning",
-        "-.": "after 1 retraining epoch",
-        "-": f"after {last_text} retraining epoch(s)",
-    }
-    handles = _cell_legend(cells) + [
-        Line2D([], [], color="black", ls=style, label=label)
-        for style, label in labels.items()
-        if style in styles_used
-    ]
+    handles = _cell_legend(cells) + _epoch_legend(styles_used, last_epochs)
     if base_means:
         handles.append(Line2D([], [], color="black", ls="--", lw=0.9, label="base model"))
         if tolerance:
             handles.append(_tolerance_handle(tolerance))
     axes[-1].legend(handles=handles, fontsize=8, loc="lower left")
     return fig
+
+
+def _epoch_legend(styles_used: set[str], last_epochs: set[int]) -> list[Line2D]:
+    """Legend entries of the line styles used: after pruning, 1 and the last retraining epoch."""
+    last_text = "/".join(str(e) for e in sorted(last_epochs - {0}))
+    labels = {
+        ":": "after pruning",
+        "-.": "after 1 retraining epoch",
+        "-": f"after {last_text} retraining epoch(s)",
+    }
+    return [
+        Line2D([], [], color="black", ls=style, label=label)
+        for style, label in labels.items()
+        if style in styles_used
+    ]
 
 
 def recovery_curves(pruning: pd.DataFrame, base: pd.DataFrame, tolerance: float = 0.01) -> Figure:
@@ -268,19 +274,12 @@ def recovery_curves(pruning: pd.DataFrame, base: pd.DataFrame, tolerance: float 
         return no_data("no pruning results with a base accuracy", title)
     cells = _ordered(df["cell"], CELL_ORDER)
     targets = _ordered(df["target"], _TARGET_ORDER)
-    panels: list[tuple[str, str, list[float]]] = []
-    all_amounts: set[float] = set()
-    for cell in cells:
-        for target in targets:
-            sub = df[(df["cell"] == cell) & (df["target"] == target)]
-            post = sub[sub["epoch"] == 0].groupby("amount")["accuracy"].mean()
-            hurt = sorted(float(a) for a in post.index[post < base_means[cell] - tolerance])
-            panels.append((cell, target, hurt))
-            all_amounts.update(hurt)
+    panels = [(c, t, _hurt(df, c, t, base_means[c] - tolerance)) for c in cells for t in targets]
+    all_amounts = {a for _, _, hurt in panels for a in hurt}
     if not all_amounts:
         return no_data(f"no pruning amount lowered accuracy by more than {tolerance:g}", title)
     amounts = sorted(all_amounts)
-    cmap = _colormap("viridis")
+    cmap = colormaps["viridis"]
     shade = {a: cmap(i / max(len(amounts) - 1, 1) * 0.9) for i, a in enumerate(amounts)}
     fig = _figure(3.6 * len(targets), 2.8 * len(cells) + 0.6)
     axes = fig.subplots(len(cells), len(targets), sharex=True, sharey=True, squeeze=False)
@@ -315,10 +314,11 @@ def recovery_curves(pruning: pd.DataFrame, base: pd.DataFrame, tolerance: float 
     return fig
 
 
-def _colormap(name: str):
-    from matplotlib import colormaps
-
-    return colormaps[name]
+def _hurt(df: pd.DataFrame, cell: str, target: str, threshold: float) -> list[float]:
+    """The amounts whose mean accuracy right after pruning is below ``threshold``, sorted."""
+    sub = df[(df["cell"] == cell) & (df["target"] == target)]
+    post = sub[sub["epoch"] == 0].groupby("amount")["accuracy"].mean()
+    return sorted(float(a) for a in post.index[post < threshold])
 
 
 # ----------------------------------------------------------------------------- base models
@@ -528,14 +528,8 @@ def predicted_vs_actual(frame: pd.DataFrame) -> Figure:
         sub = df[df["model"].astype(str) == model]
         for cell in cells:
             part = sub[sub["cell"] == cell]
-            ax.scatter(
-                part["actual"],
-                part["predicted"],
-                s=12,
-                color=cell_color(cell),
-                alpha=0.7,
-                linewidths=0,
-            )
+            style = {"s": 12, "color": cell_color(cell), "alpha": 0.7, "linewidths": 0}
+            ax.scatter(part["actual"], part["predicted"], **style)
         ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="black", ls="--", lw=1)
         ax.set_xlim(lo - pad, hi + pad)
         ax.set_ylim(lo - pad, hi + pad)
