@@ -6,7 +6,7 @@ names: ``bayesian_ridge, random_forest, adaboost``; pruning targets: ``both, i2h
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
@@ -32,7 +32,7 @@ def _per_cell(column: str, values: dict[str, float]) -> pd.DataFrame:
 
 
 def _per_cell_and(
-    key: str, keys: Sequence[str], column: str, values: dict[str, tuple[float, ...]]
+    key: str, keys: Sequence[str], column: str, values: Mapping[str, Sequence[float]]
 ) -> pd.DataFrame:
     """Published numbers per cell and ``key``: ``values[cell][i]`` belongs to ``keys[i]``;
     columns ``cell, <key>, <column>``."""

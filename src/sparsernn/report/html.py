@@ -112,11 +112,13 @@ def _write_tables(sections: list[Section], tables_dir: Path) -> None:
         (tables_dir / f"{block.name}.md").write_text(markdown_table(block.frame), encoding="utf-8")
 
 
-def _context(results: StudyResults, tolerance: float | None, **options: int) -> Context:
+def _context(
+    results: StudyResults, tolerance: float | None, n_boot: int, n_repeats: int, seed: int
+) -> Context:
     """The sections' context: per-kind configs, the tolerance (default the pruning config's,
     else 0.01), the caveats."""
-    configs = setup.kind_configs(results)
-    ctx = Context(results, _clean_structure(results.structure), 0.0, configs=configs, **options)
+    structure = _clean_structure(results.structure)
+    ctx = Context(results, structure, 0.0, n_boot, n_repeats, seed, setup.kind_configs(results))
     if tolerance is None:
         tolerance = (ctx.config("prune").get("pruning") or {}).get("tolerance", 0.01)
     ctx.tolerance = float(tolerance)
@@ -159,8 +161,7 @@ def build_report(
         If ``study`` is a path without a results store.
     """
     results = study if isinstance(study, StudyResults) else load_results(study)
-    options = {"n_boot": int(n_boot), "n_repeats": int(n_repeats), "seed": int(seed)}
-    ctx = _context(results, tolerance, **options)
+    ctx = _context(results, tolerance, int(n_boot), int(n_repeats), int(seed))
     sections = [_section(ctx, sid) for sid in SECTIONS]
     out = Path(out)
     tables_dir = out.with_name(f"{out.stem}_tables")

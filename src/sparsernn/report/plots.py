@@ -11,10 +11,12 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
+from matplotlib.artist import Artist
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -174,7 +176,7 @@ TOLERANCE_BAND = {"color": "#f0a000", "alpha": 0.3, "lw": 0, "zorder": 0}
 
 
 def _tolerance_handle(tolerance: float) -> Patch:
-    style = {k: v for k, v in TOLERANCE_BAND.items() if k != "zorder"}
+    style: dict[str, Any] = {k: v for k, v in TOLERANCE_BAND.items() if k != "zorder"}
     return Patch(label=f"tolerance band (base - {tolerance:g})", **style)
 
 
@@ -231,7 +233,7 @@ def pruning_accuracy(
         ax.set_xlabel("pruned weights (%)")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("test accuracy")
-    handles = _cell_legend(cells) + _epoch_legend(styles_used, last_epochs)
+    handles: list[Artist] = [*_cell_legend(cells), *_epoch_legend(styles_used, last_epochs)]
     if base_means:
         handles.append(Line2D([], [], color="black", ls="--", lw=0.9, label="base model"))
         if tolerance:
@@ -302,7 +304,9 @@ def recovery_curves(pruning: pd.DataFrame, base: pd.DataFrame, tolerance: float 
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in axes[:, 0]:
         ax.set_ylabel("test accuracy")
-    handles = [Line2D([], [], color=shade[a], marker="o", label=f"{a:g}%") for a in amounts]
+    handles: list[Artist] = [
+        Line2D([], [], color=shade[a], marker="o", label=f"{a:g}%") for a in amounts
+    ]
     handles.append(_tolerance_handle(tolerance))
     fig.legend(
         handles=handles,

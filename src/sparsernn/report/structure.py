@@ -121,7 +121,7 @@ def _published_correlations(corr: pd.DataFrame, key: list[str]) -> pd.DataFrame:
     """Pearson and Spearman r (with CIs) of the key features, generators pooled, beside the
     published Pearson r."""
     pooled = corr[(corr["generator"] == analysis.POOLED) & corr["feature"].isin(key)]
-    wide = None
+    wide: pd.DataFrame | None = None
     for method in ("pearson", "spearman"):
         part = pooled.loc[
             pooled["method"] == method, ["cell", "feature", "r", "ci_low", "ci_high", "n"]
@@ -135,6 +135,7 @@ def _published_correlations(corr: pd.DataFrame, key: list[str]) -> pd.DataFrame:
             else wide.merge(part.drop(columns="n"), on=["cell", "feature"], how="outer")
         )
     published = analysis.published_correlations().rename(columns={"r": "published"})
+    assert wide is not None  # (two methods above)
     table = wide.merge(
         published[["cell", "feature", "published"]], on=["cell", "feature"], how="left"
     )
