@@ -91,3 +91,42 @@ def test_corrected_cv_ci_hand_computed():
     assert lo == pytest.approx(0.25 - 0.31379, abs=1e-4)
     assert hi == pytest.approx(0.25 + 0.31379, abs=1e-4)
     assert corrected_cv_ci([0.5], 0.25)[1] != corrected_cv_ci([0.5], 0.25)[1]  # NaN: one score
+
+
+def test_bootstrap_ci_is_the_percentile_interval_of_seeded_resamples():
+    # the expectation, computed by hand: resample row indices with the same generator stream
+    x = np.random.default_rng(5).normal(size=40)
+    y = x + np.random.default_rng(6).normal(size=40)
+    idx = np.random.default_rng(11).integers(0, 40, size=(300, 40))
+    boot = [np.corrcoef(x[i], y[i])[0, 1] for i in idx]
+    expected = np.quantile(boot, [0.05, 0.95])
+    got = bootstrap_ci(x, y, lambda a, b: np.corrcoef(a, b)[0, 1], 300, seed=11, confidence=0.9)
+    assert got == pytest.approx(tuple(expected), abs=1e-12)
+
+
+def test_bootstrap_ci_drops_undefined_resamples():
+    # a statistic undefined on a third of the resamples: the interval comes from the others
+    x = np.arange(20.0)
+    idx = np.random.default_rng(2).integers(0, 20, size=(90, 20))
+    values = np.array([x[i].mean() for i in idx])
+    values[::3] = np.nan
+
+    def stat(a):
+        return np.where(np.arange(len(a)) % 3 == 0, np.nan, a.mean(axis=1))
+
+    got = bootstrap_ci(x, None, stat, 90, seed=2, vectorized=True)
+    finite = values[np.isfinite(values)]
+    assert got == pytest.approx(tuple(np.quantile(finite, [0.025, 0.975])))
+    # more than half undefined: no interval
+    assert all(
+        math.isnan(v)
+        for v in bootstrap_ci(
+            x,
+            None,
+            lambda a: np.where(np.arange(len(a)) % 3 == 0, a.mean(axis=1), np.nan),
+            90,
+            seed=2,
+            vectorized=True,
+        )
+    )
+    assert all(math.isnan(v) for v in bootstrap_ci([1.0], None, np.mean, 10, seed=0))  # 1 row

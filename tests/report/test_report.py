@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import html
 import re
 import shutil
 import subprocess
@@ -212,14 +213,22 @@ def test_a_failing_analysis_is_reported_in_its_section_only(
     assert "RuntimeError: correlations exploded" in _sections(text)["correlations"]
 
 
+def _md_cells(line: str) -> list[str]:
+    """The cells of one Markdown table row (``\\|`` is an escaped pipe inside a cell)."""
+    return [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+
+
 def test_markdown_table_escapes_and_aligns():
+    # (the columns are padded to equal width by tabulate: compare cells, not spacing)
     df = pd.DataFrame({"name": ["a|b", None], "r": [0.5, float("nan")], "n": [1, 2]})
-    assert markdown_table(df).splitlines() == [
-        "| name | r | n |",
-        "|---|---:|---:|",
-        "| a\\|b | 0.500 | 1 |",
-        "| – | – | 2 |",
+    lines = markdown_table(df).splitlines()
+    assert [_md_cells(line) for line in lines[:1] + lines[2:]] == [
+        ["name", "r", "n"],
+        ["a\\|b", "0.500", "1"],
+        ["–", "–", "2"],
     ]
+    align = _md_cells(lines[1])
+    assert not align[0].endswith(":") and all(re.fullmatch(r":?-+:", a) for a in align[1:])
 
 
 def _chromium() -> str | None:
@@ -287,7 +296,17 @@ def _top(text: str) -> str:
 
 
 def _has_published_columns(text: str) -> bool:
-    return any(f"<th>{c}</th>" in text for c in ("published", "published_safe", "difference"))
+    return (
+        re.search(r"<th\b[^>]*>\s*(published|published_safe|difference)\s*</th>", text) is not None
+    )
+
+
+def test_published_column_check_sees_rendered_headers():
+    # the check above must match the table markup the report writes, or its negative use is void
+    from sparsernn.report.tables import html_table
+
+    assert _has_published_columns(html_table(pd.DataFrame({"published": [0.5]}), "t"))
+    assert not _has_published_columns(html_table(pd.DataFrame({"ours": [0.5]}), "t"))
 
 
 def test_study_task_run_shows_published_figures_and_collapsed_config(report: Path):
@@ -346,7 +365,8 @@ def test_other_task_or_model_omits_published_figures(study, tmp_path: Path, chan
     tolerated = pd.read_csv(tmp_path / "r_tables" / "pruning_tolerated.csv")
     assert "published_safe" not in tolerated.columns and "difference" not in tolerated.columns
     if "data" in changes and "grammar" in changes["data"]:
-        assert "data.grammar = &quot;embedded_reber&quot;" in sentences[0]
+        assert 'data.grammar = "embedded_reber"' in html.unescape(sentences[0])
+        assert '"embedded_reber"' not in sentences[0]  # the quotes are escaped
 
 
 def test_user_supplied_text_is_escaped(study: StudyResults, tmp_path: Path):
@@ -368,3 +388,75 @@ def test_report_files_follow_the_umask(study: StudyResults, tmp_path: Path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+# ------------------------------------------------------------------------ per-kind configuration
+@dataclasses.dataclass
+class _PerKind(StudyResults):
+    """Stand-in for results whose store keeps each planned kind's own config (``studies``)."""
+
+    studies: dict = dataclasses.field(default_factory=dict)
+
+
+def _details(text: str) -> dict[str, str]:
+    """``<details>`` summary -> its (unescaped) preformatted text."""
+    found = re.findall(r"<details><summary>(.*?)</summary><pre>(.*?)</pre></details>", text, re.S)
+    return {html.unescape(k): html.unescape(v) for k, v in found}
+
+
+KINDS = ("base", "prune", "structure")
+
+
+def test_each_kind_is_shown_and_judged_with_its_own_config(study: StudyResults, tmp_path: Path):
+    # `prune` (1 epoch, amounts 50/100, tolerance 0.05) then `structure` into one directory:
+    # the last command's config carries the structure command's pruning and training defaults.
+    prune = _with_study(study, pruning={"tolerance": 0.05}).study
+    structure = _with_study(
+        study, train={"epochs": 50}, pruning={"amounts": [10.0, 20.0, 30.0], "tolerance": 0.01}
+    ).study
+    results = _PerKind(
+        **{f.name: getattr(study, f.name) for f in dataclasses.fields(StudyResults)},
+        studies={"structure": structure, "base": prune, "prune": prune},
+    )
+    results = dataclasses.replace(results, study=structure)
+    text = build_report(results, tmp_path / "k.html", n_boot=20, n_repeats=1).read_text()
+    setup = _sections(text)["setup"]
+    blocks = _details(setup)
+    assert list(blocks) == [f"Study configuration of the {k} units" for k in KINDS]
+    assert (
+        "amounts = [\n    50.0,\n    100.0,\n]" in blocks["Study configuration of the prune units"]
+    )
+    assert "10.0" not in blocks["Study configuration of the prune units"]
+    assert "20.0" in blocks["Study configuration of the structure units"]
+    assert "[train]\nepochs = 1\n" in blocks["Study configuration of the base units"]
+    # settings come from the kind that uses them: the prune config's tolerance, the base
+    # config's epochs (the last command's 50 epochs would hide the caveat)
+    setup_table = pd.read_csv(tmp_path / "k_tables" / "setup.csv").set_index("item")["value"]
+    assert setup_table["pruning tolerance"] == "0.05"
+    (caveat,) = re.findall(r'<p class="caveat">(.*?)</p>', _top(text))
+    assert "base models trained 1 epoch(s)" in caveat
+
+
+def test_store_without_per_kind_configs_shows_one_block(study: StudyResults, tmp_path: Path):
+    results = _PerKind(
+        **{f.name: getattr(study, f.name) for f in dataclasses.fields(StudyResults)}, studies={}
+    )
+    text = build_report(results, tmp_path / "one.html", n_boot=20, n_repeats=1).read_text()
+    assert list(_details(_sections(text)["setup"])) == ["Study configuration (study.toml)"]
+
+
+def test_file_graph_names_and_failures_are_escaped(study: StudyResults, tmp_path: Path):
+    evil = '<img src=x onerror="alert(1)">'
+    structure = study.structure.copy()
+    structure["generator"] = "file"
+    structure["graph"] = evil + structure["graph_id"].astype(str)
+    failures = pd.DataFrame(
+        {"key": [evil], "kind": ["structure"], "error": [f"Traceback\n{evil}"], "attempts": [1]}
+    )
+    results = dataclasses.replace(study, structure=structure, failures=failures)
+    text = build_report(results, tmp_path / "f.html", n_boot=20, n_repeats=1).read_text()
+    assert "<img src=x" not in text and 'onerror="' not in text
+    assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;0" in _sections(text)["structure"]
+    assert f"{evil} (structure)" in _details(_sections(text)["failures"])
+    graphs = pd.read_csv(tmp_path / "f_tables" / "structure_graphs.csv")
+    assert set(graphs["graph"]) == {evil + str(i) for i in structure["graph_id"].unique()}

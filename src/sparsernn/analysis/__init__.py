@@ -13,53 +13,18 @@ in ``frame.attrs["note"]``; partial skips are noted there too. Missing columns r
 :class:`~sparsernn.errors.DataError`, bad options :class:`~sparsernn.errors.ConfigError`.
 """
 
-from sparsernn.analysis.correlation import POOLED, correlations
-from sparsernn.analysis.prediction import (
-    BASELINES,
-    MODELS,
-    GraphAccuracyRegressor,
-    cross_validated,
-    feature_importances,
-    feature_subsets,
-    leave_one_generator_out,
-    predicted_vs_actual,
-    study_protocol,
-)
-from sparsernn.analysis.pruning import epochs_to_recover, tolerated_sparsity
-from sparsernn.analysis.published import (
-    compare,
-    published_base_accuracy,
-    published_correlations,
-    published_mean_accuracy,
-    published_post_prune,
-    published_r2,
-    published_safe_pruning,
-)
-from sparsernn.analysis.stats import STUDY_FEATURES, bootstrap_ci, corrected_cv_ci, mean_ci
+# Each module's public names, re-exported here; ``__all__`` is the union of theirs.
+from sparsernn.analysis import correlation, prediction, pruning, published, stats
+from sparsernn.analysis.correlation import *  # noqa: F403
+from sparsernn.analysis.prediction import *  # noqa: F403
+from sparsernn.analysis.pruning import *  # noqa: F403
+from sparsernn.analysis.published import *  # noqa: F403
+from sparsernn.analysis.stats import *  # noqa: F403
 
 __all__ = [
-    "STUDY_FEATURES",
-    "mean_ci",
-    "corrected_cv_ci",
-    "bootstrap_ci",
-    "POOLED",
-    "correlations",
-    "MODELS",
-    "BASELINES",
-    "feature_subsets",
-    "study_protocol",
-    "cross_validated",
-    "feature_importances",
-    "leave_one_generator_out",
-    "predicted_vs_actual",
-    "GraphAccuracyRegressor",
-    "tolerated_sparsity",
-    "epochs_to_recover",
-    "published_base_accuracy",
-    "published_safe_pruning",
-    "published_mean_accuracy",
-    "published_correlations",
-    "published_r2",
-    "published_post_prune",
-    "compare",
+    *stats.__all__,
+    *correlation.__all__,
+    *prediction.__all__,
+    *pruning.__all__,
+    *published.__all__,
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -130,47 +130,63 @@ def correlations(
     """
     by = [by] if isinstance(by, str) else list(by)
     features = list(STUDY_FEATURES if features is None else features)
-    methods = list(methods)
-    unknown = [m for m in methods if m not in _METHODS]
-    if unknown:
-        raise ConfigError(f"unknown correlation method {unknown[0]!r}; use pearson or spearman")
-    if int(n_boot) < 0:
-        raise ConfigError(f"n_boot must be >= 0, not {n_boot!r}")
+    methods = _check_methods(methods, n_boot)
     confidence = _check_confidence(confidence)
     _require_columns(df, [*by, *features, target], "correlations")
     columns = [*by, *_RESULT_COLUMNS]
     if df.empty:
         return _empty(columns, "correlations: no rows")
-
-    groups: list[tuple[tuple[object, ...], pd.DataFrame]] = []
-    if by:
-        for key, sub in df.groupby(by, sort=True, dropna=False):
-            groups.append((key if isinstance(key, tuple) else (key,), sub))
-        if "generator" in by:
-            rest = [k for k in by if k != "generator"]
-            pos = by.index("generator")
-            pooled = df.groupby(rest, sort=True, dropna=False) if rest else [((), df)]
-            for key, sub in pooled:
-                key = list(key) if isinstance(key, tuple) else [key]
-                key.insert(pos, POOLED)
-                groups.append((tuple(key), sub))
-    else:
-        groups.append(((), df))
-
     rows = []
-    for key, sub in groups:
-        y_full = pd.to_numeric(sub[target], errors="coerce").to_numpy(float)
-        for feature in features:
-            x_full = pd.to_numeric(sub[feature], errors="coerce").to_numpy(float)
-            ok = ~(np.isnan(x_full) | np.isnan(y_full))
+    for key, sub in _groups(df, by):
+        keys = dict(zip(by, key, strict=True))
+        for feature, x, y in _pairs(sub, features, target):
             for method in methods:
                 stream = None if seed is None else derive_seed(seed, *key, feature, method)
-                res = _one(x_full[ok], y_full[ok], method, int(n_boot), stream, confidence)
-                keys = dict(zip(by, key, strict=True))
+                res = _one(x, y, method, int(n_boot), stream, confidence)
                 rows.append({**keys, "feature": feature, "method": method, **res})
-    out = pd.DataFrame(rows, columns=columns)
-    out["n"] = out["n"].astype(int)
+    out = pd.DataFrame(rows, columns=columns).astype({"n": int})
     rest = [k for k in by if k != "generator"]
     if rest and "generator" in by:  # each cell's generators, then its pooled group
         out = out.sort_values(rest, kind="stable", ignore_index=True)
     return out
+
+
+def _pairs(
+    sub: pd.DataFrame, features: Sequence[str], target: str
+) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """(feature, x, y) per feature, as floats, rows with a NaN in x or y dropped."""
+    y_full = pd.to_numeric(sub[target], errors="coerce").to_numpy(float)
+    for feature in features:
+        x_full = pd.to_numeric(sub[feature], errors="coerce").to_numpy(float)
+        ok = ~(np.isnan(x_full) | np.isnan(y_full))
+        yield feature, x_full[ok], y_full[ok]
+
+
+def _check_methods(methods: Sequence[str], n_boot: int) -> list[str]:
+    """The correlation methods as a list; ConfigError for an unknown one or a negative n_boot."""
+    unknown = [m for m in methods if m not in _METHODS]
+    if unknown:
+        raise ConfigError(f"unknown correlation method {unknown[0]!r}; use pearson or spearman")
+    if int(n_boot) < 0:
+        raise ConfigError(f"n_boot must be >= 0, not {n_boot!r}")
+    return list(methods)
+
+
+def _groups(df: pd.DataFrame, by: list[str]) -> list[tuple[tuple[object, ...], pd.DataFrame]]:
+    """(key, rows) per group of ``by``; with ``generator`` in ``by``, also each pooled group
+    (``generator == POOLED``) of the other keys."""
+    if not by:
+        return [((), df)]
+    groups = [
+        (key if isinstance(key, tuple) else (key,), sub)
+        for key, sub in df.groupby(by, sort=True, dropna=False)
+    ]
+    if "generator" in by:
+        rest = [k for k in by if k != "generator"]
+        pos = by.index("generator")
+        pooled = df.groupby(rest, sort=True, dropna=False) if rest else [((), df)]
+        for key, sub in pooled:
+            key = list(key) if isinstance(key, tuple) else [key]
+            key.insert(pos, POOLED)
+            groups.append((tuple(key), sub))
+    return groups

@@ -160,6 +160,24 @@ def _check_models(models: Sequence[str]) -> list[str]:
     return models
 
 
+def _held_out(estimator: BaseEstimator, name: str, train: tuple, test: tuple) -> dict[str, object]:
+    """Fit ``estimator`` on ``train`` = (X, y); its R^2 on ``test``, as part of a result row."""
+    with _quiet():
+        estimator.fit(*train)
+    r2 = _r2(test[1], estimator.predict(test[0]))
+    return {"model": name, "r2": r2, "n_train": len(train[1]), "n_test": len(test[1])}
+
+
+def _result(parts: list, columns: list[str], notes: list[str], what: str) -> pd.DataFrame:
+    """The frame of result rows (dicts) or parts (frames) with ``notes``; when nothing could
+    run, an empty frame saying why."""
+    if not parts:
+        return _empty(columns, "; ".join(notes) or f"{what}: no rows")
+    if isinstance(parts[0], pd.DataFrame):
+        return _with_notes(pd.concat(parts, ignore_index=True)[columns], notes)
+    return _with_notes(pd.DataFrame(parts, columns=columns), notes)
+
+
 def study_protocol(
     df: pd.DataFrame,
     features: str | Sequence[str] | None = STUDY_FEATURES,
@@ -198,20 +216,9 @@ def study_protocol(
             X, y, test_size=test_size, random_state=random_state
         )
         for name in models:
-            with _quiet():
-                model = _make_model(name, random_state).fit(X_tr, y_tr)
-            rows.append(
-                {
-                    "cell": cell,
-                    "model": name,
-                    "r2": _r2(y_te, model.predict(X_te)),
-                    "n_train": len(y_tr),
-                    "n_test": len(y_te),
-                }
-            )
-    if not rows:
-        return _empty(columns, "; ".join(notes) or "study_protocol: no rows")
-    return _with_notes(pd.DataFrame(rows, columns=columns), notes)
+            model = _make_model(name, random_state)
+            rows.append({"cell": cell, **_held_out(model, name, (X_tr, y_tr), (X_te, y_te))})
+    return _result(rows, columns, notes, "study_protocol")
 
 
 def cross_validated(
@@ -232,9 +239,8 @@ def cross_validated(
     Baselines: ``dummy_mean`` predicts the training mean (R^2 <= 0 by construction on average);
     ``size_only`` is BayesianRidge on ``nodes`` and ``edges`` only.
 
-    The CI is :func:`corrected_cv_ci` over the ``n_splits * n_repeats`` fold scores: folds share
-    training rows, so the plain t-interval would be too narrow; Nadeau & Bengio's correction
-    inflates the variance by ``1/J + 1/(n_splits - 1)``.
+    The CI is :func:`corrected_cv_ci` over the ``n_splits * n_repeats`` fold scores (Nadeau &
+    Bengio: folds share training rows, so the plain t-interval would be too narrow).
 
     Parameters
     ----------
@@ -259,44 +265,35 @@ def cross_validated(
     cv = RepeatedKFold(n_splits=n_splits, n_repeats=n_repeats, random_state=random_state)
     rows = []
     for cell, sub in groups:
-        n = len(sub)
-        if n < 2 * n_splits:
-            notes.append(
-                f"cross_validated: cell {cell} has {n} rows, need at least {2 * n_splits} "
-                f"for {n_splits} folds; lower n_splits or add graphs"
-            )
+        why = _cv_unusable(cell, sub, target, n_splits)
+        if why:
+            notes.append(why)
             continue
         y = sub[target].to_numpy(float)
-        if np.ptp(y) == 0:
-            notes.append(f"cross_validated: cell {cell} has a constant {target}; R^2 is undefined")
-            continue
         for name in models:
-            use = list(_SIZE) if name == "size_only" else cols
+            X = sub[list(_SIZE) if name == "size_only" else cols].to_numpy(float)
             with _quiet():
                 scores = cross_val_score(
-                    _pipeline(name, random_state),
-                    sub[use].to_numpy(float),
-                    y,
-                    cv=cv,
-                    scoring="r2",
-                    n_jobs=n_jobs,
+                    _pipeline(name, random_state), X, y, cv=cv, scoring="r2", n_jobs=n_jobs
                 )
             mean, lo, hi = corrected_cv_ci(scores, 1 / (n_splits - 1), confidence)
-            rows.append(
-                {
-                    "cell": cell,
-                    "model": name,
-                    "features": "size_only" if name == "size_only" else label,
-                    "r2_mean": mean,
-                    "r2_ci_low": lo,
-                    "r2_ci_high": hi,
-                    "n_folds": len(scores),
-                    "n": n,
-                }
-            )
-    if not rows:
-        return _empty(columns, "; ".join(notes) or "cross_validated: no rows")
-    return _with_notes(pd.DataFrame(rows, columns=columns), notes)
+            subset = "size_only" if name == "size_only" else label
+            row = (cell, name, subset, mean, lo, hi, len(scores), len(sub))
+            rows.append(dict(zip(columns, row, strict=True)))
+    return _result(rows, columns, notes, "cross_validated")
+
+
+def _cv_unusable(cell: object, sub: pd.DataFrame, target: str, n_splits: int) -> str | None:
+    """Why ``cell``'s rows cannot be cross-validated (too few rows, constant target), or None."""
+    n = len(sub)
+    if n < 2 * n_splits:
+        return (
+            f"cross_validated: cell {cell} has {n} rows, need at least {2 * n_splits} "
+            f"for {n_splits} folds; lower n_splits or add graphs"
+        )
+    if np.ptp(sub[target].to_numpy(float)) == 0:
+        return f"cross_validated: cell {cell} has a constant {target}; R^2 is undefined"
+    return None
 
 
 def feature_importances(
@@ -347,9 +344,7 @@ def feature_importances(
             }
         )
         parts.append(part.sort_values("permutation_mean", ascending=False, kind="stable"))
-    if not parts:
-        return _empty(columns, "; ".join(notes) or "feature_importances: no rows")
-    return _with_notes(pd.concat(parts, ignore_index=True), notes)
+    return _result(parts, columns, notes, "feature_importances")
 
 
 def leave_one_generator_out(
@@ -392,26 +387,14 @@ def leave_one_generator_out(
             if len(test) < 2 or len(train) < 2:
                 notes.append(f"leave_one_generator_out: cell {cell}, generator {g}: too few rows")
                 continue
+            xy_train = (train[cols].to_numpy(float), train[target].to_numpy(float))
+            xy_test = (test[cols].to_numpy(float), test[target].to_numpy(float))
+            trained_on = "+".join(x for x in gens if x != g)
             for name in models:
-                with _quiet():
-                    pipe = _pipeline(name, random_state).fit(
-                        train[cols].to_numpy(float), train[target].to_numpy(float)
-                    )
-                pred = pipe.predict(test[cols].to_numpy(float))
-                rows.append(
-                    {
-                        "cell": cell,
-                        "train_generators": "+".join(x for x in gens if x != g),
-                        "test_generator": g,
-                        "model": name,
-                        "r2": _r2(test[target].to_numpy(float), pred),
-                        "n_train": len(train),
-                        "n_test": len(test),
-                    }
-                )
-    if not rows:
-        return _empty(columns, "; ".join(notes) or "leave_one_generator_out: no rows")
-    return _with_notes(pd.DataFrame(rows, columns=columns), notes)
+                score = _held_out(_pipeline(name, random_state), name, xy_train, xy_test)
+                rows.append({"cell": cell, "train_generators": trained_on, "test_generator": g})
+                rows[-1].update(score)
+    return _result(rows, columns, notes, "leave_one_generator_out")
 
 
 def predicted_vs_actual(
@@ -459,9 +442,7 @@ def predicted_vs_actual(
             part["actual"] = y
             part["predicted"] = pred
             parts.append(part)
-    if not parts:
-        return _empty(columns, "; ".join(notes) or "predicted_vs_actual: no rows")
-    return _with_notes(pd.concat(parts, ignore_index=True)[columns], notes)
+    return _result(parts, columns, notes, "predicted_vs_actual")
 
 
 class GraphAccuracyRegressor(RegressorMixin, BaseEstimator):

@@ -8,7 +8,6 @@ within (a 1e-9 slack absorbs float rounding of the subtraction).
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from sparsernn.analysis.stats import (
@@ -25,6 +24,11 @@ __all__ = ["tolerated_sparsity", "epochs_to_recover"]
 _SLACK = 1e-9
 _RESULT_COLUMNS = ("cell", "seed", "target", "amount", "epoch", "accuracy")
 _BASE_COLUMNS = ("cell", "seed", "base_accuracy")
+# Result columns: per seed and aggregated over seeds.
+_TOLERATED_SEED = "cell seed target base_accuracy tolerated first_failure".split()
+_TOLERATED_AGG = "cell target tolerated_mean tolerated_ci_low tolerated_ci_high n_seeds".split()
+_RECOVER_SEED = "cell seed target amount base_accuracy epochs recovered".split()
+_RECOVER_AGG = "cell target amount epochs_mean ci_low ci_high n_recovered n_seeds epochs".split()
 
 
 def _merged(results: pd.DataFrame, base: pd.DataFrame, tolerance: float, what: str) -> pd.DataFrame:
@@ -83,52 +87,41 @@ def tolerated_sparsity(
         target, base_accuracy, tolerated, first_failure`` (``first_failure`` NaN if none fails).
     """
     confidence = _check_confidence(confidence)
-    seed_cols = ["cell", "seed", "target", "base_accuracy", "tolerated", "first_failure"]
-    agg_cols = [
-        "cell",
-        "target",
-        "tolerated_mean",
-        "tolerated_ci_low",
-        "tolerated_ci_high",
-        "n_seeds",
-    ]
     merged = _merged(results, base, tolerance, "tolerated_sparsity")
     at = merged.loc[merged["epoch"] == epoch]
     if at.empty:
-        return _empty(
-            seed_cols if per_seed else agg_cols, f"tolerated_sparsity: no results at epoch {epoch}"
+        note = f"tolerated_sparsity: no results at epoch {epoch}"
+        return _empty(_TOLERATED_SEED if per_seed else _TOLERATED_AGG, note)
+    at = at.assign(
+        tolerated=at["amount"].where(at["ok"]), first_failure=at["amount"].where(~at["ok"])
+    )
+    seeds = (
+        at.groupby(["cell", "seed", "target"], sort=True)
+        .agg(
+            base_accuracy=("base_accuracy", "first"),
+            tolerated=("tolerated", "max"),
+            first_failure=("first_failure", "min"),
         )
-    rows = []
-    for (cell, seed, target), sub in at.groupby(["cell", "seed", "target"], sort=True):
-        ok = sub.loc[sub["ok"], "amount"]
-        bad = sub.loc[~sub["ok"], "amount"]
-        rows.append(
-            {
-                "cell": cell,
-                "seed": seed,
-                "target": target,
-                "base_accuracy": float(sub["base_accuracy"].iloc[0]),
-                "tolerated": float(ok.max()) if len(ok) else 0.0,
-                "first_failure": float(bad.min()) if len(bad) else np.nan,
-            }
-        )
-    seeds = pd.DataFrame(rows, columns=seed_cols)
+        .fillna({"tolerated": 0.0})  # no amount within tolerance: nothing is tolerated
+        .reset_index()
+        .astype({"base_accuracy": float, "tolerated": float, "first_failure": float})
+    )
     if per_seed:
-        return seeds
-    agg = []
-    for (cell, target), sub in seeds.groupby(["cell", "target"], sort=True):
-        mean, lo, hi = mean_ci(sub["tolerated"], confidence)
-        agg.append(
-            {
-                "cell": cell,
-                "target": target,
-                "tolerated_mean": mean,
-                "tolerated_ci_low": lo,
-                "tolerated_ci_high": hi,
-                "n_seeds": len(sub),
-            }
-        )
-    return pd.DataFrame(agg, columns=agg_cols)
+        return seeds[_TOLERATED_SEED]
+    agg = _over_seeds(seeds, ["cell", "target"], "tolerated", confidence)
+    names = {"mean": "tolerated_mean", "ci_low": "tolerated_ci_low", "ci_high": "tolerated_ci_high"}
+    return agg.rename(columns=names)[_TOLERATED_AGG]
+
+
+def _over_seeds(
+    seeds: pd.DataFrame, keys: list[str], value: str, confidence: float
+) -> pd.DataFrame:
+    """Per group of ``keys``: ``mean, ci_low, ci_high`` of ``value`` (t-interval, NaNs dropped)
+    and ``n_seeds`` (all rows of the group)."""
+    groups = seeds.groupby(keys, sort=True)[value]
+    stats = groups.apply(lambda v: pd.Series(mean_ci(v, confidence), ["mean", "ci_low", "ci_high"]))
+    out = stats.unstack().join(groups.size().rename("n_seeds"))
+    return out.reset_index()
 
 
 def _display(mean: float, lo: float, hi: float, n_recovered: int, n_seeds: int) -> str:
@@ -165,54 +158,28 @@ def epochs_to_recover(
         recovered``.
     """
     confidence = _check_confidence(confidence)
-    seed_cols = ["cell", "seed", "target", "amount", "base_accuracy", "epochs", "recovered"]
-    agg_cols = [
-        "cell",
-        "target",
-        "amount",
-        "epochs_mean",
-        "ci_low",
-        "ci_high",
-        "n_recovered",
-        "n_seeds",
-        "epochs",
-    ]
     merged = _merged(results, base, tolerance, "epochs_to_recover")
     if merged.empty:
-        return _empty(seed_cols if per_seed else agg_cols, "epochs_to_recover: no results")
-    rows = []
+        return _empty(_RECOVER_SEED if per_seed else _RECOVER_AGG, "epochs_to_recover: no results")
     keys = ["cell", "seed", "target", "amount"]
-    for (cell, seed, target, amount), sub in merged.groupby(keys, sort=True):
-        ok = sub.loc[sub["ok"], "epoch"]
-        rows.append(
-            {
-                "cell": cell,
-                "seed": seed,
-                "target": target,
-                "amount": amount,
-                "base_accuracy": float(sub["base_accuracy"].iloc[0]),
-                "epochs": float(ok.min()) if len(ok) else np.nan,
-                "recovered": bool(len(ok)),
-            }
-        )
-    seeds = pd.DataFrame(rows, columns=seed_cols)
+    seeds = (
+        merged.assign(epochs=merged["epoch"].where(merged["ok"]))
+        .groupby(keys, sort=True)
+        .agg(base_accuracy=("base_accuracy", "first"), epochs=("epochs", "min"))
+        .reset_index()
+        .astype({"base_accuracy": float, "epochs": float})
+    )
+    seeds["recovered"] = seeds["epochs"].notna()
     if per_seed:
-        return seeds
-    agg = []
-    for (cell, target, amount), sub in seeds.groupby(["cell", "target", "amount"], sort=True):
-        mean, lo, hi = mean_ci(sub["epochs"], confidence)  # NaN ("never") seeds are dropped
-        n_rec, n = int(sub["recovered"].sum()), len(sub)
-        agg.append(
-            {
-                "cell": cell,
-                "target": target,
-                "amount": amount,
-                "epochs_mean": mean,
-                "ci_low": lo,
-                "ci_high": hi,
-                "n_recovered": n_rec,
-                "n_seeds": n,
-                "epochs": _display(mean, lo, hi, n_rec, n),
-            }
+        return seeds[_RECOVER_SEED]
+    agg = _over_seeds(seeds, ["cell", "target", "amount"], "epochs", confidence)
+    agg = agg.rename(columns={"mean": "epochs_mean"})
+    recovered = seeds.groupby(["cell", "target", "amount"], sort=True)["recovered"].sum()
+    agg["n_recovered"] = recovered.to_numpy().astype(int)
+    agg["epochs"] = [
+        _display(*row)
+        for row in agg[["epochs_mean", "ci_low", "ci_high", "n_recovered", "n_seeds"]].itertuples(
+            index=False
         )
-    return pd.DataFrame(agg, columns=agg_cols)
+    ]
+    return agg[_RECOVER_AGG]

@@ -6,7 +6,7 @@ names: ``bayesian_ridge, random_forest, adaboost``; pruning targets: ``both, i2h
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
@@ -26,14 +26,24 @@ __all__ = [
 _TARGETS = ("both", "i2h", "h2h")
 
 
+def _per_cell(column: str, values: dict[str, float]) -> pd.DataFrame:
+    """One published number per cell: columns ``cell, <column>`` in the order given."""
+    return pd.DataFrame({"cell": list(values), column: list(values.values())})
+
+
+def _per_cell_and(
+    key: str, keys: Sequence[str], column: str, values: Mapping[str, Sequence[float]]
+) -> pd.DataFrame:
+    """Published numbers per cell and ``key``: ``values[cell][i]`` belongs to ``keys[i]``;
+    columns ``cell, <key>, <column>``."""
+    rows = [(c, k, v) for c, vs in values.items() for k, v in zip(keys, vs, strict=True)]
+    return pd.DataFrame(rows, columns=["cell", key, column])
+
+
 def published_base_accuracy() -> pd.DataFrame:
     """Base models' test accuracy after 50 epochs: columns ``cell, base_accuracy``."""
-    return pd.DataFrame(
-        {
-            "cell": ["rnn_tanh", "rnn_relu", "lstm", "gru"],
-            "base_accuracy": [0.937, 1.000, 1.000, 1.000],
-        }
-    )
+    values = {"rnn_tanh": 0.937, "rnn_relu": 1.000, "lstm": 1.000, "gru": 1.000}
+    return _per_cell("base_accuracy", values)
 
 
 def published_safe_pruning() -> pd.DataFrame:
@@ -44,8 +54,7 @@ def published_safe_pruning() -> pd.DataFrame:
         "lstm": (60, 70, 90),
         "gru": (80, 80, 90),
     }
-    rows = [(cell, t, p) for cell, ps in safe.items() for t, p in zip(_TARGETS, ps, strict=True)]
-    return pd.DataFrame(rows, columns=["cell", "target", "safe_percent"])
+    return _per_cell_and("target", _TARGETS, "safe_percent", safe)
 
 
 def published_post_prune() -> pd.DataFrame:
@@ -69,12 +78,8 @@ def published_post_prune() -> pd.DataFrame:
 
 def published_mean_accuracy() -> pd.DataFrame:
     """Mean test accuracy over the 200 random-graph networks: ``cell, mean_accuracy``."""
-    return pd.DataFrame(
-        {
-            "cell": ["rnn_tanh", "rnn_relu", "gru", "lstm"],
-            "mean_accuracy": [0.868, 0.778, 0.956, 0.946],
-        }
-    )
+    values = {"rnn_tanh": 0.868, "rnn_relu": 0.778, "gru": 0.956, "lstm": 0.946}
+    return _per_cell("mean_accuracy", values)
 
 
 def published_correlations() -> pd.DataFrame:
@@ -102,14 +107,13 @@ def published_correlations() -> pd.DataFrame:
 def published_r2() -> pd.DataFrame:
     """R^2 on the study's single 10% test split: ``cell, model, r2``."""
     models = ("bayesian_ridge", "random_forest", "adaboost")
-    values = {
+    r2 = {
         "rnn_tanh": (0.48, 0.43, 0.36),
         "rnn_relu": (0.36, 0.62, 0.53),
         "lstm": (0.37, 0.58, 0.60),
         "gru": (0.67, 0.88, 0.78),
     }
-    rows = [(c, m, r) for c, rs in values.items() for m, r in zip(models, rs, strict=True)]
-    return pd.DataFrame(rows, columns=["cell", "model", "r2"])
+    return _per_cell_and("model", models, "r2", r2)
 
 
 def compare(

@@ -8,7 +8,9 @@ generator, fewer rows than folds) returns an empty frame with the right columns 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -103,33 +105,58 @@ def bootstrap_ci(
     Returns
     -------
     (lo, hi) : tuple of float
-        Percentiles of the finite bootstrap statistics. Resamples where the statistic is
-        undefined (NaN, e.g. a constant resample for a correlation) are dropped; if fewer than
-        half are finite, or there are no rows, both bounds are NaN.
+        Percentiles of the finite bootstrap statistics (:func:`scipy.stats.bootstrap`,
+        ``method="percentile"``, the same ``seed`` giving the same interval). Resamples where
+        the statistic is undefined (NaN, e.g. a constant resample for a correlation) are
+        dropped; if fewer than half are finite, or there are fewer than 2 rows, both bounds
+        are NaN.
     """
     confidence = _check_confidence(confidence)
     if int(n_boot) < 1:
         raise ConfigError(f"n_boot must be a positive integer, not {n_boot!r}")
-    xa = np.asarray(x, dtype=float)
-    ya = None if y is None else np.asarray(y, dtype=float)
-    if ya is not None and ya.shape != xa.shape:
-        raise DataError(f"x and y must have the same length, got {xa.shape} and {ya.shape}")
-    n = xa.shape[0]
-    if n == 0:
+    data = [np.asarray(x, dtype=float)] + ([] if y is None else [np.asarray(y, dtype=float)])
+    if data[-1].shape != data[0].shape:
+        shapes = " and ".join(str(a.shape) for a in data)
+        raise DataError(f"x and y must have the same length, got {shapes}")
+    if data[0].shape[0] < 2:  # no spread to resample (scipy refuses such a sample)
         return float("nan"), float("nan")
-    idx = rng(seed).integers(0, n, size=(int(n_boot), n))
-    args = (xa[idx],) if ya is None else (xa[idx], ya[idx])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        if vectorized:
-            boot = np.asarray(statistic(*args), dtype=float).reshape(-1)
-        else:
-            boot = np.array([statistic(*(a[i] for a in args)) for i in range(int(n_boot))], float)
-    boot = boot[np.isfinite(boot)]
-    if boot.size == 0 or boot.size < 0.5 * int(n_boot):
+    res = _bootstrap(data, statistic, int(n_boot), rng(seed), confidence, vectorized)
+    boot = np.asarray(res.bootstrap_distribution, dtype=float).reshape(-1)
+    finite = boot[np.isfinite(boot)]
+    if finite.size < 0.5 * int(n_boot):
         return float("nan"), float("nan")
-    alpha = (1.0 - confidence) / 2.0
-    lo, hi = np.quantile(boot, [alpha, 1.0 - alpha])
+    lo, hi = res.confidence_interval.low, res.confidence_interval.high
+    if finite.size < boot.size:  # scipy would propagate the NaNs: take the finite ones
+        alpha = (1.0 - confidence) / 2.0
+        lo, hi = np.quantile(finite, [alpha, 1.0 - alpha])
     return float(lo), float(hi)
+
+
+def _bootstrap(
+    data: list[np.ndarray],
+    statistic: Callable[..., float | np.ndarray],
+    n_boot: int,
+    generator: np.random.Generator,
+    confidence: float,
+    vectorized: bool,
+) -> Any:
+    """:func:`scipy.stats.bootstrap` over paired rows, quiet about undefined resamples."""
+
+    def _rows(*samples: np.ndarray, axis: int = -1) -> np.ndarray:
+        return np.asarray(statistic(*samples), dtype=float)  # samples are (n_boot, n) here
+
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", _st.DegenerateDataWarning)  # NaN resamples: caller
+        return _st.bootstrap(
+            data,
+            _rows if vectorized else statistic,
+            n_resamples=n_boot,
+            vectorized=bool(vectorized),
+            paired=True,
+            confidence_level=confidence,
+            method="percentile",
+            rng=generator,
+        )
 
 
 # ----------------------------------------------------------------------------- shared helpers

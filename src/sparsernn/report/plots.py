@@ -11,9 +11,12 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
+from matplotlib.artist import Artist
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -174,7 +177,7 @@ TOLERANCE_BAND = {"color": "#f0a000", "alpha": 0.3, "lw": 0, "zorder": 0}
 
 
 def _tolerance_handle(tolerance: float) -> Patch:
-    style = {k: v for k, v in TOLERANCE_BAND.items() if k != "zorder"}
+    style: dict[str, Any] = {k: v for k, v in TOLERANCE_BAND.items() if k != "zorder"}
     return Patch(label=f"tolerance band (base - {tolerance:g})", **style)
 
 
@@ -231,23 +234,28 @@ def pruning_accuracy(
         ax.set_xlabel("pruned weights (%)")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("test accuracy")
-    last_text = "/".join(str(e) for e in sorted(last_epochs - {0}))
-    labels = {
-        ":": "after pruning",
-        "-.": "after 1 retraining epoch",
-        "-": f"after {last_text} retraining epoch(s)",
-    }
-    handles = _cell_legend(cells) + [
-        Line2D([], [], color="black", ls=style, label=label)
-        for style, label in labels.items()
-        if style in styles_used
-    ]
+    handles: list[Artist] = [*_cell_legend(cells), *_epoch_legend(styles_used, last_epochs)]
     if base_means:
         handles.append(Line2D([], [], color="black", ls="--", lw=0.9, label="base model"))
         if tolerance:
             handles.append(_tolerance_handle(tolerance))
     axes[-1].legend(handles=handles, fontsize=8, loc="lower left")
     return fig
+
+
+def _epoch_legend(styles_used: set[str], last_epochs: set[int]) -> list[Line2D]:
+    """Legend entries of the line styles used: after pruning, 1 and the last retraining epoch."""
+    last_text = "/".join(str(e) for e in sorted(last_epochs - {0}))
+    labels = {
+        ":": "after pruning",
+        "-.": "after 1 retraining epoch",
+        "-": f"after {last_text} retraining epoch(s)",
+    }
+    return [
+        Line2D([], [], color="black", ls=style, label=label)
+        for style, label in labels.items()
+        if style in styles_used
+    ]
 
 
 def recovery_curves(pruning: pd.DataFrame, base: pd.DataFrame, tolerance: float = 0.01) -> Figure:
@@ -269,19 +277,12 @@ def recovery_curves(pruning: pd.DataFrame, base: pd.DataFrame, tolerance: float 
         return no_data("no pruning results with a base accuracy", title)
     cells = _ordered(df["cell"], CELL_ORDER)
     targets = _ordered(df["target"], _TARGET_ORDER)
-    panels: list[tuple[str, str, list[float]]] = []
-    all_amounts: set[float] = set()
-    for cell in cells:
-        for target in targets:
-            sub = df[(df["cell"] == cell) & (df["target"] == target)]
-            post = sub[sub["epoch"] == 0].groupby("amount")["accuracy"].mean()
-            hurt = sorted(float(a) for a in post.index[post < base_means[cell] - tolerance])
-            panels.append((cell, target, hurt))
-            all_amounts.update(hurt)
+    panels = [(c, t, _hurt(df, c, t, base_means[c] - tolerance)) for c in cells for t in targets]
+    all_amounts = {a for _, _, hurt in panels for a in hurt}
     if not all_amounts:
         return no_data(f"no pruning amount lowered accuracy by more than {tolerance:g}", title)
     amounts = sorted(all_amounts)
-    cmap = _colormap("viridis")
+    cmap = colormaps["viridis"]
     shade = {a: cmap(i / max(len(amounts) - 1, 1) * 0.9) for i, a in enumerate(amounts)}
     fig = _figure(3.6 * len(targets), 2.8 * len(cells) + 0.6)
     axes = fig.subplots(len(cells), len(targets), sharex=True, sharey=True, squeeze=False)
@@ -304,7 +305,9 @@ def recovery_curves(pruning: pd.DataFrame, base: pd.DataFrame, tolerance: float 
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in axes[:, 0]:
         ax.set_ylabel("test accuracy")
-    handles = [Line2D([], [], color=shade[a], marker="o", label=f"{a:g}%") for a in amounts]
+    handles: list[Artist] = [
+        Line2D([], [], color=shade[a], marker="o", label=f"{a:g}%") for a in amounts
+    ]
     handles.append(_tolerance_handle(tolerance))
     fig.legend(
         handles=handles,
@@ -316,10 +319,11 @@ def recovery_curves(pruning: pd.DataFrame, base: pd.DataFrame, tolerance: float 
     return fig
 
 
-def _colormap(name: str):
-    from matplotlib import colormaps
-
-    return colormaps[name]
+def _hurt(df: pd.DataFrame, cell: str, target: str, threshold: float) -> list[float]:
+    """The amounts whose mean accuracy right after pruning is below ``threshold``, sorted."""
+    sub = df[(df["cell"] == cell) & (df["target"] == target)]
+    post = sub[sub["epoch"] == 0].groupby("amount")["accuracy"].mean()
+    return sorted(float(a) for a in post.index[post < threshold])
 
 
 # ----------------------------------------------------------------------------- base models
@@ -529,14 +533,8 @@ def predicted_vs_actual(frame: pd.DataFrame) -> Figure:
         sub = df[df["model"].astype(str) == model]
         for cell in cells:
             part = sub[sub["cell"] == cell]
-            ax.scatter(
-                part["actual"],
-                part["predicted"],
-                s=12,
-                color=cell_color(cell),
-                alpha=0.7,
-                linewidths=0,
-            )
+            style = {"s": 12, "color": cell_color(cell), "alpha": 0.7, "linewidths": 0}
+            ax.scatter(part["actual"], part["predicted"], **style)
         ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="black", ls="--", lw=1)
         ax.set_xlim(lo - pad, hi + pad)
         ax.set_ylim(lo - pad, hi + pad)
