@@ -283,11 +283,19 @@ def test_every_image_loads_in_headless_chromium(report: Path, tmp_path: Path):
 
 # ------------------------------------------------------------------------ caveats, escaping
 def _with_study(study: StudyResults, **changes) -> StudyResults:
-    """``study`` as if its stored config had ``changes`` (nested dicts merge one level)."""
-    config = {**study.study}
-    for name, value in changes.items():
-        config[name] = {**config[name], **value} if isinstance(value, dict) else value
-    return dataclasses.replace(study, study=config)
+    """``study`` as if every stored config (the study's and each kind's plan) had ``changes``.
+
+    Nested dicts merge one level.
+    """
+
+    def changed(config: dict) -> dict:
+        config = {**config}
+        for name, value in changes.items():
+            config[name] = {**config[name], **value} if isinstance(value, dict) else value
+        return config
+
+    studies = {kind: changed(cfg) for kind, cfg in (study.studies or {}).items()}
+    return dataclasses.replace(study, study=changed(study.study), studies=studies)
 
 
 def _top(text: str) -> str:
@@ -391,13 +399,6 @@ def test_report_files_follow_the_umask(study: StudyResults, tmp_path: Path):
 
 
 # ------------------------------------------------------------------------ per-kind configuration
-@dataclasses.dataclass
-class _PerKind(StudyResults):
-    """Stand-in for results whose store keeps each planned kind's own config (``studies``)."""
-
-    studies: dict = dataclasses.field(default_factory=dict)
-
-
 def _details(text: str) -> dict[str, str]:
     """``<details>`` summary -> its (unescaped) preformatted text."""
     found = re.findall(r"<details><summary>(.*?)</summary><pre>(.*?)</pre></details>", text, re.S)
@@ -414,11 +415,9 @@ def test_each_kind_is_shown_and_judged_with_its_own_config(study: StudyResults, 
     structure = _with_study(
         study, train={"epochs": 50}, pruning={"amounts": [10.0, 20.0, 30.0], "tolerance": 0.01}
     ).study
-    results = _PerKind(
-        **{f.name: getattr(study, f.name) for f in dataclasses.fields(StudyResults)},
-        studies={"structure": structure, "base": prune, "prune": prune},
+    results = dataclasses.replace(
+        study, study=structure, studies={"structure": structure, "base": prune, "prune": prune}
     )
-    results = dataclasses.replace(results, study=structure)
     text = build_report(results, tmp_path / "k.html", n_boot=20, n_repeats=1).read_text()
     setup = _sections(text)["setup"]
     blocks = _details(setup)
@@ -438,9 +437,7 @@ def test_each_kind_is_shown_and_judged_with_its_own_config(study: StudyResults, 
 
 
 def test_store_without_per_kind_configs_shows_one_block(study: StudyResults, tmp_path: Path):
-    results = _PerKind(
-        **{f.name: getattr(study, f.name) for f in dataclasses.fields(StudyResults)}, studies={}
-    )
+    results = dataclasses.replace(study, studies={})  # an old store: no per-kind plans
     text = build_report(results, tmp_path / "one.html", n_boot=20, n_repeats=1).read_text()
     assert list(_details(_sections(text)["setup"])) == ["Study configuration (study.toml)"]
 
