@@ -13,7 +13,7 @@ cross-entropy, backward, gradient-norm clipping at 5, Adam):
   ``torch.nn.RNN/GRU/LSTM`` with the same embedding and linear layer;
 - random-structure networks (WS and BA graphs of 50 and 25 nodes, batch 128): the slow
   one-module-per-sub-layer reference vs :class:`~sparsernn.nn.structured.StructuredRNN`;
-- K models at once (:mod:`sparsernn.batched`): K pruned copies of one model in one set of
+- K models at once (:func:`sparsernn.train.train_many`): K pruned copies of one model in one set of
   batched ops vs the same models one by one.
 
 Every number is the median over ``repeats`` steps after ``warmup`` steps; variants compared with
@@ -49,15 +49,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sparsernn._threads import resolve_threads, torch_threads
-from sparsernn.batched import BatchedClassifier, _make_train_step
 from sparsernn.config import Config
 from sparsernn.data import Dataset, DataSpec, make_dataset
 from sparsernn.errors import ConfigError
 from sparsernn.graphs import graph_to_edges, make_graph
-from sparsernn.models import ModelConfig, SequenceClassifier, build_model
+from sparsernn.models import BatchedClassifier, ModelConfig, SequenceClassifier, build_model
 from sparsernn.nn.cells import MODES
 from sparsernn.prune import TARGETS, magnitude_prune
-from sparsernn.train import EncodedData, TrainConfig, fit, make_adam, resolve_device
+from sparsernn.train import EncodedData, TrainConfig, TrainStep, fit, resolve_device
 
 __all__ = [
     "BenchConfig",
@@ -176,19 +175,8 @@ def _load_reference():
 
 
 def _train_step(model: nn.Module) -> Callable[[Tensor, Tensor], None]:
-    """One step exactly as :func:`sparsernn.train.fit` takes it (same Adam for every variant)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = make_adam(params, lr=1e-3)
-
-    def step(tokens: Tensor, labels: Tensor) -> None:
-        loss = F.cross_entropy(model(tokens), labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(params, 5.0)
-        opt.step()
-
-    model.train()
-    return step
+    """The engine's step (:class:`sparsernn.train.TrainStep`) as ``fit`` takes it."""
+    return TrainStep(model, lr=1e-3, clip=5.0)
 
 
 def _eval_step(model: nn.Module) -> Callable[[Tensor, Tensor], None]:
@@ -399,9 +387,8 @@ def _bench_many(cfg, timer, base, batches) -> dict[str, Any]:
         magnitude_prune(m, amount, targets[i % len(targets)])
         copies.append(m)
     batched = BatchedClassifier.from_models(copies)
-    step_many = _make_train_step(batched, lr=1e-3, clip=5.0)
     steps = {
-        "batched": lambda tokens, labels: step_many(tokens, labels),
+        "batched": _train_step(batched),
         "single": _train_step(copies[0]),
     }
     times = timer.interleaved(steps, batches, min(cfg.warmup, 2), cfg.many_repeats)
@@ -584,7 +571,7 @@ def project_full_profile(results: dict[str, Any], cores: int = 1) -> dict[str, A
         "note": (
             "reference = slow per-step loops; masked = our single-model paths, one model at a "
             "time; best = the same with each cell's 30 pruning copies trained at once where "
-            "that is faster (sparsernn.batched.train_many)"
+            "that is faster (sparsernn.train.train_many)"
         ),
     }
 
