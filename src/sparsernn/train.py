@@ -40,6 +40,7 @@ __all__ = [
     "train_many",
     "evaluate",
     "evaluate_many",
+    "evaluate_batch",
     "predict",
     "accuracy_by_kind",
     "resolve_device",
@@ -165,6 +166,16 @@ def _losses(logits: Tensor, labels: Tensor, reduction: str) -> Tensor:
     return per_model.mean(1) if reduction == "mean" else per_model.sum(1)
 
 
+@torch.no_grad()
+def evaluate_batch(model: nn.Module, tokens: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """Summed cross-entropy and number of right answers on one batch, per model.
+
+    Both are () for one model and (K,) for a :class:`~sparsernn.models.BatchedClassifier`.
+    """
+    logits = model(tokens)  # (B, C) or (K, B, C)
+    return _losses(logits, labels, "sum"), (logits.argmax(-1) == labels).sum(-1)
+
+
 def _evaluate_all(model: nn.Module, data: EncodedData, batch_size: int) -> list[dict[str, float]]:
     """Accuracy and mean loss of each model in ``model`` (one, or K stacked), file order."""
     device = next(model.parameters()).device
@@ -174,9 +185,9 @@ def _evaluate_all(model: nn.Module, data: EncodedData, batch_size: int) -> list[
     loss_sum = torch.zeros(axis, dtype=torch.float64, device=device)
     correct = torch.zeros(axis, dtype=torch.long, device=device)
     for tokens, labels in data.batches(np.arange(len(data)), batch_size):
-        logits = model(tokens)  # (B, C) or (K, B, C)
-        loss_sum += _losses(logits, labels, "sum").double()
-        correct += (logits.argmax(-1) == labels).sum(-1)
+        loss, right = evaluate_batch(model, tokens, labels)
+        loss_sum += loss.double()
+        correct += right
     model.train(was_training)
     n = len(data)
     return [

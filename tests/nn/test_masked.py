@@ -2,11 +2,11 @@
 
 import pytest
 import torch
-from reference import reference_layer  # noqa: I001
 from torch import nn
 
 from sparsernn.errors import ConfigError
 from sparsernn.nn import MODES, MaskedRNN
+from sparsernn.nn.reference import reference_layer
 
 
 def _torch_module(mode, *args, **kwargs):
