@@ -234,3 +234,25 @@ def test_momentum_revives_masked_weights_unless_masks_are_reapplied(tiny):
             for name, mask in model.recurrent.masks()
         )
     assert revived[False] > 0 and revived[True] == 0
+
+
+def test_cli_train_sets_only_the_fields_given(monkeypatch):
+    """`sparsernn train` builds the configs from its flags; every other field keeps the
+    dataclass default (the CLI declares none of its own)."""
+    from click.testing import CliRunner
+
+    import sparsernn.train as train_module
+    from sparsernn.cli import cli
+
+    seen = []
+    monkeypatch.setattr(train_module, "fit", lambda *a, **k: seen.append(a) or [])
+    flags = ["--epochs", "2", "--hidden-size", "4", "--n-strings", "40", "--clip", "0"]
+    res = CliRunner().invoke(cli, ["train", *flags, "--seed", "3"])
+    assert res.exit_code == 0, res.output
+    model, train, test, cfg = seen[0]
+    assert cfg == TrainConfig(epochs=2, clip=None, seed=3)
+    assert model.config == ModelConfig(hidden_size=4)
+    assert len(train) + len(test) == 40
+    assert make_dataset(DataSpec(n_strings=40, seed=3))[0].strings == train.strings
+    res = CliRunner().invoke(cli, ["train", "--lr", "0.01", "--n-strings", "40"])
+    assert res.exit_code == 0 and seen[1][3] == TrainConfig(lr=0.01)
