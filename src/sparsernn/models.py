@@ -21,7 +21,7 @@ from sparsernn.errors import ConfigError
 from sparsernn.nn.batched import BatchedMaskedRNN, _input_gates
 from sparsernn.nn.cells import MODES
 from sparsernn.nn.masked import MaskedRNN
-from sparsernn.nn.structured import GATE_LAYOUTS
+from sparsernn.nn.structured import GATE_LAYOUTS, StructuredRNN
 
 __all__ = ["ModelConfig", "SequenceClassifier", "BatchedClassifier", "build_model"]
 
@@ -86,9 +86,9 @@ class SequenceClassifier(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
+        self.recurrent: MaskedRNN | StructuredRNN
         if config.structured:
             from sparsernn.graphs import graph_from_edges
-            from sparsernn.nn.structured import StructuredRNN
 
             graph = graph_from_edges(config.graph_edges, config.n_nodes)
             self.recurrent = StructuredRNN(
@@ -154,33 +154,36 @@ class BatchedClassifier(nn.Module):
         return torch.baddbmm(self.out_bias.unsqueeze(1), top, self.out_weight.transpose(1, 2))
 
     @classmethod
-    def from_models(cls, models: Sequence[nn.Module]) -> BatchedClassifier:
+    def from_models(cls, models: Sequence[SequenceClassifier]) -> BatchedClassifier:
         """Stack the parameters and masks of ``models`` (copies; one ModelConfig required)."""
         if not models:
             raise ConfigError("no models given")
         config = getattr(models[0], "config", None)
-        for m in models:
-            if getattr(m, "config", None) != config or not isinstance(m.recurrent, MaskedRNN):
-                raise ConfigError(
-                    "models must be SequenceClassifiers with one (non-graph) ModelConfig"
-                )
+        rnns = [getattr(m, "recurrent", None) for m in models]
+        if not isinstance(config, ModelConfig) or any(
+            m.config != config or not isinstance(rnn, MaskedRNN)
+            for m, rnn in zip(models, rnns, strict=True)
+        ):
+            raise ConfigError("models must be SequenceClassifiers with one (non-graph) ModelConfig")
         device = models[0].embedding.weight.device
         new = cls(config, len(models)).to(device)
         with torch.no_grad():
             new.embedding.copy_(torch.stack([m.embedding.weight for m in models]))
             new.out_weight.copy_(torch.stack([m.out.weight for m in models]))
             new.out_bias.copy_(torch.stack([m.out.bias for m in models]))
-        new.recurrent = BatchedMaskedRNN.from_modules([m.recurrent for m in models])
+        new.recurrent = BatchedMaskedRNN.from_modules(
+            [rnn for rnn in rnns if isinstance(rnn, MaskedRNN)]
+        )
         return new
 
     @torch.no_grad()
-    def copy_to(self, models: Sequence[nn.Module]) -> None:
+    def copy_to(self, models: Sequence[SequenceClassifier]) -> None:
         """Write model ``i``'s parameters (and masks) back into ``models[i]``."""
         for i, m in enumerate(models):
             m.embedding.weight.copy_(self.embedding[i])
             m.out.weight.copy_(self.out_weight[i])
             m.out.bias.copy_(self.out_bias[i])
-        self.recurrent.copy_to([m.recurrent for m in models])
+        self.recurrent.copy_to([m.recurrent for m in models if isinstance(m.recurrent, MaskedRNN)])
 
 
 def build_model(config: ModelConfig, seed: int | None = None) -> SequenceClassifier:

@@ -27,7 +27,7 @@ from sparsernn.checkpoints import checkpoint_bytes, load_checkpoint, save_checkp
 from sparsernn.config import Config
 from sparsernn.data import Dataset, encode
 from sparsernn.errors import ConfigError, DataError
-from sparsernn.models import BatchedClassifier
+from sparsernn.models import BatchedClassifier, SequenceClassifier
 from sparsernn.nn.batched import clip_grad_norm_per_model_
 
 __all__ = [
@@ -216,7 +216,7 @@ def evaluate(
 
 @torch.no_grad()
 def evaluate_many(
-    models: BatchedClassifier | Sequence[nn.Module],
+    models: BatchedClassifier | Sequence[SequenceClassifier],
     dataset: Dataset | EncodedData,
     batch_size: int = 32,
 ) -> list[dict[str, float]]:
@@ -456,7 +456,7 @@ def fit(
 
 
 def train_many(
-    models: Sequence[nn.Module],
+    models: Sequence[SequenceClassifier],
     train: Dataset | EncodedData,
     test: Dataset | EncodedData | None = None,
     config: TrainConfig | None = None,
@@ -489,7 +489,7 @@ def train_many(
     if size < 1:
         raise ConfigError(f"chunk_size={chunk_size} must be >= 1")
     with torch_threads(cfg.threads):
-        device = models[0].embedding.weight.device
+        device = next(models[0].parameters()).device
         train_data = _encoded(train, device)
         test_data = None if test is None else _encoded(test, device)
         histories: list[list[dict[str, Any]]] = []
@@ -510,7 +510,7 @@ def train_many(
         return histories
 
 
-def make_adam(params: list[Tensor], lr: float) -> torch.optim.Optimizer:
+def make_adam(params: Sequence[Tensor], lr: float) -> torch.optim.Optimizer:
     """Adam with the fused (single-kernel) update where this torch and device offer it.
 
     The fused update equals the default one up to float rounding and is ~5x faster per step on

@@ -55,13 +55,13 @@ def _single_model_hours(rows: dict[str, dict[str, Any]], variant: str) -> dict[s
 
 def _best_pruning_hours(many: list[dict[str, Any]]) -> float | None:
     """Pruning hours with each cell's copies trained K at once or one by one, the faster."""
-    best = {}
+    best: dict[str, float | None] = {}
     for r in many:
         if r["batch_size"] != _P["base_batch"]:
             continue
         chunks = math.ceil(_P["pruning_points"] / r["n_models"])
-        together = _secs(r["batched_ms"], r["batched_eval_ms"], _TRAIN, _TEST)
-        alone = _secs(r["one_by_one_ms"], r["single_eval_ms"], _TRAIN, _TEST)
+        together = (_TRAIN * r["batched_ms"] + _TEST * r["batched_eval_ms"]) / 1e3
+        alone = (_TRAIN * r["one_by_one_ms"] + _TEST * r["single_eval_ms"]) / 1e3
         best[r["cell"]] = min(
             _pruning_s(together, r["batched_eval_ms"], chunks),
             _pruning_s(alone, r["single_eval_ms"], _P["pruning_points"]),

@@ -211,8 +211,12 @@ def _run(cfg: BenchConfig, say: Callable[[str], None]) -> dict[str, Any]:
     results: dict[str, Any] = {"meta": _meta(cfg, device), "config": cfg.to_dict()}
     results.update(cells=[], structured=[], many=[])
     for cell in cfg.cells:
-        shape = {"embedding_dim": cfg.embedding_dim, "hidden_size": cfg.hidden_size}
-        model_cfg = ModelConfig(cell=cell, num_layers=cfg.num_layers, **shape)
+        model_cfg = ModelConfig(
+            cell=cell,
+            embedding_dim=cfg.embedding_dim,
+            hidden_size=cfg.hidden_size,
+            num_layers=cfg.num_layers,
+        )
         base = build_model(model_cfg, seed=cfg.seed).to(device)
         for bs in cfg.batch_sizes:
             results["cells"].append(_bench_cell(cfg, timer, base, batches[bs]))

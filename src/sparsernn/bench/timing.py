@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,7 +38,7 @@ class Timer:
             torch.cuda.synchronize()
 
     def interleaved(
-        self, steps: dict[str, Step], batches: Batches, warmup: int, repeats: int
+        self, steps: Mapping[str, Step], batches: Batches, warmup: int, repeats: int
     ) -> dict[str, dict[str, float]]:
         """Median wall and CPU ms per step of each variant, timed round-robin on one batch list."""
         for fn in steps.values():
