@@ -44,7 +44,7 @@ def _bundle_note(bundle: int | None) -> str:
     if bundle == 0:
         return (
             "The 30 points of each RNN-tanh, RNN-ReLU and GRU base model were retrained together "
-            "(`sparsernn.batched.train_many`, the default); LSTM points one by one."
+            "(`sparsernn.train.train_many`, the default); LSTM points one by one."
         )
     return f"Pruning points were retrained in bundles of {bundle} (`--bundle {bundle}`)."
 

@@ -3,9 +3,18 @@
 import json
 
 import pytest
+import torch
 
 from sparsernn import bench
-from sparsernn.bench import BenchConfig, format_report, project_full_profile, run_benchmark
+from sparsernn.bench import (
+    BenchConfig,
+    command,
+    format_report,
+    project_full_profile,
+    run_benchmark,
+    threads,
+)
+from sparsernn.bench.timing import step_flops
 from sparsernn.errors import ConfigError
 
 TINY = BenchConfig(
@@ -73,8 +82,8 @@ def test_report_and_json(results, tmp_path):
 def test_step_flops_hand_computed():
     # GRU, 2 layers of 4 units on 3 inputs, batch 2, 5 steps: forward 2*2*5*12*(3+4) +
     # 2*2*5*12*(4+4) = 1680 + 1920 = 3600 FLOPs; a training step is 3x that
-    assert bench._step_flops("gru", 2, 5, 3, 4, 2) == 3 * 3600
-    assert bench._step_flops("rnn_tanh", 1, 1, 1, 1, 1) == 3 * 2 * 2
+    assert step_flops("gru", 2, 5, 3, 4, 2) == 3 * 3600
+    assert step_flops("rnn_tanh", 1, 1, 1, 1, 1) == 3 * 2 * 2
 
 
 def test_projection_counts_the_full_profile():
@@ -114,7 +123,7 @@ def test_main_writes_json(monkeypatch, tmp_path, results, capsys):
         seen["cfg"] = cfg
         return results
 
-    monkeypatch.setattr(bench, "run_benchmark", fake_run)
+    monkeypatch.setattr(command, "run_benchmark", fake_run)
     out = tmp_path / "out.json"
     assert bench.main(["--quick", "--threads", "1", "--cells", "gru", "--json", str(out)]) == 0
     assert seen["cfg"].cells == ("gru",) and seen["cfg"].threads == 1
@@ -137,8 +146,8 @@ def test_threads_section_structure_and_cleanup(monkeypatch):
     """A tiny run: every variant timed in both phases, the busy processes gone afterwards."""
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     started = []
-    real_start = bench._start_busy
-    monkeypatch.setattr(bench, "_start_busy", lambda n: started.extend(real_start(n)) or started)
+    real_start = threads._start_busy
+    monkeypatch.setattr(threads, "_start_busy", lambda n: started.extend(real_start(n)) or started)
     res = bench.run_threads_benchmark(n_strings=40, repeats=1, n_busy=1)
     assert res["threads"]["default"] == 1 == res["threads"]["one"]
     assert res["threads"]["all"] >= 1
@@ -148,3 +157,30 @@ def test_threads_section_structure_and_cleanup(monkeypatch):
     assert len(started) == 1 and all(p.poll() is not None for p in started)
     table = bench.format_threads_report(res)
     assert "| default policy | 1 |" in table and "busy / 1 thread" in table
+
+
+@pytest.mark.parametrize("cell", ["rnn_relu", "gru", "lstm"])
+def test_the_timed_reference_computes_the_models_function(cell):
+    """Column (a) times the same function as (b): outputs and gradients of the copied weights."""
+    import copy
+
+    from sparsernn.graphs import graph_to_edges, make_graph
+    from sparsernn.models import ModelConfig, build_model
+    from sparsernn.nn.reference import ReferenceClassifier
+    from sparsernn.prune import magnitude_prune
+
+    stacked = build_model(ModelConfig(cell=cell, embedding_dim=3, hidden_size=5, num_layers=2), 0)
+    magnitude_prune(stacked, 0.6)
+    g = make_graph("ba", 12, seed=1)
+    edges = tuple(graph_to_edges(g))
+    graph_cfg = ModelConfig(cell=cell, embedding_dim=None, graph_edges=edges, n_nodes=12)
+    tokens = torch.randint(1, 128, (4, 7))
+    for model in (stacked, build_model(graph_cfg, 0)):
+        model = copy.deepcopy(model).double()
+        ref = ReferenceClassifier(model).double()
+        ours_out, ref_out = model(tokens), ref(tokens)
+        assert torch.allclose(ours_out, ref_out, atol=1e-10)
+        ours_out.sum().backward()
+        ref_out.sum().backward()
+        assert torch.allclose(model.embedding.weight.grad, ref.embedding.weight.grad, atol=1e-10)
+        assert torch.allclose(model.out.weight.grad, ref.out.weight.grad, atol=1e-10)

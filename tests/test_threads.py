@@ -4,11 +4,10 @@ import pytest
 import torch
 
 from sparsernn._threads import _flush_denormal_enabled, resolve_threads, torch_threads
-from sparsernn.batched import train_many
 from sparsernn.data import DataSpec, make_dataset
 from sparsernn.errors import ConfigError
 from sparsernn.models import ModelConfig, build_model
-from sparsernn.train import TrainConfig, evaluate, fit
+from sparsernn.train import TrainConfig, evaluate, fit, train_many
 
 
 @pytest.fixture(scope="module")

@@ -144,3 +144,115 @@ def test_predict_and_accuracy_by_kind_agree_with_evaluate(tiny):
         assert table.loc[("kind", kind), "accuracy"] == pytest.approx(right.mean())
     assert table.loc[("all", "all"), "n_wrong"] == int((pred != test.labels).sum())
     assert table.xs("family")["n"].sum() == int((test.labels == 0).sum())
+
+
+# ---------------------------------------------------------------------- per-step hooks
+def _small(cell="gru", seed=0):
+    return build_model(ModelConfig(cell=cell, hidden_size=6, embedding_dim=4, num_layers=2), seed)
+
+
+def test_step_hook_called_once_per_step_with_its_index(tiny):
+    train, _ = tiny
+    model = _small()
+    calls = []
+    cfg = TrainConfig(epochs=2, batch_size=64, seed=1)
+    fit(model, train, None, cfg, on_step=lambda i, m: calls.append((i, m)))
+    n_steps = 2 * -(-len(train) // 64)  # two epochs of ceil(N / 64) batches
+    assert [i for i, _ in calls] == list(range(n_steps))
+    assert all(m is model for _, m in calls)
+    seen = []
+    fit(_small(), train, None, cfg, on_step=[lambda i, m: seen.append(i)] * 2)
+    assert seen == [i for i in range(n_steps) for _ in range(2)]  # each hook, in order
+
+
+def test_step_hook_can_change_masks_mid_training(tiny):
+    train, _ = tiny
+    cfg = TrainConfig(epochs=1, batch_size=32, seed=2)
+    keep = torch.rand(18, 6, generator=torch.Generator().manual_seed(0)) > 0.5  # (3 * H, H)
+
+    def prune_at_step_3(i, m):
+        if i == 3:
+            m.recurrent.set_mask("weight_hh_l1", keep)
+
+    model, plain = _small(), _small()
+    weights = []
+
+    def record(i, m):
+        weights.append(m.recurrent.weight_hh_l1.detach().clone())
+
+    # Adam's moments from the dense steps would move the newly masked weights: reapply masks
+    fit(model, train, None, cfg, on_step=[prune_at_step_3, record], reapply_masks=True)
+    fit(plain, train, None, cfg)
+    assert (weights[2][~keep] != 0).all()  # before the hook: a dense weight
+    assert all((w[~keep] == 0).all() for w in weights[3:])  # after it: held at zero
+    assert torch.equal(model.recurrent.weight_hh_l1_mask, keep)
+    assert not torch.equal(model.recurrent.weight_hh_l1, plain.recurrent.weight_hh_l1)
+
+
+def test_train_many_hook_sees_the_stacked_models_and_its_masks_are_kept(tiny):
+    from sparsernn.models import BatchedClassifier
+    from sparsernn.train import train_many
+
+    train, _ = tiny
+    models = [_small(seed=s) for s in range(3)]
+    keep = torch.rand(18, 4, generator=torch.Generator().manual_seed(1)) > 0.5  # (3 * H, E)
+    calls = []
+
+    def hook(i, batched):
+        calls.append((i, type(batched), batched.n_models))
+        if i == 0 and batched.n_models == 2:  # the first chunk: models 0 and 1
+            batched.recurrent.weight_ih_l0_mask[1] = keep
+            batched.recurrent.apply_masks_()
+
+    cfg = TrainConfig(epochs=1, batch_size=100, seed=3)
+    train_many(models, train, None, cfg, chunk_size=2, on_step=hook, reapply_masks=True)
+    per_chunk = -(-len(train) // 100)
+    assert calls == [(i, BatchedClassifier, 2) for i in range(per_chunk)] + [
+        (i, BatchedClassifier, 1) for i in range(per_chunk)
+    ]
+    assert torch.equal(models[1].recurrent.weight_ih_l0_mask, keep)
+    assert (models[1].recurrent.weight_ih_l0[~keep] == 0).all()
+    assert (
+        models[0].recurrent.weight_ih_l0_mask.all() and models[2].recurrent.weight_ih_l0_mask.all()
+    )
+
+
+def test_momentum_revives_masked_weights_unless_masks_are_reapplied(tiny):
+    from sparsernn.prune import magnitude_prune
+
+    train, _ = tiny
+    cfg = TrainConfig(epochs=1, batch_size=64, seed=4)
+    revived = {}
+    for reapply in (False, True):
+        model = _small()
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        fit(model, train, None, cfg, optimizer=opt)  # momentum from the dense weights
+        magnitude_prune(model, 0.5)
+        fit(model, train, None, cfg, optimizer=opt, reapply_masks=reapply)
+        revived[reapply] = sum(
+            int((getattr(model.recurrent, name)[~mask] != 0).sum())
+            for name, mask in model.recurrent.masks()
+        )
+    assert revived[False] > 0 and revived[True] == 0
+
+
+def test_cli_train_sets_only_the_fields_given(monkeypatch):
+    """`sparsernn train` builds the configs from its flags; every other field keeps the
+    dataclass default (the CLI declares none of its own)."""
+    from click.testing import CliRunner
+
+    import sparsernn.train as train_module
+    from sparsernn.cli import cli
+
+    seen = []
+    monkeypatch.setattr(train_module, "fit", lambda *a, **k: seen.append(a) or [])
+    flags = ["--epochs", "2", "--hidden-size", "4", "--n-strings", "40", "--clip", "0"]
+    res = CliRunner().invoke(cli, ["train", *flags, "--seed", "3"])
+    assert res.exit_code == 0, res.output
+    model, train, test, cfg = seen[0]
+    assert cfg == TrainConfig(epochs=2, clip=None, seed=3)
+    assert model.config == ModelConfig(hidden_size=4)
+    assert len(train) + len(test) == 40
+    assert make_dataset(DataSpec(n_strings=40, seed=3))[0].strings == train.strings
+    res = CliRunner().invoke(cli, ["train", "--lr", "0.01", "--n-strings", "40"])
+    assert res.exit_code == 0 and seen[1][3] == TrainConfig(lr=0.01)

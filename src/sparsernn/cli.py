@@ -188,81 +188,103 @@ _THREADS = click.option(
 )
 
 
+class _ConfigOption(click.Option):
+    """An option that defaults to None, so that only the flags the user gives set config fields,
+    and shows the config dataclass's own default in ``--help`` (read when help is shown)."""
+
+    def __init__(self, *args, field: str, **kwargs) -> None:
+        super().__init__(*args, default=None, **kwargs)
+        self.field = field  # "module:Class.name"
+        self.own_help = self.help or ""
+
+    def get_help_record(self, ctx: click.Context):
+        import dataclasses
+        import importlib
+
+        where, name = self.field.rsplit(".", 1)
+        module, cls = where.split(":")
+        fields = dataclasses.fields(getattr(importlib.import_module(module), cls))
+        default = next(f.default for f in fields if f.name == name)
+        if isinstance(default, bool):  # a --flag/--no-flag pair: name the one that applies
+            default = (self.opts if default else self.secondary_opts)[0]
+        self.help = f"{self.own_help}  [default: {default}]".strip()
+        return super().get_help_record(ctx)
+
+
+def _config_option(flag: str, field: str, **kwargs):
+    """``click.option(flag)`` for config ``field`` ("module:Class.name"), see _ConfigOption."""
+    return click.option(flag, cls=_ConfigOption, field=field, **kwargs)
+
+
+_TRAIN = "sparsernn.train:TrainConfig"
+_MODEL = "sparsernn.models:ModelConfig"
+_DATA = "sparsernn.data:DataSpec"
+
+
+def _config_fields(cls, given: dict) -> dict:
+    """The entries of ``given`` that are fields of the dataclass ``cls``."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in given.items() if k in names}
+
+
 @cli.command()
-@click.option("--cell", default="gru", show_default=True, type=click.Choice(ALL_CELLS))
-@click.option("--epochs", default=50, show_default=True)
-@click.option("--batch-size", default=32, show_default=True)
-@click.option("--lr", default=1e-3, show_default=True)
-@click.option("--clip", default=5.0, show_default=True, help="Gradient-norm clip (0 = off).")
-@click.option("--hidden-size", default=50, show_default=True)
-@click.option("--num-layers", default=3, show_default=True)
-@click.option("--embedding-dim", default=50, show_default=True)
+@_config_option("--cell", f"{_MODEL}.cell", type=click.Choice(ALL_CELLS))
+@_config_option("--epochs", f"{_TRAIN}.epochs", type=int)
+@_config_option("--batch-size", f"{_TRAIN}.batch_size", type=int)
+@_config_option("--lr", f"{_TRAIN}.lr", type=float)
+@_config_option("--clip", f"{_TRAIN}.clip", type=float, help="Gradient-norm clip (0 = off).")
+@_config_option("--hidden-size", f"{_MODEL}.hidden_size", type=int)
+@_config_option("--num-layers", f"{_MODEL}.num_layers", type=int)
+@_config_option("--embedding-dim", f"{_MODEL}.embedding_dim", type=int)
 @click.option("--train-csv", type=click.Path(path_type=Path), help="Train on this CSV.")
 @click.option("--test-csv", type=click.Path(path_type=Path), help="Evaluate on this CSV.")
-@click.option(
+@_config_option(
     "--n-strings",
-    default=25000,
-    show_default=True,
+    f"{_DATA}.n_strings",
+    type=int,
     help="Size of the generated data set when no CSV is given.",
 )
-@click.option(
-    "--grammar", default="reber", show_default=True, help="Generated task: reber or embedded_reber."
+@_config_option("--grammar", f"{_DATA}.grammar", help="Generated task: reber or embedded_reber.")
+@_config_option(
+    "--seed",
+    f"{_TRAIN}.seed",
+    type=int,
+    help="Seed of the data, the initial weights and the batch order.",
 )
-@click.option("--seed", default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-@click.option(
+@_config_option("--device", f"{_TRAIN}.device", help="auto, cpu or cuda.")
+@_config_option(
     "--bucket/--no-bucket",
-    default=False,
-    show_default=True,
+    f"{_TRAIN}.bucket",
     help="Batch strings of similar length (faster; deviates from the study).",
 )
 @click.option("--out", type=click.Path(path_type=Path), help="Save the checkpoint here.")
 @_THREADS
 @_friendly
-def train(
-    cell,
-    epochs,
-    batch_size,
-    lr,
-    clip,
-    hidden_size,
-    num_layers,
-    embedding_dim,
-    train_csv,
-    test_csv,
-    n_strings,
-    grammar,
-    seed,
-    device,
-    bucket,
-    out,
-    threads,
-):
+def train(out, **flags):
     """Train the study's base model and print its per-epoch table."""
-    from sparsernn.workflows import train_base_model
+    from sparsernn._seed import derive_seed
+    from sparsernn.data import DataSpec, make_dataset
+    from sparsernn.models import ModelConfig, build_model
+    from sparsernn.train import TrainConfig, fit, resolve_device, save_checkpoint
 
-    if epochs < 1:
-        raise ConfigError(f"--epochs {epochs}: nothing to train; give --epochs 1 or more")
-    history, _ = train_base_model(
-        cell=cell,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        clip=clip or None,
-        hidden_size=hidden_size,
-        num_layers=num_layers,
-        embedding_dim=embedding_dim,
-        train_csv=train_csv,
-        test_csv=test_csv,
-        n_strings=n_strings,
-        grammar=grammar,
-        seed=seed,
-        device=device,
-        bucket=bucket,
-        out=out,
-        progress=True,
-        threads=threads,
-    )
+    given = {k: v for k, v in flags.items() if v is not None}
+    if given.get("epochs", 1) < 1:
+        raise ConfigError(f"--epochs {given['epochs']}: nothing to train; give --epochs 1 or more")
+    if ("train_csv" in given) != ("test_csv" in given):
+        raise ConfigError("give both --train-csv and --test-csv, or neither (generated data)")
+    if given.get("clip") == 0:
+        given["clip"] = None  # no clipping
+    data_cfg = DataSpec(**_config_fields(DataSpec, given))
+    train_cfg = TrainConfig(**_config_fields(TrainConfig, given))
+    model_cfg = ModelConfig(**_config_fields(ModelConfig, given))
+    train_set, test_set = make_dataset(data_cfg)
+    model = build_model(model_cfg, seed=derive_seed(train_cfg.seed, "init", model_cfg.cell))
+    model = model.to(resolve_device(train_cfg.device))
+    history = fit(model, train_set, test_set, train_cfg, progress=model_cfg.cell)
+    if out is not None:
+        save_checkpoint(out, model, history[-1] if history else {})
     click.echo(
         _table(
             history,

@@ -1,17 +1,18 @@
-"""Training and evaluation loops for :class:`~sparsernn.models.SequenceClassifier`.
+"""The training engine: one step, one epoch loop, evaluation and checkpoints.
 
-A short readable loop (Adam, gradient-norm clipping, shuffled batches, per-epoch evaluation) and
-checkpoints that are a config JSON plus a state dict, written atomically.
+:class:`TrainStep` (forward, loss, backward, clipping, Adam, per-step hooks) and one epoch loop
+serve :func:`fit` (one model), :func:`train_many` (K models trained as one
+:class:`~sparsernn.models.BatchedClassifier`) and the benchmark's timed step, so "train_many
+equals fit" holds by construction. Per-step hooks (:data:`StepHook`) are where mask updates,
+sparsity schedules and logging plug in. Checkpoints (:mod:`sparsernn.checkpoints`, also
+importable from here) are a config JSON plus a state dict, written atomically.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
-import json
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,22 +21,30 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sparsernn._files import atomic_write_bytes
 from sparsernn._seed import derive_seed
 from sparsernn._threads import resolve_threads, torch_threads
+from sparsernn.checkpoints import checkpoint_bytes, load_checkpoint, save_checkpoint
 from sparsernn.config import Config
 from sparsernn.data import Dataset, encode
 from sparsernn.errors import ConfigError, DataError
-from sparsernn.models import ModelConfig, SequenceClassifier
+from sparsernn.models import BatchedClassifier, SequenceClassifier
+from sparsernn.nn.batched import clip_grad_norm_per_model_
 
 __all__ = [
     "TrainConfig",
     "EncodedData",
+    "StepHook",
+    "TrainStep",
+    "reapply_masks_",
     "fit",
+    "train_many",
     "evaluate",
+    "evaluate_many",
+    "evaluate_batch",
     "predict",
     "accuracy_by_kind",
     "resolve_device",
+    "make_adam",
     "checkpoint_bytes",
     "save_checkpoint",
     "load_checkpoint",
@@ -133,6 +142,60 @@ def _epoch_order(n: int, lengths: np.ndarray, cfg: TrainConfig, rng: np.random.G
     return np.concatenate([batches[i] for i in rng.permutation(len(batches))])
 
 
+def _encoded(dataset: Dataset | EncodedData, device: torch.device) -> EncodedData:
+    """``dataset`` as :class:`EncodedData` on ``device`` (encoded once, or as given)."""
+    return dataset if isinstance(dataset, EncodedData) else EncodedData(dataset, device)
+
+
+def _model_axis(model: nn.Module) -> tuple[int, ...]:
+    """Shape of one number per model: ``()`` for one model, ``(K,)`` for a BatchedClassifier."""
+    return (model.n_models,) if isinstance(model, BatchedClassifier) else ()
+
+
+def _losses(logits: Tensor, labels: Tensor, reduction: str) -> Tensor:
+    """Cross-entropy of each model over the batch (``"mean"`` or ``"sum"``).
+
+    ``logits`` (B, C) give a scalar; (K, B, C) from K models give (K,), each model's own loss,
+    so that the gradient of their sum is each model's own gradient.
+    """
+    if logits.dim() == 2:
+        return F.cross_entropy(logits, labels, reduction=reduction)
+    k, batch, n_classes = logits.shape
+    flat = F.cross_entropy(logits.reshape(k * batch, n_classes), labels.repeat(k), reduction="none")
+    per_model = flat.view(k, batch)
+    return per_model.mean(1) if reduction == "mean" else per_model.sum(1)
+
+
+@torch.no_grad()
+def evaluate_batch(model: nn.Module, tokens: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """Summed cross-entropy and number of right answers on one batch, per model.
+
+    Both are () for one model and (K,) for a :class:`~sparsernn.models.BatchedClassifier`.
+    """
+    logits = model(tokens)  # (B, C) or (K, B, C)
+    return _losses(logits, labels, "sum"), (logits.argmax(-1) == labels).sum(-1)
+
+
+def _evaluate_all(model: nn.Module, data: EncodedData, batch_size: int) -> list[dict[str, float]]:
+    """Accuracy and mean loss of each model in ``model`` (one, or K stacked), file order."""
+    device = next(model.parameters()).device
+    axis = _model_axis(model)
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros(axis, dtype=torch.float64, device=device)
+    correct = torch.zeros(axis, dtype=torch.long, device=device)
+    for tokens, labels in data.batches(np.arange(len(data)), batch_size):
+        loss, right = evaluate_batch(model, tokens, labels)
+        loss_sum += loss.double()
+        correct += right
+    model.train(was_training)
+    n = len(data)
+    return [
+        {"accuracy": c / n, "loss": s / n}
+        for c, s in zip(correct.reshape(-1).tolist(), loss_sum.reshape(-1).tolist(), strict=True)
+    ]
+
+
 def evaluate(
     model: nn.Module,
     dataset: Dataset | EncodedData,
@@ -147,7 +210,21 @@ def evaluate(
     (None: ``OMP_NUM_THREADS`` when set, else 1; see :func:`fit`).
     """
     with torch_threads(threads), torch.no_grad():
-        return _evaluate(model, dataset, batch_size)
+        data = _encoded(dataset, next(model.parameters()).device)
+        return _evaluate_all(model, data, batch_size)[0]
+
+
+@torch.no_grad()
+def evaluate_many(
+    models: BatchedClassifier | Sequence[SequenceClassifier],
+    dataset: Dataset | EncodedData,
+    batch_size: int = 32,
+) -> list[dict[str, float]]:
+    """:func:`evaluate` for K models of one architecture at once: one dict per model."""
+    batched = (
+        models if isinstance(models, BatchedClassifier) else BatchedClassifier.from_models(models)
+    )
+    return _evaluate_all(batched, _encoded(dataset, batched.embedding.device), batch_size)
 
 
 def predict(
@@ -159,8 +236,7 @@ def predict(
 ) -> np.ndarray:
     """Predicted labels, shape (N,), batched exactly as :func:`evaluate` batches (file order)."""
     with torch_threads(threads), torch.no_grad():
-        device = next(model.parameters()).device
-        data = dataset if isinstance(dataset, EncodedData) else EncodedData(dataset, device)
+        data = _encoded(dataset, next(model.parameters()).device)
         was_training = model.training
         model.eval()
         out = [model(t).argmax(1).cpu() for t, _ in data.batches(np.arange(len(data)), batch_size)]
@@ -206,20 +282,129 @@ def accuracy_by_kind(
     return pd.DataFrame(rows)
 
 
-def _evaluate(
-    model: nn.Module, dataset: Dataset | EncodedData, batch_size: int
-) -> dict[str, float]:
+# ---------------------------------------------------------------------- the training engine
+#: A per-step hook, ``hook(step_index, model)``: called after every optimizer step (and the
+#: optional mask re-application) with the 0-based index of that step in the run and the model
+#: being trained (for :func:`train_many`, the :class:`~sparsernn.models.BatchedClassifier`).
+#: The place for mask updates, sparsity schedules and per-step logging: a hook may change
+#: weights or masks in place (under ``torch.no_grad()``); the next step sees the change. A
+#: hook that masks weights mid-training wants ``reapply_masks=True``: Adam's moments from the
+#: earlier steps would otherwise move the newly masked weights again.
+StepHook = Callable[[int, nn.Module], None]
+
+
+@torch.no_grad()
+def reapply_masks_(model: nn.Module) -> None:
+    """Zero every masked weight entry of every masked module inside ``model``, in place."""
+    for module in model.modules():
+        apply = getattr(module, "apply_masks_", None)
+        if callable(apply):
+            apply()
+
+
+class TrainStep:
+    """The package's one training step: forward, cross-entropy, backward, gradient-norm
+    clipping, optimizer step, optional mask re-application, then the per-step hooks.
+
+    ``model`` maps (B, T) codes to (B, C) logits, or is a :class:`BatchedClassifier` of K
+    models: then the loss is the sum of the K per-model mean losses (each model's gradient is
+    its own) and each model's gradient norm is clipped on its own
+    (:func:`~sparsernn.nn.batched.clip_grad_norm_per_model_`), so the K models train exactly
+    as K separate steps would. A fresh fused Adam is made unless ``optimizer`` is given.
+    ``reapply_masks``: zero masked entries after every step (needed only when the optimizer
+    can move weights whose gradient is zero, e.g. one with momentum from before the masking).
+    Calling the step returns the detached loss (a scalar, or (K,)) and logits.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer | None = None,
+        *,
+        lr: float = 1e-3,
+        clip: float | None = 5.0,
+        reapply_masks: bool = False,
+        on_step: StepHook | Sequence[StepHook] | None = None,
+    ) -> None:
+        self.model = model
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = optimizer or make_adam(self.params, lr)
+        self.clip = clip
+        self.reapply_masks = reapply_masks
+        self.hooks = [on_step] if callable(on_step) else list(on_step or ())
+        self.n_steps = 0
+        self._clip_norm = (
+            clip_grad_norm_per_model_
+            if isinstance(model, BatchedClassifier)
+            else nn.utils.clip_grad_norm_
+        )
+        model.train()
+
+    def __call__(self, tokens: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        logits = self.model(tokens)  # (B, C) or (K, B, C)
+        loss = _losses(logits, labels, "mean")  # () or (K,)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        if self.clip is not None:
+            self._clip_norm(self.params, self.clip)
+        self.optimizer.step()
+        if self.reapply_masks:
+            reapply_masks_(self.model)
+        for hook in self.hooks:
+            hook(self.n_steps, self.model)
+        self.n_steps += 1
+        return loss.detach(), logits.detach()
+
+
+def _train_epochs(
+    step: TrainStep,
+    train_data: EncodedData,
+    test_data: EncodedData | None,
+    cfg: TrainConfig,
+    progress: bool | str,
+) -> Iterator[list[dict[str, Any]]]:
+    """The package's one epoch loop: after each epoch, yield one record per model trained.
+
+    Every model sees the batches ``fit`` draws for ``cfg`` (seeded order, shuffle, bucketing);
+    records hold ``fit``'s keys (see there).
+    """
+    model = step.model
     device = next(model.parameters()).device
-    data = dataset if isinstance(dataset, EncodedData) else EncodedData(dataset, device)
-    was_training = model.training
-    model.eval()
-    loss_sum, correct = 0.0, 0
-    for tokens, labels in data.batches(np.arange(len(data)), batch_size):
-        logits = model(tokens)
-        loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
-        correct += (logits.argmax(1) == labels).sum().item()
-    model.train(was_training)
-    return {"accuracy": correct / len(data), "loss": loss_sum / len(data)}
+    axis = _model_axis(model)
+    order_rng = np.random.default_rng(derive_seed(cfg.seed, "batch-order"))
+    lengths = train_data.lengths.cpu().numpy()
+    n = len(train_data)
+    bar = _progress(progress, cfg.epochs * -(-n // cfg.batch_size))
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        t0 = time.perf_counter()
+        loss_sum = torch.zeros(axis, device=device)
+        correct = torch.zeros(axis, device=device, dtype=torch.long)
+        for tokens, labels in train_data.batches(
+            _epoch_order(n, lengths, cfg, order_rng), cfg.batch_size
+        ):
+            loss, logits = step(tokens, labels)
+            loss_sum += loss * len(labels)
+            correct += (logits.argmax(-1) == labels).sum(-1)
+            if bar is not None:
+                bar.update(1)
+        elapsed = time.perf_counter() - t0
+        sums = zip(loss_sum.reshape(-1).tolist(), correct.reshape(-1).tolist(), strict=True)
+        records = [
+            {"epoch": epoch, "train_loss": s / n, "train_accuracy": c / n, "epoch_time": elapsed}
+            for s, c in sums
+        ]
+        if test_data is not None:
+            with torch.no_grad():
+                tests = _evaluate_all(model, test_data, cfg.eval_batch_size or cfg.batch_size)
+            for record, res in zip(records, tests, strict=True):
+                record["test_loss"], record["test_accuracy"] = res["loss"], res["accuracy"]
+        if bar is not None and len(records) == 1:
+            shown = ("train_loss", "test_accuracy")
+            bar.set_postfix({k: f"{v:.3f}" for k, v in records[0].items() if k in shown})
+        yield records
+    if bar is not None:
+        bar.close()
 
 
 def fit(
@@ -231,6 +416,8 @@ def fit(
     optimizer: torch.optim.Optimizer | None = None,
     progress: bool | str = False,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    on_step: StepHook | Sequence[StepHook] | None = None,
+    reapply_masks: bool = False,
 ) -> list[dict[str, Any]]:
     """Train ``model`` in place; return one record per epoch.
 
@@ -238,6 +425,8 @@ def fit(
     epoch's batches), ``test_loss``, ``test_accuracy`` (when ``test`` is given) and
     ``epoch_time`` (seconds of training, evaluation excluded). A fresh Adam is made unless
     ``optimizer`` is given. Masked weights stay zero: their gradient is zero, so Adam leaves them.
+    ``on_step`` hooks run after every optimizer step (:data:`StepHook`); ``reapply_masks``
+    zeroes masked entries after every step (see :class:`TrainStep`).
 
     Threads: these models are too small for torch's intra-op threads to help, and beside other
     busy processes the default count (one per core) made an epoch up to 60x slower. So ``fit``
@@ -247,63 +436,81 @@ def fit(
     """
     cfg = config or TrainConfig()
     with torch_threads(cfg.threads):
-        return _fit(model, train, test, cfg, optimizer, progress, on_epoch)
+        device = next(model.parameters()).device
+        train_data = _encoded(train, device)
+        test_data = None if test is None else _encoded(test, device)
+        step = TrainStep(
+            model,
+            optimizer,
+            lr=cfg.lr,
+            clip=cfg.clip,
+            reapply_masks=reapply_masks,
+            on_step=on_step,
+        )
+        history: list[dict[str, Any]] = []
+        for (record,) in _train_epochs(step, train_data, test_data, cfg, progress):
+            history.append(record)
+            if on_epoch is not None:
+                on_epoch(record)
+        return history
 
 
-def _fit(model, train, test, cfg, optimizer, progress, on_epoch) -> list[dict[str, Any]]:
-    device = next(model.parameters()).device
-    train_data = train if isinstance(train, EncodedData) else EncodedData(train, device)
-    test_data = None
-    if test is not None:
-        test_data = test if isinstance(test, EncodedData) else EncodedData(test, device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = optimizer or make_adam(params, cfg.lr)
-    order_rng = np.random.default_rng(derive_seed(cfg.seed, "batch-order"))
-    lengths = train_data.lengths.cpu().numpy()
-    eval_bs = cfg.eval_batch_size or cfg.batch_size
-    history: list[dict[str, Any]] = []
-    bar = _progress(progress, cfg.epochs * -(-len(train_data) // cfg.batch_size))
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        t0 = time.perf_counter()
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        order = _epoch_order(len(train_data), lengths, cfg, order_rng)
-        for tokens, labels in train_data.batches(order, cfg.batch_size):
-            logits = model(tokens)
-            loss = F.cross_entropy(logits, labels)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.clip is not None:
-                nn.utils.clip_grad_norm_(params, cfg.clip)
-            opt.step()
-            loss_sum += loss.detach() * len(labels)
-            correct += (logits.detach().argmax(1) == labels).sum()
-            if bar is not None:
-                bar.update(1)
-        record: dict[str, Any] = {
-            "epoch": epoch,
-            "train_loss": loss_sum.item() / len(train_data),
-            "train_accuracy": correct.item() / len(train_data),
-            "epoch_time": time.perf_counter() - t0,
-        }
-        if test_data is not None:
-            with torch.no_grad():
-                res = _evaluate(model, test_data, eval_bs)
-            record["test_loss"], record["test_accuracy"] = res["loss"], res["accuracy"]
-        history.append(record)
-        if bar is not None:
-            bar.set_postfix(
-                {k: f"{v:.3f}" for k, v in record.items() if k in ("train_loss", "test_accuracy")}
+def train_many(
+    models: Sequence[SequenceClassifier],
+    train: Dataset | EncodedData,
+    test: Dataset | EncodedData | None = None,
+    config: TrainConfig | None = None,
+    *,
+    chunk_size: int | None = None,
+    progress: bool | str = False,
+    on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
+    on_step: StepHook | Sequence[StepHook] | None = None,
+    reapply_masks: bool = False,
+) -> list[list[dict[str, Any]]]:
+    """Train K same-architecture models together; return each model's :func:`fit` history.
+
+    ``models``: :class:`~sparsernn.models.SequenceClassifier` with one ``ModelConfig`` (e.g.
+    the pruned copies of one base model, each with its own masks), trained in place as one
+    :class:`~sparsernn.models.BatchedClassifier` by the same step and epoch loop as ``fit``:
+    all share the batch order ``fit`` would use for one model with ``config``, so the result
+    equals ``[fit(m, train, test, config) for m in models]`` up to float rounding.
+    ``chunk_size``: train at most this many at once (to bound memory); None = all.
+    ``on_epoch(model_index, record)`` after every epoch of every model; ``on_step`` hooks get
+    the BatchedClassifier of the chunk (step indices count from 0 in each chunk);
+    ``reapply_masks`` as in :func:`fit`.
+    ``epoch_time`` is the wall time of the shared batched epoch. Runs under ``fit``'s thread
+    policy (``config.threads``; None: ``OMP_NUM_THREADS`` or 1), restored on return.
+    """
+    models = list(models)
+    if not models:
+        return []
+    cfg = config or TrainConfig()
+    size = chunk_size or len(models)
+    if size < 1:
+        raise ConfigError(f"chunk_size={chunk_size} must be >= 1")
+    with torch_threads(cfg.threads):
+        device = next(models[0].parameters()).device
+        train_data = _encoded(train, device)
+        test_data = None if test is None else _encoded(test, device)
+        histories: list[list[dict[str, Any]]] = []
+        for start in range(0, len(models), size):
+            chunk = models[start : start + size]
+            batched = BatchedClassifier.from_models(chunk)
+            step = TrainStep(
+                batched, lr=cfg.lr, clip=cfg.clip, reapply_masks=reapply_masks, on_step=on_step
             )
-        if on_epoch is not None:
-            on_epoch(record)
-    if bar is not None:
-        bar.close()
-    return history
+            mine: list[list[dict[str, Any]]] = [[] for _ in chunk]
+            for records in _train_epochs(step, train_data, test_data, cfg, progress):
+                for i, record in enumerate(records):
+                    mine[i].append(record)
+                    if on_epoch is not None:
+                        on_epoch(start + i, record)
+            batched.copy_to(chunk)
+            histories.extend(mine)
+        return histories
 
 
-def make_adam(params: list[Tensor], lr: float) -> torch.optim.Optimizer:
+def make_adam(params: Sequence[Tensor], lr: float) -> torch.optim.Optimizer:
     """Adam with the fused (single-kernel) update where this torch and device offer it.
 
     The fused update equals the default one up to float rounding and is ~5x faster per step on
@@ -322,80 +529,3 @@ def _progress(progress: bool | str, total: int):
 
     desc = progress if isinstance(progress, str) else "train"
     return tqdm(total=total, desc=desc, unit="batch", dynamic_ncols=True, leave=False)
-
-
-def checkpoint_bytes(model: SequenceClassifier, metrics: dict[str, Any] | None = None) -> bytes:
-    """A checkpoint in memory: ``{format, config JSON, state_dict, metrics JSON}`` (no pickle of
-    modules, so it loads anywhere with ``weights_only=True``)."""
-    buf = io.BytesIO()
-    torch.save(
-        {
-            "format": "sparsernn-checkpoint-1",
-            "model_config": model.config.to_json(),
-            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "metrics": json.dumps(metrics or {}),
-        },
-        buf,
-    )
-    return buf.getvalue()
-
-
-def save_checkpoint(
-    path: str | Path, model: SequenceClassifier, metrics: dict[str, Any] | None = None
-) -> Path:
-    """Write :func:`checkpoint_bytes` atomically (temp file, fsync, rename), mode as ``open``'s."""
-    return atomic_write_bytes(path, checkpoint_bytes(model, metrics))
-
-
-_SNIFF = 64
-#: How ``torch.save`` files begin: a zip archive (torch >= 1.6), or a legacy pickle.
-_TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
-_CKPT_FIX = "give a file written by save_checkpoint or `sparsernn train --out`"
-
-
-def _describe(head: bytes) -> str:
-    """What a file that is not a torch checkpoint looks like, from its first bytes."""
-    if not head:
-        return "the file is empty"
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError:
-        return "a binary file that is not a torch checkpoint"
-    first = text.splitlines()[0] if text.strip() else text
-    looks = ", a data CSV?" if "," in first else ""
-    return f"a text file starting {first[:40]!r}{looks}"
-
-
-def load_checkpoint(
-    source: str | Path | bytes, device: str | torch.device = "cpu"
-) -> tuple[SequenceClassifier, dict[str, Any]]:
-    """Load a checkpoint (a file, or :func:`checkpoint_bytes` output): ``(model, metrics)``."""
-    where = "checkpoint bytes" if isinstance(source, bytes) else str(source)
-    try:
-        if isinstance(source, bytes):
-            head = source[:_SNIFF]
-        else:
-            with open(source, "rb") as fh:
-                head = fh.read(_SNIFF)
-    except FileNotFoundError:
-        raise DataError(f"{where}: no such checkpoint file") from None
-    except IsADirectoryError:
-        raise DataError(f"{where}: is a folder, not a sparsernn checkpoint file") from None
-    if not head.startswith(_TORCH_MAGIC):
-        raise DataError(f"{where}: not a sparsernn checkpoint ({_describe(head)}); {_CKPT_FIX}")
-    try:
-        stream = io.BytesIO(source) if isinstance(source, bytes) else source
-        payload = torch.load(stream, map_location=device, weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        raise DataError(
-            f"{where}: unreadable checkpoint ({exc.__class__.__name__}: a damaged or truncated "
-            f"torch file?); {_CKPT_FIX}"
-        ) from None
-    if not isinstance(payload, dict) or payload.get("format") != "sparsernn-checkpoint-1":
-        raise DataError(
-            f"{where}: not a sparsernn checkpoint; for a study checkpoint use "
-            "sparsernn.compat.load_study_checkpoint"
-        )
-    model = SequenceClassifier(ModelConfig.from_json(payload["model_config"]))
-    model.load_state_dict(payload["state_dict"])
-    return model.to(device), json.loads(payload["metrics"])

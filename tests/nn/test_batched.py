@@ -7,15 +7,14 @@ import torch
 from torch import _VF, nn
 
 import sparsernn.nn.functional as fnl
-from sparsernn.batched import BatchedClassifier, evaluate_many, train_many
 from sparsernn.data import DataSpec, make_dataset
 from sparsernn.errors import ConfigError
-from sparsernn.models import ModelConfig, build_model
+from sparsernn.models import BatchedClassifier, ModelConfig, build_model
 from sparsernn.nn import GATES, MODES, MaskedRNN
 from sparsernn.nn.batched import BatchedMaskedRNN, clip_grad_norm_per_model_
 from sparsernn.nn.functional import fused_recurrence, run_layers
 from sparsernn.prune import magnitude_prune
-from sparsernn.train import TrainConfig, evaluate, fit
+from sparsernn.train import TrainConfig, evaluate, evaluate_many, fit, train_many
 
 TINY = {"embedding_dim": 6, "hidden_size": 7, "num_layers": 2}
 PRUNINGS = [(30, "both"), (60, "i2h"), (90, "h2h")]

@@ -4,12 +4,12 @@ import networkx as nx
 import pytest
 import torch
 import torch.nn.utils.prune as torch_prune
-from reference import reference_layer  # noqa: I001
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 from sparsernn.errors import ConfigError
 from sparsernn.nn import CELLS, MODES, BatchedMaskedRNN, MaskedRNN, cell_spec, cell_step
+from sparsernn.nn.reference import reference_layer
 from sparsernn.prune import magnitude_prune
 
 

@@ -3,11 +3,11 @@
 import networkx as nx
 import pytest
 import torch
-from reference import reference_structured  # noqa: I001  (tests/nn on sys.path via conftest)
 
 from sparsernn.errors import ConfigError
 from sparsernn.graphs import make_graph, to_layered_dag
 from sparsernn.nn import MODES
+from sparsernn.nn.reference import reference_structured
 from sparsernn.nn.structured import SCHEDULES, StructuredRNN
 
 STUDY_EXAMPLE = [(0, 2), (1, 2), (1, 3), (2, 3), (2, 4), (3, 4)]
@@ -231,7 +231,7 @@ def test_set_sublayer_masks_installs_own_masks(schedule):
 
 
 def _reference_with_masks(net, x, weights, masks):
-    from reference import reference_layer
+    from sparsernn.nn.reference import reference_layer
 
     outputs = []
     for l in range(net.n_layers):

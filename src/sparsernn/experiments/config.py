@@ -56,7 +56,7 @@ class PruningConfig(Config):
     retrain_epochs: int = 10
     tolerance: float = 0.01
     #: Retrain this many pruning points of one base model together
-    #: (:func:`sparsernn.batched.train_many`); 1 = one by one; 0 = auto (all of a base's points
+    #: (:func:`sparsernn.train.train_many`); 1 = one by one; 0 = auto (all of a base's points
     #: for tanh/ReLU/GRU, where that is faster; LSTM one by one). Part of each unit's identity:
     #: bundled training agrees with one-by-one training to float rounding, not bit for bit.
     bundle: int = 0

@@ -90,7 +90,7 @@ def _base_config(study: StudyConfig, cell: str, seed: int, data: dict[str, Any])
 
 
 #: Cells whose pruning points are retrained together under ``bundle = 0`` (auto): measured
-#: faster with :func:`sparsernn.batched.train_many`; LSTM is not (``benchmarks/README.md``).
+#: faster with :func:`sparsernn.train.train_many`; LSTM is not (``benchmarks/README.md``).
 BUNDLED_CELLS = frozenset(name for name, spec in CELLS.items() if spec.fused_cpu)
 
 
@@ -247,13 +247,13 @@ def _run_prune(cfg: dict[str, Any], base_bytes: bytes) -> dict[str, Any]:
 
 
 def _run_prune_many(cfgs: list[dict[str, Any]], base_bytes: bytes) -> list[dict[str, Any]]:
-    """Pruning units of one base model retrained together (:func:`sparsernn.batched.train_many`).
+    """Pruning units of one base model retrained together (:func:`sparsernn.train.train_many`).
 
     Equal to running each with :func:`_run_prune` up to float rounding: the copies share the
     batch order that ``fit`` would draw for each of them alone.
     """
-    from sparsernn.batched import evaluate_many, train_many
     from sparsernn.prune import magnitude_prune
+    from sparsernn.train import evaluate_many, train_many
 
     shared = {k: v for k, v in cfgs[0].items() if k not in ("target", "amount")}
     for cfg in cfgs[1:]:

@@ -4,7 +4,7 @@ Each parameter and mask has a leading model axis of size K; the recurrence of al
 runs in :func:`~sparsernn.nn.functional.fused_recurrence` as batched matmuls (on a CPU each
 step is bound by per-operation overhead, so K models cost little more than one).
 :func:`clip_grad_norm_per_model_` clips each model's gradient norm on its own. Training K
-whole classifiers together lives one layer up, in :mod:`sparsernn.batched`.
+whole classifiers together lives one layer up, in :func:`sparsernn.train.train_many`.
 """
 
 from __future__ import annotations
