@@ -190,7 +190,7 @@ def test_flags_override_config_file_but_defaults_do_not(tmp_path):
 
 
 def test_structure_gate_layout_flag_reaches_the_study(tmp_path, monkeypatch):
-    import sparsernn.cli as cli_module
+    import sparsernn.cli.studies as cli_module
 
     seen = {}
 

@@ -1,0 +1,5 @@
+"""``python -m sparsernn.cli``."""
+
+from sparsernn.cli import main
+
+main()
