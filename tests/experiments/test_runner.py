@@ -261,6 +261,9 @@ def test_ctrl_c_with_a_pool_cancels_the_queue_and_stops_workers(tmp_path: Path, 
 
 
 def test_ctrl_c_during_a_commit_waits_for_the_commit():
+    # Python's own Ctrl-C handler, whatever this process inherited (a background job of a
+    # non-interactive shell starts with SIGINT ignored).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     reached = False
     with pytest.raises(KeyboardInterrupt):
         with runner._interrupts_deferred():
@@ -269,6 +272,7 @@ def test_ctrl_c_during_a_commit_waits_for_the_commit():
             reached = True
     assert reached
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    signal.signal(signal.SIGINT, previous)
 
 
 # ---------------------------------------------------------------------------------- progress
