@@ -25,6 +25,8 @@ import torch
 from sparsernn.errors import DataError
 from sparsernn.models import ModelConfig, SequenceClassifier
 from sparsernn.nn.cells import cell_spec
+from sparsernn.nn.masked import MaskedRNN
+from sparsernn.nn.structured import StructuredRNN
 
 __all__ = ["load_study_checkpoint", "load_study_structure_checkpoint", "convert_study_state_dict"]
 
@@ -164,7 +166,9 @@ def load_study_checkpoint(
     missing = [k for k in missing if not k.endswith("_mask")]
     if missing or unexpected:
         raise DataError(f"{where}: state dict does not fit (missing {missing}, extra {unexpected})")
-    model.recurrent.apply_masks_()
+    recurrent = model.recurrent
+    assert isinstance(recurrent, MaskedRNN)  # a config without a graph builds one
+    recurrent.apply_masks_()
     return model
 
 
@@ -230,7 +234,9 @@ def load_study_structure_checkpoint(
     with torch.no_grad():
         for key in ("embedding.weight", "out.weight", "out.bias"):
             model.get_parameter(key).copy_(state[key])
-    model.recurrent.load_sublayer_weights(weights, masks)
+    recurrent = model.recurrent
+    assert isinstance(recurrent, StructuredRNN)  # a graph-wired config builds one
+    recurrent.load_sublayer_weights(weights, masks)
     return model
 
 
@@ -323,7 +329,7 @@ def _cols(t: torch.Tensor):
 
 
 def _check_layer_counts(state, where: str, n_main: int, n_skip: int) -> None:
-    found = {"recurrent_layers": set(), "skip_layers": set()}
+    found: dict[str, set[int]] = {"recurrent_layers": set(), "skip_layers": set()}
     for key in state:
         m = re.match(r"recurrent\.(recurrent_layers|skip_layers)\.(\d+)\.", key)
         if m:

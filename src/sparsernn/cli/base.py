@@ -35,8 +35,8 @@ def _own_fix(exc: SparsernnError) -> str:
     """The message, with a store's "use another directory" fix worded for this command."""
     if not (isinstance(exc, StoreError) and exc.elsewhere):
         return str(exc)
-    name = click.get_current_context(silent=True)
-    name = name.info_name if name is not None else ""
+    ctx = click.get_current_context(silent=True)
+    name = (ctx.info_name or "") if ctx is not None else ""
     if name in ("status", "report"):
         fix = f"give {name} the directory a study command wrote (its --out DIR)"
     else:

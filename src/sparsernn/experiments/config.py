@@ -268,7 +268,7 @@ def _absolute_paths(data: dict[str, Any], folder: Path) -> None:
     for table, name in PATH_FIELDS:
         section = data.get(table)
         value = section.get(name) if isinstance(section, dict) else None
-        if isinstance(value, str) and value:
+        if isinstance(section, dict) and isinstance(value, str) and value:
             section[name] = os.path.abspath(folder / Path(value).expanduser())
 
 

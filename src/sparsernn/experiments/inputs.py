@@ -207,7 +207,9 @@ def resolve_inputs(study: StudyConfig) -> StudyInputs:
     paths = _csv_paths(spec)
     runtime = None
     if any(p is not None for p in paths.values()):
-        absolute = {k: os.path.abspath(v) for k, v in paths.items() if v is not None}
+        absolute: dict[str, Any] = {
+            k: os.path.abspath(v) for k, v in paths.items() if v is not None
+        }
         spec = dataclasses.replace(spec, **absolute)
         runtime = spec.to_dict()
     graphs = None

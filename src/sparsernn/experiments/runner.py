@@ -104,10 +104,10 @@ def _interrupts_deferred() -> Iterator[None]:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         if caught:
-            signum, frame = caught[0]
-            handler = previous[signum]
+            first, frame = caught[0]
+            handler = previous[signal.Signals(first)]
             if callable(handler):
-                handler(signum, frame)
+                handler(first, frame)
             elif signum == signal.SIGINT and handler != signal.SIG_IGN:
                 raise KeyboardInterrupt
             elif signum == signal.SIGTERM and handler == signal.SIG_DFL:

@@ -17,10 +17,10 @@ reads :data:`CELLS` without paying for torch's import.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, Union
 
 from sparsernn.errors import ConfigError
 
@@ -63,14 +63,14 @@ class CellSpec:
     fused_cpu: bool
 
     @property
-    def torch_class(self) -> type[nn.RNNBase]:
+    def torch_class(self) -> Callable[..., nn.RNNBase]:
         """``torch.nn.RNN``, ``torch.nn.GRU`` or ``torch.nn.LSTM``."""
         from torch import nn
 
         return {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[self.family]
 
     @property
-    def torch_kwargs(self) -> dict[str, str]:
+    def torch_kwargs(self) -> dict[str, Any]:
         """Extra keyword arguments :attr:`torch_class` needs (``nonlinearity`` for ``nn.RNN``)."""
         return {} if self.nonlinearity is None else {"nonlinearity": self.nonlinearity}
 
@@ -87,7 +87,7 @@ class CellSpec:
 
     def hidden(self, state: State) -> Tensor:
         """The hidden state ``h`` of a state (``h`` itself, or ``h`` of ``(h, c)``)."""
-        return state[0] if self.has_cell_state else state
+        return state[0] if isinstance(state, tuple) else state
 
     def zero_state(self, batch: int, hidden: int, like: Tensor) -> State:
         """The study's initial state: zeros (and a zero cell state for LSTM)."""
@@ -150,10 +150,11 @@ def spec_of_torch(module: nn.RNNBase) -> CellSpec:
 
 # ------------------------------------------------------------------------------ the math
 def _elman(spec: CellSpec, gi: Tensor, gh: Tensor, state: State) -> State:
-    return getattr(gi + gh, spec.nonlinearity)()  # Tensor.tanh / Tensor.relu
+    return getattr(gi + gh, spec.nonlinearity or "tanh")()  # Tensor.tanh / Tensor.relu
 
 
-def _gru(spec: CellSpec, gi: Tensor, gh: Tensor, h: Tensor) -> State:
+def _gru(spec: CellSpec, gi: Tensor, gh: Tensor, state: State) -> State:
+    h = spec.hidden(state)
     i_r, i_z, i_n = gi.chunk(3, dim=1)
     h_r, h_z, h_n = gh.chunk(3, dim=1)
     r = (i_r + h_r).sigmoid()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -131,7 +132,10 @@ class MaskedRNN(nn.Module):
         for kind, cols in (("ih", n_in), ("hh", n_hidden)):
             mask = torch.ones(rows, cols, dtype=torch.bool, device=device)
             self.register_buffer(f"weight_{kind}_l{k}_mask", mask)
-        shapes = {f"weight_ih_l{k}": (rows, n_in), f"weight_hh_l{k}": (rows, n_hidden)}
+        shapes: dict[str, tuple[int, ...]] = {
+            f"weight_ih_l{k}": (rows, n_in),
+            f"weight_hh_l{k}": (rows, n_hidden),
+        }
         if self.bias:
             shapes.update({f"bias_ih_l{k}": (rows,), f"bias_hh_l{k}": (rows,)})
         for name, shape in shapes.items():
@@ -310,7 +314,7 @@ class MaskedRNN(nn.Module):
     @classmethod
     def from_torch(cls, module: nn.RNNBase) -> MaskedRNN:
         """Build a MaskedRNN with the weights of a ``torch.nn.RNN/GRU/LSTM`` (all-ones masks)."""
-        if module.bidirectional or getattr(module, "proj_size", 0):
+        if module.bidirectional or module.proj_size:
             raise ConfigError("bidirectional and projected RNNs are not supported")
         spec = spec_of_torch(module)
         new = cls(spec.name, module.input_size, module.hidden_size, **_shared_options(module))
@@ -328,9 +332,10 @@ class MaskedRNN(nn.Module):
             name: tensor.detach()
             for k, layer in enumerate(weights)
             for name, tensor in zip(self._layer_param_names(k), layer, strict=False)
+            if tensor is not None
         }
         mod.load_state_dict(state)
-        return mod.to(self.weight_ih_l0.device)
+        return mod.to(next(self.parameters()).device)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, *args, **kw):
         # A plain torch.nn.RNN/GRU/LSTM state dict has no masks: keep ours (all ones by default).
@@ -339,7 +344,7 @@ class MaskedRNN(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, *args, **kw)
 
 
-def _shared_options(module: nn.Module) -> dict:
+def _shared_options(module: nn.Module) -> dict[str, Any]:
     """The constructor options a MaskedRNN and a ``torch.nn.RNNBase`` share, read from either."""
     return {
         "num_layers": module.num_layers,
