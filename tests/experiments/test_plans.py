@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import html
+import re
 import sqlite3
 from pathlib import Path
 
@@ -59,6 +61,17 @@ def test_prune_then_structure_keeps_each_kinds_own_plan(tmp_path: Path, monkeypa
     assert structure["pruning"]["amounts"] == [10.0 * i for i in range(1, 11)]
     assert res.study == structure  # the last command's config
     assert len(res.pruning_points) == 2 and len(res.structure) == 2 and len(res.base) == 1
+
+    # the report shows each kind with the configuration that produced it
+    assert "report:" in _ok(["report", str(out)])
+    page = html.unescape((out / "report.html").read_text())
+    blocks = dict(re.findall(r"<details><summary>(.*?)</summary><pre>(.*?)</pre>", page, re.S))
+    prune_block = blocks["Study configuration of the prune units"]
+    structure_block = blocks["Study configuration of the structure units"]
+    assert re.search(r"amounts = \[\s*50\.0,\s*100\.0,\s*\]", prune_block), prune_block
+    assert re.search(r"\[train\]\s*epochs = 1\b", prune_block)
+    assert re.search(r"n_graphs = 2\b", structure_block)
+    assert re.search(r"\[train\]\s*epochs = 50\b", structure_block)
 
     # the written study.toml reruns what the directory holds: no new unit, the same plans
     keys, toml = _keys(out), (out / "study.toml").read_text()
