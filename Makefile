@@ -1,12 +1,12 @@
 # Two commands set up and prove the project (see README):
 #   make demo   install everything into .venv and run the smoke study with its report
-#   make test   install (if needed) and run the test suite
+#   make test   install (if needed), type-check the package and run the test suite
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: demo test install bench lint clean
+.PHONY: demo test test-slow install bench lint clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,12 @@ demo: install
 	$(VENV)/bin/sparsernn reproduce --profile smoke --out runs/smoke
 
 test: install
+	$(PY) -m mypy
 	$(PY) -m pytest -q
+
+# The tests marked slow (a real Ray cluster, long trainings): deselected by `make test`.
+test-slow: install
+	$(PY) -m pytest -q -m slow
 
 bench: install
 	$(PY) -m sparsernn.bench

@@ -28,6 +28,7 @@ def cluster():
         ray.shutdown()
 
 
+@pytest.mark.slow  # ~25 s on 2 cores, nearly all of it starting a local Ray instance
 def test_ray_executor_gives_the_local_results(tmp_path: Path, cluster):
     before = torch.get_num_threads()
     torch.set_num_threads(1)
