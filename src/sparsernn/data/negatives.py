@@ -277,15 +277,33 @@ def _pool(
     return [valid[i] for i in pick.tolist()]
 
 
-def foreign(
-    grammar: Grammar | str,
-    n: int,
-    seed: SeedLike = None,
-    *,
-    valid: Sequence[str] | None = None,
-    min_length: int | None = None,
-    max_length: int | None = None,
-) -> list[str]:
+def _pool_generator(rule: Callable[..., str], name: str, doc: str) -> Callable[..., list[str]]:
+    """A public generator ``name(grammar, n, seed, *, valid, min_length, max_length)`` that draws
+    ``n`` valid strings (from ``valid`` or the grammar) and turns each into a negative with
+    ``rule(g, string, gen, min_length, max_length)``."""
+
+    def generate(
+        grammar: Grammar | str,
+        n: int,
+        seed: SeedLike = None,
+        *,
+        valid: Sequence[str] | None = None,
+        min_length: int | None = None,
+        max_length: int | None = None,
+    ) -> list[str]:
+        g = get_grammar(grammar)
+        gen = rng(seed)
+        pool = _pool(g, n, gen, valid, min_length, max_length)
+        return [rule(g, s, gen, min_length, max_length) for s in pool]
+
+    generate.__name__ = generate.__qualname__ = name
+    generate.__doc__ = doc
+    return generate
+
+
+foreign = _pool_generator(
+    lambda g, s, gen, lo, hi: foreign_string(g, len(s), gen),
+    "foreign",
     """``n`` foreign-letter negatives whose lengths are drawn from valid strings' lengths.
 
     Parameters
@@ -299,49 +317,24 @@ def foreign(
     valid : sequence of str, optional
         Pool of valid strings whose lengths the negatives copy; by default ``n`` strings are
         sampled from ``grammar`` within ``[min_length, max_length]``.
-    """
-    g = get_grammar(grammar)
-    gen = rng(seed)
-    pool = _pool(g, n, gen, valid, min_length, max_length)
-    return [foreign_string(g, len(s), gen) for s in pool]
-
-
-def transition(
-    grammar: Grammar | str,
-    n: int,
-    seed: SeedLike = None,
-    *,
-    valid: Sequence[str] | None = None,
-    min_length: int | None = None,
-    max_length: int | None = None,
-) -> list[str]:
+    """,
+)
+transition = _pool_generator(
+    lambda g, s, gen, lo, hi: transition_string(g, len(s), gen),
+    "transition",
     """``n`` broken-transition negatives whose lengths are drawn from valid strings' lengths.
 
     Parameters are as for :func:`foreign`.
-    """
-    g = get_grammar(grammar)
-    gen = rng(seed)
-    pool = _pool(g, n, gen, valid, min_length, max_length)
-    return [transition_string(g, len(s), gen) for s in pool]
-
-
-def edit(
-    grammar: Grammar | str,
-    n: int,
-    seed: SeedLike = None,
-    *,
-    valid: Sequence[str] | None = None,
-    min_length: int | None = None,
-    max_length: int | None = None,
-) -> list[str]:
+    """,
+)
+edit = _pool_generator(
+    lambda g, s, gen, lo, hi: edit_string(g, s, gen, min_length=lo, max_length=hi),
+    "edit",
     """``n`` one-edit negatives, each made from a valid string drawn from ``valid``.
 
     Parameters are as for :func:`foreign`; results keep lengths in ``[min_length, max_length]``.
-    """
-    g = get_grammar(grammar)
-    gen = rng(seed)
-    pool = _pool(g, n, gen, valid, min_length, max_length)
-    return [edit_string(g, s, gen, min_length=min_length, max_length=max_length) for s in pool]
+    """,
+)
 
 
 # The kinds drawn from a pool of valid strings (``alternative`` has its own generator).
