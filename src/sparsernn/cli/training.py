@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from sparsernn.cli.base import ALL_CELLS, _friendly, cli
+from sparsernn.cli.base import ALL_CELLS, ALL_TASKS, _friendly, _note_capped, cli
 from sparsernn.errors import ConfigError
 
 # ----------------------------------------------------------------------------------- train
@@ -75,9 +75,15 @@ def _config_fields(cls, given: dict) -> dict:
     "--n-strings",
     f"{_DATA}.n_strings",
     type=int,
-    help="Size of the generated data set when no CSV is given.",
+    help="Size of the generated data set (examples of any task) when no CSV is given.",
 )
-@_config_option("--grammar", f"{_DATA}.grammar", help="Generated task: reber or embedded_reber.")
+@_config_option("--grammar", f"{_DATA}.grammar", help="Generated strings: reber or embedded_reber.")
+@_config_option(
+    "--task", f"{_DATA}.task", type=click.Choice(ALL_TASKS), help="Task (docs/tasks.md)."
+)
+@_config_option(
+    "--difficulty", f"{_DATA}.difficulty", type=int, help="The task's length or delay knob."
+)
 @_config_option(
     "--seed",
     f"{_TRAIN}.seed",
@@ -94,10 +100,11 @@ def _config_fields(cls, given: dict) -> dict:
 @_THREADS
 @_friendly
 def train(out, **flags):
-    """Train the study's base model and print its per-epoch table."""
+    """Train the study's base model (on any --task) and print its per-epoch table."""
     from sparsernn._seed import derive_seed
-    from sparsernn.data import DataSpec, make_dataset
+    from sparsernn.data import DataSpec
     from sparsernn.models import ModelConfig, build_model
+    from sparsernn.tasks import model_fields, task_data
     from sparsernn.train import TrainConfig, fit, resolve_device, save_checkpoint
 
     given = {k: v for k, v in flags.items() if v is not None}
@@ -108,9 +115,10 @@ def train(out, **flags):
     if given.get("clip") == 0:
         given["clip"] = None  # no clipping
     data_cfg = DataSpec(**_config_fields(DataSpec, given))
+    _note_capped(given.get("n_strings"), data_cfg)
     train_cfg = TrainConfig(**_config_fields(TrainConfig, given))
-    model_cfg = ModelConfig(**_config_fields(ModelConfig, given))
-    train_set, test_set = make_dataset(data_cfg)
+    model_cfg = ModelConfig(**model_fields(data_cfg), **_config_fields(ModelConfig, given))
+    train_set, test_set = task_data(data_cfg)
     model = build_model(model_cfg, seed=derive_seed(train_cfg.seed, "init", model_cfg.cell))
     model = model.to(resolve_device(train_cfg.device))
     history = fit(model, train_set, test_set, train_cfg, progress=model_cfg.cell)
