@@ -65,6 +65,26 @@ def _mix(text: str) -> dict[str, str]:
     return {k.strip(): v.strip() for k, v in pairs}
 
 
+def _log_options(fn):
+    """``--log BACKEND`` (repeatable) and ``--log-dir DIR``: training curves copied to
+    TensorBoard / MLflow (:mod:`sparsernn.tracking`), off by default."""
+    fn = click.option(
+        "--log-dir",
+        type=click.Path(path_type=str),
+        default="runs",
+        show_default=True,
+        help="Where --log writes (TensorBoard runs, MLflow's mlflow.db).",
+    )(fn)
+    return click.option(
+        "--log",
+        "log",
+        multiple=True,
+        type=click.Choice(["tensorboard", "mlflow"]),
+        help="Also log every training curve here (repeatable; pip install "
+        "'sparsernn[tracking]').",
+    )(fn)
+
+
 def _note_capped(asked: int | None, spec) -> None:
     """Say on stderr (one line) when a finite task has fewer examples than ``--n-strings``."""
     if asked is not None and spec.n_strings < asked:

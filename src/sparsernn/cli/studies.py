@@ -9,7 +9,16 @@ from pathlib import Path
 
 import click
 
-from sparsernn.cli.base import ALL_TASKS, _cells, _friendly, _names, _note_capped, _seeds, cli
+from sparsernn.cli.base import (
+    ALL_TASKS,
+    _cells,
+    _friendly,
+    _log_options,
+    _names,
+    _note_capped,
+    _seeds,
+    cli,
+)
 from sparsernn.errors import ConfigError
 
 
@@ -28,6 +37,8 @@ class _StudyFlags:
     gpus_per_unit: float
     retry_failed: bool
     device: str | None
+    log: tuple[str, ...] = ()
+    log_dir: str = "runs"
 
 
 def _study_options(fn):
@@ -75,7 +86,7 @@ def _study_options(fn):
     ]
     for opt in reversed(opts):
         wrapper = opt(wrapper)
-    return wrapper
+    return _log_options(wrapper)
 
 
 def _data_options(fn):
@@ -173,6 +184,11 @@ def _run(study, flags: _StudyFlags, kinds):
     )
     for line in run.failures[:10]:
         click.echo(f"  failed: {line}", err=True)
+    if flags.log:  # copied from the store, which stays the source of truth
+        from sparsernn.tracking import log_study
+
+        n_runs = log_study(out, flags.log, flags.log_dir)
+        click.echo(f"logged {n_runs} stored curves to {', '.join(flags.log)} in {flags.log_dir}")
     return run
 
 

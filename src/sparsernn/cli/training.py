@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from sparsernn.cli.base import ALL_CELLS, ALL_TASKS, _friendly, _note_capped, cli
+from sparsernn.cli.base import ALL_CELLS, ALL_TASKS, _friendly, _log_options, _note_capped, cli
 from sparsernn.errors import ConfigError
 
 # ----------------------------------------------------------------------------------- train
@@ -98,14 +98,15 @@ def _config_fields(cls, given: dict) -> dict:
 )
 @click.option("--out", type=click.Path(path_type=Path), help="Save the checkpoint here.")
 @_THREADS
+@_log_options
 @_friendly
-def train(out, **flags):
+def train(out, log, log_dir, **flags):
     """Train the study's base model (on any --task) and print its per-epoch table."""
     from sparsernn._seed import derive_seed
     from sparsernn.data import DataSpec
     from sparsernn.models import ModelConfig, build_model
     from sparsernn.tasks import model_fields, task_data
-    from sparsernn.train import TrainConfig, fit, resolve_device, save_checkpoint
+    from sparsernn.train import TrainConfig, resolve_device, save_checkpoint
 
     given = {k: v for k, v in flags.items() if v is not None}
     if given.get("epochs", 1) < 1:
@@ -121,13 +122,26 @@ def train(out, **flags):
     train_set, test_set = task_data(data_cfg)
     model = build_model(model_cfg, seed=derive_seed(train_cfg.seed, "init", model_cfg.cell))
     model = model.to(resolve_device(train_cfg.device))
-    history = fit(model, train_set, test_set, train_cfg, progress=model_cfg.cell)
+    history = _fit_logged(model, (train_set, test_set), train_cfg, log, log_dir)
     if out is not None:
         save_checkpoint(out, model, history[-1] if history else {})
     columns = ["epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "epoch_time"]
     click.echo(pd.DataFrame(history, columns=columns).to_string(index=False, float_format="%.4f"))
     if out:
         click.echo(f"saved checkpoint to {out}")
+
+
+def _fit_logged(model, data, train_cfg, log, log_dir):
+    """``fit`` with each epoch record also sent to the ``--log`` backends (if any)."""
+    from sparsernn.tracking import open_loggers
+    from sparsernn.train import fit
+
+    if not log:
+        return fit(model, *data, train_cfg, progress=model.config.cell)
+    params = {**model.config.to_dict(), **train_cfg.to_dict(), "task": data[0].name}
+    run = f"train-{model.config.cell}-seed{train_cfg.seed}"
+    with open_loggers(log, log_dir, run, params) as loggers:
+        return fit(model, *data, train_cfg, progress=model.config.cell, on_epoch=loggers)
 
 
 @cli.command()
