@@ -1,16 +1,20 @@
 """Tasks: seeded generators of (sequence, target) data that the models, ``fit`` and studies share.
 
-========== ============ ============================== =============================
-task       inputs       target                         difficulty knob (default)
-========== ============ ============================== =============================
-reber      tokens       valid string? (2 classes)      -- (the study's data, SPEC 2.1)
-embedded_reber tokens   valid string? (2 classes)      --
-adding     2 values     bin of the marked sum (10)     sequence length (50)
-adding_regression 2 values  the marked sum (real, MSE)  sequence length (50)
-copy       tokens       the first k=5 symbols (8 each) delay before recall (20)
-parity     bits         odd number of ones? (2)        string length (50)
-digits     8 values     digit (10 classes)             -- (scikit-learn's 1797 images)
-========== ============ ============================== =============================
+================= ======== ============================== =========================
+task              inputs   target                         difficulty knob (default)
+================= ======== ============================== =========================
+reber             tokens   valid string? (2 classes)      -- (the study's, SPEC 2.1)
+embedded_reber    tokens   valid string? (2 classes)      --
+adding            2 values bin of the marked sum (10)     sequence length (50)
+adding_regression 2 values the marked sum (real, MSE)     sequence length (50)
+copy              tokens   the first k=5 symbols (8 each) delay before recall (20)
+parity            bits     odd number of ones? (2)        string length (50)
+digits            8 values digit (10 classes)             -- (scikit-learn's 1797)
+================= ======== ============================== =========================
+
+:func:`task_data` builds any task from a :class:`~sparsernn.data.DataSpec` (its ``task`` and
+``difficulty``); :func:`model_fields` gives the model fields it needs; docs/tasks.md has
+the chance levels and what a dense GRU reaches.
 
 >>> from sparsernn.tasks import make_task
 >>> train, test = make_task("parity", n=100, difficulty=10, seed=0)
