@@ -1,5 +1,10 @@
 """The study's sequence classifier: Embedding -> recurrent stack -> Linear on the last step.
 
+Any task of :mod:`sparsernn.tasks` fits the same model: token inputs are read through an
+embedding (as the study's strings are), real-valued inputs through a linear input layer
+(``input_size``); the head has ``n_classes`` outputs per position (``n_outputs`` positions, e.g.
+the copy task's K symbols) or one real output per position (``regression``).
+
 The model knows nothing about training or storage (the nanoGPT habit): it is built from a
 :class:`ModelConfig`, and a checkpoint is that config's JSON beside the state dict.
 :class:`BatchedClassifier` is its K-model twin: K classifiers of one architecture stacked
@@ -37,6 +42,12 @@ class ModelConfig(Config):
     ``"interleaved"`` (the study's code); see :class:`~sparsernn.nn.StructuredRNN`. It is left
     out of :meth:`to_dict` when ``"blocked"``, so configs (and run keys) from before it existed
     are unchanged.
+
+    Task fields (each left out of :meth:`to_dict` at its default, so the study's configs and run
+    keys are unchanged): ``input_size`` (None: token codes below ``vocab_size`` read by an
+    embedding; F: F real values per step read by ``Linear(F, embedding_dim)``), ``n_outputs``
+    (output positions read from the last step) and ``regression`` (one real number per
+    position instead of ``n_classes`` logits).
     """
 
     cell: str = "gru"
@@ -48,16 +59,21 @@ class ModelConfig(Config):
     graph_edges: tuple[tuple[int, int], ...] | None = None
     n_nodes: int | None = None
     gate_layout: str = "blocked"
+    input_size: int | None = None
+    n_outputs: int = 1
+    regression: bool = False
 
     def __post_init__(self) -> None:
         cell_spec(self.cell)
-        for name in ("vocab_size", "hidden_size", "num_layers", "n_classes"):
+        for name in ("vocab_size", "hidden_size", "num_layers", "n_classes", "n_outputs"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)} must be >= 1")
         if self.embedding_dim is not None and self.embedding_dim < 1:
             raise ConfigError(f"embedding_dim={self.embedding_dim} must be >= 1")
         if (self.graph_edges is None) != (self.n_nodes is None):
             raise ConfigError("graph_edges and n_nodes must be given together")
+        if self.input_size is not None and self.input_size < 1:
+            raise ConfigError(f"input_size={self.input_size} must be >= 1 (or None for tokens)")
         if self.gate_layout not in GATE_LAYOUTS:
             raise ConfigError(
                 f"unknown gate_layout {self.gate_layout!r}; choose one of {', '.join(GATE_LAYOUTS)}"
@@ -65,13 +81,62 @@ class ModelConfig(Config):
 
     def to_dict(self) -> dict:
         data = super().to_dict()
-        if data["gate_layout"] == "blocked":  # the default: keep older configs' JSON and keys
-            del data["gate_layout"]
+        for name, default in _QUIET_DEFAULTS.items():  # keep older configs' JSON and keys
+            if data[name] == default:
+                del data[name]
         return data
 
     @property
     def structured(self) -> bool:
         return self.graph_edges is not None
+
+    @property
+    def input_kind(self) -> str:
+        """``"tokens"`` (an embedding reads codes) or ``"real"`` (a linear layer reads values)."""
+        return "tokens" if self.input_size is None else "real"
+
+    @property
+    def head_size(self) -> int:
+        """Outputs of the linear head: ``n_outputs`` x (``n_classes``, or 1 for regression)."""
+        return self.n_outputs * (1 if self.regression else self.n_classes)
+
+
+#: Fields left out of :meth:`ModelConfig.to_dict` at these defaults (added after run keys
+#: existed: configs that do not use them keep the JSON and key they had).
+_QUIET_DEFAULTS = {
+    "gate_layout": "blocked", "input_size": None, "n_outputs": 1, "regression": False
+}
+
+
+def _input_layer(config: ModelConfig, width: int) -> nn.Module:
+    """The model's first layer: an embedding of token codes, or a linear map of real values."""
+    if config.input_size is None:
+        return nn.Embedding(config.vocab_size, width)
+    return nn.Linear(config.input_size, width)
+
+
+def _time_major(inputs: Tensor) -> Tensor:
+    """(B, T) codes -> (T, B); (B, T, F) values -> (T, B, F)."""
+    return inputs.transpose(0, 1)
+
+
+def _last_step(seq: Tensor, lengths: Tensor | None) -> Tensor:
+    """The output at the last padded step (``lengths`` None: the study's rule) or at each
+    sequence's own last step; ``seq`` is (..., T, B, H) and the result (..., B, H)."""
+    if lengths is None:
+        return seq[..., -1, :, :]
+    index = (lengths.to(seq.device) - 1).view(-1, 1).expand(-1, seq.shape[-1])  # (B, H)
+    index = index.expand(*seq.shape[:-3], 1, *index.shape)  # (..., 1, B, H)
+    return seq.gather(-3, index).squeeze(-3)
+
+
+def _shaped(out: Tensor, config: ModelConfig) -> Tensor:
+    """Head outputs (..., B, head_size) as the task reads them: (..., B, C) logits, (..., B,
+    K, C) for K positions, (..., B) or (..., B, K) real numbers for regression."""
+    per_position = 1 if config.regression else config.n_classes
+    if config.n_outputs > 1:
+        return out.unflatten(-1, (config.n_outputs, per_position))
+    return out.squeeze(-1) if config.regression else out
 
 
 class SequenceClassifier(nn.Module):
@@ -79,7 +144,10 @@ class SequenceClassifier(nn.Module):
 
     ``forward(tokens)`` takes (B, T) integer codes, zero-padded on the right, and returns
     (B, n_classes) logits read from the top layer's output at the LAST padded time step, as in
-    the study (padding is therefore part of the model's input).
+    the study (padding is therefore part of the model's input). ``forward(inputs, lengths)``
+    reads each sequence's own last step instead (the other tasks). Real inputs are (B, T, F)
+    and pass ``Linear(F, E)`` in place of the embedding (still called ``embedding``); the output
+    shape follows the task (see :func:`_shaped`).
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -99,23 +167,25 @@ class SequenceClassifier(nn.Module):
             emb_dim = config.embedding_dim or config.hidden_size
             self.recurrent = MaskedRNN(config.cell, emb_dim, config.hidden_size, config.num_layers)
             top = config.hidden_size
-        self.embedding = nn.Embedding(config.vocab_size, emb_dim)
-        self.out = nn.Linear(top, config.n_classes)
+        self.embedding = _input_layer(config, emb_dim)
+        self.out = nn.Linear(top, config.head_size)
 
-    def forward(self, tokens: Tensor) -> Tensor:
-        x = self.embedding(tokens.t())  # (T, B, E)
+    def forward(self, tokens: Tensor, lengths: Tensor | None = None) -> Tensor:
+        x = self.embedding(_time_major(tokens))  # (T, B, E)
         seq, _ = self.recurrent(x)  # (T, B, H)
-        return self.out(seq[-1])  # (B, C)
+        return _shaped(self.out(_last_step(seq, lengths)), self.config)  # (B, C)
 
 
 class BatchedClassifier(nn.Module):
     """K :class:`SequenceClassifier` of one (non-graph) architecture, stacked on a model axis.
 
     ``forward(tokens)`` takes (B, T) codes shared by all models and returns (K, B, n_classes)
-    logits read at the last padded time step, as the single model does. Every matmul of the K
-    models is one batched matmul, and the first layer's input projection is computed once per
-    vocabulary entry and gathered. Build it with :meth:`from_models` and write the weights back
-    with :meth:`copy_to`.
+    logits read at the last padded time step, as the single model does (``forward(inputs,
+    lengths)``: each sequence's own last step; real (B, T, F) inputs and the task's output
+    shapes as there, with a leading K). Every matmul of the K models is one batched matmul,
+    and the first layer's input projection of token models is computed once per vocabulary
+    entry and gathered. Build it with :meth:`from_models` and write the weights back with
+    :meth:`copy_to`.
     """
 
     def __init__(self, config: ModelConfig, n_models: int) -> None:
@@ -125,32 +195,56 @@ class BatchedClassifier(nn.Module):
         self.config = config
         self.n_models = int(n_models)
         emb = config.embedding_dim or config.hidden_size
-        self.embedding = nn.Parameter(torch.randn(self.n_models, config.vocab_size, emb))
+        k = self.n_models
+        if config.input_size is None:  # token codes: a (K, V, E) table
+            self.embedding = nn.Parameter(torch.randn(k, config.vocab_size, emb))
+        else:  # real values: K linear input layers, (K, E, F) weights as nn.Linear's
+            self.input_weight = nn.Parameter(torch.zeros(k, emb, config.input_size))
+            self.input_bias = nn.Parameter(torch.zeros(k, emb))
         self.recurrent = BatchedMaskedRNN(
-            config.cell, self.n_models, emb, config.hidden_size, config.num_layers
+            config.cell, k, emb, config.hidden_size, config.num_layers
         )
         bound = 1 / math.sqrt(config.hidden_size)
         self.out_weight = nn.Parameter(
-            torch.empty(self.n_models, config.n_classes, config.hidden_size).uniform_(-bound, bound)
+            torch.empty(k, config.head_size, config.hidden_size).uniform_(-bound, bound)
         )
-        self.out_bias = nn.Parameter(
-            torch.empty(self.n_models, config.n_classes).uniform_(-bound, bound)
-        )
+        self.out_bias = nn.Parameter(torch.empty(k, config.head_size).uniform_(-bound, bound))
 
-    def forward(self, tokens: Tensor) -> Tensor:
-        tok = tokens.t()  # (T, B)
+    def _first_gates(self, inputs: Tensor, w_ih: Tensor, b_ih: Tensor | None) -> Tensor:
+        """Input gates of the first layer of every model: (K, T, B, G)."""
+        if self.config.input_size is not None:
+            x = _time_major(inputs).expand(self.n_models, -1, -1, -1)  # (K, T, B, F)
+            emb = _input_gates(x, self.input_weight, self.input_bias)  # (K, T, B, E)
+            return _input_gates(emb, w_ih, b_ih)
+        tok = _time_major(inputs)  # (T, B)
         k, vocab, _ = self.embedding.shape
-        weights = self.recurrent.layer_weights()
-        w_ih, _, b_ih, _ = weights[0]
         if tok.numel() > vocab:  # project the vocabulary once, then gather: fewer flops
             table = _input_gates(self.embedding.unsqueeze(1), w_ih, b_ih)[:, 0]  # (K, V, G)
             offsets = torch.arange(k, device=tok.device).view(k, 1, 1) * vocab
-            gi = F.embedding(tok + offsets, table.reshape(k * vocab, -1))  # (K, T, B, G)
-        else:
-            gi = _input_gates(self.embedding[:, tok], w_ih, b_ih)
+            return F.embedding(tok + offsets, table.reshape(k * vocab, -1))  # (K, T, B, G)
+        return _input_gates(self.embedding[:, tok], w_ih, b_ih)
+
+    def forward(self, tokens: Tensor, lengths: Tensor | None = None) -> Tensor:
+        weights = self.recurrent.layer_weights()
+        w_ih, _, b_ih, _ = weights[0]
+        gi = self._first_gates(tokens, w_ih, b_ih)
         seq, _ = self.recurrent.run_from_gates(gi, weights)  # (K, T, B, H)
-        top = seq[:, -1]  # (K, B, H)
-        return torch.baddbmm(self.out_bias.unsqueeze(1), top, self.out_weight.transpose(1, 2))
+        top = _last_step(seq, lengths)  # (K, B, H)
+        out = torch.baddbmm(self.out_bias.unsqueeze(1), top, self.out_weight.transpose(1, 2))
+        return _shaped(out, self.config)
+
+    def _input_pairs(self, models: Sequence[SequenceClassifier]) -> list[tuple[Tensor, Tensor]]:
+        """(stacked parameter, the per-model tensors) of the input layer and the head."""
+        if self.config.input_size is None:
+            pairs = [(self.embedding, [m.embedding.weight for m in models])]
+        else:
+            pairs = [
+                (self.input_weight, [m.embedding.weight for m in models]),
+                (self.input_bias, [m.embedding.bias for m in models]),
+            ]
+        pairs.append((self.out_weight, [m.out.weight for m in models]))
+        pairs.append((self.out_bias, [m.out.bias for m in models]))
+        return pairs  # type: ignore[return-value]
 
     @classmethod
     def from_models(cls, models: Sequence[SequenceClassifier]) -> BatchedClassifier:
@@ -164,12 +258,11 @@ class BatchedClassifier(nn.Module):
             for m, rnn in zip(models, rnns, strict=True)
         ):
             raise ConfigError("models must be SequenceClassifiers with one (non-graph) ModelConfig")
-        device = models[0].embedding.weight.device
+        device = next(models[0].parameters()).device
         new = cls(config, len(models)).to(device)
         with torch.no_grad():
-            new.embedding.copy_(torch.stack([m.embedding.weight for m in models]))
-            new.out_weight.copy_(torch.stack([m.out.weight for m in models]))
-            new.out_bias.copy_(torch.stack([m.out.bias for m in models]))
+            for stacked, parts in new._input_pairs(models):
+                stacked.copy_(torch.stack(list(parts)))
         new.recurrent = BatchedMaskedRNN.from_modules(
             [rnn for rnn in rnns if isinstance(rnn, MaskedRNN)]
         )
@@ -178,10 +271,9 @@ class BatchedClassifier(nn.Module):
     @torch.no_grad()
     def copy_to(self, models: Sequence[SequenceClassifier]) -> None:
         """Write model ``i``'s parameters (and masks) back into ``models[i]``."""
-        for i, m in enumerate(models):
-            m.embedding.weight.copy_(self.embedding[i])
-            m.out.weight.copy_(self.out_weight[i])
-            m.out.bias.copy_(self.out_bias[i])
+        for stacked, parts in self._input_pairs(models):
+            for i, part in enumerate(parts):
+                part.copy_(stacked[i])
         self.recurrent.copy_to([m.recurrent for m in models if isinstance(m.recurrent, MaskedRNN)])
 
 

@@ -6,6 +6,13 @@ serve :func:`fit` (one model), :func:`train_many` (K models trained as one
 equals fit" holds by construction. Per-step hooks (:data:`StepHook`) are where mask updates,
 sparsity schedules and logging plug in. Checkpoints (:mod:`sparsernn.checkpoints`, also
 importable from here) are a config JSON plus a state dict, written atomically.
+
+Data are the study's strings (a :class:`~sparsernn.data.Dataset`) or any task's
+:class:`~sparsernn.tasks.TaskData`. Strings are read at the last padded step of each batch, as
+the study did; task data at each sequence's own last step (the same step for tasks of one
+length). Classification scores cross-entropy and accuracy (per symbol for the copy task's K
+outputs); regression scores mean squared error as the loss and, as ``accuracy``, the share of
+answers within :data:`REGRESSION_TOLERANCE` of the target (the adding problem's criterion).
 """
 
 from __future__ import annotations
@@ -23,16 +30,18 @@ from torch import Tensor, nn
 
 from sparsernn._seed import derive_seed
 from sparsernn._threads import resolve_threads, torch_threads
+from sparsernn.batching import Data, EncodedData, _encoded, _epoch_order
 from sparsernn.checkpoints import checkpoint_bytes, load_checkpoint, save_checkpoint
 from sparsernn.config import Config
-from sparsernn.data import Dataset, encode
-from sparsernn.errors import ConfigError, DataError
+from sparsernn.data import Dataset
+from sparsernn.errors import ConfigError
 from sparsernn.models import BatchedClassifier, SequenceClassifier
 from sparsernn.nn.batched import clip_grad_norm_per_model_
 
 __all__ = [
     "TrainConfig",
     "EncodedData",
+    "REGRESSION_TOLERANCE",
     "StepHook",
     "TrainStep",
     "reapply_masks_",
@@ -105,46 +114,9 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-class EncodedData:
-    """A data set encoded once: padded codes (N, T_max), lengths and labels as tensors."""
-
-    def __init__(self, dataset: Dataset, device: torch.device | str = "cpu") -> None:
-        if len(dataset) == 0:
-            raise DataError("empty data set: nothing to train or evaluate on")
-        self.tokens = torch.from_numpy(encode(dataset.strings)).to(device)
-        self.lengths = torch.tensor([len(s) for s in dataset.strings], device=device)
-        self.labels = torch.as_tensor(np.asarray(dataset.labels, dtype=np.int64), device=device)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def batches(self, order: np.ndarray, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
-        """Yield ``(tokens (B, T_b), labels (B,))``, each batch padded to its own longest string."""
-        lengths = self.lengths.cpu().numpy() if self.lengths.is_cuda else self.lengths.numpy()
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            t = int(lengths[idx].max())
-            sel = torch.as_tensor(idx, device=self.tokens.device)
-            yield self.tokens[sel, :t], self.labels[sel]
-
-
-def _epoch_order(n: int, lengths: np.ndarray, cfg: TrainConfig, rng: np.random.Generator):
-    order = rng.permutation(n) if cfg.shuffle else np.arange(n)
-    if not cfg.bucket:
-        return order
-    chunk = cfg.batch_size * 50
-    parts = []
-    for s in range(0, n, chunk):
-        part = order[s : s + chunk]
-        parts.append(part[np.argsort(lengths[part], kind="stable")])
-    order = np.concatenate(parts)
-    batches = [order[s : s + cfg.batch_size] for s in range(0, n, cfg.batch_size)]
-    return np.concatenate([batches[i] for i in rng.permutation(len(batches))])
-
-
-def _encoded(dataset: Dataset | EncodedData, device: torch.device) -> EncodedData:
-    """``dataset`` as :class:`EncodedData` on ``device`` (encoded once, or as given)."""
-    return dataset if isinstance(dataset, EncodedData) else EncodedData(dataset, device)
+#: A regression answer counts as right (its ``accuracy``) when within this of the target:
+#: Hochreiter & Schmidhuber's criterion for the adding problem.
+REGRESSION_TOLERANCE = 0.04
 
 
 def _model_axis(model: nn.Module) -> tuple[int, ...]:
@@ -152,28 +124,58 @@ def _model_axis(model: nn.Module) -> tuple[int, ...]:
     return (model.n_models,) if isinstance(model, BatchedClassifier) else ()
 
 
-def _losses(logits: Tensor, labels: Tensor, reduction: str) -> Tensor:
-    """Cross-entropy of each model over the batch (``"mean"`` or ``"sum"``).
+def _stacked(out: Tensor, targets: Tensor) -> bool:
+    """Whether ``out`` has a leading model axis (K models' answers to one batch)."""
+    return out.dim() > targets.dim() + (0 if targets.is_floating_point() else 1)
 
-    ``logits`` (B, C) give a scalar; (K, B, C) from K models give (K,), each model's own loss,
-    so that the gradient of their sum is each model's own gradient.
+
+def _losses(logits: Tensor, labels: Tensor, reduction: str) -> Tensor:
+    """Loss of each model over the batch (``"mean"`` or ``"sum"`` over its answers).
+
+    Cross-entropy for class targets ((B, C) logits for (B,) labels, (B, K, C) for (B, K));
+    squared error for real targets. Outputs with a leading model axis (K models) give (K,),
+    each model's own loss, so that the gradient of their sum is each model's own gradient;
+    else a scalar.
     """
-    if logits.dim() == 2:
-        return F.cross_entropy(logits, labels, reduction=reduction)
-    k, batch, n_classes = logits.shape
-    flat = F.cross_entropy(logits.reshape(k * batch, n_classes), labels.repeat(k), reduction="none")
-    per_model = flat.view(k, batch)
+    stacked = _stacked(logits, labels)
+    k = logits.shape[0] if stacked else 1
+    targets = labels.expand(k, *labels.shape) if stacked else labels
+    how = "none" if stacked else reduction
+    if targets.is_floating_point():
+        each = F.mse_loss(logits, targets, reduction=how)
+    else:
+        each = F.cross_entropy(logits.flatten(0, -2), targets.flatten(), reduction=how)
+    if not stacked:
+        return each
+    per_model = each.reshape(k, -1)
     return per_model.mean(1) if reduction == "mean" else per_model.sum(1)
 
 
+def _n_right(out: Tensor, targets: Tensor) -> Tensor:
+    """Right answers of each model: the target class, or within REGRESSION_TOLERANCE of it."""
+    if targets.is_floating_point():
+        right = (out - targets).abs() < REGRESSION_TOLERANCE
+    else:
+        right = out.argmax(-1) == targets
+    return right.flatten(1 if _stacked(out, targets) else 0).sum(-1)
+
+
+def _forward(model: nn.Module, inputs: Tensor, lengths: Tensor | None) -> Tensor:
+    """``model(inputs)``, or ``model(inputs, lengths)`` where it reads each sequence's own end."""
+    return model(inputs) if lengths is None else model(inputs, lengths)
+
+
 @torch.no_grad()
-def evaluate_batch(model: nn.Module, tokens: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-    """Summed cross-entropy and number of right answers on one batch, per model.
+def evaluate_batch(
+    model: nn.Module, tokens: Tensor, labels: Tensor, lengths: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """Summed loss and number of right answers on one batch, per model.
 
     Both are () for one model and (K,) for a :class:`~sparsernn.models.BatchedClassifier`.
+    ``lengths``: read each sequence at its own last step (else the last padded step).
     """
-    logits = model(tokens)  # (B, C) or (K, B, C)
-    return _losses(logits, labels, "sum"), (logits.argmax(-1) == labels).sum(-1)
+    logits = _forward(model, tokens, lengths)  # (B, C) or (K, B, C)
+    return _losses(logits, labels, "sum"), _n_right(logits, labels)
 
 
 def _evaluate_all(model: nn.Module, data: EncodedData, batch_size: int) -> list[dict[str, float]]:
@@ -184,12 +186,12 @@ def _evaluate_all(model: nn.Module, data: EncodedData, batch_size: int) -> list[
     model.eval()
     loss_sum = torch.zeros(axis, dtype=torch.float64, device=device)
     correct = torch.zeros(axis, dtype=torch.long, device=device)
-    for tokens, labels in data.batches(np.arange(len(data)), batch_size):
-        loss, right = evaluate_batch(model, tokens, labels)
+    for inputs, targets, lengths in data.batches_with_lengths(np.arange(len(data)), batch_size):
+        loss, right = evaluate_batch(model, inputs, targets, lengths)
         loss_sum += loss.double()
         correct += right
     model.train(was_training)
-    n = len(data)
+    n = data.n_scored
     return [
         {"accuracy": c / n, "loss": s / n}
         for c, s in zip(correct.reshape(-1).tolist(), loss_sum.reshape(-1).tolist(), strict=True)
@@ -198,12 +200,12 @@ def _evaluate_all(model: nn.Module, data: EncodedData, batch_size: int) -> list[
 
 def evaluate(
     model: nn.Module,
-    dataset: Dataset | EncodedData,
+    dataset: Data,
     batch_size: int = 32,
     *,
     threads: int | None = None,
 ) -> dict[str, float]:
-    """Accuracy and mean cross-entropy over ``dataset`` in file order.
+    """Accuracy and mean loss over ``dataset`` in file order (per answer: see the module).
 
     Batches are taken in order, each zero-padded to its own longest string (as the study did),
     so the result depends on ``batch_size``. ``threads``: torch intra-op threads for this call
@@ -217,29 +219,34 @@ def evaluate(
 @torch.no_grad()
 def evaluate_many(
     models: BatchedClassifier | Sequence[SequenceClassifier],
-    dataset: Dataset | EncodedData,
+    dataset: Data,
     batch_size: int = 32,
 ) -> list[dict[str, float]]:
     """:func:`evaluate` for K models of one architecture at once: one dict per model."""
     batched = (
         models if isinstance(models, BatchedClassifier) else BatchedClassifier.from_models(models)
     )
-    return _evaluate_all(batched, _encoded(dataset, batched.embedding.device), batch_size)
+    device = next(batched.parameters()).device
+    return _evaluate_all(batched, _encoded(dataset, device), batch_size)
 
 
 def predict(
     model: nn.Module,
-    dataset: Dataset | EncodedData,
+    dataset: Data,
     batch_size: int = 32,
     *,
     threads: int | None = None,
 ) -> np.ndarray:
-    """Predicted labels, shape (N,), batched exactly as :func:`evaluate` batches (file order)."""
+    """Predicted labels, shape (N,) ((N, K) for K outputs; real numbers for a regression),
+    batched exactly as :func:`evaluate` batches (file order)."""
     with torch_threads(threads), torch.no_grad():
         data = _encoded(dataset, next(model.parameters()).device)
         was_training = model.training
         model.eval()
-        out = [model(t).argmax(1).cpu() for t, _ in data.batches(np.arange(len(data)), batch_size)]
+        out = []
+        for x, y, lengths in data.batches_with_lengths(np.arange(len(data)), batch_size):
+            answer = _forward(model, x, lengths)
+            out.append((answer if y.is_floating_point() else answer.argmax(-1)).cpu())
         model.train(was_training)
     return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.int64)
 
@@ -306,9 +313,10 @@ class TrainStep:
     """The package's one training step: forward, cross-entropy, backward, gradient-norm
     clipping, optimizer step, optional mask re-application, then the per-step hooks.
 
-    ``model`` maps (B, T) codes to (B, C) logits, or is a :class:`BatchedClassifier` of K
-    models: then the loss is the sum of the K per-model mean losses (each model's gradient is
-    its own) and each model's gradient norm is clipped on its own
+    ``model`` maps (B, T) codes to (B, C) logits (or any task's inputs to its outputs, with
+    each sequence's ``lengths`` where it reads their own last steps), or is a
+    :class:`BatchedClassifier` of K models: then the loss is the sum of the K per-model mean
+    losses (each model's gradient is its own) and each model's gradient norm is clipped on its own
     (:func:`~sparsernn.nn.batched.clip_grad_norm_per_model_`), so the K models train exactly
     as K separate steps would. A fresh fused Adam is made unless ``optimizer`` is given.
     ``reapply_masks``: zero masked entries after every step (needed only when the optimizer
@@ -340,8 +348,10 @@ class TrainStep:
         )
         model.train()
 
-    def __call__(self, tokens: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-        logits = self.model(tokens)  # (B, C) or (K, B, C)
+    def __call__(
+        self, tokens: Tensor, labels: Tensor, lengths: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        logits = _forward(self.model, tokens, lengths)  # (B, C) or (K, B, C)
         loss = _losses(logits, labels, "mean")  # () or (K,)
         self.optimizer.zero_grad(set_to_none=True)
         loss.sum().backward()
@@ -373,25 +383,26 @@ def _train_epochs(
     axis = _model_axis(model)
     order_rng = np.random.default_rng(derive_seed(cfg.seed, "batch-order"))
     lengths = train_data.lengths.cpu().numpy()
-    n = len(train_data)
+    n, n_scored = len(train_data), train_data.n_scored
     bar = _progress(progress, cfg.epochs * -(-n // cfg.batch_size))
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         t0 = time.perf_counter()
         loss_sum = torch.zeros(axis, device=device)
         correct = torch.zeros(axis, device=device, dtype=torch.long)
-        for tokens, labels in train_data.batches(
+        for inputs, targets, own in train_data.batches_with_lengths(
             _epoch_order(n, lengths, cfg, order_rng), cfg.batch_size
         ):
-            loss, logits = step(tokens, labels)
-            loss_sum += loss * len(labels)
-            correct += (logits.argmax(-1) == labels).sum(-1)
+            loss, logits = step(inputs, targets, own)
+            loss_sum += loss * len(targets)
+            correct += _n_right(logits, targets)
             if bar is not None:
                 bar.update(1)
         elapsed = time.perf_counter() - t0
         sums = zip(loss_sum.reshape(-1).tolist(), correct.reshape(-1).tolist(), strict=True)
         records = [
-            {"epoch": epoch, "train_loss": s / n, "train_accuracy": c / n, "epoch_time": elapsed}
+            {"epoch": epoch, "train_loss": s / n, "train_accuracy": c / n_scored,
+             "epoch_time": elapsed}
             for s, c in sums
         ]
         if test_data is not None:
@@ -409,8 +420,8 @@ def _train_epochs(
 
 def fit(
     model: nn.Module,
-    train: Dataset | EncodedData,
-    test: Dataset | EncodedData | None = None,
+    train: Data,
+    test: Data | None = None,
     config: TrainConfig | None = None,
     *,
     optimizer: torch.optim.Optimizer | None = None,
@@ -457,8 +468,8 @@ def fit(
 
 def train_many(
     models: Sequence[SequenceClassifier],
-    train: Dataset | EncodedData,
-    test: Dataset | EncodedData | None = None,
+    train: Data,
+    test: Data | None = None,
     config: TrainConfig | None = None,
     *,
     chunk_size: int | None = None,

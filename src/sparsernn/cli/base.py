@@ -10,6 +10,10 @@ import click
 
 from sparsernn.errors import ConfigError, SparsernnError, StoreError
 from sparsernn.nn.cells import MODES as ALL_CELLS
+from sparsernn.tasks import DIFFICULTY
+
+#: The names ``--task`` accepts (:data:`sparsernn.tasks.TASKS`).
+ALL_TASKS = tuple(DIFFICULTY)
 
 
 def _friendly(fn):
@@ -59,6 +63,36 @@ def _mix(text: str) -> dict[str, str]:
     if not pairs or any(len(p) != 2 for p in pairs):
         raise ConfigError(f"--mix {text!r} must be KIND=SHARE pairs, e.g. alternative=0.5,edit=0.5")
     return {k.strip(): v.strip() for k, v in pairs}
+
+
+def _log_options(fn):
+    """``--log BACKEND`` (repeatable) and ``--log-dir DIR``: training curves copied to
+    TensorBoard / MLflow (:mod:`sparsernn.tracking`), off by default."""
+    fn = click.option(
+        "--log-dir",
+        type=click.Path(path_type=str),
+        default="runs",
+        show_default=True,
+        help="Where --log writes (TensorBoard runs, MLflow's mlflow.db).",
+    )(fn)
+    return click.option(
+        "--log",
+        "log",
+        multiple=True,
+        type=click.Choice(["tensorboard", "mlflow"]),
+        help="Also log every training curve here (repeatable; pip install "
+        "'sparsernn[tracking]').",
+    )(fn)
+
+
+def _note_capped(asked: int | None, spec) -> None:
+    """Say on stderr (one line) when a finite task has fewer examples than ``--n-strings``."""
+    if asked is not None and spec.n_strings < asked:
+        click.echo(
+            f"note: the {spec.task} task has {spec.n_strings} examples; using all "
+            f"{spec.n_strings}, not {asked}",
+            err=True,
+        )
 
 
 def _seeds(n: int) -> tuple[int, ...]:

@@ -9,7 +9,16 @@ from pathlib import Path
 
 import click
 
-from sparsernn.cli.base import _cells, _friendly, _names, _seeds, cli
+from sparsernn.cli.base import (
+    ALL_TASKS,
+    _cells,
+    _friendly,
+    _log_options,
+    _names,
+    _note_capped,
+    _seeds,
+    cli,
+)
 from sparsernn.errors import ConfigError
 
 
@@ -28,6 +37,8 @@ class _StudyFlags:
     gpus_per_unit: float
     retry_failed: bool
     device: str | None
+    log: tuple[str, ...] = ()
+    log_dir: str = "runs"
 
 
 def _study_options(fn):
@@ -75,18 +86,24 @@ def _study_options(fn):
     ]
     for opt in reversed(opts):
         wrapper = opt(wrapper)
-    return wrapper
+    return _log_options(wrapper)
 
 
 def _data_options(fn):
-    """``--grammar``, ``--train-csv``, ``--test-csv``, passed on as one ``data_flags`` dict."""
+    """``--task``, ``--difficulty``, ``--grammar``, ``--train-csv``, ``--test-csv``, passed on
+    as one ``data_flags`` dict."""
+    names = ("task", "difficulty", "grammar", "train_csv", "test_csv")
 
     @functools.wraps(fn)
-    def wrapper(*args, grammar, train_csv, test_csv, **kwargs):
-        flags = {"grammar": grammar, "train_csv": train_csv, "test_csv": test_csv}
+    def wrapper(*args, **kwargs):
+        flags = {name: kwargs.pop(name) for name in names}
         return fn(*args, data_flags=flags, **kwargs)
 
     opts = [
+        click.option(
+            "--task", type=click.Choice(ALL_TASKS), help="Task (docs/tasks.md).  [default: reber]"
+        ),
+        click.option("--difficulty", type=int, help="The task's length or delay knob."),
         click.option(
             "--grammar",
             type=click.Choice(["reber", "embedded_reber"]),
@@ -107,7 +124,7 @@ def _data_options(fn):
 
 def _data_flags(flags: dict) -> dict:
     """The ``[data]`` overrides of :func:`_data_options`; CSV paths made absolute (cwd)."""
-    over = _given(grammar=flags["grammar"])
+    over = _given(grammar=flags["grammar"], task=flags["task"], difficulty=flags["difficulty"])
     for name in ("train_csv", "test_csv"):
         if flags[name] is not None:
             over[name] = os.path.abspath(Path(flags[name]).expanduser())
@@ -149,6 +166,7 @@ def _run(study, flags: _StudyFlags, kinds):
     """Run ``study``'s units of ``kinds`` into ``--out`` and print what happened."""
     from sparsernn.experiments.runner import run_study
 
+    _note_capped(flags.n_strings, study.data)
     out = flags.out
     run = run_study(
         study,
@@ -166,6 +184,11 @@ def _run(study, flags: _StudyFlags, kinds):
     )
     for line in run.failures[:10]:
         click.echo(f"  failed: {line}", err=True)
+    if flags.log:  # copied from the store, which stays the source of truth
+        from sparsernn.tracking import log_study
+
+        n_runs = log_study(out, flags.log, flags.log_dir)
+        click.echo(f"logged {n_runs} stored curves to {', '.join(flags.log)} in {flags.log_dir}")
     return run
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from sparsernn.cli.base import ALL_CELLS, _friendly, cli
+from sparsernn.cli.base import ALL_CELLS, ALL_TASKS, _friendly, _log_options, _note_capped, cli
 from sparsernn.errors import ConfigError
 
 # ----------------------------------------------------------------------------------- train
@@ -75,9 +75,15 @@ def _config_fields(cls, given: dict) -> dict:
     "--n-strings",
     f"{_DATA}.n_strings",
     type=int,
-    help="Size of the generated data set when no CSV is given.",
+    help="Size of the generated data set (examples of any task) when no CSV is given.",
 )
-@_config_option("--grammar", f"{_DATA}.grammar", help="Generated task: reber or embedded_reber.")
+@_config_option("--grammar", f"{_DATA}.grammar", help="Generated strings: reber or embedded_reber.")
+@_config_option(
+    "--task", f"{_DATA}.task", type=click.Choice(ALL_TASKS), help="Task (docs/tasks.md)."
+)
+@_config_option(
+    "--difficulty", f"{_DATA}.difficulty", type=int, help="The task's length or delay knob."
+)
 @_config_option(
     "--seed",
     f"{_TRAIN}.seed",
@@ -92,13 +98,15 @@ def _config_fields(cls, given: dict) -> dict:
 )
 @click.option("--out", type=click.Path(path_type=Path), help="Save the checkpoint here.")
 @_THREADS
+@_log_options
 @_friendly
-def train(out, **flags):
-    """Train the study's base model and print its per-epoch table."""
+def train(out, log, log_dir, **flags):
+    """Train the study's base model (on any --task) and print its per-epoch table."""
     from sparsernn._seed import derive_seed
-    from sparsernn.data import DataSpec, make_dataset
+    from sparsernn.data import DataSpec
     from sparsernn.models import ModelConfig, build_model
-    from sparsernn.train import TrainConfig, fit, resolve_device, save_checkpoint
+    from sparsernn.tasks import model_fields, task_data
+    from sparsernn.train import TrainConfig, resolve_device, save_checkpoint
 
     given = {k: v for k, v in flags.items() if v is not None}
     if given.get("epochs", 1) < 1:
@@ -108,18 +116,32 @@ def train(out, **flags):
     if given.get("clip") == 0:
         given["clip"] = None  # no clipping
     data_cfg = DataSpec(**_config_fields(DataSpec, given))
+    _note_capped(given.get("n_strings"), data_cfg)
     train_cfg = TrainConfig(**_config_fields(TrainConfig, given))
-    model_cfg = ModelConfig(**_config_fields(ModelConfig, given))
-    train_set, test_set = make_dataset(data_cfg)
+    model_cfg = ModelConfig(**model_fields(data_cfg), **_config_fields(ModelConfig, given))
+    train_set, test_set = task_data(data_cfg)
     model = build_model(model_cfg, seed=derive_seed(train_cfg.seed, "init", model_cfg.cell))
     model = model.to(resolve_device(train_cfg.device))
-    history = fit(model, train_set, test_set, train_cfg, progress=model_cfg.cell)
+    history = _fit_logged(model, (train_set, test_set), train_cfg, log, log_dir)
     if out is not None:
         save_checkpoint(out, model, history[-1] if history else {})
     columns = ["epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "epoch_time"]
     click.echo(pd.DataFrame(history, columns=columns).to_string(index=False, float_format="%.4f"))
     if out:
         click.echo(f"saved checkpoint to {out}")
+
+
+def _fit_logged(model, data, train_cfg, log, log_dir):
+    """``fit`` with each epoch record also sent to the ``--log`` backends (if any)."""
+    from sparsernn.tracking import open_loggers
+    from sparsernn.train import fit
+
+    if not log:
+        return fit(model, *data, train_cfg, progress=model.config.cell)
+    params = {**model.config.to_dict(), **train_cfg.to_dict(), "task": data[0].name}
+    run = f"train-{model.config.cell}-seed{train_cfg.seed}"
+    with open_loggers(log, log_dir, run, params) as loggers:
+        return fit(model, *data, train_cfg, progress=model.config.cell, on_epoch=loggers)
 
 
 @cli.command()

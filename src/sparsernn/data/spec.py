@@ -149,6 +149,17 @@ class DataSpec(Config):
         Use these files (the study's CSV format) instead of generating data; both or neither.
         A run's identity then depends on the files' content, not their paths
         (:meth:`fingerprint`).
+    task : str
+        The task (:data:`sparsernn.tasks.TASKS`): ``"reber"`` (the study's, default) or
+        ``"embedded_reber"`` build the grammar strings above (``task`` and ``grammar`` then
+        name the same grammar); another task generates its own data with ``n_strings``
+        examples (``digits``: at most 1797, a larger number is capped), ``seed`` and
+        ``test_fraction``, and ignores the string fields.
+    difficulty : int or None
+        The task's difficulty knob (:data:`sparsernn.tasks.DIFFICULTY`: sequence length or
+        delay); None keeps its default. ``task`` and ``difficulty`` are left out of
+        :meth:`to_dict` at their defaults (and ``task`` for the grammar tasks, which
+        ``grammar`` names), so the study's configs and run keys are unchanged.
     """
 
     grammar: str = "reber"
@@ -162,8 +173,11 @@ class DataSpec(Config):
     seed: int = 0
     train_csv: str | None = None
     test_csv: str | None = None
+    task: str = "reber"
+    difficulty: int | None = None
 
     def __post_init__(self) -> None:
+        self._check_task()
         if (self.train_csv is None) != (self.test_csv is None):
             raise ConfigError(
                 "DataSpec.train_csv/test_csv: give both files (train and test) or neither"
@@ -218,6 +232,44 @@ class DataSpec(Config):
                 f"[{self.min_length}, {self.max_length}] (shortest is {g.shortest_length}); "
                 "widen the range"
             )
+
+    def _check_task(self) -> None:
+        """Validate ``task``/``difficulty``; grammar tasks and ``grammar`` made to agree."""
+        from sparsernn.tasks import DIFFICULTY, GRAMMAR_TASKS, N_DIGITS
+
+        if self.task not in DIFFICULTY:
+            raise ConfigError(
+                f"DataSpec.task: unknown task {self.task!r}; valid tasks: {', '.join(DIFFICULTY)}"
+            )
+        if self.task in GRAMMAR_TASKS:  # one name for one grammar: task follows grammar
+            name = self.grammar if self.task == "reber" else self.task
+            object.__setattr__(self, "grammar", name)
+            object.__setattr__(self, "task", name)
+        elif self.train_csv is not None:
+            raise ConfigError(
+                f"DataSpec.task={self.task!r} generates its own data; CSV files are "
+                "grammar strings (leave task unset, or drop train_csv/test_csv)"
+            )
+        if self.difficulty is not None:
+            if DIFFICULTY[self.task] is None:
+                raise ConfigError(
+                    f"DataSpec.difficulty: the {self.task} task has no difficulty knob; "
+                    "leave it unset"
+                )
+            if isinstance(self.difficulty, bool) or not isinstance(self.difficulty, int):
+                raise ConfigError(f"DataSpec.difficulty={self.difficulty!r} must be an integer")
+        if self.task == "digits" and isinstance(self.n_strings, int):
+            object.__setattr__(self, "n_strings", min(self.n_strings, N_DIGITS))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        from sparsernn.tasks import GRAMMAR_TASKS
+
+        if data["task"] in GRAMMAR_TASKS:  # ``grammar`` names it: the study's keys stay
+            del data["task"]
+        if data["difficulty"] is None:
+            del data["difficulty"]
+        return data
 
     @property
     def from_files(self) -> bool:

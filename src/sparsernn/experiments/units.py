@@ -19,12 +19,13 @@ import torch
 
 from sparsernn._seed import derive_seed
 from sparsernn.config import config_key
-from sparsernn.data import DataSpec, make_dataset
+from sparsernn.data import DataSpec
 from sparsernn.errors import DataError
 from sparsernn.experiments.config import StudyConfig
 from sparsernn.experiments.inputs import StudyInputs, data_identity, resolve_inputs
 from sparsernn.models import ModelConfig, build_model
 from sparsernn.nn.cells import CELLS
+from sparsernn.tasks import model_fields, task_data
 from sparsernn.train import (
     EncodedData,
     TrainConfig,
@@ -78,6 +79,7 @@ def _base_config(study: StudyConfig, cell: str, seed: int, data: dict[str, Any])
         embedding_dim=study.embedding_dim,
         hidden_size=study.hidden_size,
         num_layers=study.num_layers,
+        **model_fields(study.data),  # the task's input layer and head; {} for the study's
     )
     train = dataclasses.replace(study.train, seed=seed)
     return {
@@ -181,7 +183,7 @@ def _data(spec_json: str, identity_json: str | None, device: str):
             f"data files changed since the study was planned ({spec.train_csv}, "
             f"{spec.test_csv}); rerun the command to plan units for their new content"
         )
-    train, test = make_dataset(spec)
+    train, test = task_data(spec)
     dev = torch.device(device)
     return EncodedData(train, dev), EncodedData(test, dev)
 
@@ -321,6 +323,7 @@ def _run_structure(cfg: dict[str, Any]) -> dict[str, Any]:
         graph_edges=tuple(map(tuple, edges)),
         n_nodes=graph.number_of_nodes(),
         gate_layout=cfg.get("gate_layout", "blocked"),
+        **model_fields(DataSpec.from_dict(cfg["data"])),
     )
     graph_id = cfg["graph_sha256"] if cfg["generator"] == "file" else cfg["graph_id"]
     seed = derive_seed(cfg["seed"], "init", cfg["cell"], cfg["generator"], graph_id)

@@ -169,6 +169,7 @@ def build_report(
     page = _template().render(
         title=f"sparsernn report: {results.study_dir.name or results.study_dir}",
         caveats=[text for text in (ctx.caveat, ctx.unpublished) if text],
+        task=setup.task_line(ctx),
         sections=sections,
         tables_dir=tables_dir.name,
     )

@@ -18,7 +18,9 @@ import sparsernn
 from sparsernn.experiments.results import StudyResults
 from sparsernn.report.content import Block, Context, Details, Paragraph, missing
 
-__all__ = ["HOW_ALL", "setup", "failures", "kind_configs", "caveat", "unpublished"]
+__all__ = [
+    "HOW_ALL", "setup", "failures", "kind_configs", "caveat", "unpublished", "task_line",
+]
 
 #: How to produce a study's units; {dir} is the study directory.
 HOW_ALL = (
@@ -64,6 +66,40 @@ def _joined(configs: list[dict[str, Any]], *path: str) -> str:
     return ", ".join(values) or "–"
 
 
+def _task(data: dict[str, Any]) -> tuple[str, str]:
+    """The task a stored ``[data]`` table names, and its chance level as text ("–" when it
+    cannot be computed, e.g. CSV files stored by their hashes)."""
+    from sparsernn.data import DataSpec
+    from sparsernn.tasks import chance_level, model_fields
+
+    name = "own CSV files" if data.get("train_csv") else (
+        data.get("task") or data.get("grammar") or "reber"
+    )
+    if data.get("difficulty") is not None:
+        name += f" (difficulty {data['difficulty']})"
+    try:
+        spec = DataSpec.from_dict(data)
+        chance = chance_level(spec)
+    except Exception:  # noqa: BLE001 - a config from another version, or files moved away
+        return name, "–"
+    if model_fields(spec).get("regression"):
+        return name, f"MSE {chance:.4f} (always answering the mean target)"
+    return name, f"{chance:.3f} (always answering the most frequent class)"
+
+
+def _tasks(ctx: Context) -> list[tuple[str, str]]:
+    """(task, chance level) of each distinct ``[data]`` table of the stored configs."""
+    configs = list(ctx.configs.values()) or [ctx.results.study or {}]
+    tables = {json.dumps(c.get("data") or {}, sort_keys=True, default=str) for c in configs}
+    return [_task(json.loads(t)) for t in sorted(tables)]
+
+
+def task_line(ctx: Context) -> str:
+    """One sentence for the report's header: the task (or tasks) and the chance level."""
+    parts = [f"{name}, chance level {chance}" for name, chance in _tasks(ctx)]
+    return "Task: " + "; ".join(parts) + "."
+
+
 def _units(ctx: Context) -> pd.DataFrame:
     """Units done and failed and their summed wall time, per kind."""
     res = ctx.results
@@ -89,6 +125,8 @@ def _info(ctx: Context, units: pd.DataFrame) -> pd.DataFrame:
         ("platform", platform.platform(terse=True)),
         ("report date", datetime.datetime.now().astimezone().isoformat(timespec="seconds")),
         ("study directory", str(ctx.results.study_dir)),
+        ("task", ", ".join(name for name, _ in _tasks(ctx))),
+        ("chance level", ", ".join(chance for _, chance in _tasks(ctx))),
         ("cells", _joined(configs, "cells")),
         ("seeds", _joined(configs, "seeds")),
         ("device (config)", _joined(configs, "train", "device")),
@@ -209,6 +247,10 @@ def _differences(study: dict[str, Any]) -> list[str]:
             out.append(f"data.{name} = {data[name]}")
     if data.get("train_csv"):
         out.append("its own CSV files (data.train_csv)")
+    if data.get("task") not in (None, "reber", "embedded_reber"):  # the grammar: above
+        out.append(f"data.task = {_short(data['task'])}")
+    if data.get("difficulty") is not None:
+        out.append(f"data.difficulty = {data['difficulty']}")
     for name in ("embedding_dim", "hidden_size", "num_layers"):
         if name in study and study[name] != getattr(paper, name):
             out.append(f"{name} = {study[name]} (the study's: {getattr(paper, name)})")

@@ -1,15 +1,20 @@
 """Tasks: seeded generators of (sequence, target) data that the models, ``fit`` and studies share.
 
-========== ============ ============================== =============================
-task       inputs       target                         difficulty knob (default)
-========== ============ ============================== =============================
-reber      tokens       valid string? (2 classes)      -- (the study's data, SPEC 2.1)
-embedded_reber tokens   valid string? (2 classes)      --
-adding     2 values     bin of the marked sum (10)     sequence length (50)
-copy       tokens       the first k=5 symbols (8 each) delay before recall (20)
-parity     bits         odd number of ones? (2)        string length (50)
-digits     8 values     digit (10 classes)             -- (scikit-learn's 1797 images)
-========== ============ ============================== =============================
+================= ======== ============================== =========================
+task              inputs   target                         difficulty knob (default)
+================= ======== ============================== =========================
+reber             tokens   valid string? (2 classes)      -- (the study's, SPEC 2.1)
+embedded_reber    tokens   valid string? (2 classes)      --
+adding            2 values bin of the marked sum (10)     sequence length (50)
+adding_regression 2 values the marked sum (real, MSE)     sequence length (50)
+copy              tokens   the first k=5 symbols (8 each) delay before recall (20)
+parity            bits     odd number of ones? (2)        string length (50)
+digits            8 values digit (10 classes)             -- (scikit-learn's 1797)
+================= ======== ============================== =========================
+
+:func:`task_data` builds any task from a :class:`~sparsernn.data.DataSpec` (its ``task`` and
+``difficulty``); :func:`model_fields` gives the model fields it needs; docs/tasks.md has
+the chance levels and what a dense GRU reaches.
 
 >>> from sparsernn.tasks import make_task
 >>> train, test = make_task("parity", n=100, difficulty=10, seed=0)
@@ -20,6 +25,7 @@ digits     8 values     digit (10 classes)             -- (scikit-learn's 1797 i
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,30 +33,57 @@ from sparsernn._seed import derive_seed
 from sparsernn.errors import ConfigError
 from sparsernn.tasks.base import TaskData, split
 from sparsernn.tasks.digits import N_DIGITS, digits
-from sparsernn.tasks.memory import adding, copy_memory, parity
+from sparsernn.tasks.memory import adding, adding_regression, copy_memory, parity
+
+if TYPE_CHECKING:
+    from sparsernn.data import Dataset, DataSpec
 
 __all__ = [
     "TASKS",
+    "DIFFICULTY",
+    "GRAMMAR_TASKS",
     "N_DIGITS",
     "TaskData",
     "adding",
+    "adding_regression",
+    "chance_level",
     "copy_memory",
     "digits",
     "make_task",
+    "model_fields",
     "parity",
     "split",
     "strings_task",
+    "task_data",
 ]
+
+#: The tasks whose data are grammar strings: a :class:`~sparsernn.data.DataSpec` builds them
+#: (its ``grammar`` field names which), and the study's rules apply (last padded step).
+GRAMMAR_TASKS = ("reber", "embedded_reber")
+
+#: What each task's difficulty knob sets (None: it has none).
+DIFFICULTY: dict[str, str | None] = {
+    "reber": None,
+    "embedded_reber": None,
+    "adding": "length",
+    "adding_regression": "length",
+    "copy": "delay",
+    "parity": "length",
+    "digits": None,
+}
 
 
 def strings_task(dataset) -> TaskData:  # type: ignore[no-untyped-def]
-    """A :class:`~sparsernn.data.Dataset` of strings as token data (ASCII codes, 2 classes)."""
+    """A :class:`~sparsernn.data.Dataset` of strings as token data (ASCII codes, 2 classes).
+
+    Models read these at the last PADDED step of each batch, as the study did (SPEC 3).
+    """
     from sparsernn.data import encode
 
     lengths = dataset.lengths
     return TaskData(
         encode(dataset.strings), lengths, np.asarray(dataset.labels, dtype=np.int64),
-        n_classes=2, vocab_size=128, name=dataset.name,
+        n_classes=2, vocab_size=128, name=dataset.name, last_step="padded",
     )
 
 
@@ -80,10 +113,11 @@ def _generated(fn: Callable[..., TaskData], knob: str | None):
 TASKS: dict[str, Callable[..., tuple[TaskData, TaskData]]] = {
     "reber": _grammar("reber"),
     "embedded_reber": _grammar("embedded_reber"),
-    "adding": _generated(adding, "length"),
-    "copy": _generated(copy_memory, "delay"),
-    "parity": _generated(parity, "length"),
-    "digits": _generated(digits, None),
+    "adding": _generated(adding, DIFFICULTY["adding"]),
+    "adding_regression": _generated(adding_regression, DIFFICULTY["adding_regression"]),
+    "copy": _generated(copy_memory, DIFFICULTY["copy"]),
+    "parity": _generated(parity, DIFFICULTY["parity"]),
+    "digits": _generated(digits, DIFFICULTY["digits"]),
 }
 
 
@@ -108,3 +142,48 @@ def make_task(
     if not 0.0 < test_fraction < 1.0:
         raise ConfigError(f"test_fraction={test_fraction} must lie in (0, 1)")
     return maker(n, difficulty, seed, test_fraction)
+
+
+def task_data(spec: DataSpec) -> tuple[Dataset | TaskData, Dataset | TaskData]:
+    """The (train, test) data ``spec`` describes: the study's strings for the grammar tasks
+    (:func:`~sparsernn.data.make_dataset`, exactly as before tasks existed), else the task's
+    :class:`TaskData` with ``spec.n_strings`` examples, ``spec.difficulty`` and ``spec.seed``."""
+    from sparsernn.data import make_dataset
+
+    if spec.task in GRAMMAR_TASKS:
+        return make_dataset(spec)
+    return make_task(
+        spec.task, spec.n_strings, difficulty=spec.difficulty, seed=spec.seed,
+        test_fraction=spec.test_fraction,
+    )
+
+
+def model_fields(spec: DataSpec) -> dict[str, Any]:
+    """The :class:`~sparsernn.models.ModelConfig` fields a model of ``spec``'s task needs
+    (input layer and head); empty for the grammar tasks, whose model is the study's."""
+    if spec.task in GRAMMAR_TASKS:
+        return {}
+    sample, _ = make_task(spec.task, 40, difficulty=spec.difficulty, seed=spec.seed)
+    fields: dict[str, Any] = {
+        "n_classes": max(sample.n_classes, 1),
+        "n_outputs": sample.n_outputs,
+        "regression": sample.regression,
+    }
+    if sample.input_kind == "tokens":
+        fields["vocab_size"] = sample.vocab_size
+    else:
+        fields["input_size"] = sample.input_size
+    return fields
+
+
+def chance_level(spec: DataSpec) -> float:
+    """What always answering the most frequent class scores on ``spec``'s test data (for a
+    regression: the mean squared error of always answering the mean target)."""
+    if spec.from_files:
+        from sparsernn.data import read_csv
+
+        share = float(np.mean(read_csv(spec.test_csv).labels))  # type: ignore[arg-type]
+        return max(share, 1.0 - share)
+    if spec.task in GRAMMAR_TASKS:
+        return max(spec.valid_fraction, 1.0 - spec.valid_fraction)
+    return task_data(spec)[1].chance()  # type: ignore[union-attr]

@@ -39,6 +39,10 @@ class TaskData:
     vocab_size : int
         Token codes are below this (tokens only; 0 for real inputs).
     name : str
+    last_step : str
+        Which step a model reads its answer from: ``"own"`` (each sequence's own last step,
+        the default) or ``"padded"`` (the last padded step of its batch: the study's rule for
+        its strings, kept for them, see :func:`sparsernn.tasks.strings_task`).
     """
 
     inputs: np.ndarray
@@ -47,8 +51,11 @@ class TaskData:
     n_classes: int
     vocab_size: int = 0
     name: str = ""
+    last_step: str = "own"
 
     def __post_init__(self) -> None:
+        if self.last_step not in ("own", "padded"):
+            raise DataError(f"last_step={self.last_step!r}; choose 'own' or 'padded'")
         n = len(self.inputs)
         if len(self.lengths) != n or len(self.targets) != n:
             raise DataError(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from sklearn.datasets import load_digits
 
 from sparsernn._seed import SeedLike, rng
 from sparsernn.errors import ConfigError
@@ -29,6 +28,8 @@ def digits(n: int | None = None, *, seed: SeedLike = 0) -> TaskData:
     """
     if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2):
         raise ConfigError(f"n={n!r} must be an integer >= 2")
+    from sklearn.datasets import load_digits  # here: importing scikit-learn takes a second
+
     images, labels = load_digits(return_X_y=True)
     if n is not None and n > N_DIGITS:
         warnings.warn(

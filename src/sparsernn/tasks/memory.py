@@ -13,7 +13,7 @@ from sparsernn._seed import SeedLike, rng
 from sparsernn.errors import ConfigError
 from sparsernn.tasks.base import TaskData
 
-__all__ = ["adding", "copy_memory", "parity"]
+__all__ = ["adding", "adding_regression", "copy_memory", "parity"]
 
 
 def _positive(name: str, value: int, least: int = 1) -> int:
@@ -50,6 +50,11 @@ def adding(n: int, length: int = 50, *, n_bins: int | None = 10, seed: SeedLike 
     inputs = np.stack([values, markers], axis=2)  # (N, T, 2)
     lengths = np.full(n, length, dtype=np.int64)
     return TaskData(inputs, lengths, targets, n_classes=n_classes, name="adding")
+
+
+def adding_regression(n: int, length: int = 50, *, seed: SeedLike = 0) -> TaskData:
+    """The adding problem as a regression: the target is the marked sum itself (MSE loss)."""
+    return adding(n, length, n_bins=None, seed=seed)
 
 
 def copy_memory(

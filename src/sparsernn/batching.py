@@ -1,0 +1,96 @@
+"""Data as the training engine reads it: encoded once as tensors, batched in a seeded order.
+
+:class:`EncodedData` holds the study's strings or any task's
+:class:`~sparsernn.tasks.TaskData` as padded tensors; :func:`_epoch_order` draws the batch order
+of one epoch (shuffled, optionally bucketed by length). Both serve :mod:`sparsernn.train`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from sparsernn.data import Dataset
+from sparsernn.errors import DataError
+from sparsernn.tasks.base import TaskData
+
+if TYPE_CHECKING:
+    from sparsernn.train import TrainConfig
+
+__all__ = ["Data", "EncodedData"]
+
+
+class EncodedData:
+    """A data set encoded once: padded inputs, lengths and targets as tensors.
+
+    ``data``: the study's strings (codes (N, T_max), read at the last padded step) or a task's
+    :class:`~sparsernn.tasks.TaskData` (codes (N, T) or values (N, T, F); targets (N,), (N, K)
+    or real; read at each sequence's own last step unless its ``last_step`` says otherwise).
+    ``tokens`` holds the inputs (codes or values), ``labels`` the targets.
+    """
+
+    def __init__(self, data: Dataset | TaskData, device: torch.device | str = "cpu") -> None:
+        if len(data) == 0:
+            raise DataError("empty data set: nothing to train or evaluate on")
+        from sparsernn.tasks import strings_task
+
+        task = data if isinstance(data, TaskData) else strings_task(data)
+        self.tokens = torch.as_tensor(task.inputs, device=device)  # (N, T) or (N, T, F)
+        self.lengths = torch.as_tensor(task.lengths, device=device)
+        self.labels = torch.as_tensor(task.targets, device=device)  # (N,), (N, K)
+        self.own_last_step = task.last_step == "own"
+        self.n_outputs = task.n_outputs
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def n_scored(self) -> int:
+        """Answers scored per pass: one per example and output position."""
+        return len(self) * self.n_outputs
+
+    def batches(self, order: np.ndarray, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        """Yield ``(inputs (B, T_b, ...), targets (B, ...))``, each batch padded to its own
+        longest sequence."""
+        for inputs, targets, _ in self.batches_with_lengths(order, batch_size):
+            yield inputs, targets
+
+    def batches_with_lengths(
+        self, order: np.ndarray, batch_size: int
+    ) -> Iterator[tuple[Tensor, Tensor, Tensor | None]]:
+        """:meth:`batches` with each batch's lengths (B,) for a model that reads every sequence
+        at its own last step, or None where the model reads the last padded step."""
+        lengths = self.lengths.cpu().numpy()
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            t = int(lengths[idx].max())
+            sel = torch.as_tensor(idx, device=self.tokens.device)
+            own = self.lengths[sel] if self.own_last_step else None
+            yield self.tokens[sel, :t], self.labels[sel], own
+
+
+def _epoch_order(n: int, lengths: np.ndarray, cfg: TrainConfig, rng: np.random.Generator):
+    order = rng.permutation(n) if cfg.shuffle else np.arange(n)
+    if not cfg.bucket:
+        return order
+    chunk = cfg.batch_size * 50
+    parts = []
+    for s in range(0, n, chunk):
+        part = order[s : s + chunk]
+        parts.append(part[np.argsort(lengths[part], kind="stable")])
+    order = np.concatenate(parts)
+    batches = [order[s : s + cfg.batch_size] for s in range(0, n, cfg.batch_size)]
+    return np.concatenate([batches[i] for i in rng.permutation(len(batches))])
+
+
+#: What the engine trains and evaluates on: strings, a task's data, or either encoded.
+Data = Dataset | TaskData | EncodedData
+
+
+def _encoded(dataset: Data, device: torch.device) -> EncodedData:
+    """``dataset`` as :class:`EncodedData` on ``device`` (encoded once, or as given)."""
+    return dataset if isinstance(dataset, EncodedData) else EncodedData(dataset, device)
