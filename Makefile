@@ -11,7 +11,7 @@ PIP    := $(PY) -m pip
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints.txt -e ".[dev]"
+	$(PIP) install -q -c constraints.txt -e ".[dev,tracking]"
 	touch $@
 
 install: $(VENV)/.installed
