@@ -300,10 +300,9 @@ def _prune_result(cfg, model, base, post, history) -> dict[str, Any]:
         "achieved_sparsity": achieved,  # over the targeted matrices
         "overall_sparsity": achieved,  # the same; the name the methods' results use
         "model_sparsity": float(1 - report["kept"].sum() / report["size"].sum()),
-        "gate_sparsity": {
-            f"{r.weight}.{r.gate}": float(r.sparsity) for r in report.itertuples(index=False)
-        },
     }
+    for r in report.itertuples(index=False):  # flat, as the store's frame would name them
+        metrics[f"gate_sparsity.{r.weight}.{r.gate}"] = float(r.sparsity)
     return {"metrics": metrics, "curve": curve, "files": {}}
 
 
