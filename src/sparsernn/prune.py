@@ -1,5 +1,8 @@
 """Magnitude pruning of recurrent weights (the study's rule) and a gradual AGP schedule.
 
+The study's façade over :mod:`sparsernn.sparsity`, where the other methods (random, SNIP,
+lottery tickets, SET/RigL, N:M, unit removal) and the ``gate`` scope live.
+
 A pruning criterion only computes masks from scores; installing them is
 :meth:`MaskedRNN.set_mask`'s job (the ``torch.nn.utils.prune`` split). The study's rule
 (SPEC section 4): one threshold, the ``amount``-th percentile (numpy's linear interpolation) of
@@ -15,14 +18,21 @@ almost surely a percentage.
 
 from __future__ import annotations
 
-import dataclasses
-
-import numpy as np
 import pandas as pd
 from torch import Tensor, nn
 
-from sparsernn.errors import ConfigError
 from sparsernn.nn.masked import MaskedRNN
+from sparsernn.sparsity import (
+    SCOPES,
+    TARGETS,
+    AGPSchedule,
+    GradualPruner,
+    check_sparsity,
+    gate_blocks,
+    install_masks,
+    magnitude_scores,
+    masks_from_scores,
+)
 
 __all__ = [
     "TARGETS",
@@ -34,45 +44,6 @@ __all__ = [
     "GradualPruner",
 ]
 
-TARGETS: dict[str, tuple[str, ...]] = {"both": ("ih", "hh"), "i2h": ("ih",), "h2h": ("hh",)}
-SCOPES: tuple[str, ...] = ("global", "layer")
-
-
-def _check(sparsity: float, target: str, scope: str) -> None:
-    number = isinstance(sparsity, (int, float, np.integer, np.floating))
-    if number and 1 < sparsity <= 100:
-        raise ConfigError(
-            f"sparsity={sparsity!r} is a fraction in [0, 1], not a percentage: "
-            f"pass {sparsity / 100:g} to remove {sparsity:g}% of the weights"
-        )
-    if not (number and 0 <= sparsity <= 1):
-        raise ConfigError(f"sparsity={sparsity!r} is outside [0, 1] (a fraction of the weights)")
-    if target not in TARGETS:
-        raise ConfigError(f"unknown pruning target {target!r}; choose one of {', '.join(TARGETS)}")
-    if scope not in SCOPES:
-        raise ConfigError(f"unknown pruning scope {scope!r}; choose one of {', '.join(SCOPES)}")
-
-
-def _selected(model: nn.Module, target: str) -> list[tuple[str, MaskedRNN, str]]:
-    """(qualified name, module, weight name) for every selected weight of every MaskedRNN."""
-    found = []
-    for prefix, mod in model.named_modules():
-        if isinstance(mod, MaskedRNN):
-            for name in mod.weight_names(TARGETS[target]):
-                found.append((f"{prefix}.{name}" if prefix else name, mod, name))
-    if not found:
-        raise ConfigError(
-            f"{type(model).__name__} contains no MaskedRNN: nothing to prune "
-            "(use sparsernn.nn.MaskedRNN or MaskedRNN.from_torch)"
-        )
-    return found
-
-
-def _threshold(tensors: list[Tensor], sparsity: float) -> float:
-    """The ``sparsity``-quantile of ``|w|`` (numpy's linear interpolation, as the study)."""
-    values = np.concatenate([t.detach().abs().double().cpu().numpy().ravel() for t in tensors])
-    return float(np.quantile(values, sparsity))
-
 
 def magnitude_masks(
     model: nn.Module, sparsity: float, target: str = "both", scope: str = "global"
@@ -80,21 +51,12 @@ def magnitude_masks(
     """Compute keep-masks (True = keep) without touching the model.
 
     ``scope="global"`` uses one threshold over all selected weights (the study's rule);
-    ``scope="layer"`` gives each weight matrix its own percentile. Entries already masked keep
+    ``scope="layer"`` gives each weight matrix its own percentile, ``scope="gate"`` each gate
+    block of each matrix (:func:`sparsernn.sparsity.masks_from_scores`). Entries already masked keep
     their mask (pruning only removes). Keys are qualified names, e.g. ``recurrent.weight_hh_l1``.
     """
-    _check(sparsity, target, scope)
-    selected = _selected(model, target)
-    weights = [getattr(mod, name) for _, mod, name in selected]
-    if scope == "global":
-        thresholds = [_threshold(weights, sparsity)] * len(weights)
-    else:
-        thresholds = [_threshold([w], sparsity) for w in weights]
-    masks = {}
-    for (qual, mod, name), w, thr in zip(selected, weights, thresholds, strict=True):
-        keep = w.detach().abs().double() >= thr
-        masks[qual] = keep & getattr(mod, f"{name}_mask")
-    return masks
+    check_sparsity(sparsity, target, scope)
+    return masks_from_scores(model, magnitude_scores(model, target), sparsity, target, scope)
 
 
 def magnitude_prune(
@@ -118,79 +80,31 @@ def magnitude_prune(
     >>> sorted(masks)
     ['weight_hh_l0', 'weight_hh_l1']
     """
-    masks = magnitude_masks(model_or_module, sparsity, target, scope)
-    modules = dict(model_or_module.named_modules())
-    for qual, mask in masks.items():
-        prefix, _, name = qual.rpartition(".")
-        modules[prefix].set_mask(name, mask)
-    return masks
+    return install_masks(model_or_module, magnitude_masks(model_or_module, sparsity, target, scope))
 
 
-def sparsity_report(model: nn.Module) -> pd.DataFrame:
-    """Per maskable matrix: kind (i2h/h2h), layer, size, kept entries and achieved sparsity."""
+def sparsity_report(model: nn.Module, per_gate: bool = False) -> pd.DataFrame:
+    """Per maskable matrix: kind (i2h/h2h), layer, size, kept entries and achieved sparsity.
+
+    ``per_gate=True`` gives one row per gate block of each matrix instead (column ``gate``:
+    ``r``/``z``/``n`` for GRU, ``i``/``f``/``g``/``o`` for LSTM, ``h`` for an Elman RNN), so
+    the rows still add up to the matrices.
+    """
     rows = []
     for prefix, mod in model.named_modules():
-        if isinstance(mod, MaskedRNN):
-            for name, mask in mod.masks():
-                kept = int(mask.sum())
-                rows.append(
-                    {
-                        "weight": f"{prefix}.{name}" if prefix else name,
-                        "kind": "i2h" if "_ih_" in name else "h2h",
-                        "layer": int(name.rsplit("_l", 1)[1]),
-                        "size": mask.numel(),
-                        "kept": kept,
-                        "sparsity": 1.0 - kept / mask.numel(),
-                    }
-                )
+        if not isinstance(mod, MaskedRNN):
+            continue
+        for name, mask in mod.masks():
+            blocks = gate_blocks(mod, name) if per_gate else [(None, slice(None))]
+            for gate, part in blocks:
+                kept, size = int(mask[part].sum()), mask[part].numel()
+                row = {
+                    "weight": f"{prefix}.{name}" if prefix else name,
+                    "kind": "i2h" if "_ih_" in name else "h2h",
+                    "layer": int(name.rsplit("_l", 1)[1]),
+                    "size": size,
+                    "kept": kept,
+                    "sparsity": 1.0 - kept / size,
+                }
+                rows.append(row if gate is None else {**row, "gate": gate})
     return pd.DataFrame(rows)
-
-
-@dataclasses.dataclass(frozen=True)
-class AGPSchedule:
-    """Zhu & Gupta (2017) automated gradual pruning: s_t = s_f + (s_i - s_f)(1 - t/T)^3.
-
-    Sparsities are fractions in [0, 1]; pruning happens every ``frequency`` steps from
-    ``start`` for ``n_steps`` steps, after which the sparsity stays at ``final``.
-    """
-
-    initial: float = 0.0
-    final: float = 0.8
-    n_steps: int = 100
-    start: int = 0
-    frequency: int = 1
-
-    def __post_init__(self) -> None:
-        if not (0 <= self.initial <= 1 and 0 <= self.final <= 1):
-            raise ConfigError("AGP sparsities must be fractions in [0, 1]")
-        if self.n_steps < 1 or self.frequency < 1 or self.start < 0:
-            raise ConfigError("AGP n_steps and frequency must be >= 1 and start >= 0")
-
-    def sparsity(self, step: int) -> float:
-        """Target sparsity (fraction) at optimisation step ``step``."""
-        t = min(max(step - self.start, 0), self.n_steps)
-        return self.final + (self.initial - self.final) * (1 - t / self.n_steps) ** 3
-
-    def is_pruning_step(self, step: int) -> bool:
-        t = step - self.start
-        return 0 <= t <= self.n_steps and t % self.frequency == 0
-
-
-class GradualPruner:
-    """Call :meth:`step` after each optimiser step to follow an :class:`AGPSchedule`."""
-
-    def __init__(
-        self, model: nn.Module, schedule: AGPSchedule, target: str = "both", scope: str = "global"
-    ) -> None:
-        _check(0, target, scope)
-        self.model, self.schedule, self.target, self.scope = model, schedule, target, scope
-        self.step_count = 0
-
-    def step(self) -> float | None:
-        """Advance one step; prune when the schedule says so and return the target sparsity."""
-        s = None
-        if self.schedule.is_pruning_step(self.step_count):
-            s = self.schedule.sparsity(self.step_count)
-            magnitude_prune(self.model, s, self.target, self.scope)
-        self.step_count += 1
-        return s

@@ -37,7 +37,7 @@ def _merged(results: pd.DataFrame, base: pd.DataFrame, tolerance: float, what: s
         raise ConfigError(f"tolerance must be >= 0 (e.g. 0.01), not {tolerance!r}")
     _require_columns(results, _RESULT_COLUMNS, f"{what} (results)")
     _require_columns(base, _BASE_COLUMNS, f"{what} (base)")
-    key = ["cell", "seed", "target", "amount", "epoch"]
+    key = _keys(results, ["cell", "seed", "target", "amount", "epoch"])
     if results.duplicated(key).any():
         dup = results.loc[results.duplicated(key), key].iloc[0].to_dict()
         raise DataError(f"{what}: results have duplicate rows for {dup}; keep one row per key")
@@ -50,6 +50,15 @@ def _merged(results: pd.DataFrame, base: pd.DataFrame, tolerance: float, what: s
         raise DataError(f"{what}: no base_accuracy for cell {cell}, seed {seed}; add it to base")
     merged["ok"] = merged["accuracy"] >= merged["base_accuracy"] - float(tolerance) - _SLACK
     return merged
+
+
+def _keys(results: pd.DataFrame, keys: list[str]) -> list[str]:
+    """``keys`` with ``method`` after ``target`` when the results carry a method column (the
+    same grid run with several sparsity methods, :mod:`sparsernn.sparsity`)."""
+    if "method" not in results.columns:
+        return keys
+    at = keys.index("target") + 1
+    return [*keys[:at], "method", *keys[at:]]
 
 
 def tolerated_sparsity(
@@ -96,7 +105,7 @@ def tolerated_sparsity(
         tolerated=at["amount"].where(at["ok"]), first_failure=at["amount"].where(~at["ok"])
     )
     seeds = (
-        at.groupby(["cell", "seed", "target"], sort=True)
+        at.groupby(_keys(at, ["cell", "seed", "target"]), sort=True)
         .agg(
             base_accuracy=("base_accuracy", "first"),
             tolerated=("tolerated", "max"),
@@ -107,10 +116,10 @@ def tolerated_sparsity(
         .astype({"base_accuracy": float, "tolerated": float, "first_failure": float})
     )
     if per_seed:
-        return seeds[_TOLERATED_SEED]
-    agg = _over_seeds(seeds, ["cell", "target"], "tolerated", confidence)
+        return seeds[_keys(seeds, _TOLERATED_SEED)]
+    agg = _over_seeds(seeds, _keys(seeds, ["cell", "target"]), "tolerated", confidence)
     names = {"mean": "tolerated_mean", "ci_low": "tolerated_ci_low", "ci_high": "tolerated_ci_high"}
-    return agg.rename(columns=names)[_TOLERATED_AGG]
+    return agg.rename(columns=names)[_keys(seeds, _TOLERATED_AGG)]
 
 
 def _over_seeds(
@@ -161,7 +170,7 @@ def epochs_to_recover(
     merged = _merged(results, base, tolerance, "epochs_to_recover")
     if merged.empty:
         return _empty(_RECOVER_SEED if per_seed else _RECOVER_AGG, "epochs_to_recover: no results")
-    keys = ["cell", "seed", "target", "amount"]
+    keys = _keys(merged, ["cell", "seed", "target", "amount"])
     seeds = (
         merged.assign(epochs=merged["epoch"].where(merged["ok"]))
         .groupby(keys, sort=True)
@@ -171,10 +180,11 @@ def epochs_to_recover(
     )
     seeds["recovered"] = seeds["epochs"].notna()
     if per_seed:
-        return seeds[_RECOVER_SEED]
-    agg = _over_seeds(seeds, ["cell", "target", "amount"], "epochs", confidence)
+        return seeds[_keys(seeds, _RECOVER_SEED)]
+    group = _keys(seeds, ["cell", "target", "amount"])
+    agg = _over_seeds(seeds, group, "epochs", confidence)
     agg = agg.rename(columns={"mean": "epochs_mean"})
-    recovered = seeds.groupby(["cell", "target", "amount"], sort=True)["recovered"].sum()
+    recovered = seeds.groupby(group, sort=True)["recovered"].sum()
     agg["n_recovered"] = recovered.to_numpy().astype(int)
     agg["epochs"] = [
         _display(*row)
@@ -182,4 +192,4 @@ def epochs_to_recover(
             index=False
         )
     ]
-    return agg[_RECOVER_AGG]
+    return agg[_keys(seeds, _RECOVER_AGG)]

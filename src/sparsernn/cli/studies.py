@@ -201,7 +201,16 @@ def _given(**values) -> dict:
 @click.option("--cells", help="Comma list or 'all'.  [default: all]")
 @click.option("--targets", help="Comma list of both, i2h, h2h.  [default: both,i2h,h2h]")
 @click.option("--amounts", help="start:stop:step (inclusive) or comma list.  [default: 10:100:10]")
-@click.option("--scope", type=click.Choice(["global", "layer"]), help="[default: global]")
+@click.option(
+    "--scope",
+    type=click.Choice(["global", "layer", "gate"]),
+    help="One threshold over all layers, per matrix, or per gate block.  [default: global]",
+)
+@click.option(
+    "--method",
+    help="Sparsity method, or a comma list (each runs the grid over the same base models): "
+    "magnitude, random, snip, agp, lottery, set, rigl.  [default: magnitude]",
+)
 @click.option("--retrain-epochs", type=int, help="[default: 10]")
 @click.option("--epochs", type=int, help="Base-model epochs.  [default: 50]")
 @click.option("--tolerance", type=float, help="Accuracy tolerance (fraction).  [default: 0.01]")
@@ -214,6 +223,7 @@ def prune(
     targets,
     amounts,
     scope,
+    method,
     retrain_epochs,
     epochs,
     tolerance,
@@ -221,7 +231,8 @@ def prune(
     bundle,
     data_flags,
 ):
-    """Pruning study: train base models, prune by magnitude, retrain with masks fixed.
+    """Pruning study: train base models, prune (by magnitude, or --method), retrain with
+    masks fixed.
 
     Defaults are the study's protocol; flags override a --config file.
     """
@@ -236,6 +247,7 @@ def prune(
     over["pruning"] = _given(
         targets=list(_names(targets)) if targets is not None else None,
         scope=scope,
+        method=method,
         amounts=list(parse_range(amounts, what="--amounts")) if amounts is not None else None,
         retrain_epochs=retrain_epochs,
         tolerance=tolerance,

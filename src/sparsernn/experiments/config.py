@@ -18,6 +18,7 @@ from sparsernn.errors import ConfigError
 from sparsernn.nn.cells import MODES, cell_spec
 from sparsernn.nn.structured import GATE_LAYOUTS
 from sparsernn.prune import SCOPES, TARGETS
+from sparsernn.sparsity import STUDY_METHODS
 from sparsernn.train import TrainConfig
 
 __all__ = [
@@ -47,7 +48,13 @@ _MIN_NODES = {
 
 @dataclasses.dataclass(frozen=True)
 class PruningConfig(Config):
-    """The pruning grid (SPEC section 4): targets x amounts, each retrained ``retrain_epochs``."""
+    """The pruning grid (SPEC section 4): targets x amounts, each retrained ``retrain_epochs``.
+
+    ``method``: the sparsity method (:data:`sparsernn.sparsity.STUDY_METHODS`; what each
+    trains: :mod:`sparsernn.experiments.methods`), or several (a list or ``"a,b"``: the grid
+    is run with each, over the same base models); ``rounds``/``rewind_epoch`` (lottery) and
+    ``update_every``/``drop_fraction``/``redistribute`` (agp, set, rigl) are its options.
+    """
 
     enabled: bool = True
     targets: tuple[str, ...] = ("both", "i2h", "h2h")
@@ -60,8 +67,20 @@ class PruningConfig(Config):
     #: for tanh/ReLU/GRU, where that is faster; LSTM one by one). Part of each unit's identity:
     #: bundled training agrees with one-by-one training to float rounding, not bit for bit.
     bundle: int = 0
+    method: str | tuple[str, ...] = "magnitude"
+    rounds: int = 3
+    rewind_epoch: int = 0
+    update_every: int = 50
+    drop_fraction: float = 0.3
+    redistribute: bool = False
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """The methods the grid is run with (:attr:`method` as a tuple)."""
+        return (self.method,) if isinstance(self.method, str) else tuple(self.method)
 
     def __post_init__(self) -> None:
+        _check_method(self)
         if isinstance(self.bundle, bool) or not isinstance(self.bundle, int) or self.bundle < 0:
             raise ConfigError(
                 f"pruning bundle={self.bundle!r} must be an integer >= 0 (0 = auto, 1 = off)"
@@ -82,6 +101,25 @@ class PruningConfig(Config):
             raise ConfigError(f"retrain_epochs={self.retrain_epochs} must be >= 0")
         if not 0 <= self.tolerance < 1:
             raise ConfigError(f"tolerance={self.tolerance} must be a fraction in [0, 1)")
+
+
+def _check_method(p: PruningConfig) -> None:
+    """Validate :attr:`PruningConfig.method` (one name, kept a string; several, a tuple) and
+    the methods' options."""
+    names = p.method.split(",") if isinstance(p.method, str) else list(p.method)
+    names = [str(n).strip() for n in names]
+    for name in names:
+        if name not in STUDY_METHODS:
+            raise ConfigError(
+                f"unknown pruning method {name!r}; choose one of {', '.join(STUDY_METHODS)}"
+            )
+    if not names or len(set(names)) < len(names):
+        raise ConfigError(f"pruning method {p.method!r}: give each method once")
+    object.__setattr__(p, "method", names[0] if len(names) == 1 else tuple(names))
+    if p.rounds < 1 or p.rewind_epoch < 0 or p.update_every < 1:
+        raise ConfigError("pruning rounds and update_every must be >= 1, rewind_epoch >= 0")
+    if not 0 <= p.drop_fraction <= 1 or not isinstance(p.redistribute, bool):
+        raise ConfigError("pruning drop_fraction must be in [0, 1] and redistribute true/false")
 
 
 @dataclasses.dataclass(frozen=True)

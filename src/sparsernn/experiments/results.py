@@ -23,9 +23,15 @@ class StudyResults:
     - ``base``: one row per (cell, seed): ``base_accuracy``, ``test_loss``, ``epochs``,
       ``mean_epoch_time``, ``wall_s``.
     - ``base_curves``: (cell, seed, epoch) with train/test loss and accuracy, ``epoch_time``.
-    - ``pruning``: long format (cell, seed, target, amount, epoch) -> ``accuracy``, ``loss``;
-      epoch 0 is right after pruning. ``pruning_points`` has one row per point with
-      ``post_prune_accuracy``, ``final_accuracy``, ``achieved_sparsity``.
+    - ``pruning``: long format (cell, seed, target, method, amount, epoch) -> ``accuracy``,
+      ``loss``, ``overall_sparsity``; epoch 0 is right after pruning (before (re)training, see
+      :mod:`sparsernn.experiments.methods`). ``amount`` is the asked sparsity in percent,
+      ``overall_sparsity`` the achieved one over the targeted matrices, a fraction;
+      ``method`` the sparsity method (``magnitude`` for the study's). ``pruning_points``
+      has one row per point with ``post_prune_accuracy``, ``final_accuracy``,
+      ``achieved_sparsity`` (= ``overall_sparsity``) and ``model_sparsity`` (over all
+      recurrent matrices, targeted or not); the store holds per-gate sparsities as well
+      (``gate_sparsity.<weight>.<gate>`` in :meth:`ResultsStore.frame`).
     - ``structure``: one row per trained graph network: cell, generator, graph_id, graph,
       seed, test_accuracy, test_loss, the graph properties, ``n_parameters``, ``wall_s``.
       Graphs read from files (``graphs_from``) have generator ``"file"``, ``graph`` = the
@@ -51,10 +57,10 @@ class StudyResults:
 _BASE_COLS = ["cell", "seed", "base_accuracy", "test_loss", "epochs", "mean_epoch_time", "wall_s"]
 _BASE_CURVE_COLS = ["cell", "seed", "epoch", "train_loss", "train_accuracy", "test_loss"]
 _BASE_CURVE_COLS += ["test_accuracy", "epoch_time"]
-_PRUNE_ID = ["cell", "seed", "target", "amount"]
-_PRUNE_COLS = [*_PRUNE_ID, "epoch", "accuracy", "loss"]
+_PRUNE_ID = ["cell", "seed", "target", "method", "amount"]
+_PRUNE_COLS = [*_PRUNE_ID, "epoch", "accuracy", "loss", "overall_sparsity"]
 _POINT_COLS = [*_PRUNE_ID, "base_accuracy", "post_prune_accuracy", "final_accuracy"]
-_POINT_COLS += ["achieved_sparsity", "wall_s"]
+_POINT_COLS += ["achieved_sparsity", "overall_sparsity", "model_sparsity", "wall_s"]
 _STRUCT_ID = ["cell", "generator", "graph_id", "seed"]
 _STRUCT_LEAD = ["cell", "generator", "graph_id", "graph", "seed", "test_accuracy", "test_loss"]
 #: Columns of structure units that are bookkeeping or too bulky for the results table.
@@ -115,12 +121,28 @@ def _pruning_frames(prune: pd.DataFrame, curves: pd.DataFrame) -> tuple[pd.DataF
     """The long ``pruning`` table and ``pruning_points`` from the pruning units."""
     if not len(curves):
         return pd.DataFrame(columns=_PRUNE_COLS), pd.DataFrame(columns=_POINT_COLS)
+    # Units of the study's method (magnitude) carry no method; the sparsity over the targeted
+    # matrices is ``achieved_sparsity`` (older stores' ``overall_sparsity`` counted all).
+    prune = prune.assign(
+        method=_column(prune, "method", "magnitude"), overall_sparsity=prune["achieved_sparsity"]
+    )
+    curves = curves.assign(
+        method=_column(curves, "method", "magnitude"),
+        overall_sparsity=curves["key"].map(prune.set_index("key")["overall_sparsity"]),
+    )
     pruning = curves.rename(columns={"test_accuracy": "accuracy", "test_loss": "loss"})
     pruning = pruning[_PRUNE_COLS].copy()
     pruning["amount"] = pruning["amount"].astype(float)
     pruning = pruning.sort_values([*_PRUNE_ID, "epoch"]).reset_index(drop=True)
     points = _pick(prune, _POINT_COLS).sort_values(_PRUNE_ID).reset_index(drop=True)
     return pruning, points
+
+
+def _column(df: pd.DataFrame, name: str, default: Any) -> pd.Series:
+    """``df[name]`` with ``default`` where missing (a column older units did not have)."""
+    if name not in df.columns:
+        return pd.Series(default, index=df.index, dtype=object)
+    return df[name].where(df[name].notna(), default)
 
 
 def _structure_frame(struct: pd.DataFrame) -> pd.DataFrame:

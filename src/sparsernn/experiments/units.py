@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import itertools
 import json
 import time
 import traceback
@@ -23,6 +24,7 @@ from sparsernn.data import DataSpec
 from sparsernn.errors import DataError
 from sparsernn.experiments.config import StudyConfig
 from sparsernn.experiments.inputs import StudyInputs, data_identity, resolve_inputs
+from sparsernn.experiments.methods import ONE_SHOT, method_config, prune_once
 from sparsernn.models import ModelConfig, build_model
 from sparsernn.nn.cells import CELLS
 from sparsernn.tasks import model_fields, task_data
@@ -68,7 +70,8 @@ class Unit:
         if self.kind == "base":
             return f"base {c['cell']} seed={c['seed']}"
         if self.kind == "prune":
-            return f"prune {c['cell']} {c['target']} {c['amount']:g}% seed={c['seed']}"
+            method = f"{c['method']} " if "method" in c else ""
+            return f"prune {method}{c['cell']} {c['target']} {c['amount']:g}% seed={c['seed']}"
         graph = f"file {c['graph']}" if c["generator"] == "file" else f"{c['generator']}#"
         return f"structure {c['cell']} {graph}{c.get('graph_id', '')} seed={c['seed']}"
 
@@ -122,22 +125,24 @@ def plan_units(study: StudyConfig, inputs: StudyInputs | None = None) -> list[Un
                 continue
             p = study.pruning
             retrain = dataclasses.replace(study.train, epochs=p.retrain_epochs, seed=seed)
-            bundle = bundle_size(p.bundle, cell, len(p.targets) * len(p.amounts))
-            for target in p.targets:
-                for amount in p.amounts:
-                    cfg = {
-                        "cell": cell,
-                        "seed": seed,
-                        "base": base.key,
-                        "target": target,
-                        "amount": float(amount),
-                        "scope": p.scope,
-                        "retrain": retrain.to_dict(),
-                        "data": data,
-                    }
-                    if bundle > 1:  # one-by-one units keep the keys they had before bundles
-                        cfg["bundle"] = bundle
-                    units.append(Unit("prune", cfg, depends_on=base.key, runtime=runtime))
+            n_points = len([m for m in p.methods if m in ONE_SHOT]) * len(p.targets)
+            bundled = bundle_size(p.bundle, cell, n_points * len(p.amounts))
+            for method, target, amount in itertools.product(p.methods, p.targets, p.amounts):
+                cfg = {
+                    "cell": cell,
+                    "seed": seed,
+                    "base": base.key,
+                    "target": target,
+                    "amount": float(amount),
+                    "scope": p.scope,
+                    "retrain": retrain.to_dict(),
+                    "data": data,
+                    **method_config(p, method, study.train, seed),
+                }
+                bundle = bundled if method in ONE_SHOT else 1  # hooks need a MaskedRNN
+                if bundle > 1:  # one-by-one units keep the keys they had before bundles
+                    cfg["bundle"] = bundle
+                units.append(Unit("prune", cfg, depends_on=base.key, runtime=runtime))
     s = study.structure
     if s.enabled:
         for cell in study.cells:
@@ -240,10 +245,12 @@ def _prune_setup(cfg: dict[str, Any], base_bytes: bytes):
 
 
 def _run_prune(cfg: dict[str, Any], base_bytes: bytes) -> dict[str, Any]:
-    from sparsernn.prune import magnitude_prune
+    if cfg.get("method", "magnitude") not in ONE_SHOT:
+        from sparsernn.experiments import methods
 
+        return methods.run(cfg, base_bytes)
     retrain, train, test, model, base, eval_bs = _prune_setup(cfg, base_bytes)
-    magnitude_prune(model, cfg["amount"] / 100, cfg["target"], cfg["scope"])
+    prune_once(model, cfg, train)
     post = evaluate(model, test, eval_bs)
     return _prune_result(cfg, model, base, post, fit(model, train, test, retrain))
 
@@ -254,18 +261,18 @@ def _run_prune_many(cfgs: list[dict[str, Any]], base_bytes: bytes) -> list[dict[
     Equal to running each with :func:`_run_prune` up to float rounding: the copies share the
     batch order that ``fit`` would draw for each of them alone.
     """
-    from sparsernn.prune import magnitude_prune
     from sparsernn.train import evaluate_many, train_many
 
-    shared = {k: v for k, v in cfgs[0].items() if k not in ("target", "amount")}
+    own = ("target", "amount", "method", "method_options")  # one-shot methods may share
+    shared = {k: v for k, v in cfgs[0].items() if k not in own}
     for cfg in cfgs[1:]:
-        if {k: v for k, v in cfg.items() if k not in ("target", "amount")} != shared:
+        if {k: v for k, v in cfg.items() if k not in own} != shared:
             raise ValueError("a bundle holds pruning units of one base and retraining config")
     retrain, train, test, base_model, base, eval_bs = _prune_setup(shared, base_bytes)
     models = []
     for cfg in cfgs:
         model = copy.deepcopy(base_model)
-        magnitude_prune(model, cfg["amount"] / 100, cfg["target"], cfg["scope"])
+        prune_once(model, cfg, train)
         models.append(model)
     posts = evaluate_many(models, test, eval_bs)
     histories = train_many(models, train, test, retrain)
@@ -279,9 +286,10 @@ def _prune_result(cfg, model, base, post, history) -> dict[str, Any]:
     """A pruning unit's stored result: accuracies before/after pruning, sparsity, the curve."""
     from sparsernn.prune import sparsity_report
 
-    report = sparsity_report(model)
+    report = sparsity_report(model, per_gate=True)
     kinds = ["i2h", "h2h"] if cfg["target"] == "both" else [cfg["target"]]
     selected = report[report["kind"].isin(kinds)]
+    achieved = float(1 - selected["kept"].sum() / selected["size"].sum())
     curve = [{"epoch": 0, "test_accuracy": post["accuracy"], "test_loss": post["loss"]}]
     curve += [
         {k: r[k] for k in ("epoch", "test_accuracy", "test_loss", "train_loss", "epoch_time")}
@@ -291,9 +299,12 @@ def _prune_result(cfg, model, base, post, history) -> dict[str, Any]:
         "base_accuracy": base["accuracy"],
         "post_prune_accuracy": post["accuracy"],
         "final_accuracy": curve[-1]["test_accuracy"],
-        "achieved_sparsity": float(1 - selected["kept"].sum() / selected["size"].sum()),
-        "overall_sparsity": float(1 - report["kept"].sum() / report["size"].sum()),
+        "achieved_sparsity": achieved,  # over the targeted matrices
+        "overall_sparsity": achieved,  # the same; the name the methods' results use
+        "model_sparsity": float(1 - report["kept"].sum() / report["size"].sum()),
     }
+    for r in report.itertuples(index=False):  # flat, as the store's frame would name them
+        metrics[f"gate_sparsity.{r.weight}.{r.gate}"] = float(r.sparsity)
     return {"metrics": metrics, "curve": curve, "files": {}}
 
 

@@ -1,0 +1,136 @@
+"""Sparsity methods in the studies: ``sparsernn prune --method M``, unit keys, stored columns."""
+
+import pytest
+from click.testing import CliRunner
+
+from sparsernn.cli import cli
+from sparsernn.data import DataSpec
+from sparsernn.errors import ConfigError
+from sparsernn.experiments import load_results
+from sparsernn.experiments.config import PruningConfig, StudyConfig, load_study_config
+from sparsernn.experiments.units import plan_units
+from sparsernn.train import TrainConfig
+
+SIX = ["magnitude", "random", "snip", "lottery", "set", "rigl"]
+
+
+def _study(**pruning):
+    return StudyConfig(
+        cells=("gru",),
+        data=DataSpec(n_strings=100),
+        train=TrainConfig(epochs=1),
+        pruning=PruningConfig(
+            **{"targets": ("both",), "amounts": (50,), "retrain_epochs": 1, **pruning}
+        ),
+    )
+
+
+def _prune_units(study):
+    return [u for u in plan_units(study) if u.kind == "prune"]
+
+
+def test_magnitude_keeps_the_keys_of_studies_made_before_methods():
+    old = _prune_units(_study())
+    assert "method" not in old[0].config and "method_options" not in old[0].config
+    assert [u.key for u in _prune_units(_study(method="magnitude"))] == [u.key for u in old]
+    other = _prune_units(_study(method="random"))
+    assert other[0].config["method"] == "random" and other[0].key != old[0].key
+
+
+def test_methods_carry_their_options_and_from_scratch_ones_the_base_training():
+    (unit,) = _prune_units(_study(method="lottery", rounds=2))
+    assert unit.config["method_options"] == {"rounds": 2, "rewind_epoch": 0}
+    assert unit.config["retrain"]["epochs"] == 1  # the base's epochs (retrain_epochs is 1 too)
+    (unit,) = _prune_units(_study(method="set", retrain_epochs=3))
+    assert unit.config["retrain"]["epochs"] == 1  # not retrain_epochs: set trains from scratch
+    (unit,) = _prune_units(_study(method="snip", retrain_epochs=3))
+    assert unit.config["retrain"]["epochs"] == 3
+
+
+def test_several_methods_share_the_base_models(tmp_path):
+    study = _study(method="magnitude,set")
+    assert study.pruning.method == ("magnitude", "set")
+    units = [u for u in plan_units(study) if u.kind != "structure"]
+    assert [u.kind for u in units] == ["base", "prune", "prune"]
+    assert units[1].depends_on == units[2].depends_on == units[0].key
+    path = tmp_path / "study.toml"
+    path.write_text(study.to_toml())
+    assert load_study_config(path) == study
+    with pytest.raises(ConfigError, match="unknown pruning method 'obd'"):
+        _study(method="obd")
+    with pytest.raises(ConfigError, match="each method once"):
+        _study(method=["set", "set"])
+
+
+def test_prune_cli_runs_every_method_and_stores_method_and_sparsity(tmp_path):
+    out = tmp_path / "study"
+    args = [
+        "prune",
+        "--out",
+        str(out),
+        "--cells",
+        "gru",
+        "--targets",
+        "both",
+        "--amounts",
+        "50,90",
+        "--epochs",
+        "1",
+        "--retrain-epochs",
+        "1",
+        "--n-strings",
+        "120",
+        "--seeds",
+        "1",
+        "--workers",
+        "1",
+        "--method",
+        ",".join(SIX),
+    ]
+    res = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "0 failed" in res.output
+    res_set = CliRunner().invoke(cli, [*args[:-1], "set"], catch_exceptions=False)
+    assert res_set.exit_code == 0 and "already stored" in res_set.output
+    results = load_results(out)
+    pruning = results.pruning
+    assert sorted(pruning["method"].unique()) == sorted(["set"])  # the last plan's units
+    assert {"method", "amount", "overall_sparsity"} <= set(pruning.columns)
+
+
+def test_every_method_reaches_the_asked_sparsity(tmp_path):
+    out = tmp_path / "study"
+    args = [
+        "prune",
+        "--out",
+        str(out),
+        "--cells",
+        "lstm",
+        "--targets",
+        "h2h",
+        "--amounts",
+        "80",
+        "--epochs",
+        "1",
+        "--retrain-epochs",
+        "1",
+        "--n-strings",
+        "120",
+        "--seeds",
+        "1",
+        "--workers",
+        "1",
+        "--scope",
+        "gate",
+        "--method",
+        ",".join([*SIX, "agp"]),
+    ]
+    res = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    points = load_results(out).pruning_points
+    assert sorted(points["method"]) == sorted([*SIX, "agp"])
+    n_selected = 3 * 4 * 50 * 50  # h2h of three LSTM layers, hidden 50
+    for row in points.itertuples():
+        assert abs(row.overall_sparsity - row.amount / 100) <= 4 * 3 / n_selected, row.method
+        assert row.overall_sparsity == row.achieved_sparsity
+        assert row.model_sparsity < row.overall_sparsity  # i2h untouched
