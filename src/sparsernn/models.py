@@ -157,6 +157,7 @@ class SequenceClassifier(nn.Module):
         if config.structured:
             from sparsernn.graphs import graph_from_edges
 
+            assert config.graph_edges is not None and config.n_nodes is not None
             graph = graph_from_edges(config.graph_edges, config.n_nodes)
             self.recurrent = StructuredRNN(
                 graph, config.cell, input_size=config.embedding_dim, gate_layout=config.gate_layout

@@ -27,6 +27,7 @@ from sparsernn.experiments.inputs import StudyInputs, data_identity, resolve_inp
 from sparsernn.experiments.methods import ONE_SHOT, method_config, prune_once
 from sparsernn.models import ModelConfig, build_model
 from sparsernn.nn.cells import CELLS
+from sparsernn.nn.structured import StructuredRNN
 from sparsernn.tasks import model_fields, task_data
 from sparsernn.train import (
     EncodedData,
@@ -331,7 +332,7 @@ def _run_structure(cfg: dict[str, Any]) -> dict[str, Any]:
     model_cfg = ModelConfig(
         cell=cfg["cell"],
         embedding_dim=None,
-        graph_edges=tuple(map(tuple, edges)),
+        graph_edges=tuple((int(u), int(v)) for u, v in edges),
         n_nodes=graph.number_of_nodes(),
         gate_layout=cfg.get("gate_layout", "blocked"),
         **model_fields(DataSpec.from_dict(cfg["data"])),
@@ -339,13 +340,15 @@ def _run_structure(cfg: dict[str, Any]) -> dict[str, Any]:
     graph_id = cfg["graph_sha256"] if cfg["generator"] == "file" else cfg["graph_id"]
     seed = derive_seed(cfg["seed"], "init", cfg["cell"], cfg["generator"], graph_id)
     model = build_model(model_cfg, seed=seed).to(device)
-    dag = model.recurrent.dag  # the layering the model was built from: not built again
+    recurrent = model.recurrent
+    assert isinstance(recurrent, StructuredRNN)  # a graph-wired config builds one
+    dag = recurrent.dag  # the layering the model was built from: not built again
     curve = fit(model, train, test, train_cfg)
     metrics = {
         "test_accuracy": curve[-1]["test_accuracy"],
         "test_loss": curve[-1]["test_loss"],
         **{k: float(v) for k, v in properties(graph, dag=dag).items()},
-        "n_parameters": model.recurrent.n_parameters(),
+        "n_parameters": recurrent.n_parameters(),
         "layer_sizes": list(dag.layer_sizes),
         "edge_list": [list(e) for e in edges],
     }

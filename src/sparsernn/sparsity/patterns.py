@@ -77,7 +77,7 @@ def kept_units(rnn: MaskedRNN) -> list[Tensor]:
     """Per layer, the indices of the hidden units that still have an incoming weight."""
     out = []
     for k, hidden in enumerate(rnn.hidden_sizes):
-        alive = torch.zeros(hidden, dtype=torch.bool, device=rnn.weight_hh_l0.device)
+        alive = torch.zeros(hidden, dtype=torch.bool, device=_device(rnn))
         for kind in ("ih", "hh"):
             alive |= getattr(rnn, f"weight_{kind}_l{k}_mask").any(1).view(-1, hidden).any(0)
         out.append(alive.nonzero().flatten())
@@ -111,8 +111,12 @@ def export_units(rnn: MaskedRNN) -> tuple[nn.RNNBase, Tensor]:
         inputs = kept[k - 1] if k else slice(None)
         state[f"weight_ih_l{k}"] = w_ih.detach()[rows][:, inputs]
         state[f"weight_hh_l{k}"] = w_hh.detach()[rows][:, kept[k]]
-        if rnn.bias:
+        if b_ih is not None and b_hh is not None:
             state[f"bias_ih_l{k}"] = b_ih.detach()[rows]
             state[f"bias_hh_l{k}"] = b_hh.detach()[rows]
     small.load_state_dict(state)
-    return small.to(rnn.weight_ih_l0.device), kept[-1]
+    return small.to(_device(rnn)), kept[-1]
+
+
+def _device(module: torch.nn.Module) -> torch.device:
+    return next(module.parameters()).device

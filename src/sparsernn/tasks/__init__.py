@@ -73,7 +73,7 @@ DIFFICULTY: dict[str, str | None] = {
 }
 
 
-def strings_task(dataset) -> TaskData:  # type: ignore[no-untyped-def]
+def strings_task(dataset: Dataset) -> TaskData:
     """A :class:`~sparsernn.data.Dataset` of strings as token data (ASCII codes, 2 classes).
 
     Models read these at the last PADDED step of each batch, as the study did (SPEC 3).
