@@ -11,6 +11,7 @@ import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -457,3 +458,22 @@ def test_file_graph_names_and_failures_are_escaped(study: StudyResults, tmp_path
     assert f"{evil} (structure)" in _details(_sections(text)["failures"])
     graphs = pd.read_csv(tmp_path / "f_tables" / "structure_graphs.csv")
     assert set(graphs["graph"]) == {evil + str(i) for i in structure["graph_id"].unique()}
+
+
+def test_several_sparsity_methods_get_their_own_table_and_the_study_tables_stay_magnitude(
+    study: StudyResults, tmp_path: Path
+):
+    """A grid run with two methods: a per-method table, and the published comparisons (which
+    need one row per cell and target) built from the magnitude runs only, without an error."""
+    magnitude = study.pruning.assign(method="magnitude")
+    worse = magnitude.assign(method="random", accuracy=magnitude["accuracy"] * 0.5)
+    results = dataclasses.replace(study, pruning=pd.concat([magnitude, worse], ignore_index=True))
+    text = build_report(results, tmp_path / "m.html", n_boot=20, n_repeats=1).read_text()
+    assert _errors(text) == []
+    table = pd.read_csv(tmp_path / "m_tables" / "pruning_methods.csv")
+    assert set(table["method"]) == {"magnitude", "random"}
+    last = magnitude[magnitude["epoch"] == magnitude["epoch"].max()]
+    mean = last.groupby(["cell", "target", "amount"])["accuracy"].mean()
+    got = table[table["method"] == "random"].set_index(["cell", "target", "amount"])["accuracy"]
+    assert np.allclose(got.sort_index().to_numpy(), 0.5 * mean.sort_index().to_numpy())
+    assert "use the magnitude method's runs only" in html.unescape(_sections(text)["pruning"])

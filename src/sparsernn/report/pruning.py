@@ -48,6 +48,13 @@ def pruning(ctx: Context) -> list[Block]:
     out += note(dropped)
     if runs.empty:
         return [*out, missing("No pruning run has its base model in this study: " + how)]
+    methods = _methods(runs)
+    if methods != ["magnitude"]:
+        out += [Heading("Sparsity methods"), *_method_table(ctx, runs)]
+    if len(methods) > 1:  # the study's tables compare one method with the published figures
+        shown = "magnitude" if "magnitude" in methods else methods[0]
+        runs = runs[runs["method"].fillna("magnitude") == shown]
+        out += note(f"The tables and plots below use the {shown} method's runs only.")
     out += [Heading("Tolerated sparsity"), *_tolerated(ctx, runs, base)]
     out += [Heading("Retraining epochs to recover"), *_recovery(ctx, runs, base)]
     if "gru" in set(runs["cell"]):
@@ -176,6 +183,26 @@ def _recovery(ctx: Context, runs: pd.DataFrame, base: pd.DataFrame) -> list[Bloc
         ctx.table("pruning_recovery_long", long, show=False),
         *notes(agg),
     ]
+
+
+def _methods(runs: pd.DataFrame) -> list[str]:
+    """The sparsity methods of the pruning rows (stores from before methods: magnitude)."""
+    if "method" not in runs.columns:
+        return ["magnitude"]
+    return sorted(set(runs["method"].fillna("magnitude")))
+
+
+def _method_table(ctx: Context, runs: pd.DataFrame) -> list[Block]:
+    """Accuracy after the last retraining epoch per cell, method and sparsity, over seeds."""
+    point = ["cell", "seed", "method", "target", "amount"]
+    last = runs[runs["epoch"] == runs.groupby(point)["epoch"].transform("max")]
+    table = group_mean_ci(last, ["cell", "target", "amount", "method"], "accuracy")
+    table = cell_sorted(table, ["target", "amount", "method"])
+    caption = (
+        "Test accuracy after each method's last retraining epoch, mean over seeds with a 95% "
+        "t-interval (docs/methods.md says what each method trains)"
+    )
+    return [ctx.table("pruning_methods", table, caption)]
 
 
 def _post_prune(ctx: Context, runs: pd.DataFrame) -> list[Block]:
