@@ -362,8 +362,11 @@ class StructuredRNN(nn.Module):
         for k, (s, _) in enumerate(self.plan):
             src = x if s < 0 else acc[s]
             out, _ = run_layers(self.spec, src, self.wide[k].layer_weights())  # (T, B, width)
-            for l, off, h in self._blocks(k):
-                part = out[..., off : off + h]
+            blocks = self._blocks(k)
+            # one split, not a slice per sub-layer: the backward of each slice would allocate
+            # and fill a zero (T, B, width) gradient, the split's backward is one cat
+            parts = out.split([h for _, _, h in blocks], dim=-1)
+            for (l, _, _), part in zip(blocks, parts, strict=True):
                 acc[l] = part if acc[l] is None else acc[l] + part
         return acc[-1], tuple(a[-1] for a in acc)
 
