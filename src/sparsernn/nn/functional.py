@@ -19,6 +19,7 @@ equal to them up to float rounding. LSTM keeps PyTorch's kernel (oneDNN's fused 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -58,13 +59,14 @@ def _kernel(spec, x, hx, weights, has_bias, dropout, training, batch_first, batc
 def _stack_states(spec: CellSpec, states: Sequence[State]) -> State:
     """Per-layer states -> one (L, B, H) tensor (a pair of them for LSTM), as the kernels take."""
     if spec.has_cell_state:
-        return torch.stack([s[0] for s in states]), torch.stack([s[1] for s in states])
-    return torch.stack(list(states))
+        pairs = cast(Sequence[tuple[Tensor, Tensor]], states)
+        return torch.stack([s[0] for s in pairs]), torch.stack([s[1] for s in pairs])
+    return torch.stack(cast(list[Tensor], list(states)))
 
 
 def _unbind_states(spec: CellSpec, state: State) -> list[State]:
     """The inverse of :func:`_stack_states`."""
-    if spec.has_cell_state:
+    if isinstance(state, tuple):  # (h, c): spec.has_cell_state
         return list(zip(state[0].unbind(0), state[1].unbind(0), strict=True))
     return list(state.unbind(0))
 
@@ -109,16 +111,19 @@ def run_layers(
     ):
         return _run_layers_fused(spec, x, weights, hx, batch_first)
     sizes = [w[1].shape[1] for w in weights]
+    states: Sequence[State]
     if hx is None:
         batch = int(batch_sizes[0]) if batch_sizes is not None else x.shape[0 if batch_first else 1]
-        hx = [spec.zero_state(batch, h, x) for h in sizes]
+        states = [spec.zero_state(batch, h, x) for h in sizes]
+    else:
+        states = hx
     final: list = []
     start = 0
     while start < len(weights):
         stop = start + 1
         while stop < len(weights) and sizes[stop] == sizes[start]:
             stop += 1
-        h0 = _stack_states(spec, hx[start:stop])
+        h0 = _stack_states(spec, states[start:stop])
         has_bias = weights[0][2] is not None
         x, h_n = _kernel(
             spec, x, h0, weights[start:stop], has_bias, dropout, training, batch_first, batch_sizes

@@ -297,10 +297,10 @@ def wavefront_recurrence(
 def block_outputs(
     plan: WavefrontPlan, states: Tensor, blocks: Sequence[int], n_steps: int
 ) -> Tensor:
-    """Sum of the given blocks' output sequences, (T, B, H): a layer's output."""
-    total = None
+    """Sum of the given blocks' output sequences, (T, B, H): a layer's output (``blocks`` is
+    not empty)."""
+    parts = []
     for j in blocks:
         first = plan.offsets[j] + 1  # the row of block j's state at time 0
-        part = states[first : first + n_steps, j]
-        total = part if total is None else total + part
-    return total
+        parts.append(states[first : first + n_steps, j])
+    return sum(parts[1:], parts[0])
