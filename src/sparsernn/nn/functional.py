@@ -111,12 +111,8 @@ def run_layers(
     ):
         return _run_layers_fused(spec, x, weights, hx, batch_first)
     sizes = [w[1].shape[1] for w in weights]
-    states: Sequence[State]
-    if hx is None:
-        batch = int(batch_sizes[0]) if batch_sizes is not None else x.shape[0 if batch_first else 1]
-        states = [spec.zero_state(batch, h, x) for h in sizes]
-    else:
-        states = hx
+    batch = int(batch_sizes[0]) if batch_sizes is not None else x.shape[0 if batch_first else 1]
+    states: Sequence[State] = [spec.zero_state(batch, h, x) for h in sizes] if hx is None else hx
     final: list = []
     start = 0
     while start < len(weights):
