@@ -30,7 +30,7 @@ from sparsernn.errors import ConfigError
 from sparsernn.nn.cells import cell_spec
 from sparsernn.nn.functional import run_layers
 from sparsernn.nn.masked import MaskedRNN
-from sparsernn.nn.wavefront import WavefrontPlan, block_outputs, wavefront_recurrence
+from sparsernn.nn.wavefront import WavefrontPlan, layer_outputs, wavefront_recurrence
 
 __all__ = ["StructuredRNN", "SCHEDULES", "GATE_LAYOUTS"]
 
@@ -190,9 +190,7 @@ class StructuredRNN(nn.Module):
             base["hh"] += g * wide * wide
             base["b"] += g * wide
         self.wave_plan = WavefrontPlan.from_blocks(blocks, n_inputs=1)
-        self._layer_blocks = tuple(
-            tuple(j for j, dest in enumerate(dests) if dest == l) for l in range(self.n_layers)
-        )
+        self._block_layer = tuple(dests)  # the layer each block writes into
         for name, parts in idx.items():
             arr = np.stack(parts)
             arr[arr < 0] = base[name]  # padding reads the trailing zero
@@ -375,12 +373,9 @@ class StructuredRNN(nn.Module):
         n_steps = x.shape[0]
         x_pad = torch.nn.functional.pad(x, (0, self.block_width - x.shape[-1])).unsqueeze(1)
         states = wavefront_recurrence(self.spec, plan, x_pad, *self._block_weights())
-        blocks = self._layer_blocks
-        top = block_outputs(plan, states, blocks[-1], n_steps)[..., : self.output_size]
-        h_n = tuple(
-            block_outputs(plan, states[n_steps - 1 :], js, 1)[0, :, :size]
-            for js, size in zip(blocks, self.layer_sizes, strict=True)
-        )
+        outs = layer_outputs(plan, states, self._block_layer, n_steps)  # (L, T, B, width)
+        top = outs[-1, ..., : self.output_size]
+        h_n = tuple(outs[l, -1, :, :size] for l, size in enumerate(self.layer_sizes))
         return top, h_n
 
     def _forward_layers(self, x: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
