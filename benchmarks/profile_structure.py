@@ -32,7 +32,8 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
     name: tuple(prefixes.split())
     for name, prefixes in {
         "Python in the hand-written time loops": "_Recurrence _Wavefront",
-        "optimizer + clipping": "Optimizer aten::_fused_adam aten::_foreach aten::norm",
+        "optimizer + clipping": "Optimizer aten::_fused_adam aten::_foreach aten::norm "
+        "aten::linalg_vector_norm",
         "BLAS (mm/addmm/bmm)": "aten::mm aten::addmm aten::bmm aten::baddbmm aten::addmv",
         "elementwise gate math": "aten::sigmoid aten::tanh aten::mul aten::add aten::sub "
         "aten::rsub aten::lerp aten::addcmul aten::clamp aten::div aten::neg aten::gt "
@@ -44,7 +45,7 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
         "aten::transpose aten::as_strided aten::reshape aten::expand aten::empty aten::t "
         "aten::unsqueeze aten::squeeze aten::split aten::chunk aten::narrow aten::permute "
         "aten::detach aten::alias aten::resize_ aten::new_ aten::flatten aten::unsafe "
-        "aten::_unsafe aten::lift aten::result_type aten::_reshape_alias",
+        "aten::_unsafe aten::lift aten::result_type aten::_reshape_alias aten::resolve_conj",
         "autograd engine (nodes, grad accumulation)": "autograd:: torch::autograd:: Backward",
     }.items()
 }

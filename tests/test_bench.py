@@ -169,6 +169,24 @@ def test_cuda_without_a_gpu_is_one_clear_line(capsys):
     assert err == ["error: device 'cuda' requested but no CUDA GPU is available; use --device cpu"]
 
 
+def test_profile_script_prints_its_table():
+    """``benchmarks/profile_structure.py`` on a tiny net: every category's row, shares ~100%."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "benchmarks" / "profile_structure.py"
+    args = ["--graph", "ws-10", "--batch", "8", "--steps", "1"]
+    out = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, check=True
+    ).stdout
+    assert "gru ws-10" in out and "dispatch floor" in out
+    shares = [int(m) for m in re.findall(r"^\| [^|]+ \| [\d.]+ \| (\d+)% \|", out, re.M)]
+    assert len(shares) >= 6 and 90 <= sum(shares) <= 110
+    assert "BLAS (mm/addmm/bmm)" in out and "Python in the hand-written time loops" in out
+
+
 def test_config_validation():
     with pytest.raises(ConfigError):
         BenchConfig(cells=("nope",))
