@@ -14,7 +14,7 @@ from sparsernn.bench import (
     run_benchmark,
     threads,
 )
-from sparsernn.bench.timing import step_flops
+from sparsernn.bench.timing import step_flops, structure_flops
 from sparsernn.errors import ConfigError
 
 TINY = BenchConfig(
@@ -56,6 +56,14 @@ def test_results_structure(results):
     assert [r["graph"] for r in results["structured"]] == ["ws-10", "ba-10"]
     assert all(r["speedup"] > 0 and r["layers"] >= 2 for r in results["structured"])
     assert all(r["wavefront_ms"] > 0 for r in results["structured"])
+    peak = results["meta"]["peak_gflops"]
+    for r in results["structured"]:
+        assert 0 < r["useful_gflop"] < r["executed_gflop"]
+        assert r["executed_gflops"] == pytest.approx(r["executed_gflop"] / r["ours_ms"] * 1e3)
+        assert r["useful_peak_fraction"] == pytest.approx(r["useful_gflops"] / peak)
+        assert r["wavefront_gflops"] == pytest.approx(
+            r["wavefront_gflop"] / r["wavefront_ms"] * 1e3
+        )
     assert [(r["cell"], r["n_models"]) for r in results["many"]] == [("rnn_relu", 3), ("lstm", 3)]
     assert results["meta"]["peak_gflops"] > 0
     for r in results["many"]:
@@ -74,6 +82,7 @@ def test_report_and_json(results, tmp_path):
     for heading in ("Training step", "K models at once", "StructuredRNN", "Projected wall time"):
         assert heading in text
     assert "rnn_relu" in text and "ws-10" in text
+    assert "useful" in text and "% peak" in text
     path = tmp_path / "bench.json"
     path.write_text(json.dumps(results))
     assert json.loads(path.read_text())["config"]["cells"] == ["rnn_relu", "lstm"]
@@ -84,6 +93,26 @@ def test_step_flops_hand_computed():
     # 2*2*5*12*(4+4) = 1680 + 1920 = 3600 FLOPs; a training step is 3x that
     assert step_flops("gru", 2, 5, 3, 4, 2) == 3 * 3600
     assert step_flops("rnn_tanh", 1, 1, 1, 1, 1) == 3 * 2 * 2
+
+
+@pytest.mark.parametrize(("cell", "gates"), [("rnn_tanh", 1), ("gru", 3), ("lstm", 4)])
+def test_structure_flops_hand_computed(cell, gates):
+    """The study's 5-node example (layers [0, 0, 1, 2, 3], sizes [2, 1, 1, 1], input 2)."""
+    import networkx as nx
+
+    from sparsernn.nn.structured import StructuredRNN
+
+    net = StructuredRNN(nx.Graph([(0, 2), (1, 2), (1, 3), (2, 3), (2, 4), (3, 4)]), cell)
+    flops = structure_flops(net, batch=4, steps=10)
+    per_row = 3 * 2 * 4 * 10  # forward + backward, multiply-add = 2, batch 4, 10 steps
+    # wide layers (width W, input I): input->0 (2, 2), 0->{1,2} (2, 2), 1->{2,3} (2, 1),
+    # 2->{3} (1, 1); dense G*W*(I + W) each
+    assert flops["executed"] == per_row * gates * (2 * 4 + 2 * 4 + 2 * 3 + 1 * 2)
+    # i2h edges: input 2x2 full, 0->1 two (0-2, 1-2), 0->2 (1-3), 1->2 (2-3), 1->3 (2-4),
+    # 2->3 (3-4): 10 per gate; h2h block-diagonal: 2*2 + five 1x1 sub-layers = 9 per gate
+    assert flops["useful"] == per_row * gates * (10 + 9)
+    # wavefront: 6 sub-layers padded to width 2, i2h and h2h 2x2 per gate each
+    assert flops["wavefront"] == per_row * gates * 6 * (2 * 2 + 2 * 2)
 
 
 def test_projection_counts_the_full_profile():
@@ -130,6 +159,32 @@ def test_main_writes_json(monkeypatch, tmp_path, results, capsys):
     assert seen["cfg"].repeats < BenchConfig().repeats
     assert json.loads(out.read_text())["cells"]
     assert "Projected wall time" in capsys.readouterr().out
+
+
+def test_cuda_without_a_gpu_is_one_clear_line(capsys):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    assert bench.main(["--quick", "--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: device 'cuda' requested but no CUDA GPU is available; use --device cpu"]
+
+
+def test_profile_script_prints_its_table():
+    """``benchmarks/profile_structure.py`` on a tiny net: every category's row, shares ~100%."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "benchmarks" / "profile_structure.py"
+    args = ["--graph", "ws-10", "--batch", "8", "--steps", "1"]
+    out = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, check=True
+    ).stdout
+    assert "gru ws-10" in out and "dispatch floor" in out
+    shares = [int(m) for m in re.findall(r"^\| [^|]+ \| [\d.]+ \| (\d+)% \|", out, re.M)]
+    assert len(shares) >= 6 and 90 <= sum(shares) <= 110
+    assert "BLAS (mm/addmm/bmm)" in out and "Python in the hand-written time loops" in out
 
 
 def test_config_validation():

@@ -21,10 +21,13 @@ def _graphs():
     return out
 
 
-def _check_equal(mode, graph, seed=0, T=7, B=3, schedule="layers", gate_layout="blocked"):
+def _check_equal(
+    mode, graph, seed=0, T=7, B=3, schedule="layers", gate_layout="blocked", dtype=torch.double
+):
     torch.manual_seed(seed)
-    net = StructuredRNN(graph, mode, schedule=schedule, gate_layout=gate_layout).double()
-    x = torch.randn(T, B, net.input_size, dtype=torch.double, requires_grad=True)
+    atol = 1e-10 if dtype == torch.double else 1e-6
+    net = StructuredRNN(graph, mode, schedule=schedule, gate_layout=gate_layout).to(dtype)
+    x = torch.randn(T, B, net.input_size, dtype=dtype, requires_grad=True)
     weights = {
         k: tuple(t.clone().requires_grad_(True) for t in v)
         for k, v in net.sublayer_weights().items()
@@ -32,18 +35,18 @@ def _check_equal(mode, graph, seed=0, T=7, B=3, schedule="layers", gate_layout="
     ref = reference_structured(mode, x, net.dag, weights, gate_layout=gate_layout)
     out, _ = net(x)
     assert out.shape == ref.shape == (T, B, net.output_size)
-    assert torch.allclose(out, ref, atol=1e-10)
+    assert torch.allclose(out, ref, atol=atol)
     # gradients: same loss, compare input gradients and per-sub-layer weight gradients
     probe = torch.randn_like(out)
     (g_out,) = torch.autograd.grad((out * probe).sum(), x, retain_graph=True)
     (g_ref,) = torch.autograd.grad((ref * probe).sum(), x, retain_graph=True)
-    assert torch.allclose(g_out, g_ref, atol=1e-10)
+    assert torch.allclose(g_out, g_ref, atol=atol)
     (out * probe).sum().backward()
     (ref * probe).sum().backward()
     fused_grads = _sublayer_grads(net)
     for key, tensors in weights.items():
         for mine, theirs in zip(fused_grads[key], tensors, strict=True):
-            assert torch.allclose(mine, theirs.grad, atol=1e-10), key
+            assert torch.allclose(mine, theirs.grad, atol=atol), key
 
 
 def _sublayer_grads(net):
@@ -69,6 +72,16 @@ def test_random_graphs_equal_reference(mode, schedule):
     for i, (_, graph) in enumerate(_graphs()):  # 24 WS/BA graphs, 10..43 nodes
         # T >= 2 so the wavefront has steps where some sub-layers are idle
         _check_equal(mode, graph, seed=i, T=4, B=2, schedule=schedule)
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize("mode", MODES)
+def test_float32_at_the_benchmarks_size_equals_reference(mode, schedule):
+    """A 50-node graph, wide layers up to 41 units and a batch of 64: the sizes the benchmark
+    times (CPU kernels pick other code paths for wide tensors), in float32 to 1e-6."""
+    _check_equal(
+        mode, make_graph("ws", 50, seed=0), T=5, B=64, schedule=schedule, dtype=torch.float
+    )
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -42,13 +42,22 @@ def many_line(r: Row) -> str:
 
 
 def structured_line(r: Row) -> str:
-    """One random-structure row: reference vs the layer schedule (and the wavefront one)."""
-    return (
+    """One random-structure row: reference vs the layer schedule (and the wavefront one), and
+    (once the peak is known) executed and useful GFLOP per step with their rates."""
+    line = (
         f"{r['cell']:<9} {r['graph']:<6} layers {r['layers']:>2} sub-layers {r['sublayers']:>3} "
         f"fused calls {r['fused_calls']:>2} bs {r['batch_size']}: ref {_f(r['reference_ms']):>7} "
         f"ours {_f(r['ours_ms']):>6} -> {_f(r['speedup'], '{:.2f}')}x"
         f"  (wavefront {_f(r.get('wavefront_ms')):>6})"
     )
+    if "executed_gflops" in r:
+        rates = "  ".join(
+            f"{kind} {r[f'{kind}_gflop']:.2f} GFLOP {r[f'{kind}_gflops']:.1f} GFLOP/s "
+            f"= {100 * r[f'{kind}_peak_fraction']:.0f}% peak"
+            for kind in ("executed", "useful", "wavefront")
+        )
+        line += f"\n{'':<10}[{rates}]"
+    return line
 
 
 def _projection_lines(proj: dict[str, Any]) -> list[str]:
@@ -86,7 +95,9 @@ def format_report(results: dict[str, Any]) -> str:
         f"ceiling = peak {peak} GFLOP/s / one by one]",
         *map(many_line, results["many"]),
         "",
-        "StructuredRNN training step (ms): slow reference vs ours (layer schedule)",
+        "StructuredRNN training step (ms): slow reference vs ours (layer schedule); [matmul "
+        "GFLOP per step (3x forward), rate and share of the peak: executed by the layer "
+        "schedule, useful (masked i2h + block-diagonal h2h), executed by the wavefront]",
         *map(structured_line, results["structured"]),
     ]
     if results.get("projection"):

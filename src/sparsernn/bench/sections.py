@@ -21,7 +21,15 @@ from sparsernn._threads import torch_threads
 from sparsernn.bench.config import BenchConfig
 from sparsernn.bench.formatting import cell_line, many_line, structured_line
 from sparsernn.bench.projection import project_full_profile
-from sparsernn.bench.timing import Timer, draw_batches, eval_step, mean_len, peak_gflops, step_flops
+from sparsernn.bench.timing import (
+    Timer,
+    draw_batches,
+    eval_step,
+    mean_len,
+    peak_gflops,
+    step_flops,
+    structure_flops,
+)
 from sparsernn.data import DataSpec, make_dataset
 from sparsernn.graphs import graph_to_edges, make_graph
 from sparsernn.models import BatchedClassifier, ModelConfig, SequenceClassifier, build_model
@@ -148,7 +156,9 @@ def _bench_structured(cfg: BenchConfig, timer: Timer, cell: str, graph: str, bat
     evals = timer.interleaved({"ours": eval_step(ours)}, batches, warm, cfg.structured_repeats)
     net = ours.recurrent
     ref_ms = times["reference"]["ms"] if cfg.reference else None
+    flops = structure_flops(net, batches[0][1].shape[0], mean_len(batches))
     return {
+        **{f"{name}_gflop": value / 1e9 for name, value in flops.items()},
         "cell": cell,
         "graph": graph,
         "layers": net.n_layers,
@@ -173,6 +183,14 @@ def _add_flop_rates(results: dict[str, Any], peak: float) -> None:
     for row in results["cells"]:
         row["masked_gflops"] = row["step_gflop"] / (row["masked_ms"] / 1e3)
         row["masked_peak_fraction"] = row["masked_gflops"] / peak
+    for row in results["structured"]:
+        for kind, ms in (
+            ("executed", "ours_ms"),
+            ("useful", "ours_ms"),
+            ("wavefront", "wavefront_ms"),
+        ):
+            row[f"{kind}_gflops"] = row[f"{kind}_gflop"] / (row[ms] / 1e3)
+            row[f"{kind}_peak_fraction"] = row[f"{kind}_gflops"] / peak
 
 
 def _meta(cfg: BenchConfig, device: torch.device) -> dict[str, Any]:

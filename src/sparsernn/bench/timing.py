@@ -18,9 +18,19 @@ import torch
 from torch import Tensor, nn
 
 from sparsernn.nn.cells import GATES
+from sparsernn.nn.structured import StructuredRNN
 from sparsernn.train import EncodedData, evaluate_batch
 
-__all__ = ["Step", "Timer", "draw_batches", "eval_step", "mean_len", "peak_gflops", "step_flops"]
+__all__ = [
+    "Step",
+    "Timer",
+    "draw_batches",
+    "eval_step",
+    "mean_len",
+    "peak_gflops",
+    "step_flops",
+    "structure_flops",
+]
 
 #: One timed call on a batch: ``step(tokens (B, T), labels (B,))``.
 Step = Callable[[Tensor, Tensor], Any]
@@ -113,6 +123,31 @@ def step_flops(cell: str, batch: int, steps: float, emb: int, hidden: int, layer
     """
     inputs = [emb] + [hidden] * (layers - 1)
     return 3 * sum(2 * batch * steps * GATES[cell] * hidden * (i + hidden) for i in inputs)
+
+
+def structure_flops(net: StructuredRNN, batch: int, steps: float) -> dict[str, float]:
+    """Matmul FLOPs of one training step of a random-structure net, three ways (3x forward).
+
+    ``executed``: what the layer schedule's kernels compute, every wide layer's i2h and h2h
+    dense (``2 B T G W_k (I_k + W_k)``); ``wavefront``: the same for the wavefront schedule,
+    every sub-layer padded to the block width ``H`` (``2 B T G H (H + H)`` per sub-layer, each
+    active ``T`` steps); ``useful``: only the entries the graph wires (the masks' nonzeros:
+    masked i2h and the block-diagonal h2h), ``2 B T nnz``.
+    """
+    executed = useful = 0.0
+    for layer in net.wide:
+        w_ih, w_hh = layer.weight_ih_l0, layer.weight_hh_l0
+        executed += w_ih.numel() + w_hh.numel()
+        useful += sum(float(mask.sum()) for _, mask in layer.masks())
+    g = GATES[net.mode]
+    width = max(max(net.layer_sizes), net.input_size)
+    n_sub = sum(len(dests) for _, dests in net.plan)
+    per_row = 3 * 2 * batch * steps  # forward + backward, 2 FLOPs per multiply-add
+    return {
+        "executed": per_row * executed,
+        "useful": per_row * useful,
+        "wavefront": per_row * n_sub * g * width * 2 * width,
+    }
 
 
 def peak_gflops(timer: Timer, device: torch.device, n: int = 1024) -> float:

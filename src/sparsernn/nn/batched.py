@@ -150,7 +150,7 @@ class BatchedMaskedRNN(nn.Module):
             if m.dropout > 0:
                 raise ConfigError("dropout is not supported when training models together")
         new = cls(first.mode, len(modules), first.input_size, first.hidden_sizes, bias=first.bias)
-        new = new.to(first.weight_ih_l0.device)
+        new = new.to(next(first.parameters()).device)
         with torch.no_grad():
             for name, value in new.state_dict().items():
                 value.copy_(torch.stack([m.state_dict()[name] for m in modules]))

@@ -13,7 +13,7 @@ compute the same function and the benchmark times the same work.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -56,7 +56,7 @@ def reference_layer(
         w_in = w_ih if ih_mask is None else w_ih * ih_mask
         w_rec = w_hh if hh_mask is None else w_hh * hh_mask
         state = cell_step(mode, x_t, state, w_in, w_rec, b_ih, b_hh)
-        outputs.append(state[0] if mode == "lstm" else state)
+        outputs.append(state[0] if isinstance(state, tuple) else state)  # h of LSTM's (h, c)
     return torch.stack(outputs)
 
 
@@ -89,14 +89,14 @@ def reference_structured(
     masks = reference_masks(dag, mode, gate_layout) if masks is None else masks
     outputs: list[Tensor] = []
     for l in range(dag.n_layers):
-        total = None
-        for s, dest in sorted(weights):
-            if dest != l:
-                continue
-            src = x if s < 0 else outputs[s]
-            out = reference_layer(mode, src, *weights[(s, l)], ih_mask=masks.get((s, l)))
-            total = out if total is None else total + out
-        outputs.append(total)
+        parts = [
+            reference_layer(
+                mode, x if s < 0 else outputs[s], *weights[(s, l)], ih_mask=masks.get((s, l))
+            )
+            for s, dest in sorted(weights)
+            if dest == l
+        ]
+        outputs.append(sum(parts[1:], parts[0]))  # every layer has at least one sub-layer
     return outputs[-1]
 
 
@@ -113,8 +113,12 @@ class ReferenceLayer(nn.Module):
         super().__init__()
         self.mode = mode
         w_ih, w_hh, b_ih, b_hh = (None if t is None else t.detach().clone() for t in weights)
+        if w_ih is None or w_hh is None:
+            raise ValueError("a reference layer needs both weight matrices (w_ih, w_hh)")
         self.w_ih = nn.Parameter(w_ih)
         self.w_hh = nn.Parameter(w_hh)
+        self.ih_mask: Tensor | None
+        self.hh_mask: Tensor | None
         self.b_ih = None if b_ih is None else nn.Parameter(b_ih)
         self.b_hh = None if b_hh is None else nn.Parameter(b_hh)
         self.register_buffer("ih_mask", None if ih_mask is None else ih_mask.float())
@@ -165,7 +169,7 @@ class ReferenceStructuredRNN(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        layers = {key: self.sub[_key(*key)] for key in self.keys}
+        layers = {key: cast(ReferenceLayer, self.sub[_key(*key)]) for key in self.keys}
         weights = {key: layer.weights() for key, layer in layers.items()}
         masks = {key: layer.ih_mask for key, layer in layers.items() if layer.ih_mask is not None}
         return reference_structured(self.mode, x, self.dag, weights, masks=masks)
@@ -177,15 +181,19 @@ class ReferenceClassifier(nn.Module):
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
+        embedding = cast(nn.Embedding, model.embedding)
         self.embedding = nn.Embedding.from_pretrained(
-            model.embedding.weight.detach().clone(), freeze=False
+            embedding.weight.detach().clone(), freeze=False
         )
         rec = model.recurrent
         self.recurrent = (
-            ReferenceStructuredRNN(rec) if isinstance(rec, StructuredRNN) else ReferenceRNN(rec)
+            ReferenceStructuredRNN(rec)
+            if isinstance(rec, StructuredRNN)
+            else ReferenceRNN(cast(MaskedRNN, rec))
         )
-        self.out = nn.Linear(model.out.in_features, model.out.out_features)
-        self.out.load_state_dict(model.out.state_dict())
+        out = cast(nn.Linear, model.out)
+        self.out = nn.Linear(out.in_features, out.out_features)
+        self.out.load_state_dict(out.state_dict())
 
     def forward(self, tokens: Tensor) -> Tensor:
         seq = self.recurrent(self.embedding(tokens.t()))  # (T, B, H)

@@ -18,6 +18,8 @@ the wavefront gathers them into padded per-sub-layer blocks once per forward.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from typing import cast
 
 import numpy as np
 import torch
@@ -28,7 +30,7 @@ from sparsernn.errors import ConfigError
 from sparsernn.nn.cells import cell_spec
 from sparsernn.nn.functional import run_layers
 from sparsernn.nn.masked import MaskedRNN
-from sparsernn.nn.wavefront import WavefrontPlan, block_outputs, wavefront_recurrence
+from sparsernn.nn.wavefront import WavefrontPlan, layer_outputs, wavefront_recurrence
 
 __all__ = ["StructuredRNN", "SCHEDULES", "GATE_LAYOUTS"]
 
@@ -54,6 +56,25 @@ def edge_mask_rows(edges: np.ndarray, n_gates: int, gate_layout: str = "blocked"
     if gate_layout == "interleaved":
         return np.repeat(edges, n_gates, axis=0)
     raise ConfigError(f"unknown gate_layout {gate_layout!r}; choose one of {GATE_LAYOUTS}")
+
+
+Weights = tuple[Tensor, Tensor, Tensor, Tensor]  # (w_ih, w_hh, b_ih, b_hh)
+
+
+def _stored(layer: MaskedRNN) -> Weights:
+    """A wide layer's parameters ``(w_ih, w_hh, b_ih, b_hh)`` as stored (masks not applied)."""
+    names = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+    return cast(Weights, tuple(getattr(layer, name) for name in names))
+
+
+def _masked(layer: MaskedRNN) -> Weights:
+    """A wide layer's masked weights (differentiable); its biases always exist."""
+    return cast(Weights, layer.layer_weights()[0])
+
+
+def _mask_pair(layer: MaskedRNN) -> tuple[Tensor, Tensor]:
+    """A wide layer's boolean ``(ih_mask, hh_mask)`` buffers."""
+    return cast(Tensor, layer.weight_ih_l0_mask), cast(Tensor, layer.weight_hh_l0_mask)
 
 
 class StructuredRNN(nn.Module):
@@ -145,7 +166,7 @@ class StructuredRNN(nn.Module):
         width = max(max(self.layer_sizes), self.input_size)
         self.block_width = width
         blocks, dests = [], []
-        idx = {name: [] for name in ("ih", "hh", "b")}
+        idx: dict[str, list[np.ndarray]] = {name: [] for name in ("ih", "hh", "b")}
         base = {"ih": 0, "hh": 0, "b": 0}
         for k, (s, _) in enumerate(self.plan):
             in_k = self.input_size if s < 0 else self.layer_sizes[s]
@@ -169,14 +190,17 @@ class StructuredRNN(nn.Module):
             base["hh"] += g * wide * wide
             base["b"] += g * wide
         self.wave_plan = WavefrontPlan.from_blocks(blocks, n_inputs=1)
-        self._layer_blocks = tuple(
-            tuple(j for j, dest in enumerate(dests) if dest == l) for l in range(self.n_layers)
-        )
+        self._block_layer = tuple(dests)  # the layer each block writes into
         for name, parts in idx.items():
             arr = np.stack(parts)
             arr[arr < 0] = base[name]  # padding reads the trailing zero
             index = torch.from_numpy(arr).to(device)
             self.register_buffer(f"_wave_{name}", index, persistent=False)
+
+    @property
+    def wide_layers(self) -> list[MaskedRNN]:
+        """The wide masked layers, one per source layer (``self.wide``, typed)."""
+        return cast(list[MaskedRNN], list(self.wide))
 
     @property
     def n_layers(self) -> int:
@@ -194,7 +218,7 @@ class StructuredRNN(nn.Module):
         """Each sub-layer ~ U(-1/sqrt(H), 1/sqrt(H)) with H its destination's size (as nn.RNN)."""
         g = self.spec.gates
         with torch.no_grad():
-            for k, layer in enumerate(self.wide):
+            for k, layer in enumerate(self.wide_layers):
                 width = sum(h for _, _, h in self._blocks(k))
                 for _, off, h in self._blocks(k):
                     bound = 1.0 / math.sqrt(h)
@@ -211,11 +235,11 @@ class StructuredRNN(nn.Module):
             [torch.arange(gt * width + off, gt * width + off + h) for gt in range(self.spec.gates)]
         )
 
-    def _sublayers(self):
+    def _sublayers(self) -> Iterator[tuple[tuple[int, int], MaskedRNN, Tensor, int, int]]:
         """``(key, wide layer, rows, off, h)`` for every sub-layer, in plan order."""
-        for k, (s, _) in enumerate(self.plan):
+        for k, ((s, _), layer) in enumerate(zip(self.plan, self.wide_layers, strict=True)):
             for l, off, h in self._blocks(k):
-                yield (s, l), self.wide[k], self._sublayer_rows(k, off, h), off, h
+                yield (s, l), layer, self._sublayer_rows(k, off, h), off, h
 
     def sublayer_weights(self) -> dict[tuple[int, int], tuple[Tensor, Tensor, Tensor, Tensor]]:
         """Per sub-layer ``(s, l)``: its own ``(w_ih, w_hh, b_ih, b_hh)`` (masked, detached copies).
@@ -227,7 +251,7 @@ class StructuredRNN(nn.Module):
         cache: dict[int, tuple[Tensor, ...]] = {}
         for key, layer, rows, off, h in self._sublayers():
             if id(layer) not in cache:
-                cache[id(layer)] = tuple(t.detach() for t in layer.layer_weights()[0])
+                cache[id(layer)] = tuple(t.detach() for t in _masked(layer))
             w_ih, w_hh, b_ih, b_hh = cache[id(layer)]
             out[key] = (
                 w_ih[rows].clone(),
@@ -241,10 +265,8 @@ class StructuredRNN(nn.Module):
         """Per sub-layer ``(s, l)``: its boolean ``(ih_mask, hh_mask)``, shaped as its weights."""
         out = {}
         for key, layer, rows, off, h in self._sublayers():
-            out[key] = (
-                layer.weight_ih_l0_mask[rows].clone(),
-                layer.weight_hh_l0_mask[rows][:, off : off + h].clone(),
-            )
+            ih, hh = _mask_pair(layer)
+            out[key] = (ih[rows].clone(), hh[rows][:, off : off + h].clone())
         return out
 
     def set_sublayer_masks(self, masks: dict) -> None:
@@ -283,7 +305,7 @@ class StructuredRNN(nn.Module):
                         block = buf[rows]
                         block[:, cols] = mask
                         buf[rows] = block
-            for layer in self.wide:
+            for layer in self.wide_layers:
                 layer.apply_masks_()
 
     def load_sublayer_weights(self, weights: dict, masks: dict | None = None) -> None:
@@ -294,21 +316,22 @@ class StructuredRNN(nn.Module):
         with torch.no_grad():
             for key, layer, rows, off, h in self._sublayers():
                 w_ih, w_hh, b_ih, b_hh = weights[key]
-                layer.weight_ih_l0[rows] = w_ih.to(layer.weight_ih_l0)
-                block = layer.weight_hh_l0[rows]
+                p_ih, p_hh, p_b_ih, p_b_hh = _stored(layer)
+                p_ih[rows] = w_ih.to(p_ih)
+                block = p_hh[rows]
                 block[:, off : off + h] = w_hh.to(block)
-                layer.weight_hh_l0[rows] = block
-                layer.bias_ih_l0[rows] = b_ih.to(layer.bias_ih_l0)
-                layer.bias_hh_l0[rows] = b_hh.to(layer.bias_hh_l0)
-            for layer in self.wide:
+                p_hh[rows] = block
+                p_b_ih[rows] = b_ih.to(p_b_ih)
+                p_b_hh[rows] = b_hh.to(p_b_hh)
+            for layer in self.wide_layers:
                 layer.apply_masks_()
 
     def n_parameters(self) -> int:
         """Trainable entries that the graph actually wires (masked-out entries excluded)."""
         total = 0
-        for layer in self.wide:
-            total += sum(int(m.sum()) for _, m in layer.masks())
-            total += layer.bias_ih_l0.numel() + layer.bias_hh_l0.numel()
+        for layer in self.wide_layers:
+            total += sum(int(m.sum().item()) for m in _mask_pair(layer))
+            total += sum(b.numel() for b in _stored(layer)[2:])
         return total
 
     def flatten_parameters(self) -> None:
@@ -335,7 +358,7 @@ class StructuredRNN(nn.Module):
 
     def _block_weights(self) -> list[Tensor]:
         """Padded per-block ``(w_ih, w_hh, b_ih, b_hh)`` gathered from the masked wide layers."""
-        ws = [layer.layer_weights()[0] for layer in self.wide]
+        ws = [_masked(layer) for layer in self.wide_layers]
         zero = ws[0][0].new_zeros(1)
         out = []
         for i, name in enumerate(("ih", "hh", "b", "b")):
@@ -346,26 +369,27 @@ class StructuredRNN(nn.Module):
     def _forward_wavefront(self, x: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
         if self.wave_plan is None:
             self._build_wavefront(x.device)
+        plan = cast(WavefrontPlan, self.wave_plan)
         n_steps = x.shape[0]
         x_pad = torch.nn.functional.pad(x, (0, self.block_width - x.shape[-1])).unsqueeze(1)
-        states = wavefront_recurrence(self.spec, self.wave_plan, x_pad, *self._block_weights())
-        blocks = self._layer_blocks
-        top = block_outputs(self.wave_plan, states, blocks[-1], n_steps)[..., : self.output_size]
-        h_n = tuple(
-            block_outputs(self.wave_plan, states[n_steps - 1 :], js, 1)[0, :, :size]
-            for js, size in zip(blocks, self.layer_sizes, strict=True)
-        )
+        states = wavefront_recurrence(self.spec, plan, x_pad, *self._block_weights())
+        outs = layer_outputs(plan, states, self._block_layer, n_steps)  # (L, T, B, width)
+        top = outs[-1, ..., : self.output_size]
+        h_n = tuple(outs[l, -1, :, :size] for l, size in enumerate(self.layer_sizes))
         return top, h_n
 
     def _forward_layers(self, x: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
-        acc: list[Tensor | None] = [None] * self.n_layers  # summed output of each layer
-        for k, (s, _) in enumerate(self.plan):
+        acc: dict[int, Tensor] = {}  # summed output of each layer
+        for k, ((s, _), layer) in enumerate(zip(self.plan, self.wide_layers, strict=True)):
             src = x if s < 0 else acc[s]
-            out, _ = run_layers(self.spec, src, self.wide[k].layer_weights())  # (T, B, width)
-            for l, off, h in self._blocks(k):
-                part = out[..., off : off + h]
-                acc[l] = part if acc[l] is None else acc[l] + part
-        return acc[-1], tuple(a[-1] for a in acc)
+            out, _ = run_layers(self.spec, src, layer.layer_weights())  # (T, B, width)
+            blocks = self._blocks(k)
+            # one split, not a slice per sub-layer: the backward of each slice would allocate
+            # and fill a zero (T, B, width) gradient, the split's backward is one cat
+            parts = out.split([h for _, _, h in blocks], dim=-1)
+            for (l, _, _), part in zip(blocks, parts, strict=True):
+                acc[l] = acc[l] + part if l in acc else part
+        return acc[self.n_layers - 1], tuple(acc[l][-1] for l in range(self.n_layers))
 
     def extra_repr(self) -> str:
         return (

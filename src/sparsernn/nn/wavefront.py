@@ -30,7 +30,7 @@ from torch import Tensor
 from sparsernn.nn.cells import CellSpec, cell_spec
 from sparsernn.nn.functional import _tanh, activate, activation_grad
 
-__all__ = ["WavefrontPlan", "wavefront_recurrence", "block_outputs"]
+__all__ = ["WavefrontPlan", "wavefront_recurrence", "layer_outputs"]
 
 
 @dataclass(frozen=True)
@@ -284,7 +284,7 @@ def wavefront_recurrence(
 
     Weights are per block and padded to width ``H``: ``w_ih``/``w_hh`` (J, G*H, H), biases
     (J, G*H), with PyTorch's gate order. Returns the state buffer (S + 1, J + I, B, H); block
-    ``j``'s state at time ``t`` is row ``t + offsets[j] + 1`` (see :func:`block_outputs`).
+    ``j``'s state at time ``t`` is row ``t + offsets[j] + 1`` (see :func:`layer_outputs`).
     """
     spec = cell_spec(mode)
     if w_ih.shape[1] != spec.gates * x.shape[-1]:
@@ -294,13 +294,22 @@ def wavefront_recurrence(
     return _Wavefront.apply(spec, plan, x, w_ih, w_hh, b_ih, b_hh)
 
 
-def block_outputs(
-    plan: WavefrontPlan, states: Tensor, blocks: Sequence[int], n_steps: int
+def layer_outputs(
+    plan: WavefrontPlan, states: Tensor, layer_of_block: Sequence[int], n_steps: int
 ) -> Tensor:
-    """Sum of the given blocks' output sequences, (T, B, H): a layer's output."""
-    total = None
-    for j in blocks:
-        first = plan.offsets[j] + 1  # the row of block j's state at time 0
-        part = states[first : first + n_steps, j]
-        total = part if total is None else total + part
-    return total
+    """Every layer's output sequence, (L, T, B, H): the sum of its blocks' states.
+
+    One gather of every block's ``T`` state rows and one indexed sum: slicing the rows block
+    by block instead made autograd allocate and fill a zero gradient of the whole state
+    buffer per slice, which measured 40% of a wavefront training step.
+    """
+    n_total = plan.n_blocks + plan.n_inputs
+    device = states.device
+    t = torch.arange(n_steps, device=device)
+    first = torch.tensor(plan.offsets, device=device)[:, None] + 1  # row of time 0, per block
+    rows = (first + t) * n_total + torch.arange(plan.n_blocks, device=device)[:, None]
+    owner = torch.tensor(layer_of_block, device=device)[:, None] * n_steps + t  # (J, T)
+    picked = states.flatten(0, 1).index_select(0, rows.flatten())  # (J * T, B, H)
+    n_layers = max(layer_of_block) + 1
+    total = picked.new_zeros(n_layers * n_steps, *picked.shape[1:])
+    return total.index_add(0, owner.flatten(), picked).view(n_layers, n_steps, *picked.shape[1:])
