@@ -33,7 +33,9 @@ from sparsernn.bench.timing import (
 from sparsernn.data import DataSpec, make_dataset
 from sparsernn.graphs import graph_to_edges, make_graph
 from sparsernn.models import BatchedClassifier, ModelConfig, SequenceClassifier, build_model
+from sparsernn.nn.masked import MaskedRNN
 from sparsernn.nn.reference import ReferenceClassifier
+from sparsernn.nn.structured import StructuredRNN
 from sparsernn.prune import TARGETS, magnitude_prune
 from sparsernn.train import EncodedData, TrainStep, resolve_device
 
@@ -48,7 +50,9 @@ class DenseClassifier(nn.Module):
     def __init__(self, model: SequenceClassifier) -> None:
         super().__init__()
         self.embedding = copy.deepcopy(model.embedding)
-        self.recurrent = model.recurrent.to_torch()
+        masked = model.recurrent
+        assert isinstance(masked, MaskedRNN)  # column c: the dense twin of a MaskedRNN
+        self.recurrent = masked.to_torch()
         self.out = copy.deepcopy(model.out)
 
     def forward(self, tokens: Tensor) -> Tensor:
@@ -155,6 +159,7 @@ def _bench_structured(cfg: BenchConfig, timer: Timer, cell: str, graph: str, bat
     times = timer.interleaved(steps, batches, warm, cfg.structured_repeats)
     evals = timer.interleaved({"ours": eval_step(ours)}, batches, warm, cfg.structured_repeats)
     net = ours.recurrent
+    assert isinstance(net, StructuredRNN)
     ref_ms = times["reference"]["ms"] if cfg.reference else None
     flops = structure_flops(net, batches[0][1].shape[0], mean_len(batches))
     return {

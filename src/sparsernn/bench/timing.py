@@ -135,9 +135,8 @@ def structure_flops(net: StructuredRNN, batch: int, steps: float) -> dict[str, f
     masked i2h and the block-diagonal h2h), ``2 B T nnz``.
     """
     executed = useful = 0.0
-    for layer in net.wide:
-        w_ih, w_hh = layer.weight_ih_l0, layer.weight_hh_l0
-        executed += w_ih.numel() + w_hh.numel()
+    for layer in net.wide_layers:
+        executed += sum(w.numel() for name, w in layer.named_parameters() if "weight" in name)
         useful += sum(float(mask.sum()) for _, mask in layer.masks())
     g = GATES[net.mode]
     width = max(max(net.layer_sizes), net.input_size)
