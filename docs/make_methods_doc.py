@@ -107,6 +107,13 @@ def render(study_dir: str | Path) -> str:
         f"{base['base_accuracy'].mean():.3f} on average (at full scale ~1.0 on Reber data), so "
         "differences between methods are small and intervals over 3 seeds are wide.",
         "",
+        "**Training budgets differ, read the tables with them in mind.** The one-shot methods "
+        "(magnitude, random, snip) and AGP start from a trained base model and retrain it, so "
+        "they have trained for the base epochs plus the retraining epochs: that is why they can "
+        "beat the dense base model they started from at moderate sparsity. Lottery tickets train "
+        "the base epochs once per round. SET and RigL train sparse from initialisation for the "
+        "base epochs only, the same budget as the dense model they are compared with.",
+        "",
         "## Final test accuracy (mean [95% CI] over seeds) by method and sparsity",
     ]
     for cell in points["cell"].unique():
