@@ -56,15 +56,7 @@ def test_set_and_rigl_keep_exact_counts_and_zeros_through_adam(data, regrow, sco
     )
     hook.initial_masks()
     start = {name: int(mask.sum()) for name, mask in model.recurrent.masks()}
-    watch = _Watch()
-    fit(
-        model,
-        data,
-        None,
-        TrainConfig(epochs=5, batch_size=32),
-        on_step=[hook, watch],
-        reapply_masks=True,
-    )
+    watch = _train(model, data, hook, epochs=5)
     assert len(watch.counts) == 5 * -(-len(data) // 32) > 20
     assert hook.n_updates == 5  # after steps 2, 5, 8, 11, 14
     assert all(counts == start for counts in watch.counts)
@@ -76,6 +68,14 @@ def test_set_and_rigl_keep_exact_counts_and_zeros_through_adam(data, regrow, sco
     assert any(changed) and not any(changed[15:])  # masks move, and stop at end_step
     size = sum(m.numel() for _, m in model.recurrent.masks())
     assert abs(1 - sum(start.values()) / size - 0.75) < 0.01
+
+
+def _train(model, data, hook, epochs: int) -> _Watch:
+    """``fit`` with the hook and a watcher, masks re-applied after every step."""
+    watch = _Watch()
+    config = TrainConfig(epochs=epochs, batch_size=32)
+    fit(model, data, None, config, on_step=[hook, watch], reapply_masks=True)
+    return watch
 
 
 def test_without_reapplying_adam_would_revive_dropped_weights(data):
@@ -106,15 +106,7 @@ def test_redistribution_keeps_the_total_and_moves_weights_between_gates(data):
         int(model.recurrent.weight_hh_l0_mask[r].sum())
         for r in (slice(0, 8), slice(8, 16), slice(16, 24))
     ]
-    watch = _Watch()
-    fit(
-        model,
-        data,
-        None,
-        TrainConfig(epochs=4, batch_size=32),
-        on_step=[hook, watch],
-        reapply_masks=True,
-    )
+    watch = _train(model, data, hook, epochs=4)
     assert all(sum(c.values()) == total for c in watch.counts) and watch.leaks == 0
     blocks_after = [
         int(model.recurrent.weight_hh_l0_mask[r].sum())

@@ -62,31 +62,18 @@ def test_several_methods_share_the_base_models(tmp_path):
         _study(method=["set", "set"])
 
 
+def _prune_args(out, cell: str, target: str, amounts: str, *extra: str) -> list[str]:
+    """A tiny ``sparsernn prune`` command line (1 epoch, 1 retraining epoch, 120 strings)."""
+    return [
+        "prune", "--out", str(out), "--cells", cell, "--targets", target, "--amounts", amounts,
+        "--epochs", "1", "--retrain-epochs", "1", "--n-strings", "120", "--seeds", "1",
+        "--workers", "1", *extra,
+    ]  # fmt: skip
+
+
 def test_prune_cli_runs_every_method_and_stores_method_and_sparsity(tmp_path):
     out = tmp_path / "study"
-    args = [
-        "prune",
-        "--out",
-        str(out),
-        "--cells",
-        "gru",
-        "--targets",
-        "both",
-        "--amounts",
-        "50,90",
-        "--epochs",
-        "1",
-        "--retrain-epochs",
-        "1",
-        "--n-strings",
-        "120",
-        "--seeds",
-        "1",
-        "--workers",
-        "1",
-        "--method",
-        ",".join(SIX),
-    ]
+    args = _prune_args(out, "gru", "both", "50,90", "--method", ",".join(SIX))
     res = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert "0 failed" in res.output
@@ -100,31 +87,8 @@ def test_prune_cli_runs_every_method_and_stores_method_and_sparsity(tmp_path):
 
 def test_every_method_reaches_the_asked_sparsity(tmp_path):
     out = tmp_path / "study"
-    args = [
-        "prune",
-        "--out",
-        str(out),
-        "--cells",
-        "lstm",
-        "--targets",
-        "h2h",
-        "--amounts",
-        "80",
-        "--epochs",
-        "1",
-        "--retrain-epochs",
-        "1",
-        "--n-strings",
-        "120",
-        "--seeds",
-        "1",
-        "--workers",
-        "1",
-        "--scope",
-        "gate",
-        "--method",
-        ",".join([*SIX, "agp"]),
-    ]
+    method = ",".join([*SIX, "agp"])
+    args = _prune_args(out, "lstm", "h2h", "80", "--scope", "gate", "--method", method)
     res = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert res.exit_code == 0, res.output
     points = load_results(out).pruning_points
