@@ -197,7 +197,7 @@ def test_fused_recurrence_gradcheck(mode):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_fused_recurrence_equals_torch_kernels_large(mode):
-    # K * B * H >= 4096 takes the tanh-via-sigmoid path
+    # K * B * H >= 4096: the wide case (it once took a separate tanh-via-sigmoid path)
     torch.manual_seed(1)
     k, t, b, i, h = 3, 6, 32, 5, 48
     g = GATES[mode] * h
