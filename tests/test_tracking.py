@@ -89,6 +89,11 @@ def test_a_study_logs_each_stored_curve_as_one_run(tmp_path):
     base = _tensorboard_scalars(log_dir / runs[0])
     assert [step for step, _ in base["test_accuracy"]] == [1, 2]
     assert log_study(out, ["tensorboard"], tmp_path / "again") == 2
+    # a resumed command logs only the units it ran: none here, all were stored
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0, again.output
+    assert "logged 0 stored curves to tensorboard" in again.output
+    assert sorted(p.name for p in log_dir.iterdir()) == runs
 
 
 def test_unknown_backend_is_a_one_line_error(tmp_path):

@@ -14,7 +14,7 @@ MLflow: the SQLite store ``<log_dir>/mlflow.db``, experiment ``sparsernn`` (``ml
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -130,16 +130,24 @@ def open_loggers(
     return Loggers([_MAKERS[n](Path(log_dir), run, params or {}) for n in dict.fromkeys(names)])
 
 
-def log_study(study_dir: str | Path, names: Sequence[str], log_dir: str | Path) -> int:
-    """Copy every stored training curve of a study into the backends; return the runs logged.
+def log_study(
+    study_dir: str | Path,
+    names: Sequence[str],
+    log_dir: str | Path,
+    keys: Collection[str] | None = None,
+) -> int:
+    """Copy stored training curves of a study into the backends; return the runs logged.
 
     Each done unit with a curve is one run named ``<kind>-<key>`` with its flattened config as
-    parameters. Rerunning logs the curves again as new runs (the store is not changed).
+    parameters. ``keys``: only these units (a study command passes the units it just ran, so a
+    resumed study does not log its earlier units again); None: every stored curve.
     """
     from sparsernn.store import ResultsStore
 
     with ResultsStore.open(study_dir, readonly=True) as store:
         curves = store.curves()
+    if keys is not None and not curves.empty:
+        curves = curves[curves["key"].isin(set(keys))]
     if curves.empty:
         return 0
     config_cols = [c for c in curves.columns if c.startswith("config.")]

@@ -187,7 +187,7 @@ def _run(study, flags: _StudyFlags, kinds):
     if flags.log:  # copied from the store, which stays the source of truth
         from sparsernn.tracking import log_study
 
-        n_runs = log_study(out, flags.log, flags.log_dir)
+        n_runs = log_study(out, flags.log, flags.log_dir, keys=run.done_keys)
         click.echo(f"logged {n_runs} stored curves to {', '.join(flags.log)} in {flags.log_dir}")
     return run
 

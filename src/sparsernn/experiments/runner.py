@@ -47,6 +47,7 @@ class StudyRun:
     total: int = 0
     skipped: int = 0
     done: int = 0
+    done_keys: list[str] = field(default_factory=list)  # the units this run finished
     failed: int = 0
     failures: list[str] = field(default_factory=list)  # "<unit label>: <last error line>"
     blocked: int = 0
@@ -424,3 +425,4 @@ def _commit(store: ResultsStore, unit: Unit, result: dict[str, Any], run: StudyR
         started=result["started"],
     )
     run.done += 1
+    run.done_keys.append(unit.key)
