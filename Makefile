@@ -1,6 +1,8 @@
 # Two commands set up and prove the project (see README):
 #   make demo   install everything into .venv and run the smoke study with its report
 #   make test   install (if needed), type-check the package and run the test suite
+# The install also builds the structure networks' compiled time loop (one line says where, or
+# why not: without a C++ compiler they run the PyTorch path, the same function, slower).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -12,6 +14,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -c constraints.txt -e ".[dev,tracking]"
+	$(PY) -m sparsernn.nn.native
 	touch $@
 
 install: $(VENV)/.installed

@@ -42,21 +42,31 @@ def many_line(r: Row) -> str:
 
 
 def structured_line(r: Row) -> str:
-    """One random-structure row: reference vs the layer schedule (and the wavefront one), and
-    (once the peak is known) executed and useful GFLOP per step with their rates."""
+    """One random-structure row: reference vs ours (the layer schedule, by the compiled loop
+    where it is built), the same schedule by PyTorch ops, the wavefront; and (once the peak is
+    known) the FLOP counts per step with their rates."""
+    kernel = "native" if r.get("native") else "torch (compiled loop unavailable)"
     line = (
         f"{r['cell']:<9} {r['graph']:<6} layers {r['layers']:>2} sub-layers {r['sublayers']:>3} "
-        f"fused calls {r['fused_calls']:>2} bs {r['batch_size']}: ref {_f(r['reference_ms']):>7} "
-        f"ours {_f(r['ours_ms']):>6} -> {_f(r['speedup'], '{:.2f}')}x"
-        f"  (wavefront {_f(r.get('wavefront_ms')):>6})"
+        f"bs {r['batch_size']}: ref {_f(r['reference_ms']):>7} ours {_f(r['ours_ms']):>6} "
+        f"-> {_f(r['speedup'], '{:.2f}')}x  [{kernel}]  torch layers {_f(r.get('torch_ms')):>6} "
+        f"-> {_f(r.get('native_speedup'), '{:.2f}')}x  wavefront {_f(r.get('wavefront_ms')):>6}"
     )
     if "executed_gflops" in r:
         rates = "  ".join(
-            f"{kind} {r[f'{kind}_gflop']:.2f} GFLOP {r[f'{kind}_gflops']:.1f} GFLOP/s "
+            f"{label} {r[f'{kind}_gflop']:.2f} GFLOP {r[f'{kind}_gflops']:.1f} GFLOP/s "
             f"= {100 * r[f'{kind}_peak_fraction']:.0f}% peak"
-            for kind in ("executed", "useful", "wavefront")
+            for kind, label in (
+                ("executed", "torch executed"),
+                ("useful", "ours useful"),
+                ("wavefront", "wavefront"),
+            )
         )
-        line += f"\n{'':<10}[{rates}]"
+        equivalent = (
+            f"ours at the dense count {r['equivalent_gflops']:.1f} GFLOP/s "
+            f"= {100 * r['equivalent_peak_fraction']:.0f}% peak"
+        )
+        line += f"\n{'':<10}[{rates}; {equivalent}]"
     return line
 
 
@@ -95,9 +105,11 @@ def format_report(results: dict[str, Any]) -> str:
         f"ceiling = peak {peak} GFLOP/s / one by one]",
         *map(many_line, results["many"]),
         "",
-        "StructuredRNN training step (ms): slow reference vs ours (layer schedule); [matmul "
-        "GFLOP per step (3x forward), rate and share of the peak: executed by the layer "
-        "schedule, useful (masked i2h + block-diagonal h2h), executed by the wavefront]",
+        "StructuredRNN training step (ms): slow reference vs ours (layer schedule, compiled "
+        "loop), the same schedule in PyTorch ops (torch layers, and its time / ours), the "
+        "wavefront; [matmul GFLOP per step (3x forward), rate and share of the peak: executed "
+        "by the PyTorch layer schedule (every wide layer dense), useful (masked i2h + "
+        "block-diagonal h2h: what the compiled loop computes), executed by the wavefront]",
         *map(structured_line, results["structured"]),
     ]
     if results.get("projection"):

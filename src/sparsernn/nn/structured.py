@@ -32,13 +32,17 @@ from sparsernn.nn.functional import run_layers
 from sparsernn.nn.masked import MaskedRNN
 from sparsernn.nn.wavefront import WavefrontPlan, layer_outputs, wavefront_recurrence
 
-__all__ = ["StructuredRNN", "SCHEDULES", "GATE_LAYOUTS"]
+__all__ = ["StructuredRNN", "SCHEDULES", "GATE_LAYOUTS", "KERNELS"]
 
 #: How :class:`StructuredRNN` runs: every sub-layer at once, or one fused call per source layer.
 SCHEDULES = ("wavefront", "layers")
 
 #: Row layouts of a sub-layer's i2h mask for gated cells (see :func:`edge_mask_rows`).
 GATE_LAYOUTS = ("blocked", "interleaved")
+
+#: What runs the layer schedule's time loops: the compiled loop where it is usable (``"auto"``),
+#: always the compiled loop (``"native"``, an error where it is unavailable), or PyTorch ops.
+KERNELS = ("auto", "native", "torch")
 
 
 def edge_mask_rows(edges: np.ndarray, n_gates: int, gate_layout: str = "blocked") -> np.ndarray:
@@ -93,6 +97,10 @@ class StructuredRNN(nn.Module):
     gate_layout : ``"blocked"`` (default: each gate block of unit ``j`` reads ``j``'s graph
         sources) or ``"interleaved"`` (the study's code: the edge rows repeated ``G`` times in a
         row, see :func:`edge_mask_rows`). Only GRU and LSTM differ.
+    kernel : what runs the layer schedule on CPU: ``"auto"`` (default: the compiled time loop
+        of :mod:`sparsernn.nn.native` where it is built, else PyTorch ops), ``"native"`` (the
+        compiled loop or an error) or ``"torch"``. The same function either way (up to float
+        rounding); GPUs and the wavefront schedule always run PyTorch ops.
 
     ``forward(x)`` takes (T, B, input_size) and returns ``(output, h_n)``: the last layer's
     output sequence (T, B, |last layer|) and a tuple with each layer's final output (B, |l|).
@@ -110,10 +118,14 @@ class StructuredRNN(nn.Module):
         batch_first: bool = False,
         schedule: str = "layers",
         gate_layout: str = "blocked",
+        kernel: str = "auto",
     ) -> None:
         super().__init__()
         if schedule not in SCHEDULES:
             raise ConfigError(f"unknown schedule {schedule!r}; choose one of {SCHEDULES}")
+        if kernel not in KERNELS:
+            raise ConfigError(f"unknown kernel {kernel!r}; choose one of {KERNELS}")
+        self.kernel = kernel
         if gate_layout not in GATE_LAYOUTS:
             raise ConfigError(f"unknown gate_layout {gate_layout!r}; choose one of {GATE_LAYOUTS}")
         self.schedule = schedule
@@ -350,6 +362,8 @@ class StructuredRNN(nn.Module):
             x = x.transpose(0, 1)
         if self.schedule == "wavefront":
             top, h_n = self._forward_wavefront(x)
+        elif self.uses_native(x.device, x.dtype):
+            top, h_n = self._forward_native(x)
         else:
             top, h_n = self._forward_layers(x)
         if self.batch_first:
@@ -390,6 +404,82 @@ class StructuredRNN(nn.Module):
             for (l, _, _), part in zip(blocks, parts, strict=True):
                 acc[l] = acc[l] + part if l in acc else part
         return acc[self.n_layers - 1], tuple(acc[l][-1] for l in range(self.n_layers))
+
+    def uses_native(
+        self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+    ) -> bool:
+        """Whether a forward on ``device`` in ``dtype`` runs the compiled loop (see ``kernel``).
+
+        With ``kernel="native"`` a forward that cannot raises :class:`ConfigError` saying why.
+        """
+        kernel = getattr(self, "kernel", "auto")  # modules pickled before the option existed
+        if kernel == "torch" or self.schedule != "layers":
+            return False
+        from sparsernn.nn import native
+
+        problem = None
+        if torch.device(device).type != "cpu" or dtype not in (torch.float32, torch.float64):
+            problem = f"it runs on CPU in float32/float64, not {torch.device(device)} {dtype}"
+        elif not native.available(warn=kernel == "auto"):
+            problem = str(native.unavailable_reason())
+        elif self._native_wiring() is None:
+            problem = "a wide layer's h2h mask reaches across sub-layers (set by hand?)"
+        if problem is not None and kernel == "native":
+            raise ConfigError(
+                f"kernel='native' cannot run: {problem}; use kernel='auto' or 'torch'"
+            )
+        return problem is None
+
+    def _native_wiring(self) -> list | None:
+        """Each wide layer's :class:`~sparsernn.nn.native.Wiring`, or None if an h2h mask
+        reaches across sub-layers (the compiled loop reads the diagonal blocks only).
+
+        Masks change in place (``set_mask``, ``load_state_dict``: the version counter moves)
+        or by replacement (``.to(device)``), so the result is cached by every mask buffer's
+        identity and version. The key holds the buffers themselves, so a replaced mask's
+        ``id`` cannot be reused by another tensor while it is cached.
+        """
+        from sparsernn.nn.native import Wiring
+
+        pairs = [_mask_pair(layer) for layer in self.wide_layers]
+        key = [(m, m._version) for pair in pairs for m in pair]
+        old: list = getattr(self, "_wiring_key", None) or []
+        fresh = len(old) == len(key) and all(
+            a is b and u == v for (a, u), (b, v) in zip(old, key, strict=True)
+        )
+        if not fresh:
+            wirings: list | None = []
+            for k, (ih, hh) in enumerate(pairs):
+                blocks = [(off, h) for _, off, h in self._blocks(k)]
+                inside = torch.zeros_like(hh)
+                width = hh.shape[1]
+                for off, h in blocks:
+                    for gate in range(self.spec.gates):
+                        inside[gate * width + off : gate * width + off + h, off : off + h] = True
+                if wirings is None or bool((hh & ~inside).any()):
+                    wirings = None
+                    continue
+                wirings.append(Wiring.of(blocks, ih))
+            self._wiring_key, self._wiring = key, wirings
+        return self._wiring
+
+    def _forward_native(self, x: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """The layer schedule through the compiled loop, every sequence batch last (T, F, B)."""
+        from sparsernn.nn.native import block_recurrence
+
+        wirings = self._native_wiring()
+        assert wirings is not None
+        acc: dict[int, Tensor] = {}  # summed output of each layer, (T, |l|, B)
+        for k, ((s, _), layer) in enumerate(zip(self.plan, self.wide_layers, strict=True)):
+            src = x.transpose(1, 2) if s < 0 else acc[s]
+            w_ih, w_hh, b_ih, b_hh = _masked(layer)
+            out = block_recurrence(self.spec, wirings[k], src, w_ih, w_hh, b_ih, b_hh)
+            blocks = self._blocks(k)
+            parts = out.split([h for _, _, h in blocks], dim=1)
+            for (l, _, _), part in zip(blocks, parts, strict=True):
+                acc[l] = acc[l] + part if l in acc else part
+        top = acc[self.n_layers - 1].transpose(1, 2)
+        return top, tuple(acc[l][-1].t() for l in range(self.n_layers))
 
     def extra_repr(self) -> str:
         return (

@@ -1,0 +1,212 @@
+"""The compiled time loop (sparsernn.nn.native): the kernel against the SPEC reference, its
+build cache, and the fallbacks when it cannot be built, each with a one-line reason."""
+
+import os
+import stat
+import warnings
+
+import pytest
+import torch
+
+from sparsernn.errors import ConfigError
+from sparsernn.graphs import make_graph
+from sparsernn.nn import MODES, native
+from sparsernn.nn.cells import cell_spec
+from sparsernn.nn.reference import reference_layer, reference_structured
+from sparsernn.nn.structured import StructuredRNN
+
+
+@pytest.fixture
+def fresh_native(monkeypatch, tmp_path):
+    """An empty build cache and a forgotten library; the real one is restored afterwards."""
+    monkeypatch.setenv("SPARSERNN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(native, "_warned", False)
+    native._library.cache_clear()
+    yield tmp_path
+    native._library.cache_clear()
+
+
+def _fake_compiler(path, message):
+    """An executable that prints ``message`` on stderr and fails, as a broken compiler would."""
+    path.write_text(f"#!/bin/sh\necho '{message}' >&2\nexit 1\n")
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return str(path)
+
+
+def _layer(mode, width_blocks, in_size, dtype, seed):
+    """Random weights of a block-diagonal layer, its masks and the wiring the kernel takes."""
+    gen = torch.Generator().manual_seed(seed)
+    g = cell_spec(mode).gates
+    offsets = [sum(width_blocks[:j]) for j in range(len(width_blocks))]
+    width = sum(width_blocks)
+    hh_mask = torch.zeros(g * width, width, dtype=torch.bool)
+    for off, size in zip(offsets, width_blocks, strict=True):
+        for gate in range(g):
+            hh_mask[gate * width + off : gate * width + off + size, off : off + size] = True
+    hh_mask &= torch.rand(hh_mask.shape, generator=gen) < 0.8  # pruned inside the blocks too
+    ih_mask = torch.rand(g * width, in_size, generator=gen) < 0.4
+    ih_mask[:, 0] = False  # an input column nothing reads: its gradient must be exactly 0
+    weights = [torch.randn(shape, generator=gen, dtype=dtype) * 0.6 for shape in
+               ((g * width, in_size), (g * width, width), (g * width,), (g * width,))]  # fmt: skip
+    wiring = native.Wiring.of(list(zip(offsets, width_blocks, strict=True)), ih_mask)
+    return weights, ih_mask, hh_mask, wiring
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_block_recurrence_equals_the_reference_layer(mode, dtype):
+    """Outputs and every gradient (input, weights, biases) against the SPEC loop, batch 37:
+    float64 to 1e-10; float32 relative to the values' size (ReLU's grow large; over 30 seeds
+    the worst |difference| / (1 + |value|) was 8e-6), rtol = atol = 5e-5."""
+    tol = {"rtol": 0, "atol": 1e-10} if dtype == torch.float64 else {"rtol": 5e-5, "atol": 5e-5}
+    (w_ih, w_hh, b_ih, b_hh), ih_mask, hh_mask, wiring = _layer(mode, [3, 1, 6, 2], 5, dtype, 0)
+    x = torch.randn(8, 37, 5, dtype=dtype, generator=torch.Generator().manual_seed(1))
+    leaves = [t.clone().requires_grad_(True) for t in (x, w_ih, w_hh, b_ih, b_hh)]
+    ref = reference_layer(mode, leaves[0], *leaves[1:], ih_mask=ih_mask, hh_mask=hh_mask)
+    probe = torch.randn(ref.shape, dtype=dtype, generator=torch.Generator().manual_seed(2))
+    ref_grads = torch.autograd.grad((ref * probe).sum(), leaves)
+
+    mine = [t.clone().requires_grad_(True) for t in (x, w_ih, w_hh, b_ih, b_hh)]
+    x_fm, w_i, w_h, b_i, b_h = mine
+    spec = cell_spec(mode)
+    out = native.block_recurrence(
+        spec, wiring, x_fm.transpose(1, 2), w_i * ih_mask, w_h * hh_mask, b_i, b_h
+    ).transpose(1, 2)
+    grads = torch.autograd.grad((out * probe).sum(), mine)
+    assert torch.allclose(out, ref, **tol)
+    for name, a, b in zip(("x", "w_ih", "w_hh", "b_ih", "b_hh"), grads, ref_grads, strict=True):
+        assert torch.allclose(a, b, **tol), name
+    assert torch.all(grads[0][..., 0] == 0)  # column 0 is read by nothing
+
+
+def test_biases_may_be_absent():
+    (w_ih, w_hh, _, _), ih_mask, hh_mask, wiring = _layer("gru", [4, 2], 3, torch.float64, 2)
+    x = torch.randn(5, 9, 3, dtype=torch.float64)
+    ref = reference_layer("gru", x, w_ih, w_hh, ih_mask=ih_mask, hh_mask=hh_mask)
+    out = native.block_recurrence(
+        cell_spec("gru"), wiring, x.transpose(1, 2).contiguous(), w_ih * ih_mask, w_hh * hh_mask
+    )
+    assert torch.allclose(out.transpose(1, 2), ref, atol=1e-12)
+
+
+def test_same_input_gives_bitwise_the_same_numbers():
+    net = StructuredRNN(make_graph("ba", 30, seed=3), "lstm", kernel="native")
+    x = torch.randn(9, 40, net.input_size)
+    runs = []
+    for _ in range(2):
+        net.zero_grad()
+        out, _ = net(x)
+        out.square().sum().backward()
+        runs.append([out.detach().clone(), *(p.grad.clone() for p in net.parameters())])
+    for a, b in zip(*runs, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_build_is_cached_by_source_and_machine(fresh_native):
+    first = native.build()
+    stamp = first.stat().st_mtime_ns
+    assert first.parent == fresh_native / "cache" and first.suffix == ".so"
+    assert native.build() == first and first.stat().st_mtime_ns == stamp  # not rebuilt
+    assert native.available()
+
+
+def test_a_failing_compiler_means_the_pytorch_path_with_a_one_line_warning(
+    fresh_native, monkeypatch
+):
+    monkeypatch.setenv("CXX", _fake_compiler(fresh_native / "cxx", "fatal error: no headers"))
+    monkeypatch.setenv("PATH", str(fresh_native))  # c++/g++/clang++ are not found either
+    with pytest.raises(native.NativeUnavailable, match="cxx failed: fatal error: no headers"):
+        native.build()
+    assert not list((fresh_native / "cache").glob("*"))  # no half-written library left
+    graph = make_graph("ws", 20, seed=0)
+    torch.manual_seed(0)
+    net = StructuredRNN(graph, "gru").double()
+    x = torch.randn(4, 3, net.input_size, dtype=torch.double)
+    with pytest.warns(RuntimeWarning, match="compiled recurrence unavailable") as caught:
+        out, _ = net(x)
+    (message,) = [str(w.message) for w in caught]
+    assert "\n" not in message and "no headers" in message and "PyTorch path" in message
+    weights = {k: v for k, v in net.sublayer_weights().items()}
+    assert torch.allclose(out, reference_structured("gru", x, net.dag, weights), atol=1e-10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once, not at every forward
+        net(x)
+    native_net = StructuredRNN(graph, "gru", kernel="native")
+    with pytest.raises(ConfigError, match="kernel='native' cannot run: .*no headers.*'torch'"):
+        native_net(x.float())
+
+
+def test_no_compiler_at_all(fresh_native, monkeypatch):
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setenv("PATH", str(fresh_native))
+    with pytest.raises(native.NativeUnavailable, match="no C\\+\\+ compiler found"):
+        native.build()
+    assert native.unavailable_reason() == "no C++ compiler found (set $CXX or install g++)"
+    assert native.main() == 0  # `make install` goes on: the notice, not a failure
+
+
+def test_disabled_by_environment(fresh_native, monkeypatch):
+    monkeypatch.setenv("SPARSERNN_NATIVE", "0")
+    assert not native.available()
+    net = StructuredRNN(make_graph("ws", 15, seed=0), "rnn_tanh")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a deliberate choice is not warned about
+        assert not net.uses_native()
+
+
+def test_h2h_mask_across_sub_layers_falls_back_to_pytorch():
+    """The compiled loop reads only the diagonal blocks: a mask set by hand across them sends
+    the network to the PyTorch path ('auto') or is refused ('native'), never silently wrong."""
+    graph = make_graph("ba", 25, seed=4)
+    torch.manual_seed(0)
+    net = StructuredRNN(graph, "rnn_tanh").double()
+    assert net.uses_native(dtype=torch.float64)
+    wide = next(w for w, (_, dests) in zip(net.wide, net.plan, strict=True) if len(dests) > 1)
+    with torch.no_grad():
+        mask = wide.weight_hh_l0_mask.clone()
+        mask[0, -1] = True  # unit 0 reads a unit of another sub-layer
+        wide.set_mask("weight_hh_l0", mask)
+        wide.weight_hh_l0[0, -1] = 0.5
+    assert not net.uses_native(dtype=torch.float64)
+    twin = StructuredRNN(graph, "rnn_tanh", kernel="torch").double()
+    twin.load_state_dict(net.state_dict())
+    x = torch.randn(5, 4, net.input_size, dtype=torch.double)
+    assert torch.equal(net(x)[0], twin(x)[0])
+    net.kernel = "native"
+    with pytest.raises(ConfigError, match="reaches across sub-layers"):
+        net(x)
+
+
+def test_unknown_kernel_and_non_cpu_requests_are_refused():
+    graph = make_graph("ws", 12, seed=0)
+    with pytest.raises(ConfigError, match="unknown kernel 'fast'.*'auto', 'native', 'torch'"):
+        StructuredRNN(graph, "gru", kernel="fast")
+    net = StructuredRNN(graph, "gru", kernel="native")
+    with pytest.raises(ConfigError, match="float32/float64, not cpu torch.bfloat16"):
+        net.uses_native(dtype=torch.bfloat16)
+    assert not StructuredRNN(graph, "gru").uses_native("meta")
+
+
+def test_source_ships_with_the_package():
+    assert native.SOURCE.is_file() and os.path.getsize(native.SOURCE) > 0
+
+
+def test_masks_changed_after_a_forward_are_followed():
+    """The wiring is cached between forwards; pruning the masks afterwards must be seen."""
+    graph = make_graph("ws", 24, seed=6)
+    torch.manual_seed(0)
+    net = StructuredRNN(graph, "gru").double()
+    twin = StructuredRNN(graph, "gru", kernel="torch").double()
+    x = torch.randn(6, 20, net.input_size, dtype=torch.double)
+    net(x)  # builds and caches the wiring
+    gen = torch.Generator().manual_seed(2)
+    pruned = {
+        key: (ih & (torch.rand(ih.shape, generator=gen) < 0.5), hh)
+        for key, (ih, hh) in net.sublayer_masks().items()
+    }
+    net.set_sublayer_masks(pruned)
+    twin.load_state_dict(net.state_dict())
+    assert torch.allclose(net(x)[0], twin(x)[0], atol=1e-12)
+    net.to(torch.float32)  # replaced parameters, the same masks: still right
+    twin.to(torch.float32)
+    assert torch.allclose(net(x.float())[0], twin(x.float())[0], atol=1e-5)
