@@ -59,7 +59,12 @@ def test_results_structure(results):
     peak = results["meta"]["peak_gflops"]
     for r in results["structured"]:
         assert 0 < r["useful_gflop"] < r["executed_gflop"]
-        assert r["executed_gflops"] == pytest.approx(r["executed_gflop"] / r["ours_ms"] * 1e3)
+        # ours runs the compiled loop here (the tests build it), timed beside PyTorch ops
+        assert r["native"] is True and r["torch_ms"] > 0 and r["torch_eval_ms"] > 0
+        assert r["native_speedup"] == pytest.approx(r["torch_ms"] / r["ours_ms"])
+        assert r["executed_gflops"] == pytest.approx(r["executed_gflop"] / r["torch_ms"] * 1e3)
+        assert r["useful_gflops"] == pytest.approx(r["useful_gflop"] / r["ours_ms"] * 1e3)
+        assert r["equivalent_gflops"] == pytest.approx(r["executed_gflop"] / r["ours_ms"] * 1e3)
         assert r["useful_peak_fraction"] == pytest.approx(r["useful_gflops"] / peak)
         assert r["wavefront_gflops"] == pytest.approx(
             r["wavefront_gflop"] / r["wavefront_ms"] * 1e3
@@ -73,6 +78,8 @@ def test_results_structure(results):
         )
     hours = results["projection"]["hours"]
     assert set(hours) == {"reference", "masked", "best"}
+    kernels = results["projection"]["structure_by_kernel"]
+    assert kernels["ours"] == hours["masked"]["structure"] and kernels["torch"] > 0
     assert set(results["projection"]["base_epoch_s"]) == {"rnn_relu", "lstm"}
     assert all(h["total"] > 0 for h in hours.values())
 
@@ -130,9 +137,23 @@ def test_projection_counts_the_full_profile():
                 "single_eval_ms": 2.0,
             }
         ],
-        "structured": [{"cell": "gru", "ours_ms": 20.0, "ours_eval_ms": 4.0, "reference_ms": None}],
+        "structured": [
+            {
+                "cell": "gru",
+                "ours_ms": 20.0,
+                "ours_eval_ms": 4.0,
+                "torch_ms": 60.0,
+                "torch_eval_ms": 8.0,
+                "reference_ms": None,
+            }
+        ],
     }
-    hours = project_full_profile(fake, cores=2)["hours"]
+    projection = project_full_profile(fake, cores=2)
+    hours = projection["hours"]
+    torch_epoch = (147 * 60.0 + 49 * 8.0) / 1e3
+    assert projection["structure_by_kernel"]["torch"] == pytest.approx(
+        4 * 200 * 15 * torch_epoch / 3600
+    )
     epoch = (586 * 10.0 + 196 * 2.0) / 1e3
     assert hours["masked"]["base"] == pytest.approx(4 * 50 * epoch / 3600)
     assert hours["masked"]["pruning"] == pytest.approx(4 * 30 * (10 * epoch + 0.392) / 3600)
@@ -177,14 +198,21 @@ def test_profile_script_prints_its_table():
     from pathlib import Path
 
     script = Path(__file__).parents[1] / "benchmarks" / "profile_structure.py"
-    args = ["--graph", "ws-10", "--batch", "8", "--steps", "1"]
-    out = subprocess.run(
-        [sys.executable, str(script), *args], capture_output=True, text=True, check=True
-    ).stdout
-    assert "gru ws-10" in out and "dispatch floor" in out
-    shares = [int(m) for m in re.findall(r"^\| [^|]+ \| [\d.]+ \| (\d+)% \|", out, re.M)]
-    assert len(shares) >= 6 and 90 <= sum(shares) <= 110
-    assert "BLAS (mm/addmm/bmm)" in out and "Python in the hand-written time loops" in out
+    for kernel, own_row in (
+        ("torch", "Python in the hand-written time loops"),
+        ("native", "compiled time loop (forward + backward)"),
+    ):
+        args = ["--graph", "ws-10", "--batch", "8", "--steps", "1", "--kernel", kernel]
+        out = subprocess.run(
+            [sys.executable, str(script), *args], capture_output=True, text=True, check=True
+        ).stdout
+        assert "gru ws-10" in out and f"kernel {kernel}" in out and "dispatch floor" in out
+        shares = [int(m) for m in re.findall(r"^\| [^|]+ \| [\d.]+ \| (\d+)% \|", out, re.M)]
+        assert len(shares) >= 5 and 90 <= sum(shares) <= 110
+        assert own_row in out
+        (blas,) = re.findall(r"^\| BLAS \(mm/addmm/bmm\) \| [\d.]+ \| \d+% \| (\d+) \|", out, re.M)
+        # the compiled loop makes no matmul call: only the output layer's 3 remain
+        assert (int(blas) <= 3) == (kernel == "native")
 
 
 def test_config_validation():

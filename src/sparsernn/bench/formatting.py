@@ -82,6 +82,13 @@ def _projection_lines(proj: dict[str, Any]) -> list[str]:
         cells = (f"{_f(h.get(p), '{:.2f}'):>{w}}" for p, w in zip(parts, widths, strict=True))
         lines.append(f"{name:<10} " + " ".join(cells))
     lines.append("(total: one single-threaded process; wall: the units spread over the cores)")
+    kernels = proj.get("structure_by_kernel", {})
+    if kernels.get("torch") is not None and kernels.get("ours") is not None:
+        lines.append(
+            f"structure: {kernels['ours']:.2f} h with the layer schedule as it ran (ours) vs "
+            f"{kernels['torch']:.2f} h in PyTorch ops (kernel='torch'): "
+            f"{kernels['torch'] / kernels['ours']:.2f}x"
+        )
     lines.append(proj["note"])
     epochs = ", ".join(f"{c} {_f(v)}" for c, v in proj["base_epoch_s"].items())
     lines.append(f"base epoch (18,750 strings, batch 32, + evaluation), s: {epochs}")
