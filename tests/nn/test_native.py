@@ -210,3 +210,21 @@ def test_masks_changed_after_a_forward_are_followed():
     net.to(torch.float32)  # replaced parameters, the same masks: still right
     twin.to(torch.float32)
     assert torch.allclose(net(x.float())[0], twin(x.float())[0], atol=1e-5)
+
+
+def test_gradcheck_and_no_silent_double_backward():
+    """First derivatives by finite differences (torch.autograd.gradcheck, float64); a second
+    derivative is refused loudly rather than computed wrong."""
+    (w_ih, w_hh, b_ih, b_hh), ih_mask, hh_mask, wiring = _layer("lstm", [2, 1], 3, torch.float64, 5)
+    x = torch.randn(4, 3, 17, dtype=torch.float64)  # (T, I, B): batch 17 has a scalar tail
+    inputs = [t.clone().requires_grad_(True) for t in (x, w_ih * ih_mask, w_hh * hh_mask)]
+
+    def fn(x_, w_i, w_h):
+        return native.block_recurrence(cell_spec("lstm"), wiring, x_, w_i * ih_mask,
+                                       w_h * hh_mask, b_ih, b_hh)  # fmt: skip
+
+    assert torch.autograd.gradcheck(fn, inputs)
+    out = fn(*inputs)
+    (g,) = torch.autograd.grad(out.sum(), inputs[0], create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable|does not require grad"):
+        torch.autograd.grad(g.sum(), inputs[1])

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from sparsernn.nn.cells import CellSpec
 
@@ -273,6 +274,7 @@ class _BlockRecurrence(torch.autograd.Function):
         return hs[1:]
 
     @staticmethod
+    @once_differentiable  # the compiled backward is not itself differentiable
     def backward(ctx, g_out):
         x, w_ih, w_hh, hs, cs, acts = ctx.saved_tensors
         g_out = g_out.contiguous()
