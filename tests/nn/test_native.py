@@ -145,6 +145,16 @@ def test_no_compiler_at_all(fresh_native, monkeypatch):
     assert native.main() == 0  # `make install` goes on: the notice, not a failure
 
 
+def test_unwritable_cache_names_the_fix(fresh_native, monkeypatch):
+    blocker = fresh_native / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("SPARSERNN_CACHE_DIR", str(blocker / "cache"))
+    with pytest.raises(native.NativeUnavailable, match="cannot write the build cache .*"
+                       "SPARSERNN_CACHE_DIR"):  # fmt: skip
+        native.build()
+    assert native.main() == 0 and not native.available(warn=False)
+
+
 def test_disabled_by_environment(fresh_native, monkeypatch):
     monkeypatch.setenv("SPARSERNN_NATIVE", "0")
     assert not native.available()

@@ -111,9 +111,15 @@ def build(force: bool = False) -> Path:
         target = cache_dir() / f"recurrence-{key}.so"
         if target.is_file() and not force:
             return target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-        os.close(fd)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+            os.close(fd)
+        except OSError as exc:
+            raise NativeUnavailable(
+                f"cannot write the build cache {target.parent} ({exc.strerror}); set "
+                "$SPARSERNN_CACHE_DIR to a writable folder"
+            ) from None
         try:
             _compile(cxx, flags, Path(tmp))
             os.replace(tmp, target)
