@@ -49,8 +49,8 @@ def structured_line(r: Row) -> str:
     line = (
         f"{r['cell']:<9} {r['graph']:<6} layers {r['layers']:>2} sub-layers {r['sublayers']:>3} "
         f"bs {r['batch_size']}: ref {_f(r['reference_ms']):>7} ours {_f(r['ours_ms']):>6} "
-        f"-> {_f(r['speedup'], '{:.2f}')}x  [{kernel}]  torch layers {_f(r.get('torch_ms')):>6} "
-        f"-> {_f(r.get('native_speedup'), '{:.2f}')}x  wavefront {_f(r.get('wavefront_ms')):>6}"
+        f"-> {_f(r['speedup'], '{:.2f}x')}  [{kernel}]  torch layers {_f(r.get('torch_ms')):>6} "
+        f"-> {_f(r.get('native_speedup'), '{:.2f}x')}  wavefront {_f(r.get('wavefront_ms')):>6}"
     )
     if "executed_gflops" in r:
         rates = "  ".join(
