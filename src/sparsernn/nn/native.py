@@ -282,15 +282,14 @@ class _BlockRecurrence(torch.autograd.Function):
     @staticmethod
     @once_differentiable  # the compiled backward is not itself differentiable
     def backward(ctx, g_out):
-        x, w_ih, w_hh, hs, cs, acts = ctx.saved_tensors
+        x, w_ih, w_hh, *_ = ctx.saved_tensors  # kept alive: ctx.args points into them
         g_out = g_out.contiguous()
         d_x = torch.empty_like(x)  # every entry is written
         d_w_ih, d_w_hh = torch.zeros_like(w_ih), torch.zeros_like(w_hh)  # kept entries are
         d_b = [x.new_empty(w_hh.shape[0]) if has else None for has in ctx.has_b]
-        args = LayerArgs.from_buffer_copy(ctx.args)
-        for name, t in (("x", x), ("w_ih", w_ih), ("w_hh", w_hh), ("hs", hs), ("cs", cs),
-                        ("acts", acts), ("g_out", g_out), ("d_x", d_x), ("d_w_ih", d_w_ih),
-                        ("d_w_hh", d_w_hh), ("d_b_ih", d_b[0]), ("d_b_hh", d_b[1])):  # fmt: skip
+        args = LayerArgs.from_buffer_copy(ctx.args)  # the inputs' and saved tensors' pointers
+        for name, t in (("g_out", g_out), ("d_x", d_x), ("d_w_ih", d_w_ih), ("d_w_hh", d_w_hh),
+                        ("d_b_ih", d_b[0]), ("d_b_hh", d_b[1])):  # fmt: skip
             setattr(args, name, _ptr(t))
         _call("backward", args, x.dtype)
         return None, None, d_x, d_w_ih, d_w_hh, d_b[0], d_b[1]

@@ -393,17 +393,27 @@ class StructuredRNN(nn.Module):
         return top, h_n
 
     def _forward_layers(self, x: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
-        acc: dict[int, Tensor] = {}  # summed output of each layer
-        for k, ((s, _), layer) in enumerate(zip(self.plan, self.wide_layers, strict=True)):
-            src = x if s < 0 else acc[s]
-            out, _ = run_layers(self.spec, src, layer.layer_weights())  # (T, B, width)
+        """The layer schedule in PyTorch ops, sequences (T, B, F)."""
+
+        def run(k: int, src: Tensor) -> Tensor:
+            return run_layers(self.spec, src, self.wide_layers[k].layer_weights())[0]
+
+        acc = self._sum_sublayers(x, run, dim=-1)
+        return acc[-1], tuple(a[-1] for a in acc)
+
+    def _sum_sublayers(self, x: Tensor, run, dim: int) -> list[Tensor]:
+        """Each layer's output: wide layer ``k`` reads its source's (``x`` for the input) via
+        ``run(k, src)`` and its sub-layers' outputs (split along ``dim``) are added into their
+        destinations. One split, not a slice per sub-layer: the backward of each slice would
+        allocate and fill a zero gradient of the whole wide output; the split's is one cat."""
+        acc: dict[int, Tensor] = {}
+        for k, (s, _) in enumerate(self.plan):
+            out = run(k, x if s < 0 else acc[s])
             blocks = self._blocks(k)
-            # one split, not a slice per sub-layer: the backward of each slice would allocate
-            # and fill a zero (T, B, width) gradient, the split's backward is one cat
-            parts = out.split([h for _, _, h in blocks], dim=-1)
+            parts = out.split([h for _, _, h in blocks], dim=dim)
             for (l, _, _), part in zip(blocks, parts, strict=True):
                 acc[l] = acc[l] + part if l in acc else part
-        return acc[self.n_layers - 1], tuple(acc[l][-1] for l in range(self.n_layers))
+        return [acc[l] for l in range(self.n_layers)]
 
     def uses_native(
         self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
@@ -464,22 +474,20 @@ class StructuredRNN(nn.Module):
         return self._wiring
 
     def _forward_native(self, x: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
-        """The layer schedule through the compiled loop, every sequence batch last (T, F, B)."""
+        """The layer schedule through the compiled loop, sequences batch last (T, F, B).
+
+        Called right after :meth:`uses_native` validated the cached wiring."""
         from sparsernn.nn.native import block_recurrence
 
-        wirings = self._native_wiring()
+        wirings = self._wiring
         assert wirings is not None
-        acc: dict[int, Tensor] = {}  # summed output of each layer, (T, |l|, B)
-        for k, ((s, _), layer) in enumerate(zip(self.plan, self.wide_layers, strict=True)):
-            src = x.transpose(1, 2) if s < 0 else acc[s]
-            w_ih, w_hh, b_ih, b_hh = _masked(layer)
-            out = block_recurrence(self.spec, wirings[k], src, w_ih, w_hh, b_ih, b_hh)
-            blocks = self._blocks(k)
-            parts = out.split([h for _, _, h in blocks], dim=1)
-            for (l, _, _), part in zip(blocks, parts, strict=True):
-                acc[l] = acc[l] + part if l in acc else part
-        top = acc[self.n_layers - 1].transpose(1, 2)
-        return top, tuple(acc[l][-1].t() for l in range(self.n_layers))
+
+        def run(k: int, src: Tensor) -> Tensor:
+            w_ih, w_hh, b_ih, b_hh = _masked(self.wide_layers[k])
+            return block_recurrence(self.spec, wirings[k], src, w_ih, w_hh, b_ih, b_hh)
+
+        acc = self._sum_sublayers(x.transpose(1, 2), run, dim=1)
+        return acc[-1].transpose(1, 2), tuple(a[-1].t() for a in acc)
 
     def extra_repr(self) -> str:
         return (
