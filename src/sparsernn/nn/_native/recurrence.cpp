@@ -162,16 +162,29 @@ template <typename S> constexpr int64_t chunk() { return 128 / sizeof(S); }
         }                                                                                     \
     }
 
+// A masked weight matrix's kept entries in the order of one of its compressed lists (CSR rows
+// or CSC columns), so that the inner loops read their weights contiguously instead of gathering
+// them: entry k of outer index o is w[o * outer_stride + index[k] * index_stride].
+template <typename S>
+std::vector<S> packed(const S *w, const int64_t *ptr, const int64_t *index, int64_t n_outer,
+                      int64_t outer_stride, int64_t index_stride) {
+    std::vector<S> out(ptr[n_outer]);
+    for (int64_t o = 0; o < n_outer; ++o)
+        for (int64_t k = ptr[o]; k < ptr[o + 1]; ++k)
+            out[k] = w[o * outer_stride + index[k] * index_stride];
+    return out;
+}
+
 // One chunk of row `row` of the masked input product (see input_product).
 template <typename S, bool Full>
-inline void input_chunk(const Layer &L, const S *w, S b0, const S *x, S *out, int64_t row,
+inline void input_chunk(const Layer &L, const S *wx, S b0, const S *x, S *out, int64_t row,
                         int64_t c0, int64_t n_) {
     constexpr int64_t CH = chunk<S>();
-    const int64_t n = Full ? CH : n_, B = L.batch, I = L.in_size;
+    const int64_t n = Full ? CH : n_, B = L.batch;
     S acc[CH];
     for (int64_t i = 0; i < CH; ++i) acc[i] = b0;
     for (int64_t k = L.row_ptr[row]; k < L.row_ptr[row + 1]; ++k) {
-        const S a = w[row * I + L.cols[k]];
+        const S a = wx[k];
         const S *xc = x + L.cols[k] * B + c0;
 #pragma omp simd
         for (int64_t i = 0; i < n; ++i) acc[i] += a * xc[i];
@@ -180,13 +193,13 @@ inline void input_chunk(const Layer &L, const S *w, S b0, const S *x, S *out, in
 }
 
 // out[row] = bias[row] + sum over the row's kept columns c of w[row, c] * x[c]: the masked
-// input product of one step (x is (I, B)).
+// input product of one step (x is (I, B); wx holds w's kept entries packed by row).
 template <typename S>
-void input_product(const Layer &L, const S *w, const S *bias, const S *x, S *out) {
+void input_product(const Layer &L, const S *wx, const S *bias, const S *x, S *out) {
     constexpr int64_t CH = chunk<S>();
     for (int64_t row = 0; row < L.gates * L.width; ++row) {
         const S b0 = bias ? bias[row] : S(0);
-        SRNN_CHUNKS(L.batch, CH, (input_chunk<S, Full>(L, w, b0, x, out, row, c0, n)))
+        SRNN_CHUNKS(L.batch, CH, (input_chunk<S, Full>(L, wx, b0, x, out, row, c0, n)))
     }
 }
 
@@ -259,15 +272,16 @@ void recurrent_product_t(const Layer &L, const S *w, const S *d, S *dh) {
     }
 }
 
-// One chunk of column c of the input gradient at one step (see backward_sums).
+// One chunk of column c of the input gradient at one step (see backward; wt holds w_ih's kept
+// entries packed by column).
 template <typename S, bool Full>
-inline void input_t_chunk(const Layer &L, const S *w, const S *dx, S *out, int64_t c,
+inline void input_t_chunk(const Layer &L, const S *wt, const S *dx, S *out, int64_t c,
                           int64_t c0, int64_t n_) {
     constexpr int64_t CH = chunk<S>();
-    const int64_t n = Full ? CH : n_, B = L.batch, I = L.in_size;
+    const int64_t n = Full ? CH : n_, B = L.batch;
     S acc[CH] = {};
     for (int64_t k = L.col_ptr[c]; k < L.col_ptr[c + 1]; ++k) {
-        const S a = w[L.rows[k] * I + c];
+        const S a = wt[k];
         const S *dr = dx + L.rows[k] * B + c0;
 #pragma omp simd
         for (int64_t i = 0; i < n; ++i) acc[i] += a * dr[i];
@@ -342,13 +356,14 @@ template <typename S, int G> void forward(const Layer &L) {
     const Bufs<S> p(L);
     const int64_t B = L.batch, W = L.width, WB = W * B;
     std::vector<S> xg_buf(G * WB), gh_buf(G * WB);
+    const std::vector<S> wx = packed(p.w_ih, L.row_ptr, L.cols, G * W, L.in_size, 1);
     S *xg = xg_buf.data(), *gh = gh_buf.data();
     std::memset(p.hs, 0, WB * sizeof(S));  // zero initial states; the caller leaves the
     if (L.family == LSTM) std::memset(p.cs, 0, WB * sizeof(S));  // buffers uninitialised
     for (int64_t t = 0; t < L.steps; ++t) {
         const S *h = p.hs + t * WB;
         S *h1 = p.hs + (t + 1) * WB;
-        input_product(L, p.w_ih, p.b_ih, p.x + t * L.in_size * B, xg);
+        input_product(L, wx.data(), p.b_ih, p.x + t * L.in_size * B, xg);
         recurrent_product<S, G>(L, p.w_hh, p.b_hh, h, gh);
         if (L.family == ELMAN_TANH || L.family == ELMAN_RELU) {
             const bool relu = L.family == ELMAN_RELU;
@@ -471,6 +486,7 @@ template <typename S, int G> void backward(const Layer &L) {
     int64_t hh_entries = 0;
     for (int64_t j = 0; j < L.n_blocks; ++j) hh_entries += G * L.sizes[j] * L.sizes[j];
     Partials<S> part(L, hh_entries);
+    const std::vector<S> wt = packed(p.w_ih, L.col_ptr, L.rows, L.in_size, 1, L.in_size);
     std::vector<S> dh_buf(WB, S(0)), prev_buf(WB), dc_buf(WB, S(0));
     std::vector<S> dx_buf(G * WB), dr_buf(L.family == GRU ? G * WB : 0);
     S *dh = dh_buf.data(), *dh_prev = prev_buf.data(), *dc = dc_buf.data();
@@ -524,7 +540,7 @@ template <typename S, int G> void backward(const Layer &L) {
         }
         recurrent_product_t<S, G>(L, p.w_hh, dr, dh_prev);
         for (int64_t c = 0; c < L.in_size; ++c) {
-            SRNN_CHUNKS(B, CH, (input_t_chunk<S, Full>(L, p.w_ih, dx, p.d_x + t * IB, c, c0, n)))
+            SRNN_CHUNKS(B, CH, (input_t_chunk<S, Full>(L, wt.data(), dx, p.d_x + t * IB, c, c0, n)))
         }
         add_weight_grads<S, G>(L, p.x + t * IB, h, dx, dr, part);
         S *swap = dh;
