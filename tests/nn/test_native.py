@@ -187,6 +187,39 @@ def test_h2h_mask_across_sub_layers_falls_back_to_pytorch():
         net(x)
 
 
+@pytest.mark.parametrize("prune_in_block", [False, True])
+def test_weights_off_the_wiring_are_never_read(prune_in_block):
+    """The compiled loop takes the stored weights as they are when the h2h mask keeps whole
+    blocks, and masked copies when it does not (a pruned entry inside a block): either way
+    values planted where the masks are False change nothing, and their gradient is zero."""
+    graph = make_graph("ba", 20, seed=3)
+    torch.manual_seed(1)
+    net = StructuredRNN(graph, "lstm").double()
+    if prune_in_block:
+        key, (ih, hh) = next((k, m) for k, m in net.sublayer_masks().items() if m[1].all())
+        hh = hh.clone()
+        hh[0, 0] = False
+        net.set_sublayer_masks({key: (None, hh)})
+    twin = StructuredRNN(graph, "lstm", kernel="torch").double()
+    twin.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        for wide in net.wide_layers:  # the masks zeroed these; plant values there
+            for name in ("weight_ih_l0", "weight_hh_l0"):
+                w, mask = getattr(wide, name), getattr(wide, f"{name}_mask")
+                w[~mask] = 7.0
+    assert net.uses_native(dtype=torch.float64)
+    x = torch.randn(7, 5, net.input_size, dtype=torch.double)
+    out, twin_out = net(x)[0], twin(x)[0]
+    assert torch.allclose(out, twin_out, rtol=0, atol=1e-12)
+    out.square().sum().backward()
+    twin_out.square().sum().backward()
+    for wide, other in zip(net.wide_layers, twin.wide_layers, strict=True):
+        for name in ("weight_ih_l0", "weight_hh_l0"):
+            grad, mask = getattr(wide, name).grad, getattr(wide, f"{name}_mask")
+            assert not grad[~mask].any()
+            assert torch.allclose(grad, getattr(other, name).grad, rtol=0, atol=1e-10)
+
+
 def test_unknown_kernel_and_non_cpu_requests_are_refused():
     graph = make_graph("ws", 12, seed=0)
     with pytest.raises(ConfigError, match="unknown kernel 'fast'.*'auto', 'native', 'torch'"):

@@ -309,10 +309,11 @@ def block_recurrence(
     Parameters
     ----------
     spec : the cell.
-    wiring : the layer's blocks and i2h rows (:meth:`Wiring.of`); ``w_ih`` must be zero where
-        the i2h mask is False and ``w_hh`` zero outside the blocks (masked weights are).
+    wiring : the layer's blocks and i2h rows (:meth:`Wiring.of`). Only the entries it keeps
+        are read: ``w_ih`` where the i2h mask is True, ``w_hh`` on the diagonal blocks (so a
+        mask inside the blocks must already be applied to ``w_hh``); the rest are ignored.
     x : (T, I, B) the input sequence, feature-major (batch last).
-    w_ih, w_hh : (G*W, I) and (G*W, W) masked weights in PyTorch's gate-major row order;
+    w_ih, w_hh : (G*W, I) and (G*W, W) weights in PyTorch's gate-major row order;
         ``b_ih``, ``b_hh`` (G*W,) or None.
 
     The layer starts from zero states. CPU only, float32 or float64; callers check

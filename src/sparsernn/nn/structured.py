@@ -441,8 +441,9 @@ class StructuredRNN(nn.Module):
         return problem is None
 
     def _native_wiring(self) -> list | None:
-        """Each wide layer's :class:`~sparsernn.nn.native.Wiring`, or None if an h2h mask
-        reaches across sub-layers (the compiled loop reads the diagonal blocks only).
+        """Each wide layer's :class:`~sparsernn.nn.native.Wiring` and whether its h2h mask
+        keeps every entry of its diagonal blocks, or None if an h2h mask reaches across
+        sub-layers (the compiled loop reads the diagonal blocks only).
 
         Masks change in place (``set_mask``, ``load_state_dict``: the version counter moves)
         or by replacement (``.to(device)``), so the result is cached by every mask buffer's
@@ -469,22 +470,28 @@ class StructuredRNN(nn.Module):
                 if wirings is None or bool((hh & ~inside).any()):
                     wirings = None
                     continue
-                wirings.append(Wiring.of(blocks, ih))
+                wirings.append((Wiring.of(blocks, ih), bool(hh[inside].all())))
             self._wiring_key, self._wiring = key, wirings
         return self._wiring
 
     def _forward_native(self, x: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
         """The layer schedule through the compiled loop, sequences batch last (T, F, B).
 
-        Called right after :meth:`uses_native` validated the cached wiring."""
+        Called right after :meth:`uses_native` validated the cached wiring. The loop reads
+        only the entries its wiring keeps (the i2h mask's, the diagonal blocks), so where the
+        h2h mask keeps every block entry (the graph's own masks do) the stored weights go in
+        as they are: no masked copies, and their gradient is zero off the wiring all the same.
+        """
         from sparsernn.nn.native import block_recurrence
 
         wirings = self._wiring
         assert wirings is not None
 
         def run(k: int, src: Tensor) -> Tensor:
-            w_ih, w_hh, b_ih, b_hh = _masked(self.wide_layers[k])
-            return block_recurrence(self.spec, wirings[k], src, w_ih, w_hh, b_ih, b_hh)
+            wiring, blocks_full = wirings[k]
+            layer = self.wide_layers[k]
+            w_ih, w_hh, b_ih, b_hh = _stored(layer) if blocks_full else _masked(layer)
+            return block_recurrence(self.spec, wiring, src, w_ih, w_hh, b_ih, b_hh)
 
         acc = self._sum_sublayers(x.transpose(1, 2), run, dim=1)
         return acc[-1].transpose(1, 2), tuple(a[-1].t() for a in acc)
