@@ -113,9 +113,18 @@ def test_build_is_cached_by_source_and_machine(fresh_native):
 def test_a_failing_compiler_means_the_pytorch_path_with_a_one_line_warning(
     fresh_native, monkeypatch
 ):
-    monkeypatch.setenv("CXX", _fake_compiler(fresh_native / "cxx", "fatal error: no headers"))
+    gcc_says = (  # as g++ prints it: the error, then the source line, a caret, a summary
+        "In file included from recurrence.cpp:1:\n"
+        "recurrence.cpp:3:10: fatal error: no headers\n"
+        "    3 | #include <cstdint>\n"
+        "      |          ^~~~~~~~~\n"
+        "compilation terminated."
+    )
+    monkeypatch.setenv("CXX", _fake_compiler(fresh_native / "cxx", gcc_says))
     monkeypatch.setenv("PATH", str(fresh_native))  # c++/g++/clang++ are not found either
-    with pytest.raises(native.NativeUnavailable, match="cxx failed: fatal error: no headers"):
+    with pytest.raises(
+        native.NativeUnavailable, match="^cxx failed: recurrence.cpp:3:10: fatal error: no headers$"
+    ):
         native.build()
     assert not list((fresh_native / "cache").glob("*"))  # no half-written library left
     graph = make_graph("ws", 20, seed=0)

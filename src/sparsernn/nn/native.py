@@ -87,8 +87,14 @@ def _compile(cxx: str, flags: Sequence[str], out: Path) -> None:
     cmd = [cxx, *flags, str(SOURCE), "-o", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise NativeUnavailable(f"{Path(cxx).name} failed: {last}")
+        raise NativeUnavailable(f"{Path(cxx).name} failed: {_first_error(proc.stderr)}")
+
+
+def _first_error(stderr: str) -> str:
+    """The compiler's first error line (its last line, source excerpts and carets, says less)."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if "error" in ln.lower()]
+    return (errors or lines or ["(no output)"])[0]
 
 
 def build(force: bool = False) -> Path:
