@@ -10,9 +10,9 @@
 // (contiguous) dimension of every sequence buffer:
 //
 //   x       (T, I, B)    the layer's input sequence
-//   w_ih    (G*W, I)     masked weights, gate-major rows (row = gate*W + unit) as in PyTorch;
-//                        row_ptr (G*W+1) / cols list each row's kept columns
-//   w_hh    (G*W, W)     masked weights, read on the diagonal blocks only
+//   w_ih    (G*W, I)     weights, gate-major rows (row = gate*W + unit) as in PyTorch, read
+//                        only where row_ptr (G*W+1) / cols list a row's kept columns
+//   w_hh    (G*W, W)     weights, read on the diagonal blocks only
 //   b_ih, b_hh (G*W,)    biases (either may be null)
 //   hs      (T+1, W, B)  hidden states; forward sets hs[0] = 0 (the structure networks
 //                        start from zero) and writes every later step
