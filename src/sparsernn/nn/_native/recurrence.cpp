@@ -175,21 +175,25 @@ std::vector<S> packed(const S *w, const int64_t *ptr, const int64_t *index, int6
     return out;
 }
 
-// One chunk of row `row` of the masked input product (see input_product).
+// One chunk of a product with a compressed (CSR or CSC) matrix: out[o] = b0 + sum over the
+// entries k of line o (ptr[o] .. ptr[o+1]) of w[k] * src[index[k]], rows of B values. Both
+// input products use it: by rows forward (x -> gate rows), by columns backward (gate-row
+// gradients -> input gradient); w holds the kept weights packed in that order.
 template <typename S, bool Full>
-inline void input_chunk(const Layer &L, const S *wx, S b0, const S *x, S *out, int64_t row,
-                        int64_t c0, int64_t n_) {
+inline void compressed_chunk(const int64_t *ptr, const int64_t *index, const S *w, S b0,
+                             const S *src, S *out, int64_t o, int64_t B, int64_t c0,
+                             int64_t n_) {
     constexpr int64_t CH = chunk<S>();
-    const int64_t n = Full ? CH : n_, B = L.batch;
+    const int64_t n = Full ? CH : n_;
     S acc[CH];
     for (int64_t i = 0; i < CH; ++i) acc[i] = b0;
-    for (int64_t k = L.row_ptr[row]; k < L.row_ptr[row + 1]; ++k) {
-        const S a = wx[k];
-        const S *xc = x + L.cols[k] * B + c0;
+    for (int64_t k = ptr[o]; k < ptr[o + 1]; ++k) {
+        const S a = w[k];
+        const S *sc = src + index[k] * B + c0;
 #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) acc[i] += a * xc[i];
+        for (int64_t i = 0; i < n; ++i) acc[i] += a * sc[i];
     }
-    std::memcpy(out + row * B + c0, acc, n * sizeof(S));
+    std::memcpy(out + o * B + c0, acc, n * sizeof(S));
 }
 
 // out[row] = bias[row] + sum over the row's kept columns c of w[row, c] * x[c]: the masked
@@ -199,7 +203,8 @@ void input_product(const Layer &L, const S *wx, const S *bias, const S *x, S *ou
     constexpr int64_t CH = chunk<S>();
     for (int64_t row = 0; row < L.gates * L.width; ++row) {
         const S b0 = bias ? bias[row] : S(0);
-        SRNN_CHUNKS(L.batch, CH, (input_chunk<S, Full>(L, wx, b0, x, out, row, c0, n)))
+        SRNN_CHUNKS(L.batch, CH, (compressed_chunk<S, Full>(L.row_ptr, L.cols, wx, b0, x, out,
+                                                            row, L.batch, c0, n)))
     }
 }
 
@@ -270,23 +275,6 @@ void recurrent_product_t(const Layer &L, const S *w, const S *d, S *dh) {
             SRNN_CHUNKS(L.batch, CH, (recurrent_t_chunk<S, G, Full>(L, w, d, dh, off, size, v, c0, n)))
         }
     }
-}
-
-// One chunk of column c of the input gradient at one step (see backward; wt holds w_ih's kept
-// entries packed by column).
-template <typename S, bool Full>
-inline void input_t_chunk(const Layer &L, const S *wt, const S *dx, S *out, int64_t c,
-                          int64_t c0, int64_t n_) {
-    constexpr int64_t CH = chunk<S>();
-    const int64_t n = Full ? CH : n_, B = L.batch;
-    S acc[CH] = {};
-    for (int64_t k = L.col_ptr[c]; k < L.col_ptr[c + 1]; ++k) {
-        const S a = wt[k];
-        const S *dr = dx + L.rows[k] * B + c0;
-#pragma omp simd
-        for (int64_t i = 0; i < n; ++i) acc[i] += a * dr[i];
-    }
-    std::memcpy(out + c * B + c0, acc, n * sizeof(S));
 }
 
 // Per-lane partial sums of one weight's gradient: V lanes (one 64-byte vector), added to across
@@ -540,7 +528,8 @@ template <typename S, int G> void backward(const Layer &L) {
         }
         recurrent_product_t<S, G>(L, p.w_hh, dr, dh_prev);
         for (int64_t c = 0; c < L.in_size; ++c) {
-            SRNN_CHUNKS(B, CH, (input_t_chunk<S, Full>(L, wt.data(), dx, p.d_x + t * IB, c, c0, n)))
+            SRNN_CHUNKS(B, CH, (compressed_chunk<S, Full>(L.col_ptr, L.rows, wt.data(), S(0), dx,
+                                                          p.d_x + t * IB, c, B, c0, n)))
         }
         add_weight_grads<S, G>(L, p.x + t * IB, h, dx, dr, part);
         S *swap = dh;
