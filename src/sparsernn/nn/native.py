@@ -29,6 +29,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import accumulate
 from pathlib import Path
 
 import torch
@@ -41,13 +42,15 @@ __all__ = [
     "available",
     "build",
     "block_recurrence",
+    "layer_schedule",
     "unavailable_reason",
     "NativeUnavailable",
+    "Schedule",
     "Wiring",
 ]
 
 SOURCE = Path(__file__).with_name("_native") / "recurrence.cpp"
-ABI_VERSION = 8
+ABI_VERSION = 9
 _BASE_FLAGS = ("-O3", "-funroll-loops", "-std=c++17", "-shared", "-fPIC", "-fopenmp-simd")
 _FAMILY = {("rnn", "tanh"): 0, ("rnn", "relu"): 1, ("gru", None): 2, ("lstm", None): 3}
 _SAVED_ROWS = {"rnn": 0, "gru": 4, "lstm": 5}  # activations kept for backward, per unit
@@ -156,15 +159,30 @@ class LayerArgs(ctypes.Structure):
     ]
 
 
+class NetArgs(ctypes.Structure):
+    """The C struct ``Net`` of ``recurrence.cpp``: a whole layer schedule (:class:`Schedule`)."""
+
+    _fields_ = [
+        *((name, ctypes.c_int64) for name in ("n_wide", "n_layers", "steps", "batch", "in_size")),
+        ("layers", ctypes.POINTER(LayerArgs)),
+        *((name, ctypes.c_void_p) for name in ("source", "block_ptr", "block_dest", "block_off")),
+        *((name, ctypes.c_void_p) for name in ("sizes", "x", "outs", "g_outs", "d_x")),
+    ]
+
+
 def _declare(lib: ctypes.CDLL) -> None:
-    lib.srnn_layer_size.restype = ctypes.c_int64
-    if lib.srnn_layer_size() != ctypes.sizeof(LayerArgs):
-        raise NativeUnavailable("the library's Layer struct differs from sparsernn's")
-    for name in ("forward", "backward"):
-        for suffix in ("f32", "f64"):
-            fn = getattr(lib, f"srnn_{name}_{suffix}")
-            fn.argtypes = [ctypes.POINTER(LayerArgs)]
-            fn.restype = None
+    for fn_name, struct, label in (("srnn_layer_size", LayerArgs, "Layer"),
+                                   ("srnn_net_size", NetArgs, "Net")):  # fmt: skip
+        fn = getattr(lib, fn_name)
+        fn.restype = ctypes.c_int64
+        if fn() != ctypes.sizeof(struct):
+            raise NativeUnavailable(f"the library's {label} struct differs from sparsernn's")
+    for prefix, struct in (("srnn", LayerArgs), ("srnn_net", NetArgs)):
+        for name in ("forward", "backward"):
+            for suffix in ("f32", "f64"):
+                fn = getattr(lib, f"{prefix}_{name}_{suffix}")
+                fn.argtypes = [ctypes.POINTER(struct)]
+                fn.restype = None
 
 
 @lru_cache(maxsize=1)
@@ -247,58 +265,168 @@ def _compressed(mask: Tensor) -> tuple[Tensor, Tensor]:
     return ptr.to(torch.int64), nz[:, 1].contiguous().to(torch.int64)
 
 
+def _int64(values: Sequence[int]) -> Tensor:
+    return torch.tensor(list(values), dtype=torch.int64)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A structure network's layer schedule as :func:`layer_schedule` runs it in one call.
+
+    Wide layer ``k`` (wiring ``wirings[k]``) reads layer ``sources[k]`` (``-1``: the
+    network's input) and its units are the sub-layers of ``dests[k]``, one destination layer
+    after another (``sizes[l]`` units each); each layer's output is the sum of the sub-layers
+    that write into it. Every layer a wide layer reads must be complete before it, so wide
+    layers writing into a layer come before those reading it (checked here).
+    """
+
+    sizes: tuple[int, ...]
+    sources: tuple[int, ...]
+    dests: tuple[tuple[int, ...], ...]
+    wirings: tuple[Wiring, ...]
+
+    def __post_init__(self) -> None:
+        if not len(self.sources) == len(self.dests) == len(self.wirings):
+            raise ValueError("Schedule: sources, dests and wirings need one entry per wide layer")
+        for k, s in enumerate(self.sources):
+            writers = [j for j, d in enumerate(self.dests) if s in d]
+            if any(j >= k for j in writers) or not all(0 <= l < len(self.sizes) and l > s
+                                                       for l in self.dests[k]):  # fmt: skip
+                raise ValueError(
+                    f"Schedule: wide layer {k} (reading layer {s}) comes before a sub-layer "
+                    "writing into its source, or writes into a layer not after its source"
+                )
+        offsets = [list(accumulate((self.sizes[l] for l in d), initial=0))[:-1] for d in self.dests]
+        tables = {
+            "source": _int64(self.sources),
+            "block_ptr": _int64(list(accumulate((len(d) for d in self.dests), initial=0))),
+            "block_dest": _int64([l for d in self.dests for l in d]),
+            "block_off": _int64([o for offs in offsets for o in offs]),
+            "sizes": _int64(self.sizes),
+        }
+        object.__setattr__(self, "_tables", tables)  # kept alive: the C side reads them
+
+    def pointers(self) -> dict[str, int | None]:
+        """The int64 tables' addresses, by the name of their ``NetArgs`` field."""
+        return {name: _ptr(t) for name, t in self._tables.items()}  # type: ignore[attr-defined]
+
+
 def _ptr(t: Tensor | None) -> int | None:
     return None if t is None or t.numel() == 0 else t.data_ptr()
 
 
-def _call(name: str, args: LayerArgs, dtype: torch.dtype) -> None:
+def _call(name: str, args: LayerArgs | NetArgs, dtype: torch.dtype) -> None:
     lib = _library()
     if isinstance(lib, str):
         raise NativeUnavailable(lib)
+    prefix = "srnn_net" if isinstance(args, NetArgs) else "srnn"
     suffix = "f64" if dtype == torch.float64 else "f32"
-    getattr(lib, f"srnn_{name}_{suffix}")(ctypes.byref(args))
+    getattr(lib, f"{prefix}_{name}_{suffix}")(ctypes.byref(args))
+
+
+def _layer_args(
+    spec: CellSpec, wiring: Wiring, steps: int, batch: int, weights: Sequence[Tensor | None]
+) -> tuple[LayerArgs, tuple[Tensor, ...]]:
+    """One layer's forward arguments (its input pointer left unset) and the buffers it fills:
+    hidden states, LSTM cell states, and the activations backward reads."""
+    w_ih, w_hh, b_ih, b_hh = weights
+    assert w_ih is not None and w_hh is not None
+    width = w_hh.shape[1]
+    hs = w_ih.new_empty(steps + 1, width, batch)  # the kernel writes every entry
+    cs = w_ih.new_empty(steps + 1 if spec.has_cell_state else 0, width, batch)
+    acts = w_ih.new_empty(steps, _SAVED_ROWS[spec.family] * width, batch)
+    args = LayerArgs(
+        _FAMILY[(spec.family, spec.nonlinearity)], steps, batch, width, spec.gates,
+        w_ih.shape[1], len(wiring.sizes), *map(_ptr, (
+            wiring.offsets, wiring.sizes, wiring.row_ptr, wiring.cols, wiring.col_ptr,
+            wiring.rows, None, w_ih, b_ih, w_hh, b_hh, hs, cs, acts,
+        )),
+    )  # fmt: skip
+    return args, (hs, cs, acts)
+
+
+def _grad_args(args: LayerArgs, weights: Sequence[Tensor | None]) -> list[Tensor | None]:
+    """Point a layer's arguments at fresh gradient buffers for its weights; those buffers (in
+    the weights' order). Entries outside the wiring are never written, so they start at 0."""
+    grads = [None if w is None else (torch.zeros_like if i < 2 else torch.empty_like)(w)
+             for i, w in enumerate(weights)]  # fmt: skip
+    for name, t in zip(("d_w_ih", "d_w_hh", "d_b_ih", "d_b_hh"), grads, strict=True):
+        setattr(args, name, _ptr(t))
+    return grads
 
 
 class _BlockRecurrence(torch.autograd.Function):
     """One wide layer's recurrence through the compiled loop (one autograd node)."""
 
     @staticmethod
-    def forward(ctx, spec, wiring, x, w_ih, w_hh, b_ih, b_hh):
-        steps, in_size, batch = x.shape
-        width = w_hh.shape[1]
-        x, w_ih, w_hh = x.contiguous(), w_ih.contiguous(), w_hh.contiguous()
-        b_ih = None if b_ih is None else b_ih.contiguous()
-        b_hh = None if b_hh is None else b_hh.contiguous()
-        hs = x.new_empty(steps + 1, width, batch)  # the kernel writes every entry
-        cs = x.new_empty(steps + 1 if spec.has_cell_state else 0, width, batch)
-        acts = x.new_empty(steps, _SAVED_ROWS[spec.family] * width, batch)
-        args = LayerArgs(
-            _FAMILY[(spec.family, spec.nonlinearity)], steps, batch, width, spec.gates,
-            in_size, len(wiring.sizes), *map(_ptr, (
-                wiring.offsets, wiring.sizes, wiring.row_ptr, wiring.cols, wiring.col_ptr,
-                wiring.rows, x, w_ih, b_ih, w_hh, b_hh, hs, cs, acts,
-            )),
-        )  # fmt: skip
+    def forward(ctx, spec, wiring, x, *weights):
+        steps, _, batch = x.shape
+        x = x.contiguous()
+        weights = [None if w is None else w.contiguous() for w in weights]
+        args, bufs = _layer_args(spec, wiring, steps, batch, weights)
+        args.x = _ptr(x)
         _call("forward", args, x.dtype)
-        ctx.save_for_backward(x, w_ih, w_hh, hs, cs, acts)
-        ctx.args, ctx.wiring = args, wiring  # the wiring's tensors back the args' pointers
-        ctx.has_b = (b_ih is not None, b_hh is not None)
-        return hs[1:]
+        ctx.save_for_backward(x, *bufs)
+        ctx.args, ctx.wiring, ctx.weights = args, wiring, weights  # args point into all of them
+        return bufs[0][1:]
 
     @staticmethod
     @once_differentiable  # the compiled backward is not itself differentiable
     def backward(ctx, g_out):
-        x, w_ih, w_hh, *_ = ctx.saved_tensors  # kept alive: ctx.args points into them
+        x, *_ = ctx.saved_tensors  # kept alive: ctx.args points into them
         g_out = g_out.contiguous()
         d_x = torch.empty_like(x)  # every entry is written
-        d_w_ih, d_w_hh = torch.zeros_like(w_ih), torch.zeros_like(w_hh)  # kept entries are
-        d_b = [x.new_empty(w_hh.shape[0]) if has else None for has in ctx.has_b]
         args = LayerArgs.from_buffer_copy(ctx.args)  # the inputs' and saved tensors' pointers
-        for name, t in (("g_out", g_out), ("d_x", d_x), ("d_w_ih", d_w_ih), ("d_w_hh", d_w_hh),
-                        ("d_b_ih", d_b[0]), ("d_b_hh", d_b[1])):  # fmt: skip
-            setattr(args, name, _ptr(t))
+        grads = _grad_args(args, ctx.weights)
+        args.g_out, args.d_x = _ptr(g_out), _ptr(d_x)
         _call("backward", args, x.dtype)
-        return None, None, d_x, d_w_ih, d_w_hh, d_b[0], d_b[1]
+        return None, None, d_x, *grads
+
+
+class _LayerSchedule(torch.autograd.Function):
+    """A structure network's whole layer schedule through the compiled loop: one autograd
+    node, one call forward and one backward (see :func:`layer_schedule`)."""
+
+    @staticmethod
+    def forward(ctx, spec, schedule, x, *weights):
+        ctx.set_materialize_grads(False)  # an unused layer output's gradient is null: zero
+        steps, in_size, batch = x.shape
+        x = x.contiguous()
+        weights = [None if w is None else w.contiguous() for w in weights]
+        layers = (LayerArgs * len(schedule.wirings))()
+        bufs = []
+        for k, wiring in enumerate(schedule.wirings):
+            layers[k], held = _layer_args(spec, wiring, steps, batch, weights[4 * k : 4 * k + 4])
+            bufs.append(held)
+        outs = [x.new_empty(steps, size, batch) for size in schedule.sizes]
+        out_ptrs = (ctypes.c_void_p * len(outs))(*map(_ptr, outs))
+        net = NetArgs(
+            len(layers), len(outs), steps, batch, in_size, layers, x=_ptr(x),
+            outs=ctypes.cast(out_ptrs, ctypes.c_void_p), **schedule.pointers(),
+        )  # fmt: skip
+        _call("forward", net, x.dtype)
+        ctx.save_for_backward(x, *outs)  # wide layers read the outputs as their inputs
+        ctx.net, ctx.layers = net, layers
+        ctx.held = (schedule, weights, bufs, out_ptrs)  # everything the pointers point into
+        return tuple(outs)
+
+    @staticmethod
+    @once_differentiable  # the compiled backward is not itself differentiable
+    def backward(ctx, *g_outs):
+        x, *_ = ctx.saved_tensors
+        weights = ctx.held[1]
+        layers = (LayerArgs * len(ctx.layers)).from_buffer_copy(ctx.layers)
+        grads = []
+        for k in range(len(layers)):
+            grads += _grad_args(layers[k], weights[4 * k : 4 * k + 4])
+        g_outs = [None if g is None else g.contiguous() for g in g_outs]
+        g_ptrs = (ctypes.c_void_p * len(g_outs))(*map(_ptr, g_outs))
+        d_x = torch.empty_like(x) if ctx.needs_input_grad[2] else None
+        net = NetArgs.from_buffer_copy(ctx.net)
+        net.layers = layers
+        net.g_outs, net.d_x = ctypes.cast(g_ptrs, ctypes.c_void_p), _ptr(d_x)
+        _call("backward", net, x.dtype)
+        return None, None, d_x, *grads
 
 
 def block_recurrence(
@@ -327,6 +455,34 @@ def block_recurrence(
     the wiring has no entry).
     """
     return _BlockRecurrence.apply(spec, wiring, x, w_ih, w_hh, b_ih, b_hh)
+
+
+def layer_schedule(
+    spec: CellSpec, schedule: Schedule, x: Tensor, weights: Sequence[Tensor | None]
+) -> tuple[Tensor, ...]:
+    """Every layer's output sequence (T, size, B) of a structure network's layer schedule.
+
+    The same function as running :func:`block_recurrence` for each wide layer in order and
+    adding each sub-layer's slice of its states into its destination layer's output, but in
+    one call forward and one backward, with the sums done in the compiled code.
+
+    Parameters
+    ----------
+    spec : the cell.
+    schedule : the wide layers, their wirings and where their sub-layers write (:class:`Schedule`).
+    x : (T, I, B) the network's input, feature-major (batch last).
+    weights : ``(w_ih, w_hh, b_ih, b_hh)`` of each wide layer in turn (4 per layer, biases may
+        be None), as :func:`block_recurrence` takes them.
+
+    Gradients flow to ``x`` and every weight; an output whose gradient is not needed counts
+    as zero. CPU only, float32 or float64; callers check :func:`available` first.
+    """
+    if len(weights) != 4 * len(schedule.wirings):
+        raise ValueError(
+            f"layer_schedule: {len(weights)} weights for {len(schedule.wirings)} wide layers "
+            "(pass w_ih, w_hh, b_ih, b_hh for each)"
+        )
+    return _LayerSchedule.apply(spec, schedule, x, *weights)
 
 
 def main() -> int:

@@ -450,7 +450,7 @@ class StructuredRNN(nn.Module):
         identity and version. The key holds the buffers themselves, so a replaced mask's
         ``id`` cannot be reused by another tensor while it is cached.
         """
-        from sparsernn.nn.native import Wiring
+        from sparsernn.nn.native import Schedule, Wiring
 
         pairs = [_mask_pair(layer) for layer in self.wide_layers]
         key = [(m, m._version) for pair in pairs for m in pair]
@@ -472,29 +472,31 @@ class StructuredRNN(nn.Module):
                     continue
                 wirings.append((Wiring.of(blocks, ih), bool(hh[inside].all())))
             self._wiring_key, self._wiring = key, wirings
+            self._schedule = None if wirings is None else Schedule(
+                sizes=self.layer_sizes,
+                sources=tuple(s for s, _ in self.plan),
+                dests=tuple(d for _, d in self.plan),
+                wirings=tuple(w for w, _ in wirings),
+            )  # fmt: skip
         return self._wiring
 
     def _forward_native(self, x: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
-        """The layer schedule through the compiled loop, sequences batch last (T, F, B).
+        """The layer schedule through the compiled loop, in one call each way (sequences batch
+        last, (T, F, B), inside).
 
         Called right after :meth:`uses_native` validated the cached wiring. The loop reads
         only the entries its wiring keeps (the i2h mask's, the diagonal blocks), so where the
         h2h mask keeps every block entry (the graph's own masks do) the stored weights go in
         as they are: no masked copies, and their gradient is zero off the wiring all the same.
         """
-        from sparsernn.nn.native import block_recurrence
+        from sparsernn.nn.native import layer_schedule
 
-        wirings = self._wiring
-        assert wirings is not None
-
-        def run(k: int, src: Tensor) -> Tensor:
-            wiring, blocks_full = wirings[k]
-            layer = self.wide_layers[k]
-            w_ih, w_hh, b_ih, b_hh = _stored(layer) if blocks_full else _masked(layer)
-            return block_recurrence(self.spec, wiring, src, w_ih, w_hh, b_ih, b_hh)
-
-        acc = self._sum_sublayers(x.transpose(1, 2), run, dim=1)
-        return acc[-1].transpose(1, 2), tuple(a[-1].t() for a in acc)
+        assert self._wiring is not None and self._schedule is not None
+        weights: list[Tensor] = []
+        for layer, (_, blocks_full) in zip(self.wide_layers, self._wiring, strict=True):
+            weights += _stored(layer) if blocks_full else _masked(layer)
+        outs = layer_schedule(self.spec, self._schedule, x.transpose(1, 2), weights)
+        return outs[-1].transpose(1, 2), tuple(o[-1].t() for o in outs)
 
     def extra_repr(self) -> str:
         return (
