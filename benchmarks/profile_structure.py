@@ -29,11 +29,12 @@ from sparsernn.train import EncodedData, TrainStep
 #: Op-name prefixes of each category (first match wins); the rest is "other ops". The self
 #: time of a hand-written autograd Function (``_Recurrence``, ``_Wavefront`` and their
 #: ``...Backward``) is the Python of its time loop between the ops it calls; that of
-#: ``_BlockRecurrence`` is the compiled loop itself (:mod:`sparsernn.nn.native`: no ops inside).
+#: ``_LayerSchedule`` (the whole layer schedule) and ``_BlockRecurrence`` (one wide layer) are
+#: the compiled loop itself (:mod:`sparsernn.nn.native`: no ops inside).
 CATEGORIES: dict[str, tuple[str, ...]] = {
     name: tuple(prefixes.split())
     for name, prefixes in {
-        "compiled time loop (forward + backward)": "_BlockRecurrence",
+        "compiled time loop (forward + backward)": "_LayerSchedule _BlockRecurrence",
         "Python in the hand-written time loops": "_Recurrence _Wavefront",
         "optimizer + clipping": "Optimizer aten::_fused_adam aten::_foreach aten::norm "
         "aten::linalg_vector_norm",

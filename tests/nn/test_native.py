@@ -280,3 +280,45 @@ def test_gradcheck_and_no_silent_double_backward():
     (g,) = torch.autograd.grad(out.sum(), inputs[0], create_graph=True)
     with pytest.raises(RuntimeError, match="once_differentiable|does not require grad"):
         torch.autograd.grad(g.sum(), inputs[1])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_layer_output_takes_its_own_gradient_besides_the_later_layers(mode):
+    """The compiled schedule adds each layer output's own gradient (here from h_n, every
+    other layer's) to what the layers reading it send back; outputs the loss never uses
+    count as zero. Against the PyTorch path in float64."""
+    graph = make_graph("ba", 30, seed=2)
+    torch.manual_seed(3)
+    net = StructuredRNN(graph, mode).double()
+    twin = StructuredRNN(graph, mode, kernel="torch").double()
+    twin.load_state_dict(net.state_dict())
+    assert net.uses_native(dtype=torch.float64) and net.n_layers > 3
+    x = torch.randn(6, 5, net.input_size, dtype=torch.double)
+    probes = [torch.randn(5, size, dtype=torch.double) for size in net.layer_sizes]
+    grads = []
+    for model in (net, twin):
+        x_ = x.clone().requires_grad_(True)
+        out, h_n = model(x_)
+        loss = out.square().sum() + sum((h * p).sum() for h, p in list(zip(h_n, probes))[::2])
+        loss.backward()
+        grads.append([x_.grad, *(p.grad for p in model.parameters())])
+    for mine, theirs in zip(*grads, strict=True):
+        assert torch.allclose(mine, theirs, rtol=0, atol=1e-10)
+
+
+def test_schedule_refuses_an_order_that_reads_an_unfinished_layer():
+    wiring = native.Wiring.of([(0, 2)], torch.ones(2, 2, dtype=torch.bool))
+    ok = native.Schedule(sizes=(2, 2), sources=(-1, 0), dests=((0,), (1,)),
+                         wirings=(wiring, wiring))  # fmt: skip
+    assert ok.pointers()["block_ptr"] is not None
+    with pytest.raises(ValueError, match="wide layer 0 .* comes before a sub-layer writing"):
+        native.Schedule(sizes=(2, 2), sources=(0, -1), dests=((1,), (0,)),
+                        wirings=(wiring, wiring))  # fmt: skip
+    with pytest.raises(ValueError, match="wide layer 1 .*not after its source"):
+        native.Schedule(sizes=(2, 2), sources=(-1, 1), dests=((0,), (1,)),
+                        wirings=(wiring, wiring))  # fmt: skip
+    with pytest.raises(ValueError, match="one entry per wide layer"):
+        native.Schedule(sizes=(2,), sources=(-1,), dests=((0,),), wirings=())
+    w = torch.zeros(2, 2)
+    with pytest.raises(ValueError, match="3 weights for 2 wide layers"):
+        native.layer_schedule(cell_spec("rnn_tanh"), ok, torch.zeros(1, 2, 1), [w, w, None])

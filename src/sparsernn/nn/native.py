@@ -3,8 +3,10 @@
 A structure network's wide layer (:mod:`sparsernn.nn.structured`) runs T small recurrent steps
 per call; from Python each step costs ~20 torch calls, and a training step of a 50-node graph
 makes ~24,000 of them (``docs/structure.md``). ``_native/recurrence.cpp`` runs a whole layer's
-loop, forward and the hand-written backward, in one call each, skipping the zero blocks of the
-block-diagonal h2h matrix, with the batch as the innermost (vectorised) dimension.
+loop, forward and the hand-written backward, in one call each (:func:`block_recurrence`),
+skipping the zero blocks of the block-diagonal h2h matrix, with the batch as the innermost
+(vectorised) dimension; :func:`layer_schedule` runs a whole network's wide layers and the sums
+of their sub-layers in one call each way (what ``StructuredRNN`` uses: one autograd node).
 
 The library is plain C++ with a C ABI, no torch headers: it is compiled on first use with the
 system's C++ compiler (``$CXX``, else ``c++``/``g++``; about two seconds) into a per-user cache
