@@ -299,7 +299,8 @@ def test_every_layer_output_takes_its_own_gradient_besides_the_later_layers(mode
     for model in (net, twin):
         x_ = x.clone().requires_grad_(True)
         out, h_n = model(x_)
-        loss = out.square().sum() + sum((h * p).sum() for h, p in list(zip(h_n, probes))[::2])
+        pairs = list(zip(h_n, probes, strict=True))[::2]  # every other layer's h_n
+        loss = out.square().sum() + sum((h * p).sum() for h, p in pairs)
         loss.backward()
         grads.append([x_.grad, *(p.grad for p in model.parameters())])
     for mine, theirs in zip(*grads, strict=True):

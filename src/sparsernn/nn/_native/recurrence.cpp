@@ -244,16 +244,29 @@ void input_product(const Layer &L, const S *wx, const S *bias, const S *x, S *ou
     }
 }
 
+// The masked input product folded into the recurrent one: w_ih's kept entries packed by row
+// (wx) and the step's input x (I, B). Null wx: the input product is computed apart.
+template <typename S> struct Fold {
+    const S *wx = nullptr, *x = nullptr;
+};
+
 // One chunk of unit u's G gate rows of the block-diagonal product (see recurrent_product).
 template <typename S, int G, bool Full>
 inline void recurrent_chunk(const Layer &L, const S *w, const S *bias, const S *h, S *out,
-                            int64_t off, int64_t size, int64_t u, int64_t c0, int64_t n) {
+                            Fold<S> in, int64_t off, int64_t size, int64_t u, int64_t c0,
+                            int64_t n) {
     using P = Pack<S, Full>;
     const int64_t m = P::count(n), B = L.batch, W = L.width;
     typename P::E acc[G][P::cap];
     for (int g = 0; g < G; ++g) {
         const S b0 = bias ? bias[g * W + u] : S(0);
         for (int64_t j = 0; j < m; ++j) acc[g][j] = typename P::E{} + b0;
+        if (!in.wx) continue;
+        const int64_t row = g * W + u;
+        for (int64_t k = L.row_ptr[row]; k < L.row_ptr[row + 1]; ++k) {
+            const S *xc = in.x + L.cols[k] * B + c0;
+            for (int64_t j = 0; j < m; ++j) acc[g][j] += in.wx[k] * P::load(xc + j * P::step);
+        }
     }
     for (int64_t v = off; v < off + size; ++v) {
         typename P::E hv[P::cap];
@@ -268,15 +281,18 @@ inline void recurrent_chunk(const Layer &L, const S *w, const S *bias, const S *
 }
 
 // out[row] = bias[row] + sum over the row's block of w[row, v] * h[v] for the G gate rows of
-// every unit at once (they read the same h[v]): the block-diagonal product W_hh h of one step.
+// every unit at once (they read the same h[v]): the block-diagonal product W_hh h of one step,
+// plus the row's input product where `in` carries one (the whole pre-activation: the gate
+// sums stay in registers, and the gate math reads one buffer instead of two).
 template <typename S, int G>
-void recurrent_product(const Layer &L, const S *w, const S *bias, const S *h, S *out) {
+void recurrent_product(const Layer &L, const S *w, const S *bias, const S *h, S *out,
+                       Fold<S> in = {}) {
     constexpr int64_t CH = chunk<S>();
     for (int64_t j = 0; j < L.n_blocks; ++j) {
         const int64_t off = L.offsets[j], size = L.sizes[j];
         for (int64_t u = off; u < off + size; ++u) {
             SRNN_CHUNKS(L.batch, CH,
-                        (recurrent_chunk<S, G, Full>(L, w, bias, h, out, off, size, u, c0, n)))
+                        (recurrent_chunk<S, G, Full>(L, w, bias, h, out, in, off, size, u, c0, n)))
         }
     }
 }
@@ -379,21 +395,31 @@ template <typename S> struct Partials {
 template <typename S, int G> void forward(const Layer &L) {
     const Bufs<S> p(L);
     const int64_t B = L.batch, W = L.width, WB = W * B;
-    std::vector<S> xg_buf(G * WB), gh_buf(G * WB);
+    // GRU's n gate needs W_in x and W_hn h apart (r multiplies only the latter), so a GRU
+    // keeps the input product in xg; the other cells fold it into gh, the whole pre-activation.
+    const bool fold = L.family != GRU;
+    std::vector<S> xg_buf(fold ? 0 : G * WB), gh_buf(G * WB), bias(G * W, S(0));
     const std::vector<S> wx = packed(p.w_ih, L.row_ptr, L.cols, G * W, L.in_size, 1);
     S *xg = xg_buf.data(), *gh = gh_buf.data();
+    for (int64_t r = 0; r < G * W; ++r)
+        bias[r] = (p.b_hh ? p.b_hh[r] : S(0)) + (fold && p.b_ih ? p.b_ih[r] : S(0));
     std::memset(p.hs, 0, WB * sizeof(S));  // zero initial states; the caller leaves the
     if (L.family == LSTM) std::memset(p.cs, 0, WB * sizeof(S));  // buffers uninitialised
     for (int64_t t = 0; t < L.steps; ++t) {
         const S *h = p.hs + t * WB;
         S *h1 = p.hs + (t + 1) * WB;
-        input_product(L, wx.data(), p.b_ih, p.x + t * L.in_size * B, xg);
-        recurrent_product<S, G>(L, p.w_hh, p.b_hh, h, gh);
+        const S *x = p.x + t * L.in_size * B;
+        if (fold) {
+            recurrent_product<S, G>(L, p.w_hh, bias.data(), h, gh, Fold<S>{wx.data(), x});
+        } else {
+            input_product(L, wx.data(), p.b_ih, x, xg);
+            recurrent_product<S, G>(L, p.w_hh, bias.data(), h, gh);
+        }
         if (L.family == ELMAN_TANH || L.family == ELMAN_RELU) {
             const bool relu = L.family == ELMAN_RELU;
 #pragma omp simd
             for (int64_t i = 0; i < WB; ++i) {
-                const S pre = xg[i] + gh[i];
+                const S pre = gh[i];
                 h1[i] = relu ? (pre > S(0) ? pre : S(0)) : vtanh(pre);
             }
         } else if (L.family == GRU) {
@@ -416,10 +442,10 @@ template <typename S, int G> void forward(const Layer &L) {
             S *c1 = p.cs + (t + 1) * WB;
 #pragma omp simd
             for (int64_t i = 0; i < WB; ++i) {
-                const S ig = vsigmoid(xg[i] + gh[i]);
-                const S fg = vsigmoid(xg[WB + i] + gh[WB + i]);
-                const S gg = vtanh(xg[2 * WB + i] + gh[2 * WB + i]);
-                const S og = vsigmoid(xg[3 * WB + i] + gh[3 * WB + i]);
+                const S ig = vsigmoid(gh[i]);
+                const S fg = vsigmoid(gh[WB + i]);
+                const S gg = vtanh(gh[2 * WB + i]);
+                const S og = vsigmoid(gh[3 * WB + i]);
                 const S cn = fg * c[i] + ig * gg;
                 const S tc = vtanh(cn);
                 c1[i] = cn;
