@@ -318,6 +318,9 @@ def test_schedule_refuses_an_order_that_reads_an_unfinished_layer():
     with pytest.raises(ValueError, match="wide layer 1 .*not after its source"):
         native.Schedule(sizes=(2, 2), sources=(-1, 1), dests=((0,), (1,)),
                         wirings=(wiring, wiring))  # fmt: skip
+    with pytest.raises(ValueError, match=r"wide layer 1's blocks \[2\] are not .* sizes \[3\]"):
+        native.Schedule(sizes=(2, 3), sources=(-1, 0), dests=((0,), (1,)),
+                        wirings=(wiring, wiring))  # fmt: skip
     with pytest.raises(ValueError, match="one entry per wide layer"):
         native.Schedule(sizes=(2,), sources=(-1,), dests=((0,),), wirings=())
     w = torch.zeros(2, 2)

@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 SOURCE = Path(__file__).with_name("_native") / "recurrence.cpp"
-ABI_VERSION = 9
+ABI_VERSION = 10
 _BASE_FLAGS = ("-O3", "-funroll-loops", "-std=c++17", "-shared", "-fPIC", "-fopenmp-simd")
 _FAMILY = {("rnn", "tanh"): 0, ("rnn", "relu"): 1, ("gru", None): 2, ("lstm", None): 3}
 _SAVED_ROWS = {"rnn": 0, "gru": 4, "lstm": 5}  # activations kept for backward, per unit
@@ -154,10 +154,14 @@ _POINTERS = (
 
 
 class LayerArgs(ctypes.Structure):
-    """The C struct ``Layer`` of ``recurrence.cpp``: one layer's sizes, wiring and buffers."""
+    """The C struct ``Layer`` of ``recurrence.cpp``: one layer's sizes, wiring and buffers
+    (``block_io`` and ``add_d_x`` are set by the C side, within a whole schedule)."""
 
-    _fields_ = [(name, ctypes.c_int64) for name in _SIZES] + [
-        (name, ctypes.c_void_p) for name in _POINTERS
+    _fields_ = [
+        *((name, ctypes.c_int64) for name in _SIZES),
+        *((name, ctypes.c_void_p) for name in _POINTERS),
+        ("block_io", ctypes.c_void_p),
+        ("add_d_x", ctypes.c_int64),
     ]
 
 
@@ -297,6 +301,12 @@ class Schedule:
                 raise ValueError(
                     f"Schedule: wide layer {k} (reading layer {s}) comes before a sub-layer "
                     "writing into its source, or writes into a layer not after its source"
+                )
+        for k, (wiring, dests) in enumerate(zip(self.wirings, self.dests, strict=True)):
+            if wiring.sizes.tolist() != [self.sizes[l] for l in dests]:
+                raise ValueError(
+                    f"Schedule: wide layer {k}'s blocks {wiring.sizes.tolist()} are not its "
+                    f"destination layers' sizes {[self.sizes[l] for l in dests]}"
                 )
         offsets = [list(accumulate((self.sizes[l] for l in d), initial=0))[:-1] for d in self.dests]
         tables = {

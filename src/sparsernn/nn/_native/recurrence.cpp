@@ -27,6 +27,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <new>
 #include <type_traits>
 #include <vector>
 
@@ -130,6 +131,11 @@ struct Layer {
     void *hs, *cs, *acts;                       // forward results (saved for backward)
     const void *g_out;                          // backward: gradient of hs[1:]
     void *d_x, *d_w_ih, *d_b_ih, *d_w_hh, *d_b_hh;  // backward results (overwritten)
+    // Within a whole schedule (Net below), per block: its destination layer's (T, size, B)
+    // output, which forward adds the block's states into step by step, and in backward that
+    // output's gradient, read in place of g_out. Null for a layer run on its own.
+    void *const *block_io;
+    int64_t add_d_x;  // backward adds the input gradient into d_x instead of overwriting it
 };
 
 template <typename S> struct Bufs {  // the Layer's pointers, typed
@@ -142,6 +148,21 @@ template <typename S> struct Bufs {  // the Layer's pointers, typed
           d_w_ih((S *)L.d_w_ih), d_b_ih((S *)L.d_b_ih), d_w_hh((S *)L.d_w_hh),
           d_b_hh((S *)L.d_b_hh) {}
 };
+
+// The kernel's own buffers start on a 64-byte boundary, as torch's do: a vector load of a
+// row never straddles two cache lines (malloc aligns large blocks to 16 bytes only).
+template <typename S> struct Aligned {
+    using value_type = S;
+    Aligned() = default;
+    template <typename U> Aligned(const Aligned<U> &) {}
+    S *allocate(std::size_t n) {
+        return static_cast<S *>(::operator new(n * sizeof(S), std::align_val_t(64)));
+    }
+    void deallocate(S *ptr, std::size_t) { ::operator delete(ptr, std::align_val_t(64)); }
+    template <typename U> bool operator==(const Aligned<U> &) const { return true; }
+    template <typename U> bool operator!=(const Aligned<U> &) const { return false; }
+};
+template <typename S> using Buf = std::vector<S, Aligned<S>>;
 
 // Batch chunks: CH values (four 64-byte vectors) are accumulated in registers across a whole
 // sum before they are stored once; n < CH only in the last chunk of a batch. Four, not two:
@@ -168,9 +189,9 @@ template <typename S> constexpr int64_t chunk() { return 256 / sizeof(S); }
 // or CSC columns), so that the inner loops read their weights contiguously instead of gathering
 // them: entry k of outer index o is w[o * outer_stride + index[k] * index_stride].
 template <typename S>
-std::vector<S> packed(const S *w, const int64_t *ptr, const int64_t *index, int64_t n_outer,
+Buf<S> packed(const S *w, const int64_t *ptr, const int64_t *index, int64_t n_outer,
                       int64_t outer_stride, int64_t index_stride) {
-    std::vector<S> out(ptr[n_outer]);
+    Buf<S> out(ptr[n_outer]);
     for (int64_t o = 0; o < n_outer; ++o)
         for (int64_t k = ptr[o]; k < ptr[o + 1]; ++k)
             out[k] = w[o * outer_stride + index[k] * index_stride];
@@ -216,20 +237,23 @@ template <typename S, bool Full> struct Pack {
 // One chunk of a product with a compressed (CSR or CSC) matrix: out[o] = b0 + sum over the
 // entries k of line o (ptr[o] .. ptr[o+1]) of w[k] * src[index[k]], rows of B values. Both
 // input products use it: by rows forward (x -> gate rows), by columns backward (gate-row
-// gradients -> input gradient); w holds the kept weights packed in that order.
+// gradients -> input gradient); w holds the kept weights packed in that order. `add`: out[o]
+// is added to (its old value in place of b0).
 template <typename S, bool Full>
 inline void compressed_chunk(const int64_t *ptr, const int64_t *index, const S *w, S b0,
                              const S *src, S *out, int64_t o, int64_t B, int64_t c0,
-                             int64_t n) {
+                             int64_t n, bool add = false) {
     using P = Pack<S, Full>;
     const int64_t m = P::count(n);
+    S *dst = out + o * B + c0;
     typename P::E acc[P::cap];
-    for (int64_t j = 0; j < m; ++j) acc[j] = typename P::E{} + b0;
+    for (int64_t j = 0; j < m; ++j)
+        acc[j] = add ? P::load(dst + j * P::step) : typename P::E{} + b0;
     for (int64_t k = ptr[o]; k < ptr[o + 1]; ++k) {
         const S *sc = src + index[k] * B + c0;
         for (int64_t j = 0; j < m; ++j) acc[j] += w[k] * P::load(sc + j * P::step);
     }
-    for (int64_t j = 0; j < m; ++j) P::store(out + o * B + c0 + j * P::step, acc[j]);
+    for (int64_t j = 0; j < m; ++j) P::store(dst + j * P::step, acc[j]);
 }
 
 // out[row] = bias[row] + sum over the row's kept columns c of w[row, c] * x[c]: the masked
@@ -379,7 +403,7 @@ template <typename S> inline void sums(S *part, const S *a, int64_t batch) {
 // The gradients of every kept weight and bias as per-lane partial sums, in the order
 // `finish` reads them: w_ih's CSR entries, w_hh's block entries (g, u, v), b_ih, b_hh.
 template <typename S> struct Partials {
-    std::vector<S> ih, hh, b_ih, b_hh;
+    Buf<S> ih, hh, b_ih, b_hh;
     Partials(const Layer &L, int64_t hh_entries)
         : ih(L.row_ptr[L.gates * L.width] * lanes<S>(), S(0)),
           hh(hh_entries * lanes<S>(), S(0)),
@@ -392,14 +416,35 @@ template <typename S> struct Partials {
     }
 };
 
+// Within a schedule: each block's new states (rows off .. off+size of h1) added into step t
+// of its destination layer's output, while they are still in cache.
+template <typename S> void add_block_states(const Layer &L, const S *h1, int64_t t) {
+    for (int64_t j = 0; j < L.n_blocks; ++j) {
+        const int64_t n = L.sizes[j] * L.batch;
+        S *out = (S *)L.block_io[j] + t * n;
+        const S *h = h1 + L.offsets[j] * L.batch;
+#pragma omp simd
+        for (int64_t i = 0; i < n; ++i) out[i] += h[i];
+    }
+}
+
+// Within a schedule: step t's gradient of the states, gathered from the blocks' destination
+// layers' output gradients (the rows of g_out a single layer would be given).
+template <typename S> void gather_block_grads(const Layer &L, S *go, int64_t t) {
+    for (int64_t j = 0; j < L.n_blocks; ++j) {
+        const int64_t n = L.sizes[j] * L.batch;
+        std::memcpy(go + L.offsets[j] * L.batch, (const S *)L.block_io[j] + t * n, n * sizeof(S));
+    }
+}
+
 template <typename S, int G> void forward(const Layer &L) {
     const Bufs<S> p(L);
     const int64_t B = L.batch, W = L.width, WB = W * B;
     // GRU's n gate needs W_in x and W_hn h apart (r multiplies only the latter), so a GRU
     // keeps the input product in xg; the other cells fold it into gh, the whole pre-activation.
     const bool fold = L.family != GRU;
-    std::vector<S> xg_buf(fold ? 0 : G * WB), gh_buf(G * WB), bias(G * W, S(0));
-    const std::vector<S> wx = packed(p.w_ih, L.row_ptr, L.cols, G * W, L.in_size, 1);
+    Buf<S> xg_buf(fold ? 0 : G * WB), gh_buf(G * WB), bias(G * W, S(0));
+    const Buf<S> wx = packed(p.w_ih, L.row_ptr, L.cols, G * W, L.in_size, 1);
     S *xg = xg_buf.data(), *gh = gh_buf.data();
     for (int64_t r = 0; r < G * W; ++r)
         bias[r] = (p.b_hh ? p.b_hh[r] : S(0)) + (fold && p.b_ih ? p.b_ih[r] : S(0));
@@ -457,6 +502,7 @@ template <typename S, int G> void forward(const Layer &L) {
                 a[4 * WB + i] = tc;
             }
         }
+        if (L.block_io) add_block_states(L, h1, t);
     }
 }
 
@@ -543,13 +589,15 @@ template <typename S, int G> void backward(const Layer &L) {
     int64_t hh_entries = 0;
     for (int64_t j = 0; j < L.n_blocks; ++j) hh_entries += G * L.sizes[j] * L.sizes[j];
     Partials<S> part(L, hh_entries);
-    const std::vector<S> wt = packed(p.w_ih, L.col_ptr, L.rows, L.in_size, 1, L.in_size);
-    std::vector<S> dh_buf(WB, S(0)), prev_buf(WB), dc_buf(WB, S(0));
-    std::vector<S> dx_buf(G * WB), dr_buf(L.family == GRU ? G * WB : 0);
+    const Buf<S> wt = packed(p.w_ih, L.col_ptr, L.rows, L.in_size, 1, L.in_size);
+    Buf<S> dh_buf(WB, S(0)), prev_buf(WB), dc_buf(WB, S(0));
+    Buf<S> dx_buf(G * WB), dr_buf(L.family == GRU ? G * WB : 0);
+    Buf<S> go_buf(L.block_io ? WB : 0);
     S *dh = dh_buf.data(), *dh_prev = prev_buf.data(), *dc = dc_buf.data();
     S *dx = dx_buf.data(), *dr = L.family == GRU ? dr_buf.data() : dx;
     for (int64_t t = L.steps - 1; t >= 0; --t) {
-        const S *go = p.g_out + t * WB;
+        if (L.block_io) gather_block_grads(L, go_buf.data(), t);
+        const S *go = L.block_io ? go_buf.data() : p.g_out + t * WB;
         const S *h = p.hs + t * WB;  // the state this step read
         const S *h1 = p.hs + (t + 1) * WB;
         if (L.family == ELMAN_TANH || L.family == ELMAN_RELU) {
@@ -596,9 +644,10 @@ template <typename S, int G> void backward(const Layer &L) {
             }
         }
         recurrent_product_t<S, G>(L, p.w_hh, dr, dh_prev);
-        for (int64_t c = 0; c < L.in_size; ++c) {
+        for (int64_t c = 0; p.d_x && c < L.in_size; ++c) {
             SRNN_CHUNKS(B, CH, (compressed_chunk<S, Full>(L.col_ptr, L.rows, wt.data(), S(0), dx,
-                                                          p.d_x + t * IB, c, B, c0, n)))
+                                                          p.d_x + t * IB, c, B, c0, n,
+                                                          L.add_d_x)))
         }
         add_weight_grads<S, G>(L, p.x + t * IB, h, dx, dr, part);
         S *swap = dh;
@@ -623,10 +672,11 @@ template <typename S> void run(const Layer &L, bool fwd) {
 // sub-layers'. Wide layers come in source order, so every layer's output is complete before
 // a wide layer reads it, and backward, in reverse order, has every output's gradient complete
 // before the sub-layers that wrote it need it. One call runs what took ~20 torch calls per
-// wide layer from Python (the layer calls, splits, sums and their backward).
+// wide layer from Python (the layer calls, splits, sums and their backward); the sums and
+// the gathers of the gradients run inside each layer's time loop (block_io), step by step.
 struct Net {
     int64_t n_wide, n_layers, steps, batch, in_size;
-    Layer *layers;                 // the wide layers; x, g_out and d_x are set here
+    Layer *layers;                 // the wide layers; x, block_io and d_x are set here
     const int64_t *source, *block_ptr, *block_dest, *block_off, *sizes;
     const void *x;                 // (T, in_size, B) the network's input
     void *const *outs;             // per layer (T, sizes[l], B): forward's results
@@ -638,6 +688,15 @@ template <typename S> const S *net_input(const Net &N, int64_t k) {
     return (const S *)(N.source[k] < 0 ? N.x : N.outs[N.source[k]]);
 }
 
+// Each wide layer's block_io: its blocks' destination layers' outputs (forward) or their
+// gradients (backward), in block order.
+template <typename P> std::vector<void *> block_io(const Net &N, int64_t k, P &&of_layer) {
+    std::vector<void *> io;
+    for (int64_t j = N.block_ptr[k]; j < N.block_ptr[k + 1]; ++j)
+        io.push_back(of_layer(N.block_dest[j]));
+    return io;
+}
+
 template <typename S> void net_forward(const Net &N) {
     const int64_t T = N.steps, B = N.batch;
     for (int64_t l = 0; l < N.n_layers; ++l)
@@ -645,54 +704,33 @@ template <typename S> void net_forward(const Net &N) {
     for (int64_t k = 0; k < N.n_wide; ++k) {
         Layer &L = N.layers[k];
         if (L.width == 0) continue;
+        const std::vector<void *> io = block_io(N, k, [&](int64_t l) { return N.outs[l]; });
         L.x = net_input<S>(N, k);
+        L.block_io = io.data();
         run<S>(L, true);
-        for (int64_t j = N.block_ptr[k]; j < N.block_ptr[k + 1]; ++j) {
-            const int64_t n = N.sizes[N.block_dest[j]] * B;
-            for (int64_t t = 0; t < T; ++t) {
-                S *out = (S *)N.outs[N.block_dest[j]] + t * n;
-                const S *h = (const S *)L.hs + ((t + 1) * L.width + N.block_off[j]) * B;
-#pragma omp simd
-                for (int64_t i = 0; i < n; ++i) out[i] += h[i];
-            }
-        }
+        L.block_io = nullptr;  // the vector dies here
     }
 }
 
 template <typename S> void net_backward(const Net &N) {
     const int64_t T = N.steps, B = N.batch;
-    std::vector<std::vector<S>> grad(N.n_layers);  // each layer output's whole gradient
+    std::vector<Buf<S>> grad(N.n_layers);  // each layer output's whole gradient
     for (int64_t l = 0; l < N.n_layers; ++l) {
         const S *g = (const S *)N.g_outs[l];
-        grad[l] = g ? std::vector<S>(g, g + T * N.sizes[l] * B)
-                    : std::vector<S>(T * N.sizes[l] * B, S(0));
+        grad[l] = g ? Buf<S>(g, g + T * N.sizes[l] * B)
+                    : Buf<S>(T * N.sizes[l] * B, S(0));
     }
     for (int64_t k = N.n_wide - 1; k >= 0; --k) {
         Layer &L = N.layers[k];
         if (L.width == 0) continue;
-        const int64_t WB = L.width * B, IB = L.in_size * B;
-        std::vector<S> g_out(T * WB), d_x;
-        for (int64_t j = N.block_ptr[k]; j < N.block_ptr[k + 1]; ++j) {
-            const int64_t n = N.sizes[N.block_dest[j]] * B;
-            for (int64_t t = 0; t < T; ++t)
-                std::memcpy(g_out.data() + t * WB + N.block_off[j] * B,
-                            grad[N.block_dest[j]].data() + t * n, n * sizeof(S));
-        }
+        const std::vector<void *> io = block_io(N, k, [&](int64_t l) { return grad[l].data(); });
         const int64_t src = N.source[k];
-        S *into = src < 0 ? (S *)N.d_x : grad[src].data();
-        if (src >= 0 || !into) {  // the kernel overwrites its d_x: sum through a scratch
-            d_x.resize(T * IB);
-            L.d_x = d_x.data();
-        } else {
-            L.d_x = into;
-        }
         L.x = net_input<S>(N, k);
-        L.g_out = g_out.data();
+        L.block_io = io.data();
+        L.d_x = src < 0 ? N.d_x : grad[src].data();  // the input's (null: not wanted) ...
+        L.add_d_x = src >= 0;  // ... or added to what the layers read after it sent back
         run<S>(L, false);
-        if (src >= 0) {
-#pragma omp simd
-            for (int64_t i = 0; i < T * IB; ++i) into[i] += d_x[i];
-        }
+        L.block_io = nullptr;
     }
 }
 
@@ -701,7 +739,7 @@ template <typename S> void net_backward(const Net &N) {
 extern "C" {
 
 // The ABI version: sparsernn.nn.native refuses a library whose version differs.
-int srnn_version() { return 9; }
+int srnn_version() { return 10; }
 
 // sizeof(Layer): checked against the Python declaration when the library loads.
 int64_t srnn_layer_size() { return sizeof(Layer); }
