@@ -326,3 +326,25 @@ def test_schedule_refuses_an_order_that_reads_an_unfinished_layer():
     w = torch.zeros(2, 2)
     with pytest.raises(ValueError, match="3 weights for 2 wide layers"):
         native.layer_schedule(cell_spec("rnn_tanh"), ok, torch.zeros(1, 2, 1), [w, w, None])
+
+
+@pytest.mark.parametrize("kernel_call", ["schedule", "layer"])
+def test_weights_changed_in_place_before_backward_are_an_error(kernel_call):
+    """The compiled backward reads the weights again, so a weight changed in place between
+    forward and backward must be refused (autograd's version check), not used."""
+    graph = make_graph("ws", 16, seed=1)
+    torch.manual_seed(0)
+    net = StructuredRNN(graph, "gru").double()
+    x = torch.randn(4, 3, net.input_size, dtype=torch.double)
+    if kernel_call == "schedule":
+        out = net(x)[0]
+        weight = net.wide_layers[-1].weight_hh_l0
+    else:
+        (w_ih, w_hh, b_ih, b_hh), _, _, wiring = _layer("gru", [2, 3], 4, torch.float64, 0)
+        weight = w_hh.requires_grad_(True)
+        out = native.block_recurrence(cell_spec("gru"), wiring, torch.randn(3, 4, 5,
+                                      dtype=torch.double), w_ih, weight, b_ih, b_hh)  # fmt: skip
+    with torch.no_grad():
+        weight.mul_(0.5)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.sum().backward()

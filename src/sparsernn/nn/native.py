@@ -357,6 +357,20 @@ def _layer_args(
     return args, (hs, cs, acts)
 
 
+def _save(ctx, *tensors: Tensor, weights: Sequence[Tensor | None]) -> None:
+    """Save tensors and weights for backward through autograd, so that one changed in place
+    before backward (an optimizer step, say) is an error, not a wrong gradient."""
+    ctx.weight_slots = [w is not None for w in weights]
+    ctx.save_for_backward(*tensors, *(w for w in weights if w is not None))
+
+
+def _saved(ctx, n_tensors: int) -> tuple[list[Tensor], list[Tensor | None]]:
+    """What :func:`_save` saved: the tensors, and the weights with their Nones back."""
+    saved = list(ctx.saved_tensors)
+    given = iter(saved[n_tensors:])
+    return saved[:n_tensors], [next(given) if has else None for has in ctx.weight_slots]
+
+
 def _grad_args(args: LayerArgs, weights: Sequence[Tensor | None]) -> list[Tensor | None]:
     """Point a layer's arguments at fresh gradient buffers for its weights; those buffers (in
     the weights' order). Entries outside the wiring are never written, so they start at 0."""
@@ -378,18 +392,18 @@ class _BlockRecurrence(torch.autograd.Function):
         args, bufs = _layer_args(spec, wiring, steps, batch, weights)
         args.x = _ptr(x)
         _call("forward", args, x.dtype)
-        ctx.save_for_backward(x, *bufs)
-        ctx.args, ctx.wiring, ctx.weights = args, wiring, weights  # args point into all of them
+        _save(ctx, x, *bufs, weights=weights)
+        ctx.args, ctx.wiring = args, wiring  # args point into them and the saved tensors
         return bufs[0][1:]
 
     @staticmethod
     @once_differentiable  # the compiled backward is not itself differentiable
     def backward(ctx, g_out):
-        x, *_ = ctx.saved_tensors  # kept alive: ctx.args points into them
+        (x, *_), weights = _saved(ctx, 4)  # kept alive: ctx.args points into them
         g_out = g_out.contiguous()
         d_x = torch.empty_like(x)  # every entry is written
         args = LayerArgs.from_buffer_copy(ctx.args)  # the inputs' and saved tensors' pointers
-        grads = _grad_args(args, ctx.weights)
+        grads = _grad_args(args, weights)
         args.g_out, args.d_x = _ptr(g_out), _ptr(d_x)
         _call("backward", args, x.dtype)
         return None, None, d_x, *grads
@@ -417,16 +431,15 @@ class _LayerSchedule(torch.autograd.Function):
             outs=ctypes.cast(out_ptrs, ctypes.c_void_p), **schedule.pointers(),
         )  # fmt: skip
         _call("forward", net, x.dtype)
-        ctx.save_for_backward(x, *outs)  # wide layers read the outputs as their inputs
+        _save(ctx, x, *outs, weights=weights)  # wide layers read the outputs as their inputs
         ctx.net, ctx.layers = net, layers
-        ctx.held = (schedule, weights, bufs, out_ptrs)  # everything the pointers point into
+        ctx.held = (schedule, bufs, out_ptrs)  # with the saved tensors: all the pointers reach
         return tuple(outs)
 
     @staticmethod
     @once_differentiable  # the compiled backward is not itself differentiable
     def backward(ctx, *g_outs):
-        x, *_ = ctx.saved_tensors
-        weights = ctx.held[1]
+        (x, *_), weights = _saved(ctx, 1 + len(g_outs))
         layers = (LayerArgs * len(ctx.layers)).from_buffer_copy(ctx.layers)
         grads = []
         for k in range(len(layers)):
