@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import signal
@@ -21,6 +22,7 @@ from sparsernn.experiments import executors, runner, units
 from sparsernn.experiments.runner import StudyRun, run_study
 from sparsernn.experiments.units import plan_units
 from sparsernn.store import ResultsStore
+from sparsernn.train import TrainConfig
 
 
 @contextmanager
@@ -137,6 +139,17 @@ def test_bad_arguments_are_one_line_config_errors(tmp_path: Path, kwargs, words)
     with pytest.raises(ConfigError, match=words) as exc:
         run_study(tiny_study(), tmp_path / "study", progress=False, **kwargs)
     assert "\n" not in str(exc.value)
+    assert not (tmp_path / "study").exists()
+
+
+def test_a_device_this_machine_lacks_is_refused_before_anything_runs(tmp_path: Path, monkeypatch):
+    """``--device cuda`` without a GPU: one line naming the fix, before the store exists,
+    not a failure stored for every unit (the study ran and exited 0 before)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    study = dataclasses.replace(tiny_study(), train=TrainConfig(epochs=1, device="cuda"))
+    with pytest.raises(ConfigError, match="^device 'cuda' requested but no CUDA GPU is "
+                       "available; use --device cpu$"):  # fmt: skip
+        run_study(study, tmp_path / "study", progress=False)
     assert not (tmp_path / "study").exists()
 
 

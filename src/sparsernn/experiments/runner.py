@@ -31,6 +31,7 @@ from sparsernn.experiments.inputs import resolve_inputs
 from sparsernn.experiments.plans import planned_kinds, record_plans
 from sparsernn.experiments.units import Unit, plan_units
 from sparsernn.store import ResultsStore, artefact_dir
+from sparsernn.train import resolve_device
 
 __all__ = ["run_study", "StudyRun", "EXECUTORS", "Terminated", "WorkerError"]
 
@@ -211,6 +212,8 @@ def run_study(
     run = StudyRun(Path(out))
     t0 = time.perf_counter()
     units = _plan(study, kinds)
+    if executor == "local":  # Ray's workers may have the GPUs this machine lacks
+        _check_devices(units)
     run.total = len(units)
     with ResultsStore.open(out) as store:
         record_plans(store, study, units, planned_kinds(study, kinds))
@@ -249,6 +252,14 @@ def _check_options(
     for kind in kinds or ():
         if kind not in KINDS:
             raise ConfigError(f"unknown unit kind {kind!r}; choose from {', '.join(KINDS)}")
+
+
+def _check_devices(units: list[Unit]) -> None:
+    """Raise :class:`ConfigError` up front when the units ask for a device this machine lacks
+    (``--device cuda`` without a GPU), rather than failing every unit with it."""
+    sections = [u.config.get(k) for u in units for k in ("train", "retrain")]
+    for device in sorted({s["device"] for s in sections if isinstance(s, dict) and "device" in s}):
+        resolve_device(device)
 
 
 def _plan(study: StudyConfig, kinds: tuple[str, ...] | None) -> list[Unit]:
