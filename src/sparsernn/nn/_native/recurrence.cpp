@@ -1,4 +1,5 @@
-// The time loop of one block-diagonal recurrent layer, forward and backward, in one call each.
+// The time loop of one block-diagonal recurrent layer, forward and backward, in one call each,
+// and (Net, at the end) a whole structure network's layer schedule of such layers.
 //
 // A wide layer of a random-structure network (sparsernn.nn.structured) stacks the sub-layers
 // that read one source layer: W units in all, split into diagonal blocks (offset, size). Its
@@ -190,7 +191,7 @@ template <typename S> constexpr int64_t chunk() { return 256 / sizeof(S); }
 // them: entry k of outer index o is w[o * outer_stride + index[k] * index_stride].
 template <typename S>
 Buf<S> packed(const S *w, const int64_t *ptr, const int64_t *index, int64_t n_outer,
-                      int64_t outer_stride, int64_t index_stride) {
+              int64_t outer_stride, int64_t index_stride) {
     Buf<S> out(ptr[n_outer]);
     for (int64_t o = 0; o < n_outer; ++o)
         for (int64_t k = ptr[o]; k < ptr[o + 1]; ++k)
@@ -201,7 +202,7 @@ Buf<S> packed(const S *w, const int64_t *ptr, const int64_t *index, int64_t n_ou
 // 64-byte vectors of GCC's vector extension (one typedef per scalar type: an alias template
 // drops the attribute). A chunk's accumulators are arrays of these, so they stay in registers;
 // written as arrays of scalars with `omp simd`, GCC vectorised the loop over the entries
-// instead (gathers, and the sums kept on the stack: the input products ran 2-3x slower).
+// instead (gathers, and the sums kept on the stack: the input products ran 1.6-2.6x slower).
 typedef float f32x16 __attribute__((vector_size(64)));
 typedef double f64x8 __attribute__((vector_size(64)));
 template <typename S> struct Vec;
