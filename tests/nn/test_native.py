@@ -1,6 +1,7 @@
 """The compiled time loop (sparsernn.nn.native): the kernel against the SPEC reference, its
 build cache, and the fallbacks when it cannot be built, each with a one-line reason."""
 
+import io
 import os
 import stat
 import warnings
@@ -348,3 +349,18 @@ def test_weights_changed_in_place_before_backward_are_an_error(kernel_call):
         weight.mul_(0.5)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         out.sum().backward()
+
+
+def test_a_module_pickled_before_the_schedule_cache_existed_still_runs():
+    """Whole modules saved by an earlier version carry a wiring cache without the schedule;
+    the cache is rebuilt, not trusted."""
+    torch.manual_seed(0)
+    net = StructuredRNN(make_graph("ws", 15, seed=0), "gru")
+    x = torch.randn(3, 2, net.input_size)
+    out = net(x)[0]
+    del net._schedule  # what such a module lacks
+    buffer = io.BytesIO()
+    torch.save(net, buffer)
+    buffer.seek(0)
+    restored = torch.load(buffer, weights_only=False)  # our own object, written just above
+    assert torch.equal(restored(x)[0], out)

@@ -455,7 +455,7 @@ class StructuredRNN(nn.Module):
         pairs = [_mask_pair(layer) for layer in self.wide_layers]
         key = [(m, m._version) for pair in pairs for m in pair]
         old: list = getattr(self, "_wiring_key", None) or []
-        fresh = len(old) == len(key) and all(
+        fresh = hasattr(self, "_schedule") and len(old) == len(key) and all(
             a is b and u == v for (a, u), (b, v) in zip(old, key, strict=True)
         )
         if not fresh:
