@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 SOURCE = Path(__file__).with_name("_native") / "recurrence.cpp"
-ABI_VERSION = 10
+ABI_VERSION = 11
 _BASE_FLAGS = ("-O3", "-funroll-loops", "-std=c++17", "-shared", "-fPIC", "-fopenmp-simd")
 _FAMILY = {("rnn", "tanh"): 0, ("rnn", "relu"): 1, ("gru", None): 2, ("lstm", None): 3}
 _SAVED_ROWS = {"rnn": 0, "gru": 4, "lstm": 5}  # activations kept for backward, per unit
@@ -171,7 +171,7 @@ class NetArgs(ctypes.Structure):
     _fields_ = [
         *((name, ctypes.c_int64) for name in ("n_wide", "n_layers", "steps", "batch", "in_size")),
         ("layers", ctypes.POINTER(LayerArgs)),
-        *((name, ctypes.c_void_p) for name in ("source", "block_ptr", "block_dest", "block_off")),
+        *((name, ctypes.c_void_p) for name in ("source", "block_ptr", "block_dest")),
         *((name, ctypes.c_void_p) for name in ("sizes", "x", "outs", "g_outs", "d_x")),
     ]
 
@@ -308,12 +308,10 @@ class Schedule:
                     f"Schedule: wide layer {k}'s blocks {wiring.sizes.tolist()} are not its "
                     f"destination layers' sizes {[self.sizes[l] for l in dests]}"
                 )
-        offsets = [list(accumulate((self.sizes[l] for l in d), initial=0))[:-1] for d in self.dests]
         tables = {
             "source": _int64(self.sources),
             "block_ptr": _int64(list(accumulate((len(d) for d in self.dests), initial=0))),
             "block_dest": _int64([l for d in self.dests for l in d]),
-            "block_off": _int64([o for offs in offsets for o in offs]),
             "sizes": _int64(self.sizes),
         }
         object.__setattr__(self, "_tables", tables)  # kept alive: the C side reads them

@@ -302,7 +302,8 @@ inline void recurrent_chunk(const Layer &L, const S *w, const S *bias, const S *
         }
     }
     for (int g = 0; g < G; ++g)
-        for (int64_t j = 0; j < m; ++j) P::store(out + (g * W + u) * B + c0 + j * P::step, acc[g][j]);
+        for (int64_t j = 0; j < m; ++j)
+            P::store(out + (g * W + u) * B + c0 + j * P::step, acc[g][j]);
 }
 
 // out[row] = bias[row] + sum over the row's block of w[row, v] * h[v] for the G gate rows of
@@ -668,9 +669,8 @@ template <typename S> void run(const Layer &L, bool fwd) {
 
 // A structure network's whole layer schedule (sparsernn.nn.structured): wide layer k reads
 // layer source[k]'s output (the network's input where source[k] < 0) and its sub-layers
-// (block_ptr[k] .. block_ptr[k+1]) write units block_off .. block_off + sizes[dest] of its
-// hidden states into layer block_dest's output, where they are added to the other
-// sub-layers'. Wide layers come in source order, so every layer's output is complete before
+// (block_ptr[k] .. block_ptr[k+1], its Layer's diagonal blocks in order) write their units'
+// states into layer block_dest's output, where they are added to the other sub-layers'. Wide layers come in source order, so every layer's output is complete before
 // a wide layer reads it, and backward, in reverse order, has every output's gradient complete
 // before the sub-layers that wrote it need it. One call runs what took ~20 torch calls per
 // wide layer from Python (the layer calls, splits, sums and their backward); the sums and
@@ -678,7 +678,7 @@ template <typename S> void run(const Layer &L, bool fwd) {
 struct Net {
     int64_t n_wide, n_layers, steps, batch, in_size;
     Layer *layers;                 // the wide layers; x, block_io and d_x are set here
-    const int64_t *source, *block_ptr, *block_dest, *block_off, *sizes;
+    const int64_t *source, *block_ptr, *block_dest, *sizes;
     const void *x;                 // (T, in_size, B) the network's input
     void *const *outs;             // per layer (T, sizes[l], B): forward's results
     const void *const *g_outs;     // per layer: their gradients (null: zero)
@@ -740,7 +740,7 @@ template <typename S> void net_backward(const Net &N) {
 extern "C" {
 
 // The ABI version: sparsernn.nn.native refuses a library whose version differs.
-int srnn_version() { return 10; }
+int srnn_version() { return 11; }
 
 // sizeof(Layer): checked against the Python declaration when the library loads.
 int64_t srnn_layer_size() { return sizeof(Layer); }
