@@ -69,7 +69,7 @@ def test_every_command_on_tiny_data(tmp_path):
             *common,
         ]
     )
-    assert "tolerated_sparsity" in out
+    assert "tolerated_sparsity" in out and "after pruning (epoch 0)" in out
     out = _ok(
         [
             "structure",

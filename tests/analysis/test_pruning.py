@@ -55,32 +55,48 @@ def _results() -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.DataFrame(rows), base
 
 
-def test_tolerated_sparsity_per_seed_largest_ok_and_first_failure():
+def test_tolerated_sparsity_per_seed_every_amount_up_to_it_and_first_failure():
     results, base = _results()
     out = tolerated_sparsity(results, base, per_seed=True).set_index(["seed", "target"])
     assert out.loc[(0, "both"), "tolerated"] == 20  # 20 is a tie -> ok; 30 fails
     assert out.loc[(0, "both"), "first_failure"] == 30
-    assert out.loc[(1, "both"), "tolerated"] == 30  # largest ok, although 20 failed
+    assert out.loc[(0, "both"), "largest_within"] == 20
+    # The study's reading: 30 is within tolerance, but 20 below it is not, so 10 is tolerated.
+    assert out.loc[(1, "both"), "tolerated"] == 10
     assert out.loc[(1, "both"), "first_failure"] == 20
-    assert out.loc[(0, "h2h"), "tolerated"] == 0  # nothing within tolerance
+    assert out.loc[(1, "both"), "largest_within"] == 30  # the other reading, labelled
+    assert not out.loc[(1, "both"), "below_grid"]
+    # Nothing within tolerance: 0 (the unpruned model), flagged as below the grid.
+    assert out.loc[(0, "h2h"), "tolerated"] == 0 and out.loc[(0, "h2h"), "below_grid"]
     assert out.loc[(0, "h2h"), "first_failure"] == 10
+    assert pd.isna(out.loc[(0, "h2h"), "largest_within"])
+
+
+def test_tolerated_sparsity_is_every_amount_when_none_fails():
+    results, base = _results()
+    ok = results[(results["seed"] == 0) & (results["target"] == "both") & (results["amount"] <= 20)]
+    out = tolerated_sparsity(ok, base, per_seed=True)
+    assert out["tolerated"].tolist() == [20.0] and out["first_failure"].isna().all()
 
 
 def test_tolerated_sparsity_aggregate_t_interval():
     results, base = _results()
     out = tolerated_sparsity(results, base).set_index("target")
     row = out.loc["both"]
-    # [20, 30]: mean 25, s = 7.071, sem = 5, t_{0.975,1} = 12.706 -> half width 63.53
-    assert row["tolerated_mean"] == 25
-    assert row["tolerated_ci_low"] == pytest.approx(25 - 63.53, abs=0.01)
-    assert row["tolerated_ci_high"] == pytest.approx(25 + 63.53, abs=0.01)
-    assert row["n_seeds"] == 2
+    # [20, 10]: mean 15, s = 7.071, sem = 5, t_{0.975,1} = 12.706 -> half width 63.53
+    assert row["tolerated_mean"] == 15
+    assert row["tolerated_ci_low"] == pytest.approx(15 - 63.53, abs=0.01)
+    assert row["tolerated_ci_high"] == pytest.approx(15 + 63.53, abs=0.01)
+    assert row["n_seeds"] == 2 and row["n_below_grid"] == 0 and row["per_seed"] == "20, 10"
+    assert out.loc["h2h", "per_seed"] == "<10, <10" and out.loc["h2h", "n_below_grid"] == 2
     assert list(out.columns) == [
         "cell",
         "tolerated_mean",
         "tolerated_ci_low",
         "tolerated_ci_high",
         "n_seeds",
+        "n_below_grid",
+        "per_seed",
     ]
 
 
@@ -189,7 +205,7 @@ def test_compare_against_published_safe_pruning():
     )
     assert list(table.columns) == ["cell", "target", "ours", "published", "difference"]
     row = table.set_index(["cell", "target"]).loc[("gru", "both")]
-    assert row["ours"] == 25 and row["published"] == 80 and row["difference"] == -55
+    assert row["ours"] == 15 and row["published"] == 80 and row["difference"] == -65
     assert table["ours"].isna().sum() == 10  # other cells/targets: not run
     with pytest.raises(DataError):
         compare(

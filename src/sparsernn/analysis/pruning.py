@@ -25,8 +25,10 @@ _SLACK = 1e-9
 _RESULT_COLUMNS = ("cell", "seed", "target", "amount", "epoch", "accuracy")
 _BASE_COLUMNS = ("cell", "seed", "base_accuracy")
 # Result columns: per seed and aggregated over seeds.
-_TOLERATED_SEED = "cell seed target base_accuracy tolerated first_failure".split()
+_TOLERATED_SEED = "cell seed target base_accuracy tolerated below_grid first_failure".split()
+_TOLERATED_SEED += ["largest_within"]
 _TOLERATED_AGG = "cell target tolerated_mean tolerated_ci_low tolerated_ci_high n_seeds".split()
+_TOLERATED_AGG += ["n_below_grid", "per_seed"]
 _RECOVER_SEED = "cell seed target amount base_accuracy epochs recovered".split()
 _RECOVER_AGG = "cell target amount epochs_mean ci_low ci_high n_recovered n_seeds epochs".split()
 
@@ -69,12 +71,15 @@ def tolerated_sparsity(
     per_seed: bool = False,
     confidence: float = 0.95,
 ) -> pd.DataFrame:
-    """The largest pruning amount whose accuracy stays within ``tolerance`` of the base model.
+    """The largest pruning amount up to which every amount stays within ``tolerance``.
 
-    This is the study's "safe" amount. It is the LARGEST amount at which accuracy (at
-    ``epoch``; 0 = right after pruning) is within tolerance, even if some smaller amount fails
-    (accuracy need not fall monotonically); ``first_failure``, the SMALLEST amount that fails,
-    shows where that happens. When no amount is within tolerance, ``tolerated`` is 0.
+    This is the study's "safe" amount: accuracy (at ``epoch``; 0 = right after pruning) is
+    within tolerance of the base model at this amount AND at every smaller amount of the grid.
+    ``first_failure`` is the smallest amount that fails; ``tolerated`` is the grid amount just
+    below it (all amounts when none fails). When even the smallest amount of the grid fails,
+    ``tolerated`` is 0 (the unpruned model, which is not a grid amount) and ``below_grid`` is
+    True: a display should say "below the grid", not "0". The other reading, the largest amount
+    that is within tolerance even if a smaller one fails, is ``largest_within`` (NaN if none).
 
     Parameters
     ----------
@@ -91,9 +96,12 @@ def tolerated_sparsity(
     Returns
     -------
     DataFrame
-        Aggregate: ``cell, target, tolerated_mean, tolerated_ci_low, tolerated_ci_high,
-        n_seeds`` (t-interval over seeds; NaN bounds with one seed). Per seed: ``cell, seed,
-        target, base_accuracy, tolerated, first_failure`` (``first_failure`` NaN if none fails).
+        Aggregate over seeds (each seed an independent base model, the replicate unit):
+        ``cell, target, tolerated_mean, tolerated_ci_low, tolerated_ci_high, n_seeds,
+        n_below_grid, per_seed`` (t-interval over the seeds' ``tolerated``, NaN bounds with one
+        seed; ``per_seed`` lists each seed's value in seed order, ``<a`` for below the grid
+        whose smallest amount is ``a``). Per seed: ``cell, seed, target, base_accuracy,
+        tolerated, below_grid, first_failure, largest_within`` (NaN where none).
     """
     confidence = _check_confidence(confidence)
     merged = _merged(results, base, tolerance, "tolerated_sparsity")
@@ -101,25 +109,55 @@ def tolerated_sparsity(
     if at.empty:
         note = f"tolerated_sparsity: no results at epoch {epoch}"
         return _empty(_TOLERATED_SEED if per_seed else _TOLERATED_AGG, note)
-    at = at.assign(
-        tolerated=at["amount"].where(at["ok"]), first_failure=at["amount"].where(~at["ok"])
-    )
-    seeds = (
-        at.groupby(_keys(at, ["cell", "seed", "target"]), sort=True)
-        .agg(
-            base_accuracy=("base_accuracy", "first"),
-            tolerated=("tolerated", "max"),
-            first_failure=("first_failure", "min"),
-        )
-        .fillna({"tolerated": 0.0})  # no amount within tolerance: nothing is tolerated
-        .reset_index()
-        .astype({"base_accuracy": float, "tolerated": float, "first_failure": float})
+    at = at.assign(within=at["amount"].where(at["ok"]), failed=at["amount"].where(~at["ok"]))
+    keys = _keys(at, ["cell", "seed", "target"])
+    groups = at.groupby(keys, sort=True)
+    seeds = groups.agg(
+        base_accuracy=("base_accuracy", "first"),
+        smallest=("amount", "min"),
+        first_failure=("failed", "min"),
+        largest_within=("within", "max"),
+    ).reset_index()
+    seeds["tolerated"] = [
+        _below(g["amount"], failure)
+        for (_, g), failure in zip(groups, seeds["first_failure"], strict=True)
+    ]
+    seeds["below_grid"] = seeds["first_failure"] == seeds["smallest"]
+    seeds = seeds.astype(
+        {
+            "base_accuracy": float,
+            "tolerated": float,
+            "first_failure": float,
+            "largest_within": float,
+        }
     )
     if per_seed:
         return seeds[_keys(seeds, _TOLERATED_SEED)]
-    agg = _over_seeds(seeds, _keys(seeds, ["cell", "target"]), "tolerated", confidence)
+    group = _keys(seeds, ["cell", "target"])
+    agg = _over_seeds(seeds, group, "tolerated", confidence)
     names = {"mean": "tolerated_mean", "ci_low": "tolerated_ci_low", "ci_high": "tolerated_ci_high"}
-    return agg.rename(columns=names)[_keys(seeds, _TOLERATED_AGG)]
+    agg = agg.rename(columns=names)
+    by = seeds.groupby(group, sort=True)
+    agg["n_below_grid"] = by["below_grid"].sum().to_numpy().astype(int)
+    agg["per_seed"] = [_per_seed_text(rows) for _, rows in by]
+    return agg[_keys(seeds, _TOLERATED_AGG)]
+
+
+def _below(amounts: pd.Series, failure: float) -> float:
+    """The largest grid amount below ``failure`` (every amount when none failed; 0 if none)."""
+    ok = amounts[amounts < failure] if failure == failure else amounts
+    return float(ok.max()) if len(ok) else 0.0
+
+
+def _per_seed_text(seeds: pd.DataFrame) -> str:
+    """Each seed's tolerated amount in seed order: ``80, 80, <10``."""
+    rows = seeds.sort_values("seed")
+    return ", ".join(
+        f"<{small:g}" if below else f"{value:g}"
+        for value, below, small in zip(
+            rows["tolerated"], rows["below_grid"], rows["smallest"], strict=True
+        )
+    )
 
 
 def _over_seeds(

@@ -25,18 +25,38 @@ _Figure = Callable[[Any], Any]
 def pruning_summary(
     study_dir: str | os.PathLike[str], tolerance: float = 0.01
 ) -> dict[str, pd.DataFrame]:
-    """Tolerated sparsity and epochs-to-recover tables (also CSV files) and PNG plots."""
+    """Tolerated sparsity and epochs-to-recover tables (also CSV files) and PNG plots.
+
+    ``tolerated_sparsity``: per cell and target (and method), each seed's tolerated amount
+    (the largest amount up to which every amount of the grid is within ``tolerance`` of the
+    base model; ``<10`` when even the grid's smallest amount fails) right after pruning
+    (epoch 0), after one retraining epoch and after the last; the column names say which.
+    The CSV file beside it holds the long form (:func:`~sparsernn.analysis.tolerated_sparsity`
+    per epoch, with an ``epoch`` column).
+    """
     from sparsernn.analysis import epochs_to_recover, tolerated_sparsity
 
     res = load_results(study_dir)
     if res.pruning.empty:
         return {}
+    last = int(res.pruning["epoch"].max())
+    epochs = sorted({0, min(1, last), last})
+    long = pd.concat(
+        [
+            tolerated_sparsity(res.pruning, res.base, tolerance=tolerance, epoch=e).assign(epoch=e)
+            for e in epochs
+        ],
+        ignore_index=True,
+    )
+    keys = [c for c in ("cell", "target", "method") if c in long.columns]
+    wide = long.pivot(index=keys, columns="epoch", values="per_seed")
+    wide.columns = [_epoch_label(e) for e in wide.columns]
     tables = {
-        "tolerated_sparsity": tolerated_sparsity(res.pruning, res.base, tolerance=tolerance),
+        "tolerated_sparsity": wide.reset_index(),
         "epochs_to_recover": epochs_to_recover(res.pruning, res.base, tolerance=tolerance),
     }
-    for name, table in tables.items():
-        table.to_csv(Path(study_dir) / f"{name}.csv", index=False)
+    long.to_csv(Path(study_dir) / "tolerated_sparsity.csv", index=False)
+    tables["epochs_to_recover"].to_csv(Path(study_dir) / "epochs_to_recover.csv", index=False)
     _save_plots(
         study_dir,
         {
@@ -46,6 +66,13 @@ def pruning_summary(
         },
     )
     return tables
+
+
+def _epoch_label(epoch: int) -> str:
+    """A tolerated-sparsity column's name: when the accuracy was judged."""
+    if epoch == 0:
+        return "after pruning (epoch 0)"
+    return f"after {epoch} retraining epoch{'s' if epoch > 1 else ''}"
 
 
 def _save_plots(study_dir: str | os.PathLike[str], figures: dict[str, _Figure]) -> None:
