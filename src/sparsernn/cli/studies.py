@@ -407,3 +407,28 @@ def report(study_dir, output):
         )
     path = build_report(study_dir, output or Path(study_dir) / "report.html")
     click.echo(f"report: {path}")
+
+
+@cli.command()
+@click.argument("study_dir", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option(
+    "--run-info",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="JSON-lines file of run records (commit, versions, CPU) for commands that stored "
+    "units before the store kept its own; listed in the manifest as runs_external.",
+)
+@_friendly
+def export(study_dir, out, run_info):
+    """Write STUDY_DIR's results as CSV tables and a manifest to OUT (versionable data;
+    load_results(OUT) reads it as it reads the study)."""
+    from sparsernn.experiments.export import export_study, read_run_info
+
+    if not (Path(study_dir) / "results.sqlite").exists():
+        raise ConfigError(
+            f"{study_dir} holds no results.sqlite; give the --out folder of a study command"
+        )
+    records = read_run_info(run_info) if run_info is not None else None
+    path = export_study(study_dir, out, run_info=records)
+    click.echo(f"export: {path}")

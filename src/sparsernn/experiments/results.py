@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
+import json
 import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from sparsernn.errors import DataError
 from sparsernn.experiments.config import KINDS
 from sparsernn.experiments.plans import Plan, read_plans
 from sparsernn.store import ResultsStore
 
-__all__ = ["StudyResults", "load_results"]
+__all__ = ["StudyResults", "load_results", "load_store_results", "is_export"]
+
+#: An export's manifest (``sparsernn export``, :mod:`sparsernn.experiments.export`): its
+#: ``format``, the version this code writes and reads, its file name, and the exported frames.
+EXPORT_FORMAT = "sparsernn-study-export"
+EXPORT_VERSION = 1
+MANIFEST = "manifest.json"
+TABLES = ("base", "base_curves", "pruning", "pruning_points", "structure", "failures")
 
 
 @dataclasses.dataclass
@@ -156,13 +167,28 @@ def _structure_frame(struct: pd.DataFrame) -> pd.DataFrame:
     return struct.sort_values(_STRUCT_ID).reset_index(drop=True)
 
 
-def load_results(study_dir: str | os.PathLike[str]) -> StudyResults:
-    """Load the results of a study directory as each kind's last plan left them (read-only).
+def is_export(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a folder holding an export's manifest (and no results store)."""
+    folder = Path(path)
+    return (folder / MANIFEST).is_file() and not (folder / "results.sqlite").exists()
 
-    Safe while the study is still running. Units stored by earlier plans of the same kind
-    (e.g. other retraining epochs) stay in the store but are not returned; which units are
-    current is read from the store's plan records (:mod:`sparsernn.experiments.plans`).
+
+def load_results(study_dir: str | os.PathLike[str]) -> StudyResults:
+    """Load the results of a study directory, or of its export (``sparsernn export``).
+
+    A study directory is read as each kind's last plan left it (read-only, safe while the study
+    is still running): units stored by earlier plans of the same kind (e.g. other retraining
+    epochs) stay in the store but are not returned; which units are current is read from the
+    store's plan records (:mod:`sparsernn.experiments.plans`). An export gives the same frames
+    (dtypes included), checked against its manifest's checksums.
     """
+    if is_export(study_dir):
+        return read_export(study_dir)
+    return load_store_results(study_dir)
+
+
+def load_store_results(study_dir: str | os.PathLike[str]) -> StudyResults:
+    """:func:`load_results` of a study directory's store (not of an export)."""
     with ResultsStore.open(study_dir, readonly=True) as store:
         plans = read_plans(store)
         study = store.get_meta("study", {}) or {}
@@ -182,3 +208,73 @@ def load_results(study_dir: str | os.PathLike[str]) -> StudyResults:
         structure=_structure_frame(frames["structure"]),
         failures=failures,
     )
+
+
+def read_export(path: str | os.PathLike[str]) -> StudyResults:
+    """The :class:`StudyResults` of an export written by :func:`export_study`."""
+    folder = Path(path)
+    manifest = _manifest(folder)
+    frames = {name: _read_table(folder, manifest["tables"][name]) for name in TABLES}
+    plans = manifest.get("plans", {})
+    return StudyResults(
+        study_dir=folder,
+        study=manifest.get("study", {}),
+        studies={kind: plan["config"] for kind, plan in plans.items()},
+        **frames,
+    )
+
+
+def _manifest(folder: Path) -> dict[str, Any]:
+    where = folder / MANIFEST
+    try:
+        manifest = json.loads(where.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(
+            f"{where} is not a readable export manifest ({exc}); export again"
+        ) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != EXPORT_FORMAT:
+        raise DataError(
+            f"{where} is not a sparsernn study export; export one with sparsernn export"
+        )
+    if manifest.get("version") != EXPORT_VERSION:
+        raise DataError(
+            f"{where} is export version {manifest.get('version')!r}; this sparsernn reads version "
+            f"{EXPORT_VERSION}: export the study again or use the sparsernn that wrote it"
+        )
+    missing = [name for name in TABLES if name not in manifest.get("tables", {})]
+    if missing:
+        raise DataError(f"{where} lists no {', '.join(missing)} table; export the study again")
+    return manifest
+
+
+def _read_table(folder: Path, entry: dict[str, Any]) -> pd.DataFrame:
+    """One table, checked against its manifest entry, with its dtypes restored."""
+    where = folder / entry["file"]
+    try:
+        data = where.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read {where} ({exc.strerror}); export the study again") from None
+    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        raise DataError(
+            f"{where} differs from its manifest (edited or damaged); results come from "
+            "sparsernn export only: export the study again"
+        )
+    dtypes: dict[str, str] = dict(entry["columns"])
+    if not dtypes:
+        return pd.DataFrame()
+    kinds = {c: ("object" if t in ("object", "bool") else t) for c, t in dtypes.items()}
+    old = int(pd.__version__.split(".")[0]) < 3  # pandas 3 parses floats exactly by default
+    exact = {"float_precision": "round_trip"} if old else {}
+    frame = pd.read_csv(
+        io.BytesIO(data), dtype=kinds, keep_default_na=False, na_values=[""], **exact
+    )
+    for column, kind in dtypes.items():
+        if kind == "bool":
+            frame[column] = frame[column].map({"True": True, "False": False}).astype(bool)
+        elif kind == "object":
+            frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
+    if list(frame.columns) != list(dtypes) or len(frame) != entry["rows"]:
+        raise DataError(
+            f"{where} does not hold the columns and rows its manifest lists; export again"
+        )
+    return frame

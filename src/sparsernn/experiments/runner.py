@@ -29,6 +29,7 @@ from sparsernn.experiments.config import KINDS, StudyConfig
 from sparsernn.experiments.executors import EXECUTORS, Executor, Job, WorkerError
 from sparsernn.experiments.inputs import resolve_inputs
 from sparsernn.experiments.plans import planned_kinds, record_plans
+from sparsernn.experiments.runlog import finish_run, start_run
 from sparsernn.experiments.units import Unit, plan_units
 from sparsernn.store import ResultsStore, artefact_dir
 from sparsernn.train import resolve_device
@@ -222,11 +223,19 @@ def run_study(
         todo = [u for u in units if u.key not in done and (retry_failed or u.key not in failed)]
         run.skipped = run.total - len(todo)
         if todo:
-            pool = executors.make_executor(executor, workers, len(todo), address, gpus_per_unit)
-            bar = _Progress(progress, len(todo))
-            bundles = _bundles(units)
-            drive = functools.partial(_drive, todo, bundles, store, run, pool, bar, on_result)
-            _run_then_stop(drive, pool, bar)
+            kinds_run = sorted({u.kind for u in todo})
+            record = start_run(store, kinds=kinds_run, executor=executor, workers=workers)
+            interrupted = True
+            try:
+                pool = executors.make_executor(executor, workers, len(todo), address, gpus_per_unit)
+                bar = _Progress(progress, len(todo))
+                bundles = _bundles(units)
+                drive = functools.partial(_drive, todo, bundles, store, run, pool, bar, on_result)
+                _run_then_stop(drive, pool, bar)
+                interrupted = False
+            finally:
+                outcome = {"done": run.done, "failed": run.failed, "interrupted": interrupted}
+                finish_run(store, record, **outcome)
     run.wall_s = time.perf_counter() - t0
     return run
 

@@ -1,0 +1,166 @@
+"""A study as versionable data: CSV tables and a manifest, read back by ``load_results``.
+
+``sparsernn export STUDY_DIR OUT`` (:func:`export_study`) writes the frames of
+:func:`~sparsernn.experiments.load_results` (``base``, ``base_curves``, ``pruning`` with every
+epoch, ``pruning_points``, ``structure`` with every graph property, ``failures``) as CSV files,
+and ``manifest.json``: the format version; each planned kind's config and unit count; units
+done and failed per kind, their summed compute time and first start / last finish; the run
+record of every command that stored units (commit, versions, CPU, executor, workers; see
+:mod:`~sparsernn.experiments.runlog`); and per table its file, row count, SHA-256 and column
+dtypes. Checkpoints stay out: an export is a few MB even for the full study.
+
+:func:`read_export` gives back the same :class:`~sparsernn.experiments.StudyResults` as the
+store did (equal frames, dtypes included). A table whose bytes do not match the manifest is
+refused in one line: exports are meant to be committed, and a hand-edited number must not pass
+as a result.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sparsernn._provenance import environment, now
+from sparsernn.errors import DataError, StoreError
+from sparsernn.experiments.plans import read_plans
+from sparsernn.experiments.results import (
+    EXPORT_FORMAT,
+    EXPORT_VERSION,
+    MANIFEST,
+    TABLES,
+    is_export,
+    load_store_results,
+)
+from sparsernn.experiments.runlog import read_runs
+from sparsernn.store import ResultsStore
+
+__all__ = ["export_study", "read_run_info"]
+
+
+def export_study(
+    study_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    run_info: list[dict[str, Any]] | None = None,
+) -> Path:
+    """Write the export of ``study_dir`` to folder ``out`` (replaced whole if it is an export).
+
+    ``run_info``: run records to add for commands that stored units before the store kept them
+    (e.g. the lines of a launcher's log), listed in the manifest under ``runs_external``.
+    Refuses (StoreError) an ``out`` that exists and is not an export, so a typo cannot wipe a
+    folder; the new export is written beside it and renamed into place.
+    """
+    source, target = Path(study_dir), Path(out)
+    if target.exists() and not (target.is_dir() and (is_export(target) or _empty_dir(target))):
+        raise StoreError(
+            f"{target} exists and is not a sparsernn export; choose a new folder for --out"
+        )
+    results = load_store_results(source)
+    with ResultsStore.open(source, readonly=True) as store:
+        plans = read_plans(store)
+        runs = read_runs(store)
+        units = _unit_summary(store)
+    manifest: dict[str, Any] = {
+        "format": EXPORT_FORMAT,
+        "version": EXPORT_VERSION,
+        "exported": {"time": now(), **environment()},
+        "study": results.study,
+        "plans": {
+            kind: {"config": plan.config, "n_units": None if plan.keys is None else len(plan.keys)}
+            for kind, plan in plans.items()
+        },
+        "units": units,
+        "runs": runs,
+        "runs_external": list(run_info or []),
+        "tables": {},
+    }
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        for name in TABLES:
+            manifest["tables"][name] = _write_table(getattr(results, name), staging / f"{name}.csv")
+        text = json.dumps(manifest, indent=1, sort_keys=True, default=str) + "\n"
+        (staging / MANIFEST).write_text(text, encoding="utf-8")
+        _replace_dir(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _empty_dir(path: Path) -> bool:
+    return not any(path.iterdir())
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Put folder ``new`` at ``target``, an old export there moved aside first, then removed."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+    os.replace(new, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _unit_summary(store: ResultsStore) -> dict[str, dict[str, Any]]:
+    """Per kind: units done and failed, summed unit compute hours, first start, last finish."""
+    units = store.frame(status=None)
+    out: dict[str, dict[str, Any]] = {}
+    for kind, rows in units.groupby("kind", sort=True):
+        done = rows[rows["status"] == "done"]
+        out[str(kind)] = {
+            "done": len(done),
+            "failed": int((rows["status"] == "failed").sum()),
+            "unit_hours": round(float(rows["wall_s"].fillna(0).sum()) / 3600, 4),
+            "first_started": _iso((done["finished"] - done["wall_s"]).min()),
+            "last_finished": _iso(done["finished"].max()),
+        }
+    return out
+
+
+def _iso(stamp: float | None) -> str | None:
+    if stamp is None or stamp != stamp:  # no unit, or NaN
+        return None
+    moment = datetime.datetime.fromtimestamp(float(stamp), datetime.timezone.utc)
+    return moment.isoformat(timespec="seconds")
+
+
+def _write_table(frame: pd.DataFrame, path: Path) -> dict[str, Any]:
+    """Write ``frame`` as CSV; its manifest entry (file, rows, sha256, column dtypes)."""
+    data = frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
+    path.write_bytes(data)
+    return {
+        "file": path.name,
+        "rows": len(frame),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "columns": [[str(c), str(t)] for c, t in frame.dtypes.items()],
+    }
+
+
+def read_run_info(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The run records of a JSON-lines file (one JSON object per line; blank lines skipped)."""
+    where = Path(path)
+    records = []
+    try:
+        lines = where.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read run records from {where} ({exc})") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if not isinstance(record, dict):
+            raise DataError(f"{where} line {number} is not a JSON object; one record per line")
+        records.append(record)
+    return records

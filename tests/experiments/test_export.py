@@ -1,0 +1,91 @@
+"""``sparsernn export``: a study as CSV tables and a manifest, read back as the store reads."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pandas as pd
+import pytest
+from studyhelpers import tiny_study
+
+from sparsernn.errors import DataError, StoreError
+from sparsernn.experiments import load_results, run_study
+from sparsernn.experiments.export import export_study
+from sparsernn.experiments.results import TABLES, is_export, load_store_results
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study")
+    config = dataclasses.replace(tiny_study(n_graphs=2), seeds=(0, 1))
+    run_study(config, out, workers=1, progress=False)
+    return out
+
+
+def test_an_export_reads_back_as_the_store_does(study, tmp_path):
+    out = export_study(study, tmp_path / "export")
+    assert is_export(out) and not is_export(study)
+    ours, theirs = load_store_results(study), load_results(out)
+    for name in TABLES:
+        a, b = getattr(ours, name), getattr(theirs, name)
+        assert len(a) or name == "failures", f"{name} is empty: the test would prove nothing"
+        pd.testing.assert_frame_equal(a, b, check_exact=True, obj=name)
+    assert theirs.study == ours.study and theirs.studies == ours.studies
+    assert len(theirs.pruning["epoch"].unique()) == 2  # every epoch: 0 and 1
+    assert {"diameter", "closeness_var", "n_parameters"} <= set(theirs.structure.columns)
+
+
+def test_manifest_names_runs_units_and_tables(study, tmp_path):
+    out = export_study(study, tmp_path / "export", run_info=[{"commit": "abc"}])
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["units"]["base"]["done"] == 2 and manifest["units"]["prune"]["done"] == 4
+    assert manifest["units"]["structure"]["done"] == 4
+    assert manifest["plans"]["prune"]["n_units"] == 4
+    (run,) = manifest["runs"]  # one command ran the tiny study
+    assert run["done"] == 10 and run["interrupted"] is False and run["finished"] >= run["started"]
+    assert {"commit", "python", "torch", "cpu", "cores", "workers"} <= set(run)
+    assert manifest["runs_external"] == [{"commit": "abc"}]
+    assert manifest["tables"]["pruning"]["rows"] == len(load_results(out).pruning)
+    assert not list(out.glob("*.pt")) and sum(f.stat().st_size for f in out.iterdir()) < 200_000
+
+
+def test_an_edited_table_is_refused(study, tmp_path):
+    out = export_study(study, tmp_path / "export")
+    table = out / "pruning_points.csv"
+    table.write_text(table.read_text().replace("0.", "1.", 1))
+    with pytest.raises(DataError, match="differs from its manifest"):
+        load_results(out)
+
+
+def test_export_replaces_an_export_but_never_another_folder(study, tmp_path):
+    keep = tmp_path / "mine"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("precious")
+    with pytest.raises(StoreError, match="not a sparsernn export"):
+        export_study(study, keep)
+    assert (keep / "notes.txt").read_text() == "precious"
+    out = export_study(study, tmp_path / "export")
+    (out / "stray.txt").write_text("old")
+    export_study(study, out)  # again: the old export is replaced whole
+    assert not (out / "stray.txt").exists() and is_export(out)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_export_command(study, tmp_path):
+    from click.testing import CliRunner
+
+    from sparsernn.cli import cli
+
+    info = tmp_path / "runs.jsonl"
+    info.write_text('{"commit": "abc", "cpu": "x"}\n\n{"commit": "def"}\n')
+    out = tmp_path / "export"
+    result = CliRunner().invoke(cli, ["export", str(study), str(out), "--run-info", str(info)])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [r["commit"] for r in manifest["runs_external"]] == ["abc", "def"]
+    info.write_text("[1, 2]\n")
+    bad = CliRunner().invoke(cli, ["export", str(study), str(out), "--run-info", str(info)])
+    assert bad.exit_code != 0 and "line 1 is not a JSON object" in bad.output
+    missing = CliRunner().invoke(cli, ["export", str(tmp_path / "nowhere"), str(out)])
+    assert missing.exit_code != 0 and "holds no results.sqlite" in missing.output
