@@ -226,3 +226,67 @@ def test_constant_accuracy_gives_undefined_r2_not_a_perfect_score():
     assert study_protocol(df)["r2"].isna().all()
     cv = cross_validated(df, n_repeats=1)
     assert cv.empty and "constant" in cv.attrs["note"]
+
+
+# ------------------------------------------------------------- the study's R^2 protocol, pinned
+def _study_like_frame() -> pd.DataFrame:
+    """Two cells of 150 rows: features on scales from 1e-3 to 1e3, an accuracy that depends on
+    some of them non-linearly plus noise (so every regressor, the scaler and the split matter)."""
+    r = np.random.default_rng(11)
+    parts = []
+    for cell in ("gru", "rnn_tanh"):
+        scales = 10.0 ** r.uniform(-3, 3, len(STUDY_FEATURES))
+        X = r.normal(size=(150, len(STUDY_FEATURES))) * scales
+        z = X / scales
+        y = 0.8 + 0.05 * np.tanh(z[:, 0] + z[:, 2] * z[:, 5]) + 0.02 * r.normal(size=150)
+        part = pd.DataFrame(X, columns=list(STUDY_FEATURES))
+        parts.append(
+            part.assign(cell=cell, generator="ws", graph_id=range(150), seed=0, test_accuracy=y)
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+def _by_hand(df: pd.DataFrame, split_seed: int, scale: bool = True) -> dict[tuple[str, str], float]:
+    """The study's protocol written out with scikit-learn calls (SPEC section 5)."""
+    from sklearn.ensemble import AdaBoostRegressor, RandomForestRegressor
+    from sklearn.linear_model import BayesianRidge
+    from sklearn.metrics import r2_score
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import MinMaxScaler
+
+    out = {}
+    for cell, sub in df.groupby("cell", sort=True):
+        X = sub[list(STUDY_FEATURES)].to_numpy(float)
+        X = MinMaxScaler().fit_transform(X) if scale else X  # fit on ALL rows, as the study
+        y = sub["test_accuracy"].to_numpy(float)
+        X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.1, random_state=split_seed)
+        models = {
+            "bayesian_ridge": BayesianRidge(),
+            "random_forest": RandomForestRegressor(random_state=7),
+            "adaboost": AdaBoostRegressor(random_state=7),
+        }
+        for name, model in models.items():
+            out[(cell, name)] = r2_score(y_te, model.fit(X_tr, y_tr).predict(X_te))
+    return out
+
+
+def test_study_protocol_equals_the_study_written_out_with_sklearn():
+    df = _study_like_frame()
+    ours = study_protocol(df).set_index(["cell", "model"])["r2"].to_dict()
+    expected = _by_hand(df, split_seed=7)
+    assert ours.keys() == expected.keys()
+    for key, value in expected.items():
+        assert ours[key] == value, key  # exactly: the same calls in the same order
+    assert (study_protocol(df)["n_test"] == 15).all()
+
+
+def test_study_protocol_pins_split_seed_and_scaler():
+    df = _study_like_frame()
+    seven, eight = _by_hand(df, split_seed=7), _by_hand(df, split_seed=8)
+    unscaled = _by_hand(df, split_seed=7, scale=False)
+    # The frame is one on which the split seed and the scaler change the result...
+    assert all(seven[k] != eight[k] for k in seven)
+    assert any(seven[k] != unscaled[k] for k in seven if k[1] == "bayesian_ridge")
+    # ...so the equality above would catch a protocol with another seed or without the scaler.
+    ours = study_protocol(df).set_index(["cell", "model"])["r2"].to_dict()
+    assert all(ours[k] != eight[k] for k in seven)
