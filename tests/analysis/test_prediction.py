@@ -290,3 +290,26 @@ def test_study_protocol_pins_split_seed_and_scaler():
     # ...so the equality above would catch a protocol with another seed or without the scaler.
     ours = study_protocol(df).set_index(["cell", "model"])["r2"].to_dict()
     assert all(ours[k] != eight[k] for k in seven)
+
+
+def test_beyond_size_finds_topology_signal_only_where_there_is_some():
+    from sparsernn.analysis import beyond_size
+
+    r = np.random.default_rng(3)
+    rows = []
+    for i in range(100):
+        row = {f: r.normal() for f in STUDY_FEATURES}
+        row["nodes"], row["edges"] = r.normal(), r.normal()
+        rows.append({**row, "cell": "gru", "generator": "ws", "graph_id": i, "seed": 0})
+    df = pd.DataFrame(rows)
+    # gru: accuracy from a topology feature only; lstm: from size only.
+    topo = df.assign(test_accuracy=0.8 + 0.1 * df["diameter"] + 0.001 * r.normal(size=100))
+    size = df.assign(cell="lstm", test_accuracy=0.8 + 0.1 * df["nodes"])
+    out = beyond_size(pd.concat([topo, size]), models=["bayesian_ridge"], n_repeats=2)
+    out = out.set_index("cell")
+    assert out.loc["gru", "gain_ci_low"] > 0.5  # topology adds nearly all of R^2 = 1
+    assert out.loc["gru", "gain"] == pytest.approx(
+        out.loc["gru", "r2_all"] - out.loc["gru", "r2_size"]
+    )
+    assert out.loc["lstm", "r2_size"] > 0.99 and abs(out.loc["lstm", "gain"]) < 0.01
+    assert (out["n_folds"] == 10).all() and (out["n"] == 100).all()

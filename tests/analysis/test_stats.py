@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from sparsernn.analysis import STUDY_FEATURES, bootstrap_ci, mean_ci
@@ -130,3 +131,37 @@ def test_bootstrap_ci_drops_undefined_resamples():
         )
     )
     assert all(math.isnan(v) for v in bootstrap_ci([1.0], None, np.mean, 10, seed=0))  # 1 row
+
+
+# ------------------------------------------------------------------ seeds as replicates, verdicts
+def test_over_seeds_averages_within_a_seed_before_the_interval():
+    from sparsernn.analysis import over_seeds
+
+    # 3 seeds x 4 sparsities: the interval is over the 3 seed means, not 12 rows.
+    rows = [
+        {"cell": "gru", "seed": s, "amount": a, "acc": 0.5 + 0.1 * s + 0.01 * a}
+        for s in range(3)
+        for a in range(4)
+    ]
+    out = over_seeds(pd.DataFrame(rows), "acc", ["cell"]).iloc[0]
+    means = [0.515, 0.615, 0.715]  # 0.5 + 0.1 s + 0.01 * mean(0..3)
+    assert out["n_seeds"] == 3 and out["per_seed"] == pytest.approx(tuple(means))
+    half = 4.302652729911275 * 0.1 / 3**0.5  # t_{0.975, 2} * s / sqrt(3), s = 0.1
+    assert out["mean"] == pytest.approx(0.615)
+    assert (out["ci_low"], out["ci_high"]) == pytest.approx((0.615 - half, 0.615 + half))
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi", "verdict"),
+    [
+        (0.001, 0.2, "higher"),
+        (-0.2, -0.001, "lower"),
+        (-0.009, 0.01, "equivalent"),  # inside +-0.01
+        (-0.011, 0.005, "inconclusive"),  # reaches past the margin
+        (float("nan"), float("nan"), "inconclusive"),  # one replicate: no interval
+    ],
+)
+def test_interval_verdict(lo, hi, verdict):
+    from sparsernn.analysis import interval_verdict
+
+    assert interval_verdict(lo, hi, margin=0.01) == verdict

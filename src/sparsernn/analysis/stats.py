@@ -20,7 +20,15 @@ from sparsernn._seed import SeedLike, rng
 from sparsernn.errors import ConfigError, DataError
 from sparsernn.graphs.properties import STUDY_FEATURES  # the study's 23, in its order
 
-__all__ = ["STUDY_FEATURES", "mean_ci", "bootstrap_ci", "corrected_cv_ci"]
+__all__ = [
+    "STUDY_FEATURES",
+    "mean_ci",
+    "bootstrap_ci",
+    "corrected_cv_ci",
+    "over_seeds",
+    "interval_verdict",
+    "VERDICTS",
+]
 
 
 def _check_confidence(confidence: float) -> float:
@@ -224,3 +232,71 @@ def corrected_cv_ci(
         (1 / x.size + test_to_train) * x.var(ddof=1)
     )
     return mean, mean - float(half), mean + float(half)
+
+
+#: What :func:`interval_verdict` can conclude about a difference.
+VERDICTS = ("higher", "lower", "equivalent", "inconclusive")
+
+
+def interval_verdict(lo: float, hi: float, margin: float) -> str:
+    """What a confidence interval ``[lo, hi]`` of a difference (A - B) supports.
+
+    ``"higher"`` / ``"lower"``: the interval excludes 0 (A above / below B). ``"equivalent"``:
+    it includes 0 but lies inside ``[-margin, margin]``, so any difference is smaller than the
+    margin (an equivalence test at the interval's level). ``"inconclusive"``: it includes 0 and
+    reaches beyond the margin, or is undefined (NaN, e.g. from one replicate): the data cannot
+    tell. "No difference" is never concluded without a margin.
+
+    Examples
+    --------
+    >>> interval_verdict(0.01, 0.03, 0.02), interval_verdict(-0.01, 0.015, 0.02)
+    ('higher', 'equivalent')
+    >>> interval_verdict(-0.01, 0.05, 0.02)
+    'inconclusive'
+    """
+    if not float(margin) >= 0:
+        raise ConfigError(f"margin must be >= 0, not {margin!r}")
+    if np.isnan(lo) or np.isnan(hi):
+        return "inconclusive"
+    if lo > 0:
+        return "higher"
+    if hi < 0:
+        return "lower"
+    if -margin <= lo and hi <= margin:
+        return "equivalent"
+    return "inconclusive"
+
+
+def over_seeds(
+    df: pd.DataFrame,
+    value: str,
+    by: Sequence[str],
+    seed: str = "seed",
+    confidence: float = 0.95,
+    bounds: tuple[float, float] | None = None,
+) -> pd.DataFrame:
+    """Mean and t-interval of ``value`` per group, with seeds as the replicate unit.
+
+    Rows of one seed within a group (e.g. several sparsities of one base model) are averaged
+    first, so the interval is over independent replicates: ``n_seeds`` is its n, not the
+    number of rows.
+
+    Returns
+    -------
+    DataFrame
+        ``*by, mean, ci_low, ci_high, n_seeds, per_seed`` (``per_seed``: the seeds' means in
+        seed order, so a reader sees the spread that the interval summarises).
+    """
+    confidence = _check_confidence(confidence)
+    _require_columns(df, [*by, seed, value], "over_seeds")
+    columns = [*by, "mean", "ci_low", "ci_high", "n_seeds", "per_seed"]
+    if df.empty:
+        return _empty(columns, "over_seeds: no rows")
+    seeds = df.groupby([*by, seed], sort=True)[value].mean().reset_index()
+    rows = []
+    for keys, part in seeds.groupby(list(by), sort=True):
+        values = part.sort_values(seed)[value].to_numpy(float)
+        mean, lo, hi = mean_ci(values, confidence, bounds)
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        rows.append([*keys, mean, lo, hi, len(values), tuple(values.tolist())])
+    return pd.DataFrame(rows, columns=columns)
