@@ -224,7 +224,10 @@ def run_study(
         run.skipped = run.total - len(todo)
         if todo:
             kinds_run = sorted({u.kind for u in todo})
-            record = start_run(store, kinds=kinds_run, executor=executor, workers=workers)
+            argv = [Path(sys.argv[0]).name, *sys.argv[1:]]  # the command line, for the record
+            record = start_run(
+                store, kinds=kinds_run, executor=executor, workers=workers, argv=argv
+            )
             interrupted = True
             try:
                 pool = executors.make_executor(executor, workers, len(todo), address, gpus_per_unit)
