@@ -8,7 +8,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: demo test test-slow install bench lint clean
+.PHONY: demo test test-slow install bench lint clean docs results-full results-methods results-tasks
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,27 @@ test: install
 # The tests marked slow (a real Ray cluster, long trainings): deselected by `make test`.
 test-slow: install
 	$(PY) -m pytest -q -m slow
+
+# Every results page (docs/*.md, README's measured section) from results/ only; tests/test_docs.py
+# fails when a committed page differs from what this writes.
+docs: install
+	$(PY) docs/generate.py
+
+# The data behind the pages: each runs (or resumes) a study and exports it to results/.
+# results-full is the study's whole protocol: hours on 2 cores, resumable (rerun to continue).
+results-full: install
+	$(VENV)/bin/sparsernn prune --seeds 3 --out runs/full
+	$(VENV)/bin/sparsernn structure --seeds 1 --out runs/full
+	$(VENV)/bin/sparsernn export runs/full results/full
+
+results-methods: install
+	$(VENV)/bin/sparsernn prune --config docs/methods.toml --out runs/methods
+	$(VENV)/bin/sparsernn export runs/methods results/methods
+	$(VENV)/bin/sparsernn prune --config docs/methods-static.toml --out runs/methods-static
+	$(VENV)/bin/sparsernn export runs/methods-static results/methods-static
+
+results-tasks: install
+	OMP_NUM_THREADS=1 $(PY) docs/measure_tasks.py results/tasks
 
 bench: install
 	$(PY) -m sparsernn.bench

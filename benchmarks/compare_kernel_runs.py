@@ -1,6 +1,6 @@
 """Tables of ``docs/structure.md``'s measured runs: the compiled loop against the PyTorch path.
 
-``python docs/make_kernel_runs_doc.py NATIVE_DIR TORCH_DIR`` reads two structure studies of the
+``python benchmarks/compare_kernel_runs.py NATIVE_DIR TORCH_DIR`` reads two structure studies of the
 same protocol, one run with the compiled time loop (the default) and one with
 ``SPARSERNN_NATIVE=0`` (the PyTorch layer schedule), and prints Markdown: per cell, the units
 both ran (same graphs, same seeds) with their summed unit times, the paired ratio of unit

@@ -1,0 +1,1 @@
+"""The results pages that docs/generate.py writes, one module per page."""
