@@ -89,3 +89,53 @@ def test_export_command(study, tmp_path):
     assert bad.exit_code != 0 and "line 1 is not a JSON object" in bad.output
     missing = CliRunner().invoke(cli, ["export", str(tmp_path / "nowhere"), str(out)])
     assert missing.exit_code != 0 and "holds no results.sqlite" in missing.output
+
+
+def test_a_resumable_export_restores_a_study_that_resumes_with_nothing_to_do(study, tmp_path):
+    from sparsernn.experiments.export import restore_study
+
+    out = export_study(study, tmp_path / "export", resumable=True)
+    again = restore_study(out, tmp_path / "elsewhere")
+    config = dataclasses.replace(tiny_study(n_graphs=2), seeds=(0, 1))
+    run = run_study(config, again, workers=1, progress=False)
+    assert (run.done, run.failed, run.blocked, run.skipped) == (0, 0, 0, run.total) and run.total
+    for name in TABLES:
+        pd.testing.assert_frame_equal(
+            getattr(load_store_results(study), name), getattr(load_results(again), name)
+        )
+    with pytest.raises(StoreError, match="already holds a study"):
+        restore_study(out, again)
+    plain = export_study(study, tmp_path / "plain")
+    with pytest.raises(StoreError, match="not a resumable export"):
+        restore_study(plain, tmp_path / "other")
+
+
+def test_a_restored_study_reruns_pruning_from_its_copied_base(study, tmp_path):
+    """The base checkpoints travel: with the pruning units' rows deleted from the copy, the
+    restored study reruns them from the copied base models and stores the same accuracies."""
+    import sqlite3
+
+    from sparsernn.experiments.export import restore_study
+
+    out = export_study(study, tmp_path / "export", resumable=True)
+    again = restore_study(out, tmp_path / "elsewhere")
+    with sqlite3.connect(again / "results.sqlite") as conn:
+        conn.execute("DELETE FROM units WHERE kind = 'prune'")
+    config = dataclasses.replace(tiny_study(n_graphs=2), seeds=(0, 1))
+    run = run_study(config, again, workers=1, progress=False)
+    assert run.done == 4 and run.blocked == 0
+    cols = ["cell", "seed", "target", "amount", "post_prune_accuracy", "final_accuracy"]
+    pd.testing.assert_frame_equal(
+        load_results(again).pruning_points[cols], load_store_results(study).pruning_points[cols]
+    )
+
+
+def test_a_damaged_resumable_export_is_refused(study, tmp_path):
+    from sparsernn.experiments.export import restore_study
+
+    out = export_study(study, tmp_path / "export", resumable=True)
+    model = next((out / "resume" / "artefacts").rglob("model.pt"))
+    model.write_bytes(model.read_bytes()[:-10])
+    with pytest.raises(DataError, match="differs from its manifest"):
+        restore_study(out, tmp_path / "elsewhere")
+    assert not (tmp_path / "elsewhere" / "results.sqlite").exists()

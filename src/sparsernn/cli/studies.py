@@ -419,8 +419,14 @@ def report(study_dir, output):
     help="JSON-lines file of run records (commit, versions, CPU) for commands that stored "
     "units before the store kept its own; listed in the manifest as runs_external.",
 )
+@click.option(
+    "--resumable",
+    is_flag=True,
+    help="Also copy the store and base checkpoints into OUT/resume, so that sparsernn restore "
+    "can recreate the study directory elsewhere and the study resume there.",
+)
 @_friendly
-def export(study_dir, out, run_info):
+def export(study_dir, out, run_info, resumable):
     """Write STUDY_DIR's results as CSV tables and a manifest to OUT (versionable data;
     load_results(OUT) reads it as it reads the study)."""
     from sparsernn.experiments.export import export_study, read_run_info
@@ -430,5 +436,18 @@ def export(study_dir, out, run_info):
             f"{study_dir} holds no results.sqlite; give the --out folder of a study command"
         )
     records = read_run_info(run_info) if run_info is not None else None
-    path = export_study(study_dir, out, run_info=records)
+    path = export_study(study_dir, out, run_info=records, resumable=resumable)
     click.echo(f"export: {path}")
+
+
+@cli.command()
+@click.argument("export_dir", type=click.Path(path_type=Path))
+@click.argument("study_dir", type=click.Path(path_type=Path))
+@_friendly
+def restore(export_dir, study_dir):
+    """Recreate STUDY_DIR from a resumable export (sparsernn export --resumable); rerun the
+    study's commands with --out STUDY_DIR to resume it."""
+    from sparsernn.experiments.export import restore_study
+
+    path = restore_study(export_dir, study_dir)
+    click.echo(f"restored: {path} (rerun the study with --out {path} to resume it)")

@@ -22,15 +22,17 @@ import hashlib
 import json
 import os
 import shutil
+import sqlite3
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from sparsernn._files import atomic_write_bytes
 from sparsernn._provenance import environment, now
 from sparsernn.errors import DataError, StoreError
-from sparsernn.experiments.plans import read_plans
+from sparsernn.experiments.plans import STUDY_TOML, read_plans, study_toml
 from sparsernn.experiments.results import (
     EXPORT_FORMAT,
     EXPORT_VERSION,
@@ -38,22 +40,32 @@ from sparsernn.experiments.results import (
     TABLES,
     is_export,
     load_store_results,
+    read_manifest,
 )
 from sparsernn.experiments.runlog import read_runs
 from sparsernn.store import ResultsStore
 
-__all__ = ["export_study", "read_run_info"]
+STORE = "results.sqlite"
+
+__all__ = ["RESUME", "export_study", "read_run_info", "restore_study"]
+
+#: The folder of a resumable export that holds the store and checkpoints.
+RESUME = "resume"
 
 
 def export_study(
     study_dir: str | os.PathLike[str],
     out: str | os.PathLike[str],
     run_info: list[dict[str, Any]] | None = None,
+    resumable: bool = False,
 ) -> Path:
     """Write the export of ``study_dir`` to folder ``out`` (replaced whole if it is an export).
 
     ``run_info``: run records to add for commands that stored units before the store kept them
     (e.g. the lines of a launcher's log), listed in the manifest under ``runs_external``.
+    ``resumable``: also copy the store (a consistent SQLite backup, safe while the study runs)
+    and the base models' checkpoints into ``out/resume/``, so that :func:`restore_study` can
+    recreate the study directory on another machine and the study resume there; a few MB more.
     Refuses (StoreError) an ``out`` that exists and is not an export, so a typo cannot wipe a
     folder; the new export is written beside it and renamed into place.
     """
@@ -86,6 +98,8 @@ def export_study(
     try:
         for name in TABLES:
             manifest["tables"][name] = _write_table(getattr(results, name), staging / f"{name}.csv")
+        if resumable:
+            manifest["resume"] = _snapshot(source, staging / RESUME)
         text = json.dumps(manifest, indent=1, sort_keys=True, default=str) + "\n"
         (staging / MANIFEST).write_text(text, encoding="utf-8")
         _replace_dir(staging, target)
@@ -164,3 +178,58 @@ def read_run_info(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
             raise DataError(f"{where} line {number} is not a JSON object; one record per line")
         records.append(record)
     return records
+
+
+def _snapshot(study_dir: Path, folder: Path) -> dict[str, str]:
+    """Copy the store (SQLite's online backup) and ``artefacts/`` into ``folder``; return each
+    copied file's path (relative to ``folder``) and SHA-256."""
+    folder.mkdir(parents=True)
+    source = sqlite3.connect(f"file:{(study_dir / STORE).as_posix()}?mode=ro", uri=True)
+    target = sqlite3.connect(folder / STORE)
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
+    for path in sorted((study_dir / "artefacts").rglob("*")):
+        if path.is_file() and not path.name.startswith("."):
+            copy = folder / path.relative_to(study_dir)
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, copy)
+    return {
+        path.relative_to(folder).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def restore_study(export: str | os.PathLike[str], study_dir: str | os.PathLike[str]) -> Path:
+    """Recreate a study directory from a resumable export (``export_study(resumable=True)``):
+    its store and checkpoints, each checked against the manifest. Rerunning the study's
+    commands with ``--out study_dir`` then resumes where the exported study stood.
+
+    Refuses a ``study_dir`` that already holds a store, and an export without ``resume/``.
+    """
+    source, target = Path(export), Path(study_dir)
+    manifest = read_manifest(source)
+    files = manifest.get("resume")
+    if not files:
+        raise StoreError(
+            f"{source} is not a resumable export; export it with sparsernn export --resumable"
+        )
+    if (target / STORE).exists():
+        raise StoreError(
+            f"{target} already holds a study; restore into a new folder, or resume that one"
+        )
+    for name, digest in files.items():
+        data = (source / RESUME / name).read_bytes()
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise DataError(f"{source / RESUME / name} differs from its manifest; export again")
+    target.mkdir(parents=True, exist_ok=True)
+    for name in sorted(files, key=lambda n: n == STORE):  # the store last: then it is whole
+        copy = target / name
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(copy, (source / RESUME / name).read_bytes())
+    with ResultsStore.open(target) as store:
+        atomic_write_bytes(target / STUDY_TOML, study_toml(read_plans(store)).encode())
+    return target

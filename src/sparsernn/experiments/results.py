@@ -17,7 +17,7 @@ from sparsernn.experiments.config import KINDS
 from sparsernn.experiments.plans import Plan, read_plans
 from sparsernn.store import ResultsStore
 
-__all__ = ["StudyResults", "load_results", "load_store_results", "is_export"]
+__all__ = ["StudyResults", "load_results", "load_store_results", "is_export", "read_manifest"]
 
 #: An export's manifest (``sparsernn export``, :mod:`sparsernn.experiments.export`): its
 #: ``format``, the version this code writes and reads, its file name, and the exported frames.
@@ -213,7 +213,7 @@ def load_store_results(study_dir: str | os.PathLike[str]) -> StudyResults:
 def read_export(path: str | os.PathLike[str]) -> StudyResults:
     """The :class:`StudyResults` of an export written by :func:`export_study`."""
     folder = Path(path)
-    manifest = _manifest(folder)
+    manifest = read_manifest(folder)
     frames = {name: _read_table(folder, manifest["tables"][name]) for name in TABLES}
     plans = manifest.get("plans", {})
     return StudyResults(
@@ -224,7 +224,8 @@ def read_export(path: str | os.PathLike[str]) -> StudyResults:
     )
 
 
-def _manifest(folder: Path) -> dict[str, Any]:
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """An export's manifest, checked: format, version and tables (DataError otherwise)."""
     where = folder / MANIFEST
     try:
         manifest = json.loads(where.read_text(encoding="utf-8"))
