@@ -236,8 +236,8 @@ def prune(
 
     Defaults are the study's protocol; flags override a --config file.
     """
-    from sparsernn.experiments import pruning_summary
     from sparsernn.experiments.config import StudyConfig, merge, parse_range
+    from sparsernn.report import pruning_summary
 
     over = _common(flags, data_flags)
     if cells is not None:
@@ -303,8 +303,8 @@ def structure(
 
     Defaults are the study's protocol; flags override a --config file.
     """
-    from sparsernn.experiments import structure_summary
     from sparsernn.experiments.config import StudyConfig, merge, parse_range
+    from sparsernn.report import structure_summary
 
     node_range = None
     if nodes is not None:

@@ -14,7 +14,6 @@ from sparsernn.experiments.plans import Plan, read_plans
 from sparsernn.experiments.results import StudyResults, load_results
 from sparsernn.experiments.runner import StudyRun, run_study
 from sparsernn.experiments.status import study_status
-from sparsernn.experiments.summaries import pruning_summary, structure_summary
 from sparsernn.experiments.units import Unit, plan_units
 
 __all__ = [
@@ -35,6 +34,4 @@ __all__ = [
     "Plan",
     "read_plans",
     "study_status",
-    "pruning_summary",
-    "structure_summary",
 ]

@@ -10,5 +10,13 @@ Examples
 
 from sparsernn.report import plots
 from sparsernn.report.html import SECTIONS, build_report, markdown_table
+from sparsernn.report.summaries import pruning_summary, structure_summary
 
-__all__ = ["build_report", "plots", "SECTIONS", "markdown_table"]
+__all__ = [
+    "build_report",
+    "plots",
+    "SECTIONS",
+    "markdown_table",
+    "pruning_summary",
+    "structure_summary",
+]

@@ -1,4 +1,5 @@
-"""The tables and plots the ``prune`` and ``structure`` commands print and write beside a study.
+"""The tables and plots the ``prune`` and ``structure`` commands print and write beside a study
+(the report layer: it reads the study's frames and draws them).
 
 They read the study with :func:`~sparsernn.experiments.load_results`, run the analyses and
 save ``<study_dir>/<table>.csv`` and ``<study_dir>/plots/<name>.png`` (atomically).
@@ -15,6 +16,7 @@ import pandas as pd
 
 from sparsernn._files import atomic_write_bytes
 from sparsernn.experiments.results import load_results
+from sparsernn.report import plots
 
 __all__ = ["pruning_summary", "structure_summary"]
 
@@ -77,7 +79,6 @@ def _epoch_label(epoch: int) -> str:
 
 def _save_plots(study_dir: str | os.PathLike[str], figures: dict[str, _Figure]) -> None:
     """Write each figure as ``<study_dir>/plots/<name>.png``."""
-    from sparsernn.report import plots
 
     for name, make in figures.items():
         atomic_write_bytes(Path(study_dir) / "plots" / f"{name}.png", plots.to_png(make(plots)))

@@ -7,7 +7,7 @@ import types
 
 import pandas as pd
 
-from sparsernn.experiments import summaries
+from sparsernn.report import summaries
 
 # seed 0/1 of one GRU base (accuracy 1.0); amounts 20, 40; epochs 0, 1, 2.
 _ACC = {
