@@ -116,16 +116,15 @@ def test_bad_options_and_files(tmp_path):
 
 
 def test_bucketing_keeps_every_string_once(tiny):
-    from sparsernn.train import _epoch_order
+    from sparsernn.batching import epoch_order
 
     train, _ = tiny
     lengths = np.array([len(s) for s in train.strings])
-    order = _epoch_order(
-        len(train), lengths, TrainConfig(bucket=True, batch_size=8), np.random.default_rng(0)
-    )
+    rng = np.random.default_rng
+    order = epoch_order(len(train), lengths, rng(0), shuffle=True, bucket=True, batch_size=8)
     assert sorted(order.tolist()) == list(range(len(train)))
     spans = [np.ptp(lengths[order[i : i + 8]]) for i in range(0, len(order), 8)]
-    plain = _epoch_order(len(train), lengths, TrainConfig(batch_size=8), np.random.default_rng(0))
+    plain = epoch_order(len(train), lengths, rng(0), shuffle=True, bucket=False, batch_size=8)
     spans_plain = [np.ptp(lengths[plain[i : i + 8]]) for i in range(0, len(plain), 8)]
     assert np.mean(spans) < np.mean(spans_plain) / 2
 

@@ -1,14 +1,13 @@
 """Data as the training engine reads it: encoded once as tensors, batched in a seeded order.
 
 :class:`EncodedData` holds the study's strings or any task's
-:class:`~sparsernn.tasks.TaskData` as padded tensors; :func:`_epoch_order` draws the batch order
+:class:`~sparsernn.tasks.TaskData` as padded tensors; :func:`epoch_order` draws the batch order
 of one epoch (shuffled, optionally bucketed by length). Both serve :mod:`sparsernn.train`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -18,10 +17,7 @@ from sparsernn.data import Dataset
 from sparsernn.errors import DataError
 from sparsernn.tasks.base import TaskData
 
-if TYPE_CHECKING:
-    from sparsernn.train import TrainConfig
-
-__all__ = ["Data", "EncodedData"]
+__all__ = ["Data", "EncodedData", "encoded", "epoch_order"]
 
 
 class EncodedData:
@@ -73,17 +69,27 @@ class EncodedData:
             yield self.tokens[sel, :t], self.labels[sel], own
 
 
-def _epoch_order(n: int, lengths: np.ndarray, cfg: TrainConfig, rng: np.random.Generator):
-    order = rng.permutation(n) if cfg.shuffle else np.arange(n)
-    if not cfg.bucket:
+def epoch_order(
+    n: int,
+    lengths: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    shuffle: bool,
+    bucket: bool,
+    batch_size: int,
+) -> np.ndarray:
+    """One epoch's order of the ``n`` examples: shuffled (or as stored), and with ``bucket``
+    sorted by length within chunks of 50 batches whose batches are then shuffled."""
+    order = rng.permutation(n) if shuffle else np.arange(n)
+    if not bucket:
         return order
-    chunk = cfg.batch_size * 50
+    chunk = batch_size * 50
     parts = []
     for s in range(0, n, chunk):
         part = order[s : s + chunk]
         parts.append(part[np.argsort(lengths[part], kind="stable")])
     order = np.concatenate(parts)
-    batches = [order[s : s + cfg.batch_size] for s in range(0, n, cfg.batch_size)]
+    batches = [order[s : s + batch_size] for s in range(0, n, batch_size)]
     return np.concatenate([batches[i] for i in rng.permutation(len(batches))])
 
 
@@ -91,6 +97,6 @@ def _epoch_order(n: int, lengths: np.ndarray, cfg: TrainConfig, rng: np.random.G
 Data = Dataset | TaskData | EncodedData
 
 
-def _encoded(dataset: Data, device: torch.device) -> EncodedData:
+def encoded(dataset: Data, device: torch.device) -> EncodedData:
     """``dataset`` as :class:`EncodedData` on ``device`` (encoded once, or as given)."""
     return dataset if isinstance(dataset, EncodedData) else EncodedData(dataset, device)

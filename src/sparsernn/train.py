@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from sparsernn._seed import derive_seed
 from sparsernn._threads import resolve_threads, torch_threads
-from sparsernn.batching import Data, EncodedData, _encoded, _epoch_order
+from sparsernn.batching import Data, EncodedData, encoded, epoch_order
 from sparsernn.checkpoints import checkpoint_bytes, load_checkpoint, save_checkpoint
 from sparsernn.config import Config
 from sparsernn.data import Dataset
@@ -212,7 +212,7 @@ def evaluate(
     (None: ``OMP_NUM_THREADS`` when set, else 1; see :func:`fit`).
     """
     with torch_threads(threads), torch.no_grad():
-        data = _encoded(dataset, next(model.parameters()).device)
+        data = encoded(dataset, next(model.parameters()).device)
         return _evaluate_all(model, data, batch_size)[0]
 
 
@@ -227,7 +227,7 @@ def evaluate_many(
         models if isinstance(models, BatchedClassifier) else BatchedClassifier.from_models(models)
     )
     device = next(batched.parameters()).device
-    return _evaluate_all(batched, _encoded(dataset, device), batch_size)
+    return _evaluate_all(batched, encoded(dataset, device), batch_size)
 
 
 def predict(
@@ -240,7 +240,7 @@ def predict(
     """Predicted labels, shape (N,) ((N, K) for K outputs; real numbers for a regression),
     batched exactly as :func:`evaluate` batches (file order)."""
     with torch_threads(threads), torch.no_grad():
-        data = _encoded(dataset, next(model.parameters()).device)
+        data = encoded(dataset, next(model.parameters()).device)
         was_training = model.training
         model.eval()
         out = []
@@ -391,7 +391,15 @@ def _train_epochs(
         loss_sum = torch.zeros(axis, device=device)
         correct = torch.zeros(axis, device=device, dtype=torch.long)
         for inputs, targets, own in train_data.batches_with_lengths(
-            _epoch_order(n, lengths, cfg, order_rng), cfg.batch_size
+            epoch_order(
+                n,
+                lengths,
+                order_rng,
+                shuffle=cfg.shuffle,
+                bucket=cfg.bucket,
+                batch_size=cfg.batch_size,
+            ),
+            cfg.batch_size,
         ):
             loss, logits = step(inputs, targets, own)
             loss_sum += loss * len(targets)
@@ -448,8 +456,8 @@ def fit(
     cfg = config or TrainConfig()
     with torch_threads(cfg.threads):
         device = next(model.parameters()).device
-        train_data = _encoded(train, device)
-        test_data = None if test is None else _encoded(test, device)
+        train_data = encoded(train, device)
+        test_data = None if test is None else encoded(test, device)
         step = TrainStep(
             model,
             optimizer,
@@ -501,8 +509,8 @@ def train_many(
         raise ConfigError(f"chunk_size={chunk_size} must be >= 1")
     with torch_threads(cfg.threads):
         device = next(models[0].parameters()).device
-        train_data = _encoded(train, device)
-        test_data = None if test is None else _encoded(test, device)
+        train_data = encoded(train, device)
+        test_data = None if test is None else encoded(test, device)
         histories: list[list[dict[str, Any]]] = []
         for start in range(0, len(models), size):
             chunk = models[start : start + size]
