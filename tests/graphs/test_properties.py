@@ -6,11 +6,10 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from sparsernn.errors import ConfigError, GraphError
+from sparsernn.errors import GraphError
 from sparsernn.graphs import (
     EXTRA_FEATURES,
     STUDY_FEATURES,
-    n_parameters,
     properties,
     to_layered_dag,
     watts_strogatz,
@@ -224,25 +223,3 @@ def test_two_nodes_sample_spread_is_nan():
 def test_errors(graph, match):
     with pytest.raises(GraphError, match=match):
         properties(graph)
-
-
-def test_n_parameters_gru_study_example():
-    d = to_layered_dag(nx.Graph(STUDY_EDGES))  # sizes [2, 1, 1, 1]
-    # layer 0 : 3 * (2*2 + 2*2 + 2*2)  = 36   (input = embedding dim = |layer 0| = 2)
-    # (0, 1)  : 3 * (2 edges + 1 + 2)  = 15
-    # (0, 2), (1, 2), (1, 3), (2, 3): 3 * (1 edge + 1 + 2) = 12 each -> 48
-    # embedding 128 * 2 = 256; classifier 1 * 2 + 2 = 4
-    assert n_parameters(d, "gru") == 36 + 15 + 48 + 256 + 4
-    # counting masked entries adds the one missing entry of the (0, 2) mask, for 3 gates
-    assert n_parameters(d, "gru", count_masked=True) == 359 + 3
-    # from the graph directly, other cells and another embedding size
-    assert n_parameters(nx.Graph(STUDY_EDGES), "GRU") == 359
-    assert n_parameters(d, "rnn_tanh") == 12 + 5 + 16 + 256 + 4
-    assert n_parameters(d, "lstm", input_size=3) == 4 * (6 + 4 + 4) + 4 * (5 + 16) + 128 * 3 + 4
-
-
-def test_n_parameters_bad_mode():
-    with pytest.raises(ConfigError, match="unknown cell.*gru"):
-        n_parameters(nx.path_graph(3), "transformer")
-    with pytest.raises(ConfigError, match="input_size"):
-        n_parameters(nx.path_graph(3), "gru", input_size=0)

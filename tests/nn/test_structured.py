@@ -8,7 +8,7 @@ from sparsernn.errors import ConfigError
 from sparsernn.graphs import make_graph, to_layered_dag
 from sparsernn.nn import MODES
 from sparsernn.nn.reference import reference_structured
-from sparsernn.nn.structured import StructuredRNN
+from sparsernn.nn.structured import StructuredRNN, graph_parameters
 
 #: How a StructuredRNN can run: (schedule, kernel). The compiled loop is built on this machine
 #: (the tests need a C++ compiler, as the install does); "torch" is the PyTorch layer schedule.
@@ -191,14 +191,12 @@ def test_batch_first_and_dag_input():
 
 
 def test_parameter_count_matches_graph_formula():
-    from sparsernn.graphs import n_parameters
-
     graph = make_graph("ws", 25, seed=4)
     for mode in MODES:
         net = StructuredRNN(graph, mode)
-        # graphs.n_parameters counts embedding (128 x |layer 0|) and the 2-class classifier too
+        # graph_parameters counts embedding (128 x |layer 0|) and the 2-class classifier too
         extra = 128 * net.input_size + 2 * net.output_size + 2
-        assert net.n_parameters() == n_parameters(graph, mode) - extra
+        assert net.n_parameters() == graph_parameters(graph, mode) - extra
 
 
 def test_wavefront_plan_refuses_inconsistent_wiring():
@@ -318,3 +316,29 @@ def test_flatten_parameters_is_a_no_op_and_packed_input_is_refused_naming_the_fi
     # the named fix works: the padded batch runs, and the full-length sequence is unchanged
     out = net(torch.nn.utils.rnn.pad_packed_sequence(packed)[0])[0]
     assert out.shape == before.shape and torch.equal(out[:, 0], before[:, 0])
+
+
+# ------------------------------------------------ the closed-form parameter count of a graph
+_STUDY_EDGES = [(0, 2), (1, 2), (1, 3), (2, 3), (2, 4), (3, 4)]
+
+
+def test_graph_parameters_gru_study_example():
+    d = to_layered_dag(nx.Graph(_STUDY_EDGES))  # sizes [2, 1, 1, 1]
+    # layer 0 : 3 * (2*2 + 2*2 + 2*2)  = 36   (input = embedding dim = |layer 0| = 2)
+    # (0, 1)  : 3 * (2 edges + 1 + 2)  = 15
+    # (0, 2), (1, 2), (1, 3), (2, 3): 3 * (1 edge + 1 + 2) = 12 each -> 48
+    # embedding 128 * 2 = 256; classifier 1 * 2 + 2 = 4
+    assert graph_parameters(d, "gru") == 36 + 15 + 48 + 256 + 4
+    # counting masked entries adds the one missing entry of the (0, 2) mask, for 3 gates
+    assert graph_parameters(d, "gru", count_masked=True) == 359 + 3
+    # from the graph directly, other cells and another embedding size
+    assert graph_parameters(nx.Graph(_STUDY_EDGES), "GRU") == 359
+    assert graph_parameters(d, "rnn_tanh") == 12 + 5 + 16 + 256 + 4
+    assert graph_parameters(d, "lstm", input_size=3) == 4 * (6 + 4 + 4) + 4 * (5 + 16) + 128 * 3 + 4
+
+
+def test_graph_parameters_bad_mode():
+    with pytest.raises(ConfigError, match="unknown cell.*gru"):
+        graph_parameters(nx.path_graph(3), "transformer")
+    with pytest.raises(ConfigError, match="input_size"):
+        graph_parameters(nx.path_graph(3), "gru", input_size=0)

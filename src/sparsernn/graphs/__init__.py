@@ -23,7 +23,7 @@ from sparsernn.graphs.generators import (
     write_edgelist,
 )
 from sparsernn.graphs.io import read_graph
-from sparsernn.graphs.properties import EXTRA_FEATURES, STUDY_FEATURES, n_parameters, properties
+from sparsernn.graphs.properties import EXTRA_FEATURES, STUDY_FEATURES, properties
 
 __all__ = [
     "EXTRA_FEATURES",
@@ -35,7 +35,6 @@ __all__ = [
     "graph_from_edges",
     "graph_to_edges",
     "make_graph",
-    "n_parameters",
     "properties",
     "read_graph",
     "sample_graph",

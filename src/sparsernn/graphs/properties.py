@@ -20,9 +20,8 @@ import numpy as np
 
 from sparsernn.errors import ConfigError, GraphError
 from sparsernn.graphs.dag import LayeredDAG, to_layered_dag
-from sparsernn.nn.cells import cell_spec
 
-__all__ = ["EXTRA_FEATURES", "STUDY_FEATURES", "n_parameters", "properties"]
+__all__ = ["EXTRA_FEATURES", "STUDY_FEATURES", "properties"]
 
 _STATS = ("eccentricity", "degree", "closeness", "nodes_betweenness", "edge_betweenness")
 
@@ -176,66 +175,6 @@ def _extra_features(und: nx.Graph, layered: LayeredDAG) -> dict[str, float]:
         "dag_width": float(max(layered.layer_sizes)),
         "n_skip_layers": float(layered.n_skip_layers),
     }
-
-
-def n_parameters(
-    dag_or_graph: LayeredDAG | nx.Graph,
-    mode: str,
-    input_size: int | None = None,
-    *,
-    count_masked: bool = False,
-    vocab_size: int = 128,
-    n_classes: int = 2,
-) -> int:
-    """Trainable-parameter count of the study's structured network built on a graph (SPEC 5).
-
-    With ``G`` gates (1 for ``rnn_tanh`` / ``rnn_relu``, 3 for ``gru``, 4 for ``lstm``),
-    ``H_l`` = size of layer ``l``, ``I`` = ``input_size`` (the embedding dimension, default
-    ``H_0``) and ``E_sl`` = number of edges from layer ``s`` into layer ``l``::
-
-        layer 0           : G * (H_0 * I + H_0 * H_0 + 2 * H_0)
-        each (s, l) in connections (main l-1 -> l and every skip):
-                            G * (E_sl + H_l * H_l + 2 * H_l)       (count_masked=False)
-                            G * (H_l * H_s + H_l * H_l + 2 * H_l)  (count_masked=True)
-        embedding         : vocab_size * I
-        classifier        : H_last * n_classes + n_classes
-
-    ``2 * H`` counts the two bias vectors per gate, as in PyTorch; masked-out i2h entries
-    (fixed at zero) count only with ``count_masked=True``.
-
-    Parameters
-    ----------
-    dag_or_graph : LayeredDAG or networkx.Graph
-        The layering, or a graph passed to :func:`to_layered_dag`.
-    mode : {"rnn_tanh", "rnn_relu", "gru", "lstm"}
-        Cell type (case-insensitive).
-    input_size : int, optional
-        Embedding dimension; defaults to the size of layer 0 as in the study.
-    count_masked : bool
-        Count masked-out i2h entries too (the dense storage size).
-    vocab_size, n_classes : int
-        Embedding rows (128 ASCII codes) and classifier outputs.
-
-    Examples
-    --------
-    >>> import networkx as nx
-    >>> n_parameters(nx.path_graph(3), "rnn_tanh")  # layers [0], [1], [2]
-    144
-    """
-    gates = cell_spec(mode.lower() if isinstance(mode, str) else mode).gates
-    layered = dag_or_graph if isinstance(dag_or_graph, LayeredDAG) else to_layered_dag(dag_or_graph)
-    sizes = layered.layer_sizes
-    if input_size is None:
-        input_size = sizes[0]
-    for name, value in (("input_size", input_size), ("vocab_size", vocab_size)):
-        _check_positive(name, value)
-    _check_positive("n_classes", n_classes)
-    h0 = sizes[0]
-    total = gates * (h0 * input_size + h0 * h0 + 2 * h0)
-    for (s, t), mask in layered.connections.items():
-        i2h = sizes[t] * sizes[s] if count_masked else int(mask.sum())
-        total += gates * (i2h + sizes[t] * sizes[t] + 2 * sizes[t])
-    return int(total + vocab_size * input_size + sizes[-1] * n_classes + n_classes)
 
 
 def _check_positive(name: str, value: object) -> None:

@@ -21,18 +21,20 @@ import math
 from collections.abc import Iterator
 from typing import cast
 
+import networkx as nx
 import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from sparsernn.errors import ConfigError
+from sparsernn.graphs import LayeredDAG, to_layered_dag
 from sparsernn.nn.cells import cell_spec
 from sparsernn.nn.functional import run_layers
 from sparsernn.nn.masked import MaskedRNN
 from sparsernn.nn.wavefront import WavefrontPlan, layer_outputs, wavefront_recurrence
 
-__all__ = ["StructuredRNN", "SCHEDULES", "GATE_LAYOUTS", "KERNELS"]
+__all__ = ["StructuredRNN", "SCHEDULES", "GATE_LAYOUTS", "KERNELS", "graph_parameters"]
 
 #: How :class:`StructuredRNN` runs: every sub-layer at once, or one fused call per source layer.
 SCHEDULES = ("wavefront", "layers")
@@ -130,8 +132,6 @@ class StructuredRNN(nn.Module):
             raise ConfigError(f"unknown gate_layout {gate_layout!r}; choose one of {GATE_LAYOUTS}")
         self.schedule = schedule
         self.gate_layout = gate_layout
-        from sparsernn.graphs import LayeredDAG, to_layered_dag
-
         self.spec = cell_spec(mode)
         dag = graph if isinstance(graph, LayeredDAG) else to_layered_dag(graph)
         self.dag = dag
@@ -455,8 +455,10 @@ class StructuredRNN(nn.Module):
         pairs = [_mask_pair(layer) for layer in self.wide_layers]
         key = [(m, m._version) for pair in pairs for m in pair]
         old: list = getattr(self, "_wiring_key", None) or []
-        fresh = hasattr(self, "_schedule") and len(old) == len(key) and all(
-            a is b and u == v for (a, u), (b, v) in zip(old, key, strict=True)
+        fresh = (
+            hasattr(self, "_schedule")
+            and len(old) == len(key)
+            and all(a is b and u == v for (a, u), (b, v) in zip(old, key, strict=True))
         )
         if not fresh:
             wirings: list | None = []
@@ -504,3 +506,70 @@ class StructuredRNN(nn.Module):
             f"schedule={self.schedule!r}, gate_layout={self.gate_layout!r}, "
             f"sub_layers={sum(len(d) for _, d in self.plan)}"
         )
+
+
+def graph_parameters(
+    dag_or_graph: LayeredDAG | nx.Graph,
+    mode: str,
+    input_size: int | None = None,
+    *,
+    count_masked: bool = False,
+    vocab_size: int = 128,
+    n_classes: int = 2,
+) -> int:
+    """Trainable-parameter count of the study's whole network built on a graph (SPEC 5), in
+    closed form: what :meth:`StructuredRNN.n_parameters` counts on a live module (recurrent
+    part only), plus the embedding and the classifier.
+
+    With ``G`` gates (1 for ``rnn_tanh`` / ``rnn_relu``, 3 for ``gru``, 4 for ``lstm``),
+    ``H_l`` = size of layer ``l``, ``I`` = ``input_size`` (the embedding dimension, default
+    ``H_0``) and ``E_sl`` = number of edges from layer ``s`` into layer ``l``::
+
+        layer 0           : G * (H_0 * I + H_0 * H_0 + 2 * H_0)
+        each (s, l) in connections (main l-1 -> l and every skip):
+                            G * (E_sl + H_l * H_l + 2 * H_l)       (count_masked=False)
+                            G * (H_l * H_s + H_l * H_l + 2 * H_l)  (count_masked=True)
+        embedding         : vocab_size * I
+        classifier        : H_last * n_classes + n_classes
+
+    ``2 * H`` counts the two bias vectors per gate, as in PyTorch; masked-out i2h entries
+    (fixed at zero) count only with ``count_masked=True``.
+
+    Parameters
+    ----------
+    dag_or_graph : LayeredDAG or networkx.Graph
+        The layering, or a graph passed to :func:`to_layered_dag`.
+    mode : {"rnn_tanh", "rnn_relu", "gru", "lstm"}
+        Cell type (case-insensitive).
+    input_size : int, optional
+        Embedding dimension; defaults to the size of layer 0 as in the study.
+    count_masked : bool
+        Count masked-out i2h entries too (the dense storage size).
+    vocab_size, n_classes : int
+        Embedding rows (128 ASCII codes) and classifier outputs.
+
+    Examples
+    --------
+    >>> import networkx as nx
+    >>> graph_parameters(nx.path_graph(3), "rnn_tanh")  # layers [0], [1], [2]
+    144
+    """
+    gates = cell_spec(mode.lower() if isinstance(mode, str) else mode).gates
+    layered = dag_or_graph if isinstance(dag_or_graph, LayeredDAG) else to_layered_dag(dag_or_graph)
+    sizes = layered.layer_sizes
+    if input_size is None:
+        input_size = sizes[0]
+    for name, value in (("input_size", input_size), ("vocab_size", vocab_size)):
+        _positive(name, value)
+    _positive("n_classes", n_classes)
+    h0 = sizes[0]
+    total = gates * (h0 * input_size + h0 * h0 + 2 * h0)
+    for (s, t), mask in layered.connections.items():
+        i2h = sizes[t] * sizes[s] if count_masked else int(mask.sum())
+        total += gates * (i2h + sizes[t] * sizes[t] + 2 * sizes[t])
+    return int(total + vocab_size * input_size + sizes[-1] * n_classes + n_classes)
+
+
+def _positive(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
