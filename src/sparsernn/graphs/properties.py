@@ -18,7 +18,7 @@ import warnings
 import networkx as nx
 import numpy as np
 
-from sparsernn.errors import ConfigError, GraphError
+from sparsernn.errors import GraphError
 from sparsernn.graphs.dag import LayeredDAG, to_layered_dag
 
 __all__ = ["EXTRA_FEATURES", "STUDY_FEATURES", "properties"]
@@ -175,8 +175,3 @@ def _extra_features(und: nx.Graph, layered: LayeredDAG) -> dict[str, float]:
         "dag_width": float(max(layered.layer_sizes)),
         "n_skip_layers": float(layered.n_skip_layers),
     }
-
-
-def _check_positive(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
