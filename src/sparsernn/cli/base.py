@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
+import sqlite3
 import sys
 
 import click
@@ -17,7 +19,8 @@ ALL_TASKS = tuple(DIFFICULTY)
 
 
 def _friendly(fn):
-    """Turn library errors into one line on stderr and exit status 2."""
+    """Turn library errors, and the system's (a full disk, a folder that cannot be written),
+    into one line on stderr and exit status 2."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -26,6 +29,12 @@ def _friendly(fn):
         except SparsernnError as exc:
             click.echo(f"error: {_own_fix(exc)}", err=True)
             sys.exit(2)
+        except OSError as exc:
+            click.echo(f"error: {_os_problem(exc)}", err=True)
+            sys.exit(2)
+        except sqlite3.Error as exc:  # (the store words its own; this is the last resort)
+            click.echo(f"error: SQLite: {exc}; check the disk and the study directory", err=True)
+            sys.exit(2)
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM during a study (Terminated)
             click.echo(
                 "interrupted: finished units are stored; rerun the command to resume", err=True
@@ -33,6 +42,19 @@ def _friendly(fn):
             sys.exit(128 + int(getattr(exc, "signum", 2)))
 
     return wrapper
+
+
+def _os_problem(exc: OSError) -> str:
+    """One line for an error of the system: the file, what happened and what to do."""
+    what = exc.strerror or str(exc) or type(exc).__name__
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = "free some disk space and rerun the command (finished units are stored)"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = "make it writable or choose another location, then rerun the command"
+    else:
+        fix = "check the path, then rerun the command"
+    where = f"{exc.filename}: " if exc.filename else ""
+    return " ".join(f"{where}{what}; {fix}".split())
 
 
 def _own_fix(exc: SparsernnError) -> str:
@@ -101,7 +123,33 @@ def _seeds(n: int) -> tuple[int, ...]:
     return tuple(range(n))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _OneLineGroup(click.Group):
+    """The command group, with click's usage errors (an unknown option or choice) as one
+    ``error: ...`` line naming the ``--help`` to read, like every other error."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):  # type: ignore[override]
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: its help, as click
+                exc.show()
+                sys.exit(exc.exit_code)
+            where = exc.ctx.command_path if exc.ctx is not None else "sparsernn"
+            message = " ".join(exc.format_message().split())
+            click.echo(f"error: {message} (see {where} --help)", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=_OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="sparsernn")
 def cli() -> None:
     """Study sparsity in recurrent networks: magnitude pruning and random-graph structure."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -390,6 +391,29 @@ def status(study_dir):
 @cli.command()
 @click.argument("study_dir", type=click.Path(path_type=Path))
 @click.option(
+    "--repair",
+    is_flag=True,
+    help="Set the damaged units aside (the damaged file is kept beside the store); a rerun "
+    "of the study recomputes them.",
+)
+@_friendly
+def verify(study_dir, repair):
+    """Check a study's results store: SQLite's integrity check, then every stored row.
+
+    One line per problem; exit status 1 when the store is damaged (0 after --repair).
+    """
+    from sparsernn.experiments.status import verify_study
+
+    lines, sound = verify_study(study_dir, fix=repair)
+    for line in lines:
+        click.echo(line, err=line.startswith("damaged: "))
+    if not sound:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("study_dir", type=click.Path(path_type=Path))
+@click.option(
     "-o",
     "--output",
     type=click.Path(path_type=Path),
@@ -399,11 +423,9 @@ def status(study_dir):
 @_friendly
 def report(study_dir, output):
     """Write one self-contained HTML report (tables as CSV/Markdown beside it)."""
+    from sparsernn.experiments.status import study_store
     from sparsernn.report import build_report
 
-    if not (Path(study_dir) / "results.sqlite").exists():
-        raise ConfigError(
-            f"{study_dir} holds no results.sqlite; run a study with --out {study_dir}"
-        )
-    path = build_report(study_dir, output or Path(study_dir) / "report.html")
+    study_dir = study_store(study_dir)
+    path = build_report(study_dir, output or study_dir / "report.html")
     click.echo(f"report: {path}")
