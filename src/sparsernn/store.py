@@ -163,7 +163,7 @@ def _is_number(value: Any) -> bool:
 
 
 #: What each JSON column of a unit row must decode to, by status ("any": both statuses).
-_SHAPES: dict[str, dict[str, tuple[type | None, ...]]] = {
+_SHAPES: dict[str, dict[str, tuple[type, ...]]] = {
     "config": {"any": (dict,)},
     "metrics": {"done": (dict,), "failed": (type(None),)},
     "curve": {"any": (list, type(None))},
@@ -445,8 +445,8 @@ class ResultsStore:
         reserved = sorted(set(values) & _RESERVED_META)
         if reserved:
             raise ValueError(f"meta name {reserved[0]!r} is reserved by the store")
-        rows = [(name, _dumps(value)) for name, value in values.items()]
-        rows = [(name, text, _digest([name, text])) for name, text in rows]
+        texts = [(name, _dumps(value)) for name, value in values.items()]
+        rows = [(name, text, _digest([name, text])) for name, text in texts]
         with self._transaction() as conn:
             conn.executemany(
                 "INSERT OR REPLACE INTO meta (name, value, digest) VALUES (?, ?, ?)", rows

@@ -7,6 +7,7 @@ import functools
 import os
 import sqlite3
 import sys
+from typing import Any
 
 import click
 
@@ -117,6 +118,23 @@ def _note_capped(asked: int | None, spec) -> None:
         )
 
 
+def _data_conflicts(task: str | None, grammar: str | None, csv: bool) -> None:
+    """Refuse data flags that contradict each other instead of ignoring one of them."""
+    from sparsernn.tasks import GRAMMAR_TASKS
+
+    if task is not None and grammar is not None and task != grammar:
+        what = "names another grammar" if task in GRAMMAR_TASKS else "generates its own data"
+        raise ConfigError(
+            f"--task {task} {what}, so --grammar {grammar} would be ignored; give one of them "
+            "(--task embedded_reber is the same as --grammar embedded_reber)"
+        )
+    if csv and grammar is not None:
+        raise ConfigError(
+            f"--grammar {grammar} applies to generated data, not to --train-csv/--test-csv; "
+            "drop one of them"
+        )
+
+
 def _seeds(n: int) -> tuple[int, ...]:
     if n < 1:
         raise ConfigError(f"--seeds {n} must be >= 1 (the number of seeds, 0..N-1)")
@@ -127,11 +145,18 @@ class _OneLineGroup(click.Group):
     """The command group, with click's usage errors (an unknown option or choice) as one
     ``error: ...`` line naming the ``--help`` to read, like every other error."""
 
-    def main(self, *args, standalone_mode: bool = True, **kwargs):  # type: ignore[override]
+    def main(
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            return super().main(args, prog_name, complete_var, False, **extra)
         try:
-            rv = super().main(*args, standalone_mode=False, **kwargs)
+            rv = super().main(args, prog_name, complete_var, False, **extra)
         except click.UsageError as exc:
             if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: its help, as click
                 exc.show()
