@@ -83,7 +83,7 @@ def test_workers_none_means_one_process_per_core(tmp_path: Path, monkeypatch):
     pools: list[tuple[int, int]] = []
 
     class FakePool(executors._InlineExecutor):
-        def __init__(self, workers: int, threads: int) -> None:
+        def __init__(self, workers: int, threads: int, native_said: bool = False) -> None:
             super().__init__()
             pools.append((workers, threads))
 

@@ -269,7 +269,10 @@ def run_study(
         todo = [u for u in units if u.key not in done and (retry_failed or u.key not in failed)]
         run.skipped = run.total - len(todo)
         if todo:
-            pool = executors.make_executor(executor, workers, len(todo), address, gpus_per_unit)
+            said = _prepare_kernel(todo, executor, run)
+            pool = executors.make_executor(
+                executor, workers, len(todo), address, gpus_per_unit, native_said=said
+            )
             bar = _Progress(progress, len(todo))
             bases = {u.key: u for u in every if u.kind == "base"}
             drive = functools.partial(
@@ -278,6 +281,40 @@ def run_study(
             _run_then_stop(drive, pool, bar)
     run.wall_s = time.perf_counter() - t0
     return run
+
+
+def _prepare_kernel(todo: list[Unit], executor: str, run: StudyRun) -> bool:
+    """Build the structure networks' compiled time loop here, once, before any unit starts
+    (one line while it builds: its time is no unit's), or say once for the whole study why
+    those networks run the PyTorch path. True when that was said (workers then keep quiet).
+
+    Local executors only: a Ray node builds its own before its first structure unit.
+    """
+    from sparsernn.nn import native
+
+    devices = {u.config["train"]["device"] for u in todo if u.kind == "structure"}
+    on_cpu = any(resolve_device(d).type == "cpu" for d in devices)
+    if executor != "local" or not on_cpu or native.disabled():
+        return False
+    if native.cached() is not None:
+        reason = native.unavailable_reason()  # loads it: a cheap check, silent when it works
+        if reason is not None:
+            _say(run, None, native.fallback_line(reason))
+        native.fallback_said()
+        return reason is not None
+    start = "sparsernn: building the structure networks' compiled time loop once, before the "
+    start += "units start..."
+    print(start, end="", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    reason = native.unavailable_reason()
+    if reason is None:
+        end = f" done in {time.perf_counter() - t0:.0f} s (cached in {native.cache_dir()})"
+    else:
+        end = f" not possible ({reason}); they use the PyTorch path (same results, slower)"
+    print(end, file=sys.stderr, flush=True)
+    run.notes.append(start + end)
+    native.fallback_said()
+    return reason is not None
 
 
 def _check_out(out: str | os.PathLike[str]) -> None:
@@ -465,10 +502,13 @@ def _release(
         ready.extend((job, base) for job in jobs)
 
 
-def _say(run: StudyRun, bar: _Progress, text: str) -> None:
-    """A line for the user (stderr) that the run also keeps in ``run.notes``."""
+def _say(run: StudyRun, bar: _Progress | None, text: str) -> None:
+    """A line for the user (stderr, above the progress bar) also kept in ``run.notes``."""
     run.notes.append(text)
-    bar.note(text)
+    if bar is not None:
+        bar.note(text)
+    else:
+        print(text, file=sys.stderr, flush=True)
 
 
 def _base_checkpoint(store: ResultsStore, key: str) -> tuple[bytes | None, str | None]:
