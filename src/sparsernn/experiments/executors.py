@@ -227,25 +227,18 @@ class _RayExecutor:
         self._base_refs: dict[str, Any] = {}  # one object-store copy per base checkpoint
         if not ray.is_initialized():
             _check_reachable(address)
-            has_token = _use_ray_token() if address not in (None, "auto") else True
-            auth_error = getattr(ray.exceptions, "AuthenticationError", ())
+            if address is None:  # a cluster started here ends with this process
+                self._reaper = Reaper()
+                self._reaper.watch_children(os.getpid())
             try:
-                ray.init(address=address, log_to_driver=False)
-            except auth_error:
-                raise ConfigError(
-                    f"Ray token authentication (RAY_AUTH_MODE=token) found no token for the "
-                    f"cluster at {address}; {_TOKEN_FIX}"
-                ) from None
-            except (ConnectionError, TimeoutError) as exc:
-                hint = "start one with 'ray start --head --port 6379' or check --address"
-                if not has_token:  # the port answers, so a token is the likely lack
-                    hint = f"if it uses token authentication (`ray start`'s default), {_TOKEN_FIX}"
-                raise ConfigError(
-                    f"cannot connect to a Ray cluster at {address!r} ({exc}); {hint}"
-                ) from None
+                _connect(ray, address)
+            except BaseException:
+                if self._reaper is not None:
+                    self._reaper.close()
+                raise
             self._started = True
-            self._reaper = Reaper()  # the cluster started here ends with this process
-            self._reaper.watch(_ray_processes(ray))
+            if self._reaper is not None:
+                self._reaper.watch(_ray_processes(ray))
         if gpus > 0 and ray.cluster_resources().get("GPU", 0) < gpus:
             self.close(cancel=True)
             raise ConfigError(
@@ -308,6 +301,26 @@ def _ray_processes(ray: Any) -> list[int]:
         return [info.process.pid for infos in node.all_processes.values() for info in infos]
     except Exception:  # noqa: BLE001 - a changed private API: the reaper watches nothing
         return []
+
+
+def _connect(ray: Any, address: str | None) -> None:
+    """``ray.init`` at ``address`` (None: a new local cluster), its errors as one line."""
+    has_token = _use_ray_token() if address not in (None, "auto") else True
+    auth_error = getattr(ray.exceptions, "AuthenticationError", ())
+    try:
+        ray.init(address=address, log_to_driver=False)
+    except auth_error:
+        raise ConfigError(
+            f"Ray token authentication (RAY_AUTH_MODE=token) found no token for the "
+            f"cluster at {address}; {_TOKEN_FIX}"
+        ) from None
+    except (ConnectionError, TimeoutError) as exc:
+        hint = "start one with 'ray start --head --port 6379' or check --address"
+        if not has_token:  # the port answers, so a token is the likely lack
+            hint = f"if it uses token authentication (`ray start`'s default), {_TOKEN_FIX}"
+        raise ConfigError(
+            f"cannot connect to a Ray cluster at {address!r} ({exc}); {hint}"
+        ) from None
 
 
 _TOKEN_FIX = (
