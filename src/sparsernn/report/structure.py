@@ -27,7 +27,12 @@ def no_structure(ctx: Context) -> list[Block] | None:
     """The "no random-structure runs" note when there are none, else None."""
     if ctx.structure.empty:
         how = HOW_STRUCTURE.format(dir=ctx.where)
-        return [missing(f"No random-structure runs in this study: {how}.")]
+        return [
+            missing(
+                f"No random-structure runs in this study: {how}. (The correlations of graph "
+                "properties with accuracy and the predictions from them follow from those runs.)"
+            )
+        ]
     return None
 
 
