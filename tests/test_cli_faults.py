@@ -226,3 +226,13 @@ def test_the_pickle_conversion_command_runs_no_code_from_the_file_name(tmp_path)
     assert not (tmp_path / "PWNED").exists() and not (tmp_path / "PWNED2").exists()
     converted = path.with_suffix(".graphml")
     assert sorted(read_graph(converted).edges()) == [(0, 1), (1, 2), (2, 3)]
+
+
+def test_a_report_that_cannot_be_written_is_one_line(tmp_path):
+    out = tmp_path / "s"
+    assert _invoke([*TINY, "--out", out]).exit_code == 0
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    line = _error_line(_invoke(["report", out, "-o", blocker / "r.html"]))
+    assert line.startswith(f"error: {blocker}") and "Not a directory" in line
+    assert line.endswith("check the path, then rerun the command")

@@ -527,7 +527,9 @@ def _base_checkpoint(store: ResultsStore, key: str) -> tuple[bytes | None, str |
             data = path.read_bytes()
             if _sound_checkpoint(data):
                 return data, None
-            return None, f"{path.relative_to(store.study_dir)} is damaged (truncated?)"
+            root = store.study_dir
+            shown = path.relative_to(root) if path.is_relative_to(root) else path
+            return None, f"{shown} is damaged (truncated?)"
     return None, f"{name or 'model.pt'} is missing"
 
 

@@ -8,13 +8,22 @@ skipping the zero blocks of the block-diagonal h2h matrix, with the batch as the
 (vectorised) dimension; :func:`layer_schedule` runs a whole network's wide layers and the sums
 of their sub-layers in one call each way (what ``StructuredRNN`` uses: one autograd node).
 
-The library is plain C++ with a C ABI, no torch headers: it is compiled on first use with the
-system's C++ compiler (``$CXX``, else ``c++``/``g++``; about two seconds) into a per-user cache
-(``$SPARSERNN_CACHE_DIR``, else ``$XDG_CACHE_HOME/sparsernn``, else ``~/.cache/sparsernn``),
-keyed by the source, the flags, the compiler and the CPU, and loaded with :mod:`ctypes`.
-``make install`` builds it once (``python -m sparsernn.nn.native``). Without a compiler, or
-with ``SPARSERNN_NATIVE=0``, :func:`available` is False, a one-line warning says why, and
+The library is plain C++ with a C ABI, no torch headers: it is compiled with the system's C++
+compiler (``$CXX``, else ``c++``/``g++``; ~20 s of CPU time at -O3, minutes of wall time on a
+busy machine) into a per-user cache (``$SPARSERNN_CACHE_DIR``, else
+``$XDG_CACHE_HOME/sparsernn``, else ``~/.cache/sparsernn``), keyed by the source, the flags, the
+compiler and the CPU, and loaded with :mod:`ctypes`. ``make install`` builds it once
+(``python -m sparsernn.nn.native``); a study builds it in its driver before any unit starts;
+otherwise the first forward does. Without a compiler, or with ``SPARSERNN_NATIVE=0``,
+:func:`available` is False, a one-line warning says why, and
 :class:`~sparsernn.nn.StructuredRNN` runs the PyTorch path (the same function, slower).
+
+What is loaded is verified (:func:`verify`): a build is written to a temporary file, fsynced,
+renamed into place, and its SHA-256 recorded beside it (``<library>.sha256``, written after);
+before ``dlopen`` the library must match it, and the cache folder and files must belong to
+this user and be writable by nobody else. A library that fails (truncated by a full disk,
+changed, planted) is rebuilt with one line saying so, or the PyTorch path runs with one line.
+:func:`build` and :func:`open_library` take the source of another library of this kind.
 """
 
 from __future__ import annotations
