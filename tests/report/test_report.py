@@ -494,3 +494,17 @@ def test_several_sparsity_methods_get_their_own_table_and_the_study_tables_stay_
     got = table[table["method"] == "random"].set_index(["cell", "target", "amount"])["accuracy"]
     assert np.allclose(got.sort_index().to_numpy(), 0.5 * mean.sort_index().to_numpy())
     assert "use the magnitude method's runs only" in html.unescape(_sections(text)["pruning"])
+
+
+def test_suggested_commands_quote_the_study_directory(tmp_path: Path):
+    import shlex
+
+    odd = tmp_path / "my study $(touch PWNED)"
+    ResultsStore.open(odd).close()
+    text = build_report(odd, tmp_path / "q.html").read_text()
+    sections = {k: html.unescape(v) for k, v in _sections(text).items()}
+    quoted = shlex.quote(str(odd))
+    assert quoted.startswith("'") and f"sparsernn structure --out {quoted}" in (
+        sections["structure"]
+    )
+    assert f"sparsernn prune --out {quoted}" in sections["pruning"]

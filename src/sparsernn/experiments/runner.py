@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import io
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -323,7 +324,7 @@ def _check_out(out: str | os.PathLike[str]) -> None:
     if path.is_file() or path.suffix.lower() in (".sqlite", ".sqlite3", ".db"):
         raise ConfigError(
             f"--out {out} names a file; --out takes the study directory that holds "
-            f"results.sqlite (here --out {path.parent})"
+            f"results.sqlite (here --out {shlex.quote(str(path.parent))})"
         )
     if path.exists() and not path.is_dir():
         raise ConfigError(f"--out {out} is not a directory; give a study directory")

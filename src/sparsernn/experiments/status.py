@@ -34,7 +34,8 @@ def study_store(study_dir: str | os.PathLike[str]) -> Path:
         path = path.parent
     if not (path / STORE_FILENAME).exists():
         raise ConfigError(
-            f"{study_dir} holds no {STORE_FILENAME}; start a study with --out {study_dir}"
+            f"{study_dir} holds no {STORE_FILENAME}; start a study with --out "
+            f"{shlex.quote(str(study_dir))}"
         )
     return path
 

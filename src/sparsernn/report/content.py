@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import re
+import shlex
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -145,6 +146,11 @@ class Context:
     @property
     def where(self) -> Path:
         return Path(self.results.study_dir)
+
+    @property
+    def shell_where(self) -> str:
+        """The study directory as a shell word, for the commands a section suggests."""
+        return shlex.quote(str(self.where))
 
     def table(
         self, name: str, df: pd.DataFrame, caption: str | None = None, show: bool = True

@@ -175,7 +175,7 @@ def setup(ctx: Context) -> list[Block]:
         *_config_blocks(ctx),
     ]
     if units["done"].sum() == 0:
-        text = "This study has no finished units yet: " + HOW_ALL.format(dir=ctx.where) + "."
+        text = "This study has no finished units yet: " + HOW_ALL.format(dir=ctx.shell_where) + "."
         out.append(missing(text))
     return out
 
