@@ -328,7 +328,7 @@ FOREIGN = {
         _future_schema,
         r"schema version 7 is newer than this sparsernn supports \(1\); upgrade sparsernn",
     ),
-    "damaged sqlite": (_damaged, "is a damaged SQLite file .*; move it aside"),
+    "damaged sqlite": (_damaged, "is a damaged SQLite file .*; run `sparsernn verify "),
 }
 
 

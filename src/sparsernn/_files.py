@@ -11,11 +11,19 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_save", "atomic_write", "atomic_write_bytes", "current_umask", "new_file_mode"]
+__all__ = [
+    "atomic_save",
+    "atomic_write",
+    "atomic_write_bytes",
+    "current_umask",
+    "new_file_mode",
+    "remove_stale_temporaries",
+]
 
 
 def current_umask() -> int:
@@ -101,3 +109,40 @@ def atomic_save(
     ``torch.save`` and ``pickle.dump`` fit ``save_fn`` as they are.
     """
     return atomic_write(path, lambda fh: save_fn(obj, fh))
+
+
+def _is_temporary(name: str) -> bool:
+    """Whether ``name`` is an :func:`atomic_write` temporary: ``.<target>.<random>.tmp``."""
+    if not (name.startswith(".") and name.endswith(".tmp")):
+        return False
+    stem = name[1 : -len(".tmp")]
+    target, dot, random = stem.rpartition(".")
+    return bool(target and dot and len(random) == 8)
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str], min_age_s: float = 0.0) -> int:
+    """Remove the temporaries of :func:`atomic_write` in ``folder`` that a kill left behind
+    (not renamed into place), those older than ``min_age_s``; return how many went.
+
+    The caller makes sure no other process is writing one there now, or picks an age no write
+    takes. Best effort: a file that cannot be removed is left.
+    """
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    now = time.time()
+    for entry in entries:
+        if not _is_temporary(entry.name):
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            if now - entry.stat(follow_symlinks=False).st_mtime < min_age_s:
+                continue
+            os.unlink(entry.path)
+            removed += 1
+        except OSError:
+            continue
+    return removed

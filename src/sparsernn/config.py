@@ -43,8 +43,40 @@ def config_key(obj: Any, length: int = 16) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+#: The scalar field types :meth:`Config.from_dict` checks, and how an error names each.
+_SCALARS: dict[type, str] = {
+    bool: "true or false",
+    int: "an integer",
+    float: "a number",
+    str: "text",
+}
+
+
+def _kind(value: Any) -> str:
+    """How a value's type reads in an error: ``a float (1.5)``, ``a bool (true)``."""
+    names = {bool: "a bool", int: "an integer", float: "a float", str: "text"}
+    name = names.get(type(value), f"a {type(value).__name__}")
+    shown = str(value).lower() if isinstance(value, bool) else repr(value)
+    return f"{name} ({shown})"
+
+
+def _scalar(tp: type, value: Any, where: str) -> Any:
+    """``value`` checked against a scalar field type (bool is not an int here; an int is a
+    float); a one-line :class:`ConfigError` naming the field otherwise."""
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }[tp]
+    if not ok:
+        raise ConfigError(f"{where} must be {_SCALARS[tp]}, not {_kind(value)}")
+    return float(value) if tp is float else value
+
+
 def _coerce(tp: Any, value: Any, where: str) -> Any:
-    """Turn JSON data back into the annotated type (tuples, nested configs, optionals)."""
+    """Turn JSON data back into the annotated type (tuples, nested configs, optionals),
+    checking scalars against their field's type."""
     origin = typing.get_origin(tp)
     if isinstance(tp, type) and issubclass(tp, Config):
         if not isinstance(value, dict):
@@ -54,17 +86,37 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None or (value == NONE and str not in args):  # TOML has no null
             return None
-        return _coerce(args[0], value, where) if len(args) == 1 else value
+        if len(args) == 1:
+            return _coerce(args[0], value, where)
+        for arg in args:  # the first member the value fits
+            try:
+                return _coerce(arg, value, where)
+            except ConfigError:
+                continue
+        return value  # the config's own check names what it accepts
     if origin is tuple:
-        inner = typing.get_args(tp)[0] if typing.get_args(tp) else Any
-        if isinstance(value, dict) and typing.get_origin(inner) is tuple:
-            value = list(value.items())  # a TOML table for a tuple of (name, value) pairs
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        return tuple(_coerce(inner, v, where) for v in value)
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        return _coerce_tuple(typing.get_args(tp), value, where)
+    if tp in _SCALARS:
+        return _scalar(tp, value, where)
     return value
+
+
+def _coerce_tuple(args: tuple[Any, ...], value: Any, where: str) -> tuple[Any, ...]:
+    """A list as a tuple: of one type (``tuple[int, ...]``) or of one type per position."""
+    if len(args) == 2 and args[1] is Ellipsis:
+        inner: list[Any] | None = None
+        each = args[0]
+    else:
+        inner, each = list(args) or None, Any
+    if isinstance(value, dict) and typing.get_origin(each) is tuple:
+        value = list(value.items())  # a TOML table for a tuple of (name, value) pairs
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{where}: expected a list, got {value!r}")
+    if inner is not None:
+        if len(value) != len(inner):
+            raise ConfigError(f"{where}: expected {len(inner)} entries, got {list(value)!r}")
+        return tuple(_coerce(t, v, where) for t, v in zip(inner, value, strict=True))
+    return tuple(_coerce(each, v, where) for v in value)
 
 
 class Config:
@@ -138,8 +190,15 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     """Read a TOML file, turning syntax errors into a one-line :class:`ConfigError`."""
     path = Path(path)
     try:
-        return tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a directory; give a study TOML file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+            f"{exc.start}); TOML files are UTF-8: save it as UTF-8"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML ({exc}); fix the syntax") from None

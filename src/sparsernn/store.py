@@ -19,23 +19,33 @@ JSON columns (``config``, ``metrics``, ``curve``, ``artefacts``) are written by 
 as the same floats. NumPy scalars and arrays (anything with ``tolist``) are stored as plain numbers
 and lists. SQLite's own ``json_*`` functions before 3.42 reject those tokens; read the columns
 through this module.
+
+Every row carries a ``digest``: the SHA-256 of its stored values. A row read back is checked
+against it and against the shape its columns must have (JSON objects where objects belong), so a
+value changed on disk is an error naming the unit, never a silently different number;
+:meth:`ResultsStore.verify` checks a whole store (with SQLite's ``integrity_check``) and
+:func:`repair` sets damaged rows aside. Rows written before digests existed (the column is
+added when a writer opens such a store) are read unchecked.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
+import shutil
 import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sparsernn import _storefile as _file
-from sparsernn._files import atomic_save, atomic_write_bytes
+from sparsernn._files import atomic_save, atomic_write_bytes, remove_stale_temporaries
 from sparsernn._storefile import APPLICATION, SCHEMA_VERSION, STORE_FILENAME
 from sparsernn.errors import StoreError
 
@@ -47,7 +57,9 @@ __all__ = [
     "STORE_FILENAME",
     "STATUSES",
     "ResultsStore",
+    "StoreCheck",
     "artefact_dir",
+    "repair",
     "atomic_save",  # re-exported: the atomic-write helpers live in sparsernn._files
     "atomic_write_bytes",
 ]
@@ -76,7 +88,8 @@ _FRAME_COLUMNS = ["key", "kind", "status", "wall_s", "finished", "attempts"]
 _SCHEMA = """
 CREATE TABLE meta (
     name TEXT PRIMARY KEY,
-    value TEXT
+    value TEXT,
+    digest TEXT
 );
 CREATE TABLE units (
     key TEXT PRIMARY KEY,
@@ -91,10 +104,15 @@ CREATE TABLE units (
     started REAL,
     finished REAL,
     host TEXT,
-    attempts INTEGER NOT NULL DEFAULT 1
+    attempts INTEGER NOT NULL DEFAULT 1,
+    digest TEXT
 );
-CREATE INDEX units_kind_status ON units (kind, status);
+CREATE INDEX units_kind_status ON units (kind, status)
 """
+#: Temporary files of killed atomic writes are removed from the study directory when older
+#: than this (a report may be writing one there right now); in ``artefacts/``, which only the
+#: writer writes, at once.
+_STALE_TEMPORARY_S = 600.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -134,6 +152,96 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
+def _digest(values: Sequence[Any]) -> str:
+    """SHA-256 of a row's stored values (text, numbers, NULLs), as its ``digest`` column."""
+    text = json.dumps(list(values), allow_nan=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+#: What each JSON column of a unit row must decode to, by status ("any": both statuses).
+_SHAPES: dict[str, dict[str, tuple[type, ...]]] = {
+    "config": {"any": (dict,)},
+    "metrics": {"done": (dict,), "failed": (type(None),)},
+    "curve": {"any": (list, type(None))},
+    "artefacts": {"any": (dict, type(None))},
+}
+
+
+def _unit_problem(raw: dict[str, Any], digest: str | None) -> str | None:
+    """What is wrong with a unit row as stored (``raw``: column -> stored value), or None."""
+    if digest is not None and _digest([raw[c] for c in _UNIT_COLUMNS]) != digest:
+        return "its values differ from their checksum (changed on disk)"
+    if not isinstance(raw["key"], str) or not raw["key"]:
+        return f"key {raw['key']!r} is not a run key"
+    if raw["status"] not in STATUSES:
+        return f"status {raw['status']!r} is not one of {', '.join(STATUSES)}"
+    if not isinstance(raw["kind"], str) or not raw["kind"]:
+        return f"kind {raw['kind']!r} is not a name"
+    for name in ("wall_s", "started", "finished"):
+        if raw[name] is not None and not _is_number(raw[name]):
+            return f"{name} {raw[name]!r} is not a number"
+    if not isinstance(raw["attempts"], int) or raw["attempts"] < 1:
+        return f"attempts {raw['attempts']!r} is not a count"
+    for name, shapes in _SHAPES.items():
+        text = raw[name]
+        if text is not None and not isinstance(text, str):
+            return f"{name} is not text"
+        try:
+            value = _loads(text)
+        except ValueError as exc:
+            return f"{name} is not valid JSON ({exc})"
+        allowed = shapes.get("any", shapes.get(raw["status"], ()))
+        if not isinstance(value, allowed):
+            return f"{name} holds a {type(value).__name__} where a {allowed[0].__name__} belongs"
+    curve = _loads(raw["curve"])
+    if curve is not None and not all(isinstance(p, dict) for p in curve):
+        return "curve holds entries that are not objects"
+    artefacts = _loads(raw["artefacts"]) or {}
+    if not all(isinstance(v, str) for v in artefacts.values()):
+        return "artefacts holds a path that is not text"
+    if (raw["status"] == "failed") != isinstance(raw["error"], str):
+        return "error does not match the status"
+    return None
+
+
+def _meta_problem(name: Any, value: Any, digest: str | None) -> str | None:
+    """What is wrong with a meta row as stored, or None."""
+    if digest is not None and _digest([name, value]) != digest:
+        return "its value differs from its checksum (changed on disk)"
+    if name in _RESERVED_META:
+        return None if isinstance(value, str) else "its value is not text"
+    try:
+        _loads(value)
+    except (TypeError, ValueError) as exc:
+        return f"its value is not valid JSON ({exc})"
+    return None
+
+
+@dataclasses.dataclass
+class StoreCheck:
+    """What :meth:`ResultsStore.verify` found: ``problems`` (one line each; empty: sound),
+    the rows read, those written before checksums existed (``unverified``), the rowids of the
+    damaged rows (what :func:`repair` sets aside) and whether SQLite found the file's
+    structure sound."""
+
+    path: Path
+    problems: list[str] = dataclasses.field(default_factory=list)
+    units: int = 0
+    meta: int = 0
+    unverified: int = 0
+    damaged_units: list[int] = dataclasses.field(default_factory=list)
+    damaged_meta: list[int] = dataclasses.field(default_factory=list)
+    structure_ok: bool = True
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
 def _flat(dicts: list[Mapping[str, Any] | None]) -> pd.DataFrame:
     """One row per dict, nested dicts flattened to dotted columns (``{"a": {"b": 1}}``: ``a.b``)."""
     import pandas as pd
@@ -158,6 +266,7 @@ class ResultsStore:
         self._mutex = threading.RLock()
         self._lock_fd: int | None = None
         self._conn = self._open_readonly() if readonly else self._open_writer(lock_timeout)
+        self._digests = self._digest_columns()
 
     @classmethod
     def open(
@@ -171,6 +280,8 @@ class ResultsStore:
         return cls(path, readonly=readonly, lock_timeout=lock_timeout)
 
     def _open_readonly(self) -> sqlite3.Connection:
+        if _file.header(self._path) is not None:
+            _file.recover_journal_as_reader(self._path)
         header = _file.header(self._path)
         if not header:
             state = "does not exist" if header is None else "is empty"
@@ -185,7 +296,9 @@ class ResultsStore:
     def _open_writer(self, lock_timeout: float) -> sqlite3.Connection:
         # Check an existing file before creating anything next to it, so a foreign file is
         # never touched; check again under the lock in case another writer created it meanwhile.
-        if _file.header(self._path):
+        # (A killed writer's hot journal is rolled back under the lock first: until then a
+        # read-only check would refuse a sound file.)
+        if _file.header(self._path) and not _file.has_hot_journal(self._path):
             _file.validate_existing(self._path)
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True)
@@ -198,16 +311,22 @@ class ResultsStore:
         lock_path = self._path.with_name(self._path.name + ".lock")
         self._lock_fd = _file.acquire_lock(lock_path, self._path, lock_timeout)
         try:
+            _file.recover_journal(self._path)
             is_new = not _file.header(self._path)
             if not is_new:
                 _file.validate_existing(self._path)
-            conn = sqlite3.connect(
-                self._path, timeout=10.0, isolation_level=None, check_same_thread=False
-            )
-            if is_new:
-                self._create_schema(conn)
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = FULL")
+            try:
+                conn = sqlite3.connect(
+                    self._path, timeout=10.0, isolation_level=None, check_same_thread=False
+                )
+                if is_new:
+                    self._create_schema(conn)
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = FULL")
+                _add_digest_columns(conn)
+            except sqlite3.Error as exc:
+                raise _file.sqlite_problem(exc, self._path) from None
+            self._remove_stale_temporaries()
             return conn
         except BaseException:
             _file.release_lock(self._lock_fd)
@@ -217,18 +336,38 @@ class ResultsStore:
     @staticmethod
     def _create_schema(conn: sqlite3.Connection) -> None:
         # One rollback-journal transaction, so a reader sees either an empty file or the full
-        # schema; the switch to WAL comes after. (executescript commits any open transaction
-        # first, so BEGIN and COMMIT are part of the script.)
-        meta = (
-            f"INSERT INTO meta (name, value) VALUES ('application', '{APPLICATION}'), "
-            f"('schema_version', '{SCHEMA_VERSION}'), ('created', '{time.time()!r}');"
-        )
+        # schema; the switch to WAL comes after. A kill inside it leaves a hot journal, which
+        # the next open rolls back (_storefile.recover_journal).
+        meta = [
+            ("application", APPLICATION),
+            ("schema_version", str(SCHEMA_VERSION)),
+            ("created", repr(time.time())),
+        ]
+        conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + meta + "COMMIT;")
+            for statement in _SCHEMA.split(";"):
+                conn.execute(statement)
+            conn.executemany(
+                "INSERT INTO meta (name, value, digest) VALUES (?, ?, ?)",
+                [(name, value, _digest([name, value])) for name, value in meta],
+            )
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        conn.execute("COMMIT")
+
+    def _remove_stale_temporaries(self) -> None:
+        """Temporary files of atomic writes a kill interrupted (never renamed into place)."""
+        remove_stale_temporaries(self.study_dir, min_age_s=_STALE_TEMPORARY_S)
+        artefacts = self.study_dir / "artefacts"
+        if artefacts.is_dir():
+            for folder in [artefacts, *(p for p in artefacts.iterdir() if p.is_dir())]:
+                remove_stale_temporaries(folder)
+
+    def _digest_columns(self) -> dict[str, bool]:
+        """Per table, whether it has the ``digest`` column (stores written before it lack it)."""
+        return {table: "digest" in _columns(self._conn, table) for table in ("units", "meta")}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -273,17 +412,26 @@ class ResultsStore:
             raise StoreError(
                 f"{self._path} was opened read-only; open it without readonly=True to write"
             )
-        with self._mutex:
+        with self._mutex, self._sqlite_errors():
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
 
+    @contextmanager
+    def _sqlite_errors(self) -> Iterator[None]:
+        """SQLite's errors as one-line :class:`StoreError` s (full disk, damaged file...)."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise _file.sqlite_problem(exc, self._path) from None
+
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._mutex:
+        with self._mutex, self._sqlite_errors():
             return self._conn.execute(sql, params).fetchall()
 
     # -- meta --------------------------------------------------------------------------------
@@ -297,16 +445,28 @@ class ResultsStore:
         reserved = sorted(set(values) & _RESERVED_META)
         if reserved:
             raise ValueError(f"meta name {reserved[0]!r} is reserved by the store")
-        rows = [(name, _dumps(value)) for name, value in values.items()]
+        texts = [(name, _dumps(value)) for name, value in values.items()]
+        rows = [(name, text, _digest([name, text])) for name, text in texts]
         with self._transaction() as conn:
-            conn.executemany("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", rows)
+            conn.executemany(
+                "INSERT OR REPLACE INTO meta (name, value, digest) VALUES (?, ?, ?)", rows
+            )
 
     def get_meta(self, name: str, default: Any = None) -> Any:
-        """The value stored by :meth:`set_meta` (reserved names come back as raw text)."""
-        rows = self._query("SELECT value FROM meta WHERE name = ?", (name,))
+        """The value stored by :meth:`set_meta` (reserved names come back as raw text).
+
+        Raises :class:`StoreError` when the stored value is damaged.
+        """
+        digest = ", digest" if self._digests["meta"] else ", NULL"
+        rows = self._query(f"SELECT value{digest} FROM meta WHERE name = ?", (name,))
         if not rows:
             return default
-        return rows[0][0] if name in _RESERVED_META else _loads(rows[0][0])
+        value, checksum = rows[0]
+        problem = _meta_problem(name, value, checksum)
+        if problem is not None:
+            raise _file.damaged(f"{self._path}: meta entry {name!r} is damaged ({problem})",
+                                self.study_dir)  # fmt: skip
+        return value if name in _RESERVED_META else _loads(value)
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -402,6 +562,7 @@ class ResultsStore:
                     f"unit {key} ({kind}) is already stored as done in {self._path}; {action}"
                 )
             row["attempts"] = 1 if old is None else old[1] + 1
+            row["digest"] = _digest([row[c] for c in _UNIT_COLUMNS])
             names = ", ".join(row)
             marks = ", ".join("?" for _ in row)
             conn.execute(
@@ -435,16 +596,27 @@ class ResultsStore:
         return bool(rows)
 
     def get(self, key: str) -> dict[str, Any] | None:
-        """The decoded row of ``key`` (JSON columns as Python objects), or None."""
-        rows = self._query(f"SELECT {', '.join(_UNIT_COLUMNS)} FROM units WHERE key = ?", (key,))
+        """The decoded row of ``key`` (JSON columns as Python objects), or None.
+
+        Raises :class:`StoreError` when the row is damaged (see :meth:`verify`).
+        """
+        rows = self._query(f"SELECT {self._unit_select} FROM units WHERE key = ?", (key,))
         return self._decode(rows[0]) if rows else None
 
-    @staticmethod
-    def _decode(row: tuple[Any, ...]) -> dict[str, Any]:
-        return {
-            name: _loads(value) if name in _JSON_COLUMNS else value
-            for name, value in zip(_UNIT_COLUMNS, row, strict=True)
-        }
+    @property
+    def _unit_select(self) -> str:
+        """The unit columns, then the digest (NULL in a store written before digests)."""
+        return ", ".join([*_UNIT_COLUMNS, "digest" if self._digests["units"] else "NULL"])
+
+    def _decode(self, row: tuple[Any, ...]) -> dict[str, Any]:
+        """A row of :attr:`_unit_select` with its JSON columns decoded, after checking it."""
+        raw = dict(zip(_UNIT_COLUMNS, row[:-1], strict=True))
+        problem = _unit_problem(raw, row[-1])
+        if problem is not None:
+            raise _file.damaged(
+                f"{self._path}: stored unit {raw['key']} is damaged ({problem})", self.study_dir
+            )
+        return {name: _loads(v) if name in _JSON_COLUMNS else v for name, v in raw.items()}
 
     def _where(self, kind: str | None, status: str | None) -> tuple[str, tuple[Any, ...]]:
         if status is not None and status not in STATUSES:
@@ -460,7 +632,7 @@ class ResultsStore:
 
     def _rows(self, kind: str | None, status: str | None) -> list[dict[str, Any]]:
         where, params = self._where(kind, status)
-        sql = f"SELECT {', '.join(_UNIT_COLUMNS)} FROM units{where} ORDER BY key"
+        sql = f"SELECT {self._unit_select} FROM units{where} ORDER BY key"
         return [self._decode(row) for row in self._query(sql, params)]
 
     def keys(self, kind: str | None = None, status: str | None = None) -> set[str]:
@@ -524,6 +696,14 @@ class ResultsStore:
         records = [{c: unit[c] for c in columns} for unit in self._rows(None, "failed")]
         return pd.DataFrame.from_records(records, columns=columns)
 
+    def verify(self, structure: bool = True) -> StoreCheck:
+        """Check the whole store; change nothing (:func:`repair` sets damaged rows aside).
+
+        ``structure``: run SQLite's ``integrity_check`` of the file's pages and indexes (a full
+        read); then every row is checked against its checksum and the shape of its columns.
+        """
+        return _verify(self, structure)
+
     def summary(self) -> dict[str, Any]:
         """Totals for a status line: ``done``, ``failed``, ``wall_s`` overall and ``by_kind``."""
         rows = self._query(
@@ -543,9 +723,11 @@ class ResultsStore:
         return {**totals, "by_kind": by_kind}
 
 
-def artefact_dir(store: ResultsStore, key: str, label: str | None = None) -> Path:
+def artefact_dir(
+    store: ResultsStore, key: str, label: str | None = None, *, create: bool = True
+) -> Path:
     """``<study_dir>/artefacts/<label>-<key>/`` (``<key>/`` without a label), created on demand
-    (not for a read-only store).
+    (not for a read-only store, nor with ``create=False``: a path to look at).
 
     ``label`` is a readable prefix such as ``base-gru-s0``; characters other than letters,
     digits, ``.``, ``_`` and ``-`` become ``_``. Folders named by the key alone (studies run
@@ -558,6 +740,212 @@ def artefact_dir(store: ResultsStore, key: str, label: str | None = None) -> Pat
         name = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in label)
         name = f"{name.strip('.')}-{key}"
     directory = store.study_dir / "artefacts" / name
-    if not store.readonly:
+    if create and not store.readonly:
         directory.mkdir(parents=True, exist_ok=True)
     return directory
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def _add_digest_columns(conn: sqlite3.Connection) -> None:
+    """Give a store written before digests its ``digest`` columns (its rows stay unchecked)."""
+    missing = [t for t in ("units", "meta") if "digest" not in _columns(conn, t)]
+    if not missing:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for table in missing:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN digest TEXT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _shown(value: Any) -> str:
+    """A stored key or name for a problem line: as it is when printable, else its repr."""
+    return value if isinstance(value, str) and value.isprintable() else repr(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Checking and repairing a whole store
+
+
+def _check_rows(store: ResultsStore, check: StoreCheck) -> None:
+    """Every meta and unit row against its checksum and shape, into ``check``."""
+    conn = store._conn
+    digest = {t: "digest" if has else "NULL" for t, has in store._digests.items()}
+    try:
+        for rowid, name, value, checksum in conn.execute(
+            f"SELECT rowid, name, value, {digest['meta']} FROM meta"
+        ):
+            check.meta += 1
+            check.unverified += checksum is None
+            problem = _meta_problem(name, value, checksum)
+            if problem is not None:
+                check.problems.append(f"meta entry {_shown(name)}: {problem}")
+                check.damaged_meta.append(rowid)
+    except sqlite3.DatabaseError as exc:
+        check.problems.append(f"sqlite: reading meta stopped after {check.meta} rows ({exc})")
+    try:
+        for row in conn.execute(f"SELECT rowid, {store._unit_select} FROM units"):
+            check.units += 1
+            check.unverified += row[-1] is None
+            raw = dict(zip(_UNIT_COLUMNS, row[1:-1], strict=True))
+            problem = _unit_problem(raw, row[-1])
+            if problem is not None:
+                check.problems.append(
+                    f"unit {_shown(raw['key'])} ({_shown(raw['kind'])}): {problem}"
+                )
+                check.damaged_units.append(row[0])
+    except sqlite3.DatabaseError as exc:
+        check.problems.append(f"sqlite: reading units stopped after {check.units} rows ({exc})")
+
+
+def _verify(store: ResultsStore, structure: bool) -> StoreCheck:
+    check = StoreCheck(store.path)
+    with store._mutex:
+        if structure:
+            check.problems += _file.integrity_problems(store._conn)
+            check.structure_ok = not check.problems
+        _check_rows(store, check)
+    return check
+
+
+def repair(path: _StrPath) -> tuple[StoreCheck, Path | None]:
+    """Set the damaged rows of a store aside; return what :meth:`ResultsStore.verify` found and
+    the copy of the damaged file (None when nothing was damaged).
+
+    The file is first copied to ``results.sqlite.damaged-<time>`` (with its ``-wal``), so
+    nothing is lost. A store whose SQLite structure is sound loses its damaged rows; one whose
+    structure is damaged is rebuilt from every row that still reads and checks. Either way a
+    rerun of the study recomputes the units set aside. Takes the writer lock.
+    """
+    try:
+        store = ResultsStore.open(path)
+    except _file.DamagedStore as exc:  # its meta table does not read: rebuild what does
+        return _rebuild_unopenable(_file.resolve(path), exc)
+    with store:
+        check = store.verify()
+        if check.ok:
+            return check, None
+        backup = _backup(store.path)
+        if check.structure_ok:
+            with store._transaction() as conn:
+                for table, rowids in (("units", check.damaged_units), ("meta", check.damaged_meta)):
+                    conn.executemany(f"DELETE FROM {table} WHERE rowid = ?", [(r,) for r in rowids])
+            return check, backup
+        rebuilt = _salvage(store._conn, store._digests, store.path)
+        store._conn.close()
+        _replace_store(rebuilt, store.path)
+        store._conn = sqlite3.connect(store.path, isolation_level=None, check_same_thread=False)
+    return check, backup
+
+
+def _rebuild_unopenable(path: Path, error: StoreError) -> tuple[StoreCheck, Path | None]:
+    """:func:`repair` of a file whose meta table does not read: under the writer lock, a new
+    store holding every unit row that still reads and checks (maybe none)."""
+    fd = _file.acquire_lock(path.with_name(path.name + ".lock"), path, 0.0)
+    try:
+        check = StoreCheck(path, problems=[error.problem], structure_ok=False)
+        backup = _backup(path)
+        conn = sqlite3.connect(path, isolation_level=None)
+        try:
+            try:
+                digests = {t: "digest" in _columns(conn, t) for t in ("units", "meta")}
+            except sqlite3.DatabaseError:
+                digests = {}
+            rebuilt = _salvage(conn, digests, path)
+        finally:
+            conn.close()
+        _replace_store(rebuilt, path)
+        return check, backup
+    finally:
+        _file.release_lock(fd)
+
+
+def _replace_store(rebuilt: Path, path: Path) -> None:
+    """Put the rebuilt file in place of ``path`` (whose connections are closed)."""
+    for suffix in ("-wal", "-shm", "-journal"):  # the old file's: they must not meet the new one
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    os.replace(rebuilt, path)
+
+
+def _backup(path: Path) -> Path:
+    """Copy the store file (and its write-ahead log) beside it; the copy's path."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    backup = path.with_name(f"{path.name}.damaged-{stamp}")
+    shutil.copy2(path, backup)
+    for suffix in ("-wal", "-journal"):
+        side = path.with_name(path.name + suffix)
+        if side.is_file() and side.stat().st_size:
+            shutil.copy2(side, backup.with_name(backup.name + suffix))
+    return backup
+
+
+#: Rows of a damaged file are read one rowid at a time up to this many (else a plain scan).
+_MAX_SALVAGE_ROWID = 5_000_000
+
+
+def _salvage(conn: sqlite3.Connection, digests: dict[str, bool], path: Path) -> Path:
+    """A new store file beside ``path`` holding every row ``conn`` still reads that checks
+    (``digests``: which tables have the digest column; a table missing there is not read)."""
+    target = path.with_name(path.name + ".repairing")
+    target.unlink(missing_ok=True)
+    new = sqlite3.connect(target, isolation_level=None)
+    try:
+        ResultsStore._create_schema(new)
+        new.execute("BEGIN IMMEDIATE")
+        for name, value, checksum in _readable(conn, digests, "meta", "name, value"):
+            if name not in _RESERVED_META and _meta_problem(name, value, checksum) is None:
+                new.execute(
+                    "INSERT OR REPLACE INTO meta (name, value, digest) VALUES (?, ?, ?)",
+                    (name, value, _digest([name, value])),
+                )
+        columns = ", ".join(_UNIT_COLUMNS)
+        marks = ", ".join("?" for _ in range(len(_UNIT_COLUMNS) + 1))
+        for row in _readable(conn, digests, "units", columns):
+            raw = dict(zip(_UNIT_COLUMNS, row[:-1], strict=True))
+            if _unit_problem(raw, row[-1]) is None:
+                values = [raw[c] for c in _UNIT_COLUMNS]
+                new.execute(
+                    f"INSERT OR REPLACE INTO units ({columns}, digest) VALUES ({marks})",
+                    (*values, _digest(values)),
+                )
+        new.execute("COMMIT")
+        new.execute("PRAGMA journal_mode = WAL")
+    finally:
+        new.close()
+    return target
+
+
+def _readable(
+    conn: sqlite3.Connection, digests: dict[str, bool], table: str, columns: str
+) -> Iterator[tuple[Any, ...]]:
+    """The rows of ``table`` that SQLite can still read (``columns``, then the digest)."""
+    if table not in digests:
+        return
+    digest = "digest" if digests[table] else "NULL"
+    try:
+        top = conn.execute(f"SELECT max(rowid) FROM {table}").fetchone()[0] or 0
+    except sqlite3.DatabaseError:
+        top = _MAX_SALVAGE_ROWID + 1
+    if top > _MAX_SALVAGE_ROWID:  # read on until the damage stops the scan
+        try:
+            cursor = conn.execute(f"SELECT {columns}, {digest} FROM {table}")
+            rows = iter(cursor.fetchone, None)
+            yield from rows
+        except sqlite3.DatabaseError:
+            return
+        return
+    for rowid in range(1, top + 1):
+        try:
+            row = conn.execute(
+                f"SELECT {columns}, {digest} FROM {table} WHERE rowid = ?", (rowid,)
+            ).fetchone()
+        except sqlite3.DatabaseError:
+            continue
+        if row is not None:
+            yield row

@@ -66,7 +66,7 @@ def test_prune_then_structure_keeps_each_kinds_own_plan(tmp_path: Path, monkeypa
     assert "report:" in _ok(["report", str(out)])
     page = html.unescape((out / "report.html").read_text())
     blocks = dict(re.findall(r"<details><summary>(.*?)</summary><pre>(.*?)</pre>", page, re.S))
-    prune_block = blocks["Study configuration of the prune units"]
+    prune_block = blocks["Study configuration of the base and prune units"]  # one command's
     structure_block = blocks["Study configuration of the structure units"]
     assert re.search(r"amounts = \[\s*50\.0,\s*100\.0,\s*\]", prune_block), prune_block
     assert re.search(r"\[train\]\s*epochs = 1\b", prune_block)

@@ -188,3 +188,74 @@ def test_a_token_in_the_default_file_enables_token_mode(tmp_path: Path, monkeypa
         os.environ.pop("RAY_AUTH_MODE", None)
         Config.initialize("")  # this process's Ray config back to no token mode
         AuthenticationTokenLoader.instance().reset_cache()
+
+
+def _descendants(pid: int) -> set[int]:
+    """``pid``'s live descendants (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+    out, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in out:
+                out.add(child)
+                todo.append(child)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow  # ~1 min: a driver that starts its own local Ray cluster, then is killed
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_a_killed_driver_takes_the_ray_cluster_it_started_with_it(tmp_path: Path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_USAGE_STATS_ENABLED": "0"}
+    args = [sys.executable, "-m", "sparsernn.cli", "structure", "--cells", "rnn_tanh",
+            "--generators", "ws", "--graphs", "8", "--nodes", "10:12", "--epochs", "50",
+            "--n-strings", "400", "--executor", "ray", "--device", "cpu", "--out",
+            str(tmp_path / "s")]  # fmt: skip
+    driver = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    helpers: set[int] = set()
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and driver.poll() is None:
+            helpers |= _descendants(driver.pid)
+            cmdlines = []
+            for pid in helpers:
+                try:
+                    cmdlines.append(Path(f"/proc/{pid}/cmdline").read_bytes())
+                except OSError:
+                    pass
+            if any(b"ray::run_job" in c for c in cmdlines):  # a Ray worker runs a unit
+                break
+            time.sleep(0.5)
+        assert driver.poll() is None, "the study ended before its Ray workers were seen"
+        time.sleep(2.0)
+        helpers |= _descendants(driver.pid)
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(timeout=30)
+        deadline = time.monotonic() + 15
+        while any(_alive(p) for p in helpers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        survivors = {p for p in helpers if _alive(p)}
+        assert not survivors, [Path(f"/proc/{p}/cmdline").read_bytes()[:80] for p in survivors]
+    finally:
+        for pid in helpers | ({driver.pid} if driver.poll() is None else set()):
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)

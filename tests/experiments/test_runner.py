@@ -17,7 +17,7 @@ import pytest
 import torch
 from studyhelpers import snapshot, tiny_study  # noqa: I001  (tests/experiments on sys.path)
 
-from sparsernn.errors import ConfigError
+from sparsernn.errors import ConfigError, StoreError
 from sparsernn.experiments import executors, runner, units
 from sparsernn.experiments.runner import StudyRun, run_study
 from sparsernn.experiments.units import plan_units
@@ -83,7 +83,7 @@ def test_workers_none_means_one_process_per_core(tmp_path: Path, monkeypatch):
     pools: list[tuple[int, int]] = []
 
     class FakePool(executors._InlineExecutor):
-        def __init__(self, workers: int, threads: int) -> None:
+        def __init__(self, workers: int, threads: int, native_said: bool = False) -> None:
             super().__init__()
             pools.append((workers, threads))
 
@@ -221,12 +221,67 @@ def test_pruning_units_of_a_failed_base_are_blocked_not_crashed(tmp_path: Path, 
     assert (retry.done, retry.failed, retry.blocked) == (3, 0, 0)
 
 
-def test_base_with_a_lost_checkpoint_blocks_its_pruning_units(tmp_path: Path):
+def _delete(path: Path) -> None:
+    path.unlink()
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize("damage", [_delete, _truncate], ids=["deleted", "truncated"])
+@pytest.mark.parametrize("kinds", [("prune",), None], ids=["prune-only", "whole-study"])
+def test_a_base_whose_checkpoint_is_lost_is_trained_again_with_one_line(
+    tmp_path: Path, reference, damage, kinds, capsys
+):
     run_study(tiny_study(), tmp_path, kinds=("base",), progress=False)
-    for path in (tmp_path / "artefacts").rglob("model.pt"):
-        path.unlink()
-    run = run_study(tiny_study(), tmp_path, kinds=("prune",), progress=False)
-    assert (run.done, run.failed, run.blocked) == (0, 0, 2)
+    (checkpoint,) = (tmp_path / "artefacts").rglob("model.pt")
+    damage(checkpoint)
+    run = run_study(tiny_study(), tmp_path, kinds=kinds, progress=False)
+    assert run.complete and run.blocked == 0 and run.failed == 0
+    assert run.done == (3 if kinds else 5)  # the base again, its 2 pruning units (+ 2 graphs)
+    (note,) = run.notes
+    why = "is missing" if damage is _delete else "is damaged (truncated?)"
+    assert note.startswith("base rnn_tanh seed=0: its stored checkpoint ") and why in note
+    assert note.endswith("; training it again") and note in capsys.readouterr().err
+    stored = snapshot(tmp_path)
+    assert {k: v["metrics"] for k, v in stored.items()} == {
+        k: v["metrics"] for k, v in reference.items() if kinds is None or v["kind"] != "structure"
+    }
+    assert run_study(tiny_study(), tmp_path, kinds=kinds, progress=False).notes == []
+
+
+def test_no_empty_folder_is_made_for_a_base_checkpoint_looked_up(tmp_path: Path):
+    run_study(tiny_study(), tmp_path, kinds=("base",), progress=False)
+    run_study(tiny_study(), tmp_path, kinds=("prune",), progress=False)
+    folders = sorted(p.name for p in (tmp_path / "artefacts").iterdir())
+    assert len(folders) == 1 and folders[0].startswith("base-rnn_tanh-s0-")
+
+
+def test_a_store_with_a_damaged_row_is_refused_before_anything_runs(tmp_path: Path):
+    run_study(tiny_study(), tmp_path, kinds=("base",), progress=False)
+    path = tmp_path / "results.sqlite"
+    data = bytearray(path.read_bytes())
+    at = data.index(b'"test_accuracy":') + len('"test_accuracy":')
+    data[at] ^= 0x02  # a digit becomes another digit
+    path.write_bytes(bytes(data))
+    with pytest.raises(StoreError, match=r"holds 1 damaged row\(s\) \(first: unit ") as info:
+        run_study(tiny_study(), tmp_path, progress=False)
+    assert "sparsernn verify" in str(info.value) and "--repair" in str(info.value)
+    with ResultsStore.open(tmp_path, readonly=True) as store:
+        assert store.count() == {"done": 1, "failed": 0}  # nothing ran
+
+
+def test_out_naming_the_store_file_is_refused_up_front(tmp_path: Path):
+    run_study(tiny_study(), tmp_path, kinds=("base",), progress=False)
+    with pytest.raises(ConfigError) as info:
+        run_study(tiny_study(), tmp_path / "results.sqlite", progress=False)
+    assert str(info.value) == (
+        f"--out {tmp_path / 'results.sqlite'} names a file; --out takes the study directory "
+        f"that holds results.sqlite (here --out {tmp_path})"
+    )
+    with ResultsStore.open(tmp_path, readonly=True) as store:
+        assert store.count() == {"done": 1, "failed": 0}
 
 
 # ------------------------------------------------------------------------------------ Ctrl-C

@@ -4,6 +4,8 @@ build cache, and the fallbacks when it cannot be built, each with a one-line rea
 import io
 import os
 import stat
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -364,3 +366,145 @@ def test_a_module_pickled_before_the_schedule_cache_existed_still_runs():
     buffer.seek(0)
     restored = torch.load(buffer, weights_only=False)  # our own object, written just above
     assert torch.equal(restored(x)[0], out)
+
+
+# -- the verified cache: checksums, ownership, a library that fails its check ---------------------
+
+
+@pytest.fixture(scope="module")
+def good_library():
+    """A sound build of the kernel from the user's own cache (built by `make install`)."""
+    return native.build()
+
+
+def _copying_compiler(folder, good, fail_after=None):
+    """A "compiler" that copies ``good`` to its ``-o`` path (a real build takes minutes on a
+    busy machine), logging each build; from build ``fail_after`` on it fails like g++."""
+    log = folder / "builds.log"
+    script = folder / "cxx"
+    fail = "" if fail_after is None else (
+        f'[ "$(wc -l < {log})" -ge {fail_after} ] && echo "cxx: error: out of disk" >&2 && exit 1\n'
+    )
+    script.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = "--version" ]; then echo "copycxx 1.0"; exit 0; fi\n'
+        f"{fail}"
+        'prev=""; for a in "$@"; do [ "$prev" = "-o" ] && out="$a"; prev="$a"; done\n'
+        f'echo build >> {log}\ncp {good} "$out"\n'
+    )
+    script.chmod(0o755)
+    log.write_text("")
+    return str(script), log
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _flip_middle(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+LOAD = """
+import torch
+from sparsernn.graphs import make_graph
+from sparsernn.nn import native
+from sparsernn.nn.structured import StructuredRNN
+print(native.unavailable_reason())
+net = StructuredRNN(make_graph("ws", 12, seed=0), "gru", kernel="native").double()
+x = torch.randn(5, 2, net.input_size, dtype=torch.double)
+ref = StructuredRNN(make_graph("ws", 12, seed=0), "gru", kernel="torch").double()
+ref.load_state_dict(net.state_dict())
+print(torch.allclose(net(x)[0], ref(x)[0], atol=1e-10))
+"""
+
+
+@pytest.mark.parametrize("damage", [_truncate, _flip_middle], ids=["truncated", "changed"])
+def test_a_damaged_cached_library_is_rebuilt_before_any_process_loads_it(
+    fresh_native, good_library, monkeypatch, damage
+):
+    cxx, log = _copying_compiler(fresh_native, good_library)
+    monkeypatch.setenv("CXX", cxx)
+    library = native.build()
+    damage(library)
+    env = {**os.environ, "CXX": cxx, "SPARSERNN_CACHE_DIR": str(fresh_native / "cache")}
+    # a fresh process, as a study's worker: loading half a library would kill it (SIGBUS)
+    done = subprocess.run([sys.executable, "-c", LOAD], env=env, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["None", "True"]
+    (line,) = [ln for ln in done.stderr.splitlines() if ln.startswith("sparsernn:")]
+    assert line == (
+        f"sparsernn: the cached kernel {library} does not match its checksum (truncated or "
+        "changed since it was built); rebuilding it"
+    )
+    assert log.read_text().count("build") == 2
+    assert native.verify(library) is None
+
+
+def test_a_library_that_fails_its_check_and_cannot_be_rebuilt_falls_back_with_one_line(
+    fresh_native, good_library, monkeypatch, capsys
+):
+    cxx, _ = _copying_compiler(fresh_native, good_library, fail_after=1)
+    monkeypatch.setenv("CXX", cxx)
+    _truncate(native.build())
+    with pytest.warns(RuntimeWarning) as caught:
+        assert not native.available()
+    (message,) = [str(w.message) for w in caught]
+    assert message == native.fallback_line("cxx failed: cxx: error: out of disk")
+    assert native.main() == 0 and "not available (cxx failed" in capsys.readouterr().out
+
+
+def test_a_library_without_its_checksum_is_not_loaded(fresh_native, good_library, monkeypatch):
+    cxx, log = _copying_compiler(fresh_native, good_library)
+    monkeypatch.setenv("CXX", cxx)
+    library = native.build()
+    (library.parent / (library.name + ".sha256")).unlink()  # e.g. a build killed before it
+    assert native.verify(library).startswith("has no checksum")
+    assert native.build() == library and log.read_text().count("build") == 2
+
+
+@pytest.mark.parametrize("what", ["folder", "library", "checksum"])
+def test_a_cache_others_may_write_is_refused(fresh_native, good_library, monkeypatch, what):
+    cxx, log = _copying_compiler(fresh_native, good_library)
+    monkeypatch.setenv("CXX", cxx)
+    library = native.build()
+    path = {"folder": library.parent, "library": library,
+            "checksum": library.parent / (library.name + ".sha256")}[what]  # fmt: skip
+    path.chmod(0o777 if what == "folder" else 0o666)
+    with pytest.raises(native.NativeUnavailable) as info:
+        native.build()
+    assert str(info.value) == (
+        f"the kernel cache {'checksum' if what == 'checksum' else what.replace('library', 'file')}"
+        f" {path} is writable by others (mode {'0777' if what == 'folder' else '0666'}), so a "
+        "library there could be swapped; chmod go-w it, or set $SPARSERNN_CACHE_DIR to a "
+        "folder of your own"
+    )
+    assert native.unavailable_reason() == str(info.value)
+    assert log.read_text().count("build") == 1  # nothing was built into it either
+
+
+def test_a_cache_another_user_owns_is_refused(fresh_native, good_library, monkeypatch):
+    cxx, _ = _copying_compiler(fresh_native, good_library)
+    monkeypatch.setenv("CXX", cxx)
+    native.build()
+    owner = (fresh_native / "cache").stat().st_uid
+    monkeypatch.setattr(native.os, "geteuid", lambda: owner + 1)
+    with pytest.raises(native.NativeUnavailable, match=f"another user \\(uid {owner}\\)"):
+        native.build()
+    assert native.cached() is None
+
+
+def test_temporaries_of_killed_builds_are_removed(fresh_native, good_library, monkeypatch):
+    cxx, _ = _copying_compiler(fresh_native, good_library)
+    monkeypatch.setenv("CXX", cxx)
+    library = native.build()
+    stale = library.parent / f".{library.name}.abcd1234.tmp"
+    stale.write_bytes(b"half a library")
+    os.utime(stale, (1, 1))
+    fresh = library.parent / f".{library.name}.efgh5678.tmp"  # another process building now
+    fresh.write_bytes(b"")
+    native.build()
+    assert not stale.exists() and fresh.exists()

@@ -150,15 +150,16 @@ def test_empty_store_gives_report_that_says_what_is_missing(tmp_path: Path):
     ResultsStore.open(tmp_path / "empty").close()
     text = build_report(tmp_path / "empty", tmp_path / "r.html").read_text()
     sections = _sections(text)
-    assert list(sections) == list(SECTIONS) and _errors(text) == []
+    # without structure runs their two analyses have no section: the structure section says so
+    assert list(sections) == ["setup", "pruning", "structure", "failures"]
+    assert _errors(text) == []
     assert "no finished units" in sections["setup"]
     assert "No base models or pruning runs" in sections["pruning"]
     assert "<code>sparsernn prune --out" in sections["pruning"]
-    for sid in ("structure", "correlations", "prediction"):
-        assert (
-            "No random-structure runs in this study: run <code>sparsernn structure"
-            in (sections[sid])
-        )
+    assert "No random-structure runs in this study: run <code>sparsernn structure" in (
+        sections["structure"]
+    )
+    assert text.count("No random-structure runs") == 1
 
 
 def test_missing_study_dir_raises_store_error(tmp_path: Path):
@@ -172,8 +173,10 @@ def test_pruning_only_study(study: StudyResults, tmp_path: Path):
     sections = _sections(text)
     assert _errors(text) == []
     assert "Tolerated sparsity" in sections["pruning"] and "<img" in sections["pruning"]
-    for sid in ("structure", "correlations", "prediction"):
-        assert "No random-structure runs" in sections[sid]
+    assert list(sections) == ["setup", "pruning", "structure", "failures"]
+    assert "No random-structure runs" in sections["structure"]
+    assert text.count("No random-structure runs") == 1
+    assert 'href="#correlations"' not in text and 'href="#prediction"' not in text
     assert (tmp_path / "p_tables" / "pruning_tolerated.csv").is_file()
     assert not (tmp_path / "p_tables" / "structure_mean_accuracy.csv").exists()
 
@@ -349,7 +352,8 @@ def test_smoke_profile_says_so_and_replaces_empty_plots(
     # "no data: no rows"; now they are text naming the reason and the caveat.
     pattern = r'<p class="missing">(Out-of-fold predictions[^:]*: nothing to plot .*?)</p>'
     (replaced,) = re.findall(pattern, text)
-    assert "(no rows)" in replaced and caveat in replaced and "no data: no rows" not in text
+    assert "(no rows; see the note at the top)" in replaced and "no data: no rows" not in text
+    assert text.count(caveat) == 1  # said once, at the top, not again in every empty plot
     assert _has_published_columns(text)  # the study's task: comparable, if meaningless
 
 
@@ -406,9 +410,6 @@ def _details(text: str) -> dict[str, str]:
     return {html.unescape(k): html.unescape(v) for k, v in found}
 
 
-KINDS = ("base", "prune", "structure")
-
-
 def test_each_kind_is_shown_and_judged_with_its_own_config(study: StudyResults, tmp_path: Path):
     # `prune` (1 epoch, amounts 50/100, tolerance 0.05) then `structure` into one directory:
     # the last command's config carries the structure command's pruning and training defaults.
@@ -422,19 +423,35 @@ def test_each_kind_is_shown_and_judged_with_its_own_config(study: StudyResults, 
     text = build_report(results, tmp_path / "k.html", n_boot=20, n_repeats=1).read_text()
     setup = _sections(text)["setup"]
     blocks = _details(setup)
-    assert list(blocks) == [f"Study configuration of the {k} units" for k in KINDS]
-    assert (
-        "amounts = [\n    50.0,\n    100.0,\n]" in blocks["Study configuration of the prune units"]
-    )
-    assert "10.0" not in blocks["Study configuration of the prune units"]
+    # `prune` planned base and prune with one config: shown once for both
+    pruned = "Study configuration of the base and prune units"
+    assert list(blocks) == [pruned, "Study configuration of the structure units"]
+    assert "amounts = [\n    50.0,\n    100.0,\n]" in blocks[pruned]
+    assert "10.0" not in blocks[pruned]
     assert "20.0" in blocks["Study configuration of the structure units"]
-    assert "[train]\nepochs = 1\n" in blocks["Study configuration of the base units"]
+    assert "[train]\nepochs = 1\n" in blocks[pruned]
     # settings come from the kind that uses them: the prune config's tolerance, the base
     # config's epochs (the last command's 50 epochs would hide the caveat)
     setup_table = pd.read_csv(tmp_path / "k_tables" / "setup.csv").set_index("item")["value"]
     assert setup_table["pruning tolerance"] == "0.05"
     (caveat,) = re.findall(r'<p class="caveat">(.*?)</p>', _top(text))
     assert "base models trained 1 epoch(s)" in caveat
+
+
+def test_one_commands_config_is_shown_once_for_all_its_kinds(study: StudyResults, tmp_path):
+    same = study.study  # `reproduce` plans base, prune and structure with one config
+    results = dataclasses.replace(study, studies={"structure": same, "base": same, "prune": same})
+    text = build_report(results, tmp_path / "one.html", n_boot=20, n_repeats=1).read_text()
+    assert list(_details(_sections(text)["setup"])) == [
+        "Study configuration of the base, prune and structure units"
+    ]
+    other = _with_study(study, pruning={"tolerance": 0.05}).study
+    results = dataclasses.replace(study, studies={"structure": same, "base": other, "prune": other})
+    text = build_report(results, tmp_path / "two.html", n_boot=20, n_repeats=1).read_text()
+    assert list(_details(_sections(text)["setup"])) == [
+        "Study configuration of the base and prune units",
+        "Study configuration of the structure units",
+    ]
 
 
 def test_store_without_per_kind_configs_shows_one_block(study: StudyResults, tmp_path: Path):
@@ -477,3 +494,17 @@ def test_several_sparsity_methods_get_their_own_table_and_the_study_tables_stay_
     got = table[table["method"] == "random"].set_index(["cell", "target", "amount"])["accuracy"]
     assert np.allclose(got.sort_index().to_numpy(), 0.5 * mean.sort_index().to_numpy())
     assert "use the magnitude method's runs only" in html.unescape(_sections(text)["pruning"])
+
+
+def test_suggested_commands_quote_the_study_directory(tmp_path: Path):
+    import shlex
+
+    odd = tmp_path / "my study $(touch PWNED)"
+    ResultsStore.open(odd).close()
+    text = build_report(odd, tmp_path / "q.html").read_text()
+    sections = {k: html.unescape(v) for k, v in _sections(text).items()}
+    quoted = shlex.quote(str(odd))
+    assert quoted.startswith("'") and f"sparsernn structure --out {quoted}" in (
+        sections["structure"]
+    )
+    assert f"sparsernn prune --out {quoted}" in sections["pruning"]

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sparsernn.report.tables import format_value, html_table, markdown_table, text_frame
+from sparsernn.report.tables import csv_safe, format_value, html_table, markdown_table, text_frame
 
 
 @pytest.mark.parametrize(
@@ -24,6 +24,7 @@ from sparsernn.report.tables import format_value, html_table, markdown_table, te
         (0.12345, "0.123"),
         (123.456, "123.5"),
         (0.000123, "1.23e-04"),
+        (0.0, "0.000"),
         (float("-inf"), "-inf"),
         ("a<b", "a<b"),
         ([1, 2], "[1, 2]"),
@@ -60,3 +61,30 @@ def test_markdown_table_lines_match_the_frame():
     assert len(lines) == len(df) + 2 and all(line.startswith("| ") for line in lines[:1])
     assert re.fullmatch(r"\|:?-+\|-+:\|", lines[1])  # text left, numbers right
     assert [line.split("|")[1].strip() for line in lines[2:]] == list(df["cell"])
+
+
+def test_markdown_cells_and_headers_carry_no_raw_html():
+    evil = '<img src=x onerror="alert(1)">'
+    table = markdown_table(pd.DataFrame({evil: [evil, "a & b"], "n": [1, 2]}))
+    assert "<" not in table and ">" not in table
+    assert "&lt;img src=x onerror=\"alert(1)\"&gt;" in table and "a &amp; b" in table
+
+
+@pytest.mark.parametrize(
+    ("cell", "written"),
+    [
+        ('=HYPERLINK("http://x","y")', '\'=HYPERLINK("http://x","y")'),
+        ("+cmd|' /C calc'!A0", "\'+cmd|' /C calc'!A0"),
+        ("-2+3", "\'-2+3"),
+        ("@SUM(A1)", "\'@SUM(A1)"),
+        ("\t=1", "\'\t=1"),
+        ("-0.5", "-0.5"),  # a plain number stays a number
+        ("1e-3", "1e-3"),
+        ("ws", "ws"),
+    ],
+)
+def test_csv_text_a_spreadsheet_would_run_is_kept_text(cell, written):
+    safe = csv_safe(pd.DataFrame({"graph": [cell], "x": [-1.5]}))
+    assert safe["graph"].tolist() == [written]
+    assert safe["x"].tolist() == [-1.5]  # numbers untouched
+    assert list(csv_safe(pd.DataFrame({"=A1": [1]})).columns) == ["\'=A1"]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
+import sqlite3
 import sys
+from typing import Any
 
 import click
 
@@ -17,7 +20,8 @@ ALL_TASKS = tuple(DIFFICULTY)
 
 
 def _friendly(fn):
-    """Turn library errors into one line on stderr and exit status 2."""
+    """Turn library errors, and the system's (a full disk, a folder that cannot be written),
+    into one line on stderr and exit status 2."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -26,6 +30,12 @@ def _friendly(fn):
         except SparsernnError as exc:
             click.echo(f"error: {_own_fix(exc)}", err=True)
             sys.exit(2)
+        except OSError as exc:
+            click.echo(f"error: {_os_problem(exc)}", err=True)
+            sys.exit(2)
+        except sqlite3.Error as exc:  # (the store words its own; this is the last resort)
+            click.echo(f"error: SQLite: {exc}; check the disk and the study directory", err=True)
+            sys.exit(2)
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM during a study (Terminated)
             click.echo(
                 "interrupted: finished units are stored; rerun the command to resume", err=True
@@ -33,6 +43,19 @@ def _friendly(fn):
             sys.exit(128 + int(getattr(exc, "signum", 2)))
 
     return wrapper
+
+
+def _os_problem(exc: OSError) -> str:
+    """One line for an error of the system: the file, what happened and what to do."""
+    what = exc.strerror or str(exc) or type(exc).__name__
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = "free some disk space and rerun the command (finished units are stored)"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = "make it writable or choose another location, then rerun the command"
+    else:
+        fix = "check the path, then rerun the command"
+    where = f"{exc.filename}: " if exc.filename else ""
+    return " ".join(f"{where}{what}; {fix}".split())
 
 
 def _own_fix(exc: SparsernnError) -> str:
@@ -95,13 +118,63 @@ def _note_capped(asked: int | None, spec) -> None:
         )
 
 
+def _data_conflicts(task: str | None, grammar: str | None, csv: bool) -> None:
+    """Refuse data flags that contradict each other instead of ignoring one of them."""
+    from sparsernn.tasks import GRAMMAR_TASKS
+
+    if task is not None and grammar is not None and task != grammar:
+        what = "names another grammar" if task in GRAMMAR_TASKS else "generates its own data"
+        raise ConfigError(
+            f"--task {task} {what}, so --grammar {grammar} would be ignored; give one of them "
+            "(--task embedded_reber is the same as --grammar embedded_reber)"
+        )
+    if csv and grammar is not None:
+        raise ConfigError(
+            f"--grammar {grammar} applies to generated data, not to --train-csv/--test-csv; "
+            "drop one of them"
+        )
+
+
 def _seeds(n: int) -> tuple[int, ...]:
     if n < 1:
         raise ConfigError(f"--seeds {n} must be >= 1 (the number of seeds, 0..N-1)")
     return tuple(range(n))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _OneLineGroup(click.Group):
+    """The command group, with click's usage errors (an unknown option or choice) as one
+    ``error: ...`` line naming the ``--help`` to read, like every other error."""
+
+    def main(
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, False, **extra)
+        except click.UsageError as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: its help, as click
+                exc.show()
+                sys.exit(exc.exit_code)
+            where = exc.ctx.command_path if exc.ctx is not None else "sparsernn"
+            message = " ".join(exc.format_message().split())
+            click.echo(f"error: {message} (see {where} --help)", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=_OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="sparsernn")
 def cli() -> None:
     """Study sparsity in recurrent networks: magnitude pruning and random-graph structure."""

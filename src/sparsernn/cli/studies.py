@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -12,6 +13,7 @@ import click
 from sparsernn.cli.base import (
     ALL_TASKS,
     _cells,
+    _data_conflicts,
     _friendly,
     _log_options,
     _names,
@@ -152,6 +154,8 @@ def _common(flags: _StudyFlags, data_flags: dict) -> dict:
     over: dict = {}
     if flags.seeds is not None:
         over["seeds"] = list(_seeds(flags.seeds))
+    csv = data_flags["train_csv"] is not None or data_flags["test_csv"] is not None
+    _data_conflicts(data_flags["task"], data_flags["grammar"], csv)
     data = _data_flags(data_flags)
     if flags.n_strings is not None:
         data["n_strings"] = flags.n_strings
@@ -184,12 +188,28 @@ def _run(study, flags: _StudyFlags, kinds):
     )
     for line in run.failures[:10]:
         click.echo(f"  failed: {line}", err=True)
+    if len(run.failures) > 10:
+        click.echo(f"  ... and {len(run.failures) - 10} more (sparsernn status {out})", err=True)
     if flags.log:  # copied from the store, which stays the source of truth
         from sparsernn.tracking import log_study
 
         n_runs = log_study(out, flags.log, flags.log_dir, keys=run.done_keys)
         click.echo(f"logged {n_runs} stored curves to {', '.join(flags.log)} in {flags.log_dir}")
     return run
+
+
+def _exit_if_incomplete(runs) -> None:
+    """After a study command's output: exit 1 with one line when units failed or wait for a
+    failed base (scripts must see it), naming --retry-failed."""
+    from sparsernn.experiments.runner import StudyRun
+
+    total = StudyRun(
+        Path("."), failed=sum(r.failed for r in runs), blocked=sum(r.blocked for r in runs)
+    )
+    problem = total.problem()
+    if problem is not None:
+        click.echo(f"error: {problem}", err=True)
+        sys.exit(1)
 
 
 def _given(**values) -> dict:
@@ -254,9 +274,10 @@ def prune(
         bundle=bundle,
     )
     study = merge(_start(flags.config_file, StudyConfig(), "prune"), over, "command line")
-    _run(study, flags, ("base", "prune"))
+    run = _run(study, flags, ("base", "prune"))
     for name, table in pruning_summary(flags.out, study.pruning.tolerance).items():
         click.echo(f"\n{name}:\n{table.to_string(index=False)}")
+    _exit_if_incomplete([run])
 
 
 @cli.command()
@@ -306,6 +327,8 @@ def structure(
     from sparsernn.experiments.config import StudyConfig, merge, parse_range
     from sparsernn.report import structure_summary
 
+    if n_graphs is not None and n_graphs < 0:
+        raise ConfigError(f"--graphs {n_graphs}: give the graphs per generator, 1 or more")
     node_range = None
     if nodes is not None:
         lo_hi = parse_range(nodes, what="--nodes")
@@ -331,8 +354,9 @@ def structure(
         if not study.structure.enabled:
             what = "structure.enabled = false"
         raise ConfigError(f"{what}: nothing was asked for; give --graphs 1 or more")
-    _run(study, flags, ("structure",))
+    run = _run(study, flags, ("structure",))
     click.echo("\n" + structure_summary(flags.out).to_string(index=False))
+    _exit_if_incomplete([run])
 
 
 @cli.command()
@@ -368,13 +392,13 @@ def reproduce(
     start = profile(profile_name)
     config_file = flags.config_file
     plans = load_study_plans(config_file, start) if config_file else [(None, start)]
-    for kinds, planned in plans:
-        _run(merge(planned, over), flags, kinds)
+    runs = [_run(merge(planned, over), flags, kinds) for kinds, planned in plans]
     if report:
         from sparsernn.report import build_report
 
         path = build_report(flags.out, Path(flags.out) / "report.html")
         click.echo(f"report: {path}")
+    _exit_if_incomplete(runs)
 
 
 @cli.command()
@@ -390,6 +414,29 @@ def status(study_dir):
 @cli.command()
 @click.argument("study_dir", type=click.Path(path_type=Path))
 @click.option(
+    "--repair",
+    is_flag=True,
+    help="Set the damaged units aside (the damaged file is kept beside the store); a rerun "
+    "of the study recomputes them.",
+)
+@_friendly
+def verify(study_dir, repair):
+    """Check a study's results store: SQLite's integrity check, then every stored row.
+
+    One line per problem; exit status 1 when the store is damaged (0 after --repair).
+    """
+    from sparsernn.experiments.status import verify_study
+
+    lines, sound = verify_study(study_dir, fix=repair)
+    for line in lines:
+        click.echo(line, err=line.startswith("damaged: "))
+    if not sound:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("study_dir", type=click.Path(path_type=Path))
+@click.option(
     "-o",
     "--output",
     type=click.Path(path_type=Path),
@@ -399,13 +446,11 @@ def status(study_dir):
 @_friendly
 def report(study_dir, output):
     """Write one self-contained HTML report (tables as CSV/Markdown beside it)."""
+    from sparsernn.experiments.status import study_store
     from sparsernn.report import build_report
 
-    if not (Path(study_dir) / "results.sqlite").exists():
-        raise ConfigError(
-            f"{study_dir} holds no results.sqlite; run a study with --out {study_dir}"
-        )
-    path = build_report(study_dir, output or Path(study_dir) / "report.html")
+    study_dir = study_store(study_dir)
+    path = build_report(study_dir, output or study_dir / "report.html")
     click.echo(f"report: {path}")
 
 

@@ -8,7 +8,15 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from sparsernn.cli.base import ALL_CELLS, ALL_TASKS, _friendly, _log_options, _note_capped, cli
+from sparsernn.cli.base import (
+    ALL_CELLS,
+    ALL_TASKS,
+    _data_conflicts,
+    _friendly,
+    _log_options,
+    _note_capped,
+    cli,
+)
 from sparsernn.errors import ConfigError
 
 # ----------------------------------------------------------------------------------- train
@@ -77,7 +85,12 @@ def _config_fields(cls, given: dict) -> dict:
     type=int,
     help="Size of the generated data set (examples of any task) when no CSV is given.",
 )
-@_config_option("--grammar", f"{_DATA}.grammar", help="Generated strings: reber or embedded_reber.")
+@_config_option(
+    "--grammar",
+    f"{_DATA}.grammar",
+    type=click.Choice(["reber", "embedded_reber"]),
+    help="Generated strings.",
+)
 @_config_option(
     "--task", f"{_DATA}.task", type=click.Choice(ALL_TASKS), help="Task (docs/tasks.md)."
 )
@@ -104,6 +117,7 @@ def train(out, log, log_dir, **flags):
     """Train the study's base model (on any --task) and print its per-epoch table."""
     from sparsernn._seed import derive_seed
     from sparsernn.data import DataSpec
+    from sparsernn.experiments.inputs import check_data
     from sparsernn.models import ModelConfig, build_model
     from sparsernn.tasks import model_fields, task_data
     from sparsernn.train import TrainConfig, resolve_device, save_checkpoint
@@ -113,9 +127,12 @@ def train(out, log, log_dir, **flags):
         raise ConfigError(f"--epochs {given['epochs']}: nothing to train; give --epochs 1 or more")
     if ("train_csv" in given) != ("test_csv" in given):
         raise ConfigError("give both --train-csv and --test-csv, or neither (generated data)")
+    csv = "train_csv" in given
+    _data_conflicts(given.get("task"), given.get("grammar"), csv)
     if given.get("clip") == 0:
         given["clip"] = None  # no clipping
     data_cfg = DataSpec(**_config_fields(DataSpec, given))
+    check_data(data_cfg)
     _note_capped(given.get("n_strings"), data_cfg)
     train_cfg = TrainConfig(**_config_fields(TrainConfig, given))
     model_cfg = ModelConfig(**model_fields(data_cfg), **_config_fields(ModelConfig, given))

@@ -315,7 +315,7 @@ def merge(config: StudyConfig, overrides: dict[str, Any], where: str = "override
     merged = _deep_update(config.to_dict(), overrides)
     try:
         return StudyConfig.from_dict(merged)
-    except TypeError as exc:
+    except (TypeError, ConfigError) as exc:
         raise ConfigError(f"{where}: {exc}") from None
 
 

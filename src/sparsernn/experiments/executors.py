@@ -3,15 +3,26 @@
 Every executor takes jobs (one unit, or a bundle of pruning units of one base, with the base's
 checkpoint) and hands back their results as they finish; none touches the results store (the
 driver, :func:`sparsernn.experiments.run_study`, is its only writer).
+
+Local workers end with their driver, however it ends: a killed driver (``kill -9``) runs no
+cleanup, so each worker asks the kernel for a signal when its parent dies (Linux
+``PR_SET_PDEATHSIG``) and also watches its parent pid once a second (elsewhere), and
+exits; the resource tracker then ends as its last client goes. A Ray cluster the driver
+started itself is watched by :mod:`sparsernn.experiments._reaper`, which stops it when the
+driver dies.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import os
 import signal
 import socket
+import sys
+import threading
+import time
 import traceback
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -19,6 +30,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from sparsernn.errors import ConfigError, SparsernnError
+from sparsernn.experiments._reaper import Reaper
 from sparsernn.experiments.units import Unit, execute_job
 
 __all__ = ["EXECUTORS", "Executor", "Job", "WorkerError", "make_executor", "n_cores"]
@@ -46,13 +58,60 @@ def _threads_per_worker(workers: int) -> int:
     return max(1, n_cores() // workers)
 
 
-def _worker_init(threads: int) -> None:
-    """Initialise a local worker: its torch threads, and Ctrl-C left to the driver."""
+def _worker_init(threads: int, driver: int | None = None, native_said: bool = False) -> None:
+    """Initialise a local worker: its torch threads, Ctrl-C left to the driver, its end tied to
+    the driver's (``driver``: its pid), and (``native_said``) the compiled kernel's fallback
+    left unsaid, the driver having said it once for the study."""
     import torch
 
     torch.set_num_threads(threads)
     # A terminal's Ctrl-C reaches the whole process group; the driver alone decides what to do.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if driver is not None:
+        die_with(driver)
+    if native_said:
+        from sparsernn.nn import native
+
+        native.fallback_said()
+
+
+#: ``prctl`` option: the signal this process gets when the thread that started it ends.
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with(parent: int, poll_s: float = 1.0) -> None:
+    """End this process when ``parent`` (its parent process) ends, even by ``SIGKILL``.
+
+    Linux delivers ``SIGKILL`` at the parent's death (``PR_SET_PDEATHSIG``); a daemon thread
+    also checks the parent pid every ``poll_s`` seconds (other systems, and the moment before
+    the signal was asked for).
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # it died before the signal was asked for
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="sparsernn-die-with-driver", daemon=True).start()
+
+
+def run_job(units: list[dict[str, Any]], base: bytes | None = None) -> list[dict[str, Any]]:
+    """:func:`~sparsernn.experiments.units.execute_job` where the driver could not prepare
+    (a Ray node): the compiled kernel is built or loaded first, so its build is no unit's
+    time."""
+    if any(u["kind"] == "structure" for u in units):
+        from sparsernn.nn import native
+
+        native.unavailable_reason()
+    return execute_job(units, base)
 
 
 def _payload(units: tuple[Unit, ...]) -> list[dict[str, Any]]:
@@ -90,17 +149,18 @@ class _InlineExecutor:
 class _PoolExecutor:
     """A pool of ``workers`` spawned processes with ``threads`` torch threads each."""
 
-    def __init__(self, workers: int, threads: int) -> None:
+    def __init__(self, workers: int, threads: int, native_said: bool = False) -> None:
         self.capacity = workers
         self._pool = ProcessPoolExecutor(
             workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_worker_init,
-            initargs=(threads,),
+            initargs=(threads, os.getpid(), native_said),
         )
         self._pending: dict[Future[list[dict[str, Any]]], tuple[Unit, ...]] = {}
         self._finished: deque[Future[list[dict[str, Any]]]] = deque()
         self._processes: set[multiprocessing.process.BaseProcess] = set()
+        self._reaper = Reaper()  # ends the workers if this process is killed
 
     @property
     def in_flight(self) -> int:
@@ -110,6 +170,7 @@ class _PoolExecutor:
         self._pending[self._pool.submit(execute_job, _payload(units), base)] = units
         # The processes, to stop them on close (shutdown() forgets them); started on demand.
         self._processes.update((getattr(self._pool, "_processes", None) or {}).values())
+        self._reaper.watch(p.pid for p in self._processes)
 
     def next_result(self) -> tuple[tuple[Unit, ...], list[dict[str, Any]]]:
         if not self._finished:
@@ -134,16 +195,19 @@ class _PoolExecutor:
         Without ``cancel`` every unit has finished, so the workers are idle; stopping them
         saves the seconds each would spend tearing down torch.
         """
-        terminate = getattr(self._pool, "terminate_workers", None)  # Python >= 3.14
-        if terminate is not None:
-            terminate()  # shuts the pool down, cancelling queued units, then terminates
-            return
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        for process in self._processes:
-            if process.is_alive():
-                process.terminate()
-        for process in self._processes:
-            process.join(timeout=10)
+        try:
+            terminate = getattr(self._pool, "terminate_workers", None)  # Python >= 3.14
+            if terminate is not None:
+                terminate()  # shuts the pool down, cancelling queued units, then terminates
+                return
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            for process in self._processes:
+                if process.is_alive():
+                    process.terminate()
+            for process in self._processes:
+                process.join(timeout=10)
+        finally:
+            self._reaper.close()
 
 
 class _RayExecutor:
@@ -158,27 +222,23 @@ class _RayExecutor:
             ) from None
         self._ray = ray
         self._started = False
+        self._reaper: Reaper | None = None
         self._pending: dict[Any, tuple[Unit, ...]] = {}
         self._base_refs: dict[str, Any] = {}  # one object-store copy per base checkpoint
         if not ray.is_initialized():
             _check_reachable(address)
-            has_token = _use_ray_token() if address not in (None, "auto") else True
-            auth_error = getattr(ray.exceptions, "AuthenticationError", ())
+            if address is None:  # a cluster started here ends with this process
+                self._reaper = Reaper()
+                self._reaper.watch_children(os.getpid())
             try:
-                ray.init(address=address, log_to_driver=False)
-            except auth_error:
-                raise ConfigError(
-                    f"Ray token authentication (RAY_AUTH_MODE=token) found no token for the "
-                    f"cluster at {address}; {_TOKEN_FIX}"
-                ) from None
-            except (ConnectionError, TimeoutError) as exc:
-                hint = "start one with 'ray start --head --port 6379' or check --address"
-                if not has_token:  # the port answers, so a token is the likely lack
-                    hint = f"if it uses token authentication (`ray start`'s default), {_TOKEN_FIX}"
-                raise ConfigError(
-                    f"cannot connect to a Ray cluster at {address!r} ({exc}); {hint}"
-                ) from None
+                _connect(ray, address)
+            except BaseException:
+                if self._reaper is not None:
+                    self._reaper.close()
+                raise
             self._started = True
+            if self._reaper is not None:
+                self._reaper.watch(_ray_processes(ray))
         if gpus > 0 and ray.cluster_resources().get("GPU", 0) < gpus:
             self.close(cancel=True)
             raise ConfigError(
@@ -186,7 +246,7 @@ class _RayExecutor:
                 f"{ray.cluster_resources().get('GPU', 0):g} GPUs; start its nodes with GPUs "
                 "(ray start --num-gpus N) or drop --gpus-per-unit"
             )
-        self._remote = ray.remote(num_cpus=1, num_gpus=gpus)(execute_job)
+        self._remote = ray.remote(num_cpus=1, num_gpus=gpus)(run_job)
         resources = ray.available_resources()
         slots = max(1, int(resources.get("CPU", 1)))
         if gpus > 0:
@@ -225,8 +285,42 @@ class _RayExecutor:
                         pass
         finally:
             self._base_refs.clear()
-            if self._started:
-                self._ray.shutdown()
+            try:
+                if self._started:
+                    self._ray.shutdown()
+            finally:
+                if self._reaper is not None:
+                    self._reaper.close()
+
+
+def _ray_processes(ray: Any) -> list[int]:
+    """The pids of the processes ``ray.init`` started here (GCS, raylet, ...); their agents
+    and workers are their descendants. Empty when Ray's private layout is not as expected."""
+    try:
+        node = ray._private.worker._global_node
+        return [info.process.pid for infos in node.all_processes.values() for info in infos]
+    except Exception:  # noqa: BLE001 - a changed private API: the reaper watches nothing
+        return []
+
+
+def _connect(ray: Any, address: str | None) -> None:
+    """``ray.init`` at ``address`` (None: a new local cluster), its errors as one line."""
+    has_token = _use_ray_token() if address not in (None, "auto") else True
+    auth_error = getattr(ray.exceptions, "AuthenticationError", ())
+    try:
+        ray.init(address=address, log_to_driver=False)
+    except auth_error:
+        raise ConfigError(
+            f"Ray token authentication (RAY_AUTH_MODE=token) found no token for the "
+            f"cluster at {address}; {_TOKEN_FIX}"
+        ) from None
+    except (ConnectionError, TimeoutError) as exc:
+        hint = "start one with 'ray start --head --port 6379' or check --address"
+        if not has_token:  # the port answers, so a token is the likely lack
+            hint = f"if it uses token authentication (`ray start`'s default), {_TOKEN_FIX}"
+        raise ConfigError(
+            f"cannot connect to a Ray cluster at {address!r} ({exc}); {hint}"
+        ) from None
 
 
 _TOKEN_FIX = (
@@ -278,14 +372,21 @@ def _check_reachable(address: str | None, timeout: float = 10.0) -> None:
 
 
 def make_executor(
-    executor: str, workers: int, n_units: int, address: str | None, gpus: float
+    executor: str,
+    workers: int,
+    n_units: int,
+    address: str | None,
+    gpus: float,
+    native_said: bool = False,
 ) -> Executor:
-    """The executor of ``executor`` for ``n_units`` units (inline when one worker would do)."""
+    """The executor of ``executor`` for ``n_units`` units (inline when one worker would do);
+    ``native_said``: the driver said why the compiled kernel is unavailable, workers keep
+    quiet about it."""
     if executor == "ray":
         return _RayExecutor(address, gpus)
     if min(workers, n_units) <= 1:
         return _InlineExecutor()
-    return _PoolExecutor(min(workers, n_units), _threads_per_worker(workers))
+    return _PoolExecutor(min(workers, n_units), _threads_per_worker(workers), native_said)
 
 
 #: Any of the executors: ``capacity``, ``in_flight``, ``submit``, ``next_result``, ``close``.

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GRAPH_SUFFIXES",
+    "MAX_N_STRINGS",
+    "check_data",
     "FileGraph",
     "StudyInputs",
     "data_identity",
@@ -52,6 +54,9 @@ __all__ = [
 GRAPH_SUFFIXES = (".graphml", ".edgelist", ".json")
 _PICKLE_SUFFIX = ".gpickle"
 _CSV_FIELDS = ("train_csv", "test_csv")
+#: The most examples a study generates (the study's data set has 25,000): more would take
+#: gigabytes in every worker; checked before anything runs.
+MAX_N_STRINGS = 1_000_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +106,41 @@ def data_identity(spec: DataSpec) -> dict[str, Any]:
     return spec.fingerprint()
 
 
+def check_data(spec: DataSpec) -> None:
+    """Raise a one-line error, before anything runs, for data no unit could use: more than
+    :data:`MAX_N_STRINGS` examples, more distinct valid strings than the grammar has in the
+    length range, or a CSV string with a character the model cannot read (a NUL, a code
+    above the vocabulary)."""
+    from sparsernn.data.dataset import encode, read_csv
+    from sparsernn.errors import DataError
+    from sparsernn.tasks import GRAMMAR_TASKS
+
+    if spec.from_files:
+        for name, path in _csv_paths(spec).items():
+            try:
+                encode(read_csv(path).strings)  # type: ignore[arg-type]
+            except DataError as exc:
+                raise DataError(f"{path} ({name}): {exc}") from None
+        return
+    if spec.n_strings > MAX_N_STRINGS:
+        raise ConfigError(
+            f"n_strings = {spec.n_strings} (--n-strings) is more than sparsernn generates "
+            f"({MAX_N_STRINGS}; the study's data set has 25000): ask for fewer"
+        )
+    if spec.task in GRAMMAR_TASKS:
+        from sparsernn.data import get_grammar
+
+        grammar = get_grammar(spec.grammar)
+        lengths = range(spec.min_length, spec.max_length + 1)
+        available = sum(grammar.count_strings(k) for k in lengths)
+        if available < spec.n_valid:
+            raise ConfigError(
+                f"n_strings = {spec.n_strings} needs {spec.n_valid} distinct valid strings, but "
+                f"the {spec.grammar} grammar has {available} of lengths {spec.min_length}.."
+                f"{spec.max_length}: ask for fewer or widen the length range"
+            )
+
+
 def graph_sha256(n_nodes: int, edges: Any) -> str:
     """SHA-256 (hex) of a graph's canonical form: node count and sorted ``(min, max)`` edges."""
     canon = sorted((min(int(u), int(v)), max(int(u), int(v))) for u, v in edges)
@@ -109,11 +149,12 @@ def graph_sha256(n_nodes: int, edges: Any) -> str:
 
 
 def _pickle_refused(path: Path) -> ConfigError:
+    from sparsernn.graphs.io import pickle_conversion
+
     return ConfigError(
         f"{path}: .gpickle files are refused because unpickling runs code from the file; "
-        f'convert it to GraphML (python -c "import pickle, networkx as nx; '
-        f"nx.write_graphml(pickle.load(open('{path.name}', 'rb')), '{path.stem}.graphml')\") "
-        "or pass --allow-pickle ([structure] allow_pickle = true) if you trust it"
+        f"convert it to GraphML ({pickle_conversion(path)}) or pass --allow-pickle "
+        "([structure] allow_pickle = true) if you trust it"
     )
 
 
@@ -204,6 +245,7 @@ def resolve_inputs(study: StudyConfig) -> StudyInputs:
         A missing or malformed CSV or graph file, or an unusable graph folder (one line each).
     """
     spec = study.data
+    check_data(spec)
     paths = _csv_paths(spec)
     runtime = None
     if any(p is not None for p in paths.values()):

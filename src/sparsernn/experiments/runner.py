@@ -5,16 +5,25 @@ plans all units, skips those already stored, sends the rest to an executor and c
 result in one transaction as soon as it arrives. A study killed at any moment (even by SIGKILL)
 loses at most the units in flight; rerunning the same command resumes it. Ctrl-C cancels the
 queued units, stops the workers without waiting for them, and leaves the store consistent.
+
+A base model stored as done whose checkpoint is missing or damaged (deleted, truncated) is
+trained again, with one line saying so, before its pruning units run: training is seeded, so
+it gives the model that was lost. A store with damaged rows is refused up front (one line
+naming ``sparsernn verify DIR --repair``). Worker processes end with the driver, even when it
+is killed (``SIGKILL``): see :mod:`sparsernn.experiments.executors`.
 """
 
 from __future__ import annotations
 
 import functools
+import io
 import os
+import shlex
 import signal
 import sys
 import threading
 import time
+import zipfile
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from sparsernn._files import atomic_write_bytes
+from sparsernn._storefile import damaged
 from sparsernn.errors import ConfigError
 from sparsernn.experiments import executors
 from sparsernn.experiments.config import KINDS, StudyConfig
@@ -42,7 +52,9 @@ class StudyRun:
     """What :func:`run_study` did: counts of units by outcome and the wall time.
 
     ``blocked`` units are pruning points whose base model is not stored (it failed, or it was
-    not run); they stay pending and run once their base is done.
+    not run); they stay pending and run once their base is done. ``notes`` are the lines the
+    run said besides its progress (a base trained again, the compiled kernel built).
+    :attr:`complete` is False when units failed or were blocked.
     """
 
     study_dir: Path
@@ -55,6 +67,26 @@ class StudyRun:
     blocked: int = 0
     blocked_units: list[str] = field(default_factory=list)
     wall_s: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """Whether every unit of the plan is stored as done now (none failed or blocked)."""
+        return not (self.failed or self.blocked)
+
+    def problem(self) -> str | None:
+        """One line saying what is incomplete and what to do about it, or None."""
+        if self.complete:
+            return None
+        parts = []
+        if self.failed:
+            parts.append(f"{self.failed} unit(s) failed")
+        if self.blocked:
+            parts.append(f"{self.blocked} wait for a base model that failed or was not run")
+        return (
+            f"{' and '.join(parts)} (the other results are stored); rerun the same command "
+            "with --retry-failed to try them again"
+        )
 
 
 # ------------------------------------------------------------------------- signals, progress
@@ -168,6 +200,19 @@ class _Progress:
         if self._bar is not None:
             self._bar.update(1)
 
+    def grow(self, n: int) -> None:
+        """``n`` more units to run than planned (a base trained again)."""
+        if self._bar is not None and self._bar.total is not None:
+            self._bar.total += n
+            self._bar.refresh()
+
+    def note(self, text: str) -> None:
+        """One line on stderr, above the bar when there is one."""
+        if self._bar is not None:
+            self._bar.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
@@ -209,14 +254,17 @@ def run_study(
     SIGTERM does the same and raises :class:`Terminated` (a KeyboardInterrupt).
     """
     _check_options(workers, executor, address, gpus_per_unit, kinds)
+    _check_out(out)
     workers = workers or executors.n_cores()
     run = StudyRun(Path(out))
     t0 = time.perf_counter()
-    units = _plan(study, kinds)
+    every = _plan(study, None if kinds is None else (*kinds, "base"))
+    units = [u for u in every if kinds is None or u.kind in kinds]
     if executor == "local":  # Ray's workers may have the GPUs this machine lacks
         _check_devices(units)
     run.total = len(units)
     with ResultsStore.open(out) as store:
+        _check_rows(store)
         record_plans(store, study, units, planned_kinds(study, kinds))
         done = store.keys(status="done")
         failed = store.keys(status="failed")
@@ -230,10 +278,15 @@ def run_study(
             )
             interrupted = True
             try:
-                pool = executors.make_executor(executor, workers, len(todo), address, gpus_per_unit)
+                said = _prepare_kernel(todo, executor, run)
+                pool = executors.make_executor(
+                    executor, workers, len(todo), address, gpus_per_unit, native_said=said
+                )
                 bar = _Progress(progress, len(todo))
-                bundles = _bundles(units)
-                drive = functools.partial(_drive, todo, bundles, store, run, pool, bar, on_result)
+                bases = {u.key: u for u in every if u.kind == "base"}
+                drive = functools.partial(
+                    _drive, todo, _bundles(units), bases, store, run, pool, bar, on_result
+                )
                 _run_then_stop(drive, pool, bar)
                 interrupted = False
             finally:
@@ -241,6 +294,63 @@ def run_study(
                 finish_run(store, record, **outcome)
     run.wall_s = time.perf_counter() - t0
     return run
+
+
+def _prepare_kernel(todo: list[Unit], executor: str, run: StudyRun) -> bool:
+    """Build the structure networks' compiled time loop here, once, before any unit starts
+    (one line while it builds: its time is no unit's), or say once for the whole study why
+    those networks run the PyTorch path. True when that was said (workers then keep quiet).
+
+    Local executors only: a Ray node builds its own before its first structure unit.
+    """
+    from sparsernn.nn import native
+
+    devices = {u.config["train"]["device"] for u in todo if u.kind == "structure"}
+    on_cpu = any(resolve_device(d).type == "cpu" for d in devices)
+    if executor != "local" or not on_cpu or native.disabled():
+        return False
+    if native.cached() is not None:
+        reason = native.unavailable_reason()  # loads it: a cheap check, silent when it works
+        if reason is not None:
+            _say(run, None, native.fallback_line(reason))
+        native.fallback_said()
+        return reason is not None
+    start = "sparsernn: building the structure networks' compiled time loop once, before the "
+    start += "units start..."
+    print(start, end="", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    reason = native.unavailable_reason()
+    if reason is None:
+        end = f" done in {time.perf_counter() - t0:.0f} s (cached in {native.cache_dir()})"
+    else:
+        end = f" not possible ({reason}); they use the PyTorch path (same results, slower)"
+    print(end, file=sys.stderr, flush=True)
+    run.notes.append(start + end)
+    native.fallback_said()
+    return reason is not None
+
+
+def _check_out(out: str | os.PathLike[str]) -> None:
+    """Refuse an ``out`` that names a file (``--out D/results.sqlite``): it is a directory."""
+    path = Path(out)
+    if path.is_file() or path.suffix.lower() in (".sqlite", ".sqlite3", ".db"):
+        raise ConfigError(
+            f"--out {out} names a file; --out takes the study directory that holds "
+            f"results.sqlite (here --out {shlex.quote(str(path.parent))})"
+        )
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--out {out} is not a directory; give a study directory")
+
+
+def _check_rows(store: ResultsStore) -> None:
+    """Refuse a store with damaged rows (one line naming the first and the fix)."""
+    check = store.verify(structure=False)
+    if not check.ok:
+        raise damaged(
+            f"{store.path} holds {len(check.problems)} damaged row(s) (first: "
+            f"{check.problems[0]})",
+            store.study_dir,
+        )
 
 
 def _check_options(
@@ -301,6 +411,7 @@ def _run_then_stop(drive: Callable[[], None], pool: Executor, bar: _Progress) ->
 def _drive(
     todo: list[Unit],
     bundles: dict[str, tuple[Unit, ...]],
+    bases: dict[str, Unit],
     store: ResultsStore,
     run: StudyRun,
     pool: Executor,
@@ -311,9 +422,11 @@ def _drive(
 
     A job is one unit or a whole pruning bundle (``bundles`` maps a unit key to its bundle);
     a bundle runs whole even when some of its units are stored already, and only the units in
-    ``todo`` are committed.
+    ``todo`` are committed. A stored base (of ``bases``) whose checkpoint is lost is trained
+    again first.
     """
     pending = {u.key for u in todo}
+    again: set[str] = set()  # stored bases trained again: their rows are replaced
     ready: deque[Job] = deque()
     waiting: dict[str, list[tuple[Unit, ...]]] = {}  # base key -> its jobs, until it is run
     stored: dict[str, list[tuple[Unit, ...]]] = {}  # base key -> jobs whose base is stored
@@ -330,7 +443,16 @@ def _drive(
         else:  # the base is not run now: use its stored checkpoint, if any
             stored.setdefault(unit.depends_on, []).append(job)
     for key, jobs in stored.items():
-        _release(jobs, _base_checkpoint(store, key), ready, run, bar, pending, first=False)
+        checkpoint, lost = _base_checkpoint(store, key)
+        if lost is not None and key in bases:
+            _say(run, bar, f"{bases[key].label}: its stored checkpoint {lost}; training it again")
+            again.add(key)
+            pending.add(key)
+            waiting[key] = jobs
+            ready.append(((bases[key],), None))
+            bar.grow(1)
+        else:
+            _release(jobs, checkpoint, ready, run, bar, pending, first=False)
     while ready or pool.in_flight:
         while ready and pool.in_flight < pool.capacity:
             job, base = ready.popleft()
@@ -343,10 +465,10 @@ def _drive(
             if unit.key not in pending:
                 continue  # a bundle-mate stored by an earlier run
             with _interrupts_deferred():
-                _commit(store, unit, result, run)
+                _commit(store, unit, result, run, overwrite=unit.key in again)
                 bar.finish(unit)
             if unit.key in waiting:
-                base = _base_checkpoint(store, unit.key)
+                base, _ = _base_checkpoint(store, unit.key)
                 _release(waiting.pop(unit.key), base, ready, run, bar, pending, first=True)
             if on_result is not None:
                 on_result(unit, result)
@@ -393,20 +515,44 @@ def _release(
         ready.extend((job, base) for job in jobs)
 
 
-def _base_checkpoint(store: ResultsStore, key: str) -> bytes | None:
-    """The stored checkpoint of base unit ``key``, or None when it is not done (or lost)."""
+def _say(run: StudyRun, bar: _Progress | None, text: str) -> None:
+    """A line for the user (stderr, above the progress bar) also kept in ``run.notes``."""
+    run.notes.append(text)
+    if bar is not None:
+        bar.note(text)
+    else:
+        print(text, file=sys.stderr, flush=True)
+
+
+def _base_checkpoint(store: ResultsStore, key: str) -> tuple[bytes | None, str | None]:
+    """The stored checkpoint of base unit ``key``: ``(bytes, None)``; ``(None, None)`` when the
+    base is not done; ``(None, why)`` when it is done but its checkpoint is lost or damaged."""
     row = store.get(key)
     if row is None or row["status"] != "done":
-        return None
+        return None, None
     name = (row["artefacts"] or {}).get("model.pt")
     # the canonical locations are the fallback for stores written before paths were normalised
     candidates = [store.study_dir / name] if name else []
-    candidates += [artefact_dir(store, key) / "model.pt"]
+    candidates += [artefact_dir(store, key, create=False) / "model.pt"]
     candidates += sorted((store.study_dir / "artefacts").glob(f"*-{key}/model.pt"))
     for path in candidates:
         if path.is_file():
-            return path.read_bytes()
-    return None
+            data = path.read_bytes()
+            if _sound_checkpoint(data):
+                return data, None
+            root = store.study_dir
+            shown = path.relative_to(root) if path.is_relative_to(root) else path
+            return None, f"{shown} is damaged (truncated?)"
+    return None, f"{name or 'model.pt'} is missing"
+
+
+def _sound_checkpoint(data: bytes) -> bool:
+    """Whether ``data`` is a whole ``torch.save`` zip archive (every member's CRC checks)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return bool(archive.namelist()) and archive.testzip() is None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return False
 
 
 def _artefact_label(unit: Unit) -> str:
@@ -422,12 +568,15 @@ def _artefact_label(unit: Unit) -> str:
     return "-".join([unit.kind, *parts, f"s{c['seed']}"])
 
 
-def _commit(store: ResultsStore, unit: Unit, result: dict[str, Any], run: StudyRun) -> None:
+def _commit(
+    store: ResultsStore, unit: Unit, result: dict[str, Any], run: StudyRun, overwrite: bool = False
+) -> None:
     config = {"kind": unit.kind, **unit.config}
     if result["status"] != "done":
-        store.put_failed(
-            unit.key, unit.kind, config, result["error"], result["wall_s"], result["started"]
-        )
+        if not overwrite:  # a base trained again keeps its row: only its checkpoint was lost
+            store.put_failed(
+                unit.key, unit.kind, config, result["error"], result["wall_s"], result["started"]
+            )
         run.failed += 1
         lines = result["error"].strip().splitlines() or ["unknown error"]
         run.failures.append(f"{unit.label}: {lines[-1]}")
@@ -446,6 +595,7 @@ def _commit(store: ResultsStore, unit: Unit, result: dict[str, Any], run: StudyR
         artefacts,
         wall_s=result["wall_s"],
         started=result["started"],
+        overwrite=overwrite,
     )
     run.done += 1
     run.done_keys.append(unit.key)

@@ -3,6 +3,11 @@
 :func:`read_graph` is the one entry point. Every file gives a networkx graph with integer
 nodes ``0..n-1``, and every problem (missing, unreadable or malformed file, unknown format)
 is a :class:`~sparsernn.errors.GraphError` with a one-line message naming the file.
+
+A graph file may not ask for more than :data:`MAX_NODES` nodes, :data:`MAX_EDGES` edges or
+:data:`MAX_FILE_BYTES` bytes: one network has a hidden unit per node, and the study's graph
+properties (eccentricity, closeness) take quadratic time, so a larger graph would allocate
+gigabytes or run for hours before anything was said. The study's graphs have 10-50 nodes.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shlex
 from collections.abc import Hashable
 from numbers import Integral
 from pathlib import Path
@@ -18,7 +24,14 @@ import networkx as nx
 
 from sparsernn.errors import GraphError
 
-__all__ = ["read_graph", "GRAPH_SUFFIXES"]
+__all__ = [
+    "GRAPH_SUFFIXES",
+    "MAX_EDGES",
+    "MAX_FILE_BYTES",
+    "MAX_NODES",
+    "pickle_conversion",
+    "read_graph",
+]
 
 _EDGELIST_SUFFIXES = (".edgelist", ".txt", ".csv")
 _GRAPHML_SUFFIXES = (".graphml",)
@@ -27,6 +40,38 @@ _PICKLE_SUFFIXES = (".gpickle",)
 #: File suffixes :func:`read_graph` knows (``.gpickle`` only with ``allow_pickle=True``).
 GRAPH_SUFFIXES = _GRAPHML_SUFFIXES + _EDGELIST_SUFFIXES + _JSON_SUFFIXES + _PICKLE_SUFFIXES
 N_NODES_HEADER = "# n_nodes:"
+#: The most nodes, edges and bytes a graph file may hold (see the module docstring).
+MAX_NODES = 1000
+MAX_EDGES = 20_000
+MAX_FILE_BYTES = 16 * 2**20
+
+
+def pickle_conversion(path: str | os.PathLike[str]) -> str:
+    """The shell command that converts the pickled graph ``path`` to GraphML beside it.
+
+    The paths are arguments of the command, quoted for the shell: a file name is never
+    pasted into code (a name such as ``x$(touch PWNED).gpickle`` stays a name).
+    """
+    source = Path(path)
+    code = "import pickle, sys, networkx as nx; "
+    code += 'nx.write_graphml(pickle.load(open(sys.argv[1], "rb")), sys.argv[2])'
+    target = source.with_suffix(".graphml")
+    return f"python -c {shlex.quote(code)} {shlex.quote(str(source))} {shlex.quote(str(target))}"
+
+
+def _too_big(path: Path, what: str, count: int, limit: int) -> GraphError:
+    return GraphError(
+        f"graph file {path} asks for {count} {what}; sparsernn reads graphs of at most "
+        f"{limit} {what} (each node is a hidden unit, and the graph properties take quadratic "
+        "time): use a smaller graph"
+    )
+
+
+def _check_counts(path: Path, n_nodes: int, n_edges: int) -> None:
+    if n_nodes > MAX_NODES:
+        raise _too_big(path, "nodes", n_nodes, MAX_NODES)
+    if n_edges > MAX_EDGES:
+        raise _too_big(path, "edges", n_edges, MAX_EDGES)
 
 
 def read_graph(path: str | os.PathLike[str], allow_pickle: bool = False) -> nx.Graph:
@@ -77,6 +122,9 @@ def read_graph(path: str | os.PathLike[str], allow_pickle: bool = False) -> nx.G
         raise GraphError(f"graph file {path} is a directory; pass a file")
     if not path.is_file():
         raise GraphError(f"graph file {path} does not exist; check the path")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise _too_big(path, "bytes", size, MAX_FILE_BYTES)
     if suffix in _PICKLE_SUFFIXES:
         graph = _read_gpickle(path, allow_pickle)
     elif suffix in _GRAPHML_SUFFIXES:
@@ -85,6 +133,7 @@ def read_graph(path: str | os.PathLike[str], allow_pickle: bool = False) -> nx.G
         graph = _read_node_link(path)
     else:
         graph = _read_edgelist(path)
+    _check_counts(path, graph.number_of_nodes(), graph.number_of_edges())
     return _relabel_sorted(graph)
 
 
@@ -119,6 +168,8 @@ def _read_node_link(path: Path) -> nx.Graph:
             f"JSON graph file {path} is not networkx node-link data (needs 'nodes' and "
             "'edges' or 'links'); write it with json.dump(nx.node_link_data(g), f)"
         )
+    if isinstance(data["nodes"], list) and isinstance(data[edges_key], list):
+        _check_counts(path, len(data["nodes"]), len(data[edges_key]))
     try:
         try:
             raw = nx.node_link_graph(data, edges=edges_key)
@@ -136,8 +187,7 @@ def _read_gpickle(path: Path, allow_pickle: bool) -> nx.Graph:
         raise GraphError(
             f"{path} is a pickle, and unpickling runs code: pass allow_pickle=True "
             "(CLI: --allow-pickle) only for a file you trust, or convert it to GraphML once: "
-            'python -c "import pickle,networkx as nx; '
-            f"nx.write_graphml(pickle.load(open('{path}','rb')),'{path.with_suffix('.graphml')}')\""
+            + pickle_conversion(path)
         )
     try:
         with path.open("rb") as fh:
@@ -167,6 +217,7 @@ def _read_edgelist(path: Path) -> nx.Graph:
             if not count.isdigit():
                 raise GraphError(f"{path}:{lineno}: bad node-count header {stripped!r}")
             n_nodes = int(count)
+            _check_counts(path, n_nodes, 0)  # before anything is allocated for them
             continue
         tokens = stripped.split("#", 1)[0].replace(",", " ").split()
         if not tokens:
@@ -178,6 +229,8 @@ def _read_edgelist(path: Path) -> nx.Graph:
         if first and path.suffix.lower() == ".csv" and not numeric:
             continue  # a header such as "source,target"
         edges.append(" ".join(tokens[:2]))
+        if len(edges) > MAX_EDGES:
+            raise _too_big(path, "edges", len(edges), MAX_EDGES)
     graph = nx.parse_edgelist(edges, nodetype=_parse_label, data=False)
     graph.add_nodes_from(range(n_nodes))  # isolated nodes named by the header
     return graph

@@ -8,13 +8,22 @@ skipping the zero blocks of the block-diagonal h2h matrix, with the batch as the
 (vectorised) dimension; :func:`layer_schedule` runs a whole network's wide layers and the sums
 of their sub-layers in one call each way (what ``StructuredRNN`` uses: one autograd node).
 
-The library is plain C++ with a C ABI, no torch headers: it is compiled on first use with the
-system's C++ compiler (``$CXX``, else ``c++``/``g++``; about two seconds) into a per-user cache
-(``$SPARSERNN_CACHE_DIR``, else ``$XDG_CACHE_HOME/sparsernn``, else ``~/.cache/sparsernn``),
-keyed by the source, the flags, the compiler and the CPU, and loaded with :mod:`ctypes`.
-``make install`` builds it once (``python -m sparsernn.nn.native``). Without a compiler, or
-with ``SPARSERNN_NATIVE=0``, :func:`available` is False, a one-line warning says why, and
+The library is plain C++ with a C ABI, no torch headers: it is compiled with the system's C++
+compiler (``$CXX``, else ``c++``/``g++``; ~20 s of CPU time at -O3, minutes of wall time on a
+busy machine) into a per-user cache (``$SPARSERNN_CACHE_DIR``, else
+``$XDG_CACHE_HOME/sparsernn``, else ``~/.cache/sparsernn``), keyed by the source, the flags, the
+compiler and the CPU, and loaded with :mod:`ctypes`. ``make install`` builds it once
+(``python -m sparsernn.nn.native``); a study builds it in its driver before any unit starts;
+otherwise the first forward does. Without a compiler, or with ``SPARSERNN_NATIVE=0``,
+:func:`available` is False, a one-line warning says why, and
 :class:`~sparsernn.nn.StructuredRNN` runs the PyTorch path (the same function, slower).
+
+What is loaded is verified (:func:`verify`): a build is written to a temporary file, fsynced,
+renamed into place, and its SHA-256 recorded beside it (``<library>.sha256``, written after);
+before ``dlopen`` the library must match it, and the cache folder and files must belong to
+this user and be writable by nobody else. A library that fails (truncated by a full disk,
+changed, planted) is rebuilt with one line saying so, or the PyTorch path runs with one line.
+:func:`build` and :func:`open_library` take the source of another library of this kind.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import hashlib
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -38,11 +48,18 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from sparsernn._files import remove_stale_temporaries
 from sparsernn.nn.cells import CellSpec
 
 __all__ = [
     "available",
     "build",
+    "cached",
+    "disabled",
+    "fallback_line",
+    "fallback_said",
+    "open_library",
+    "verify",
     "block_recurrence",
     "layer_schedule",
     "unavailable_reason",
@@ -88,8 +105,8 @@ def _cpu_id() -> str:
     return "\n".join(sorted(set(keep)))
 
 
-def _compile(cxx: str, flags: Sequence[str], out: Path) -> None:
-    cmd = [cxx, *flags, str(SOURCE), "-o", str(out)]
+def _compile(cxx: str, flags: Sequence[str], source: Path, out: Path) -> None:
+    cmd = [cxx, *flags, str(source), "-o", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
         raise NativeUnavailable(f"{Path(cxx).name} failed: {_first_error(proc.stderr)}")
@@ -102,44 +119,182 @@ def _first_error(stderr: str) -> str:
     return (errors or lines or ["(no output)"])[0]
 
 
-def build(force: bool = False) -> Path:
-    """Compile the kernel into the cache (once per source, flags, compiler and CPU); its path.
+# ------------------------------------------------------------------ the verified build cache
+#: Part of every cache key: libraries cached before checksums existed are not used.
+_CACHE_LAYOUT = "sha256-verified-1"
+#: A build's temporary output older than this was left by a killed build.
+_STALE_BUILD_S = 3600.0
 
-    Tries ``-march=native`` first, then portable flags. The library is written to a temporary
-    name and renamed into place, so processes building at the same time never load half a file.
-    Raises :class:`NativeUnavailable` naming the problem.
-    """
-    if not SOURCE.is_file():
-        raise NativeUnavailable(f"the kernel's source {SOURCE} is missing from the install")
-    cxx = _compiler()
+
+def _say(text: str) -> None:
+    """One line on stderr about the cache (a library rebuilt after a failed check)."""
+    print(f"sparsernn: {text}", file=sys.stderr, flush=True)
+
+
+def _owned_privately(path: Path, what: str) -> None:
+    """Refuse a cache folder or file that another user owns or others may write: a library
+    planted there would run inside this process."""
+    try:
+        info = path.lstat()
+    except OSError as exc:
+        raise NativeUnavailable(f"cannot read the kernel cache {path} ({exc.strerror})") from None
+    if stat.S_ISLNK(info.st_mode):
+        problem = "is a symbolic link"
+    elif info.st_uid != os.geteuid():
+        problem = f"belongs to another user (uid {info.st_uid})"
+    elif info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        problem = f"is writable by others (mode {stat.S_IMODE(info.st_mode):04o})"
+    else:
+        return
+    fix = "chmod go-w it" if "writable" in problem else "remove it"
+    raise NativeUnavailable(
+        f"the kernel cache {what} {path} {problem}, so a library there could be swapped; "
+        f"{fix}, or set $SPARSERNN_CACHE_DIR to a folder of your own"
+    )
+
+
+def _private_cache() -> Path:
+    """The cache folder, created 0700 if missing, checked to be this user's alone."""
+    folder = cache_dir()
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NativeUnavailable(
+            f"cannot write the build cache {folder} ({exc.strerror}); set "
+            "$SPARSERNN_CACHE_DIR to a writable folder"
+        ) from None
+    _owned_privately(folder, "folder")
+    return folder
+
+
+def _checksum_file(library: Path) -> Path:
+    return library.with_name(library.name + ".sha256")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify(library: Path) -> str | None:
+    """Why the cached ``library`` must not be loaded (None: it may): missing, not this user's
+    alone, or not the bytes its build recorded in ``<library>.sha256``."""
+    if not library.is_file():
+        return "is missing"
+    for path, what in ((library, "file"), (_checksum_file(library), "checksum")):
+        if path.exists():
+            _owned_privately(path, what)
+    try:
+        recorded = _checksum_file(library).read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return "has no checksum (built by an older sparsernn, or the build was killed)"
+    if _sha256(library) != recorded:
+        return "does not match its checksum (truncated or changed since it was built)"
+    return None
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _build_into(cxx: str, flags: Sequence[str], source: Path, target: Path) -> None:
+    """Compile into a temporary file beside ``target``, fsync it, rename it into place and
+    record its SHA-256 (written and fsynced after it), so no process loads half a library."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        _compile(cxx, flags, source, Path(tmp))
+        os.chmod(tmp, 0o700)
+        _fsync(Path(tmp))
+        digest = _sha256(Path(tmp))
+        _checksum_file(target).unlink(missing_ok=True)  # a reader never sees the old one match
+        os.replace(tmp, target)
+        _write_private(_checksum_file(target), f"{digest}\n")
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``path`` atomically, mode 0600 whatever the umask, fsynced."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _targets(cxx: str, source: Path, folder: Path) -> list[tuple[tuple[str, ...], Path]]:
+    """The flag sets to try (``-march=native`` first, then portable) and each one's cached
+    library, keyed by the source, the flags, the compiler's version and the CPU."""
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
-    errors = []
+    text = source.read_text()
+    out = []
     for extra in (("-march=native",), ()):
         flags = (*_BASE_FLAGS, *extra)
-        key = hashlib.sha256(
-            "\0".join([SOURCE.read_text(), *flags, version, _cpu_id()]).encode()
-        ).hexdigest()[:16]
-        target = cache_dir() / f"recurrence-{key}.so"
-        if target.is_file() and not force:
+        parts = [_CACHE_LAYOUT, text, *flags, version, _cpu_id()]
+        key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+        out.append((flags, folder / f"{source.stem}-{key}.so"))
+    return out
+
+
+def cached(source: Path = SOURCE) -> Path | None:
+    """The verified cached library of ``source``, or None when it has to be built."""
+    try:
+        if not source.is_file():
+            return None
+        cxx = _compiler()
+        folder = _private_cache()
+        targets = _targets(cxx, source, folder)
+        return next((t for _, t in targets if t.is_file() and verify(t) is None), None)
+    except NativeUnavailable:
+        return None
+
+
+def build(force: bool = False, source: Path = SOURCE) -> Path:
+    """Compile ``source`` into the cache once (per source, flags, compiler and CPU); the
+    path of a library that passed :func:`verify`.
+
+    A cached library that fails its check (truncated, changed, no checksum) is rebuilt, with
+    one line saying so. Tries ``-march=native`` first, then portable flags. Raises
+    :class:`NativeUnavailable` naming the problem (no compiler, a failed build, a cache folder
+    others may write).
+    """
+    if not source.is_file():
+        raise NativeUnavailable(f"the kernel's source {source} is missing from the install")
+    cxx = _compiler()
+    folder = _private_cache()
+    remove_stale_temporaries(folder, min_age_s=_STALE_BUILD_S)
+    targets = _targets(cxx, source, folder)
+    for _, target in [] if force else targets:
+        problem = verify(target) if target.exists() else "is missing"
+        if problem is None:
             return target
+        if target.exists():
+            _say(f"the cached kernel {target} {problem}; rebuilding it")
+    errors = []
+    for flags, target in targets:
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-            os.close(fd)
-        except OSError as exc:
-            raise NativeUnavailable(
-                f"cannot write the build cache {target.parent} ({exc.strerror}); set "
-                "$SPARSERNN_CACHE_DIR to a writable folder"
-            ) from None
-        try:
-            _compile(cxx, flags, Path(tmp))
-            os.replace(tmp, target)
-            return target
+            _build_into(cxx, flags, source, target)
         except (NativeUnavailable, OSError, subprocess.TimeoutExpired) as exc:
             errors.append(str(exc))
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            continue
+        problem = verify(target)
+        if problem is None:
+            return target
+        errors.append(f"the library just built {problem}")
     raise NativeUnavailable(errors[-1])
 
 
@@ -191,13 +346,24 @@ def _declare(lib: ctypes.CDLL) -> None:
                 fn.restype = None
 
 
+def disabled() -> bool:
+    """Whether ``SPARSERNN_NATIVE=0`` (or false, no, off) turns the compiled loop off."""
+    return os.environ.get("SPARSERNN_NATIVE", "1").strip().lower() in ("0", "false", "no", "off")
+
+
+def open_library(source: Path = SOURCE) -> ctypes.CDLL:
+    """Build ``source`` if needed (:func:`build`) and load the library that passed
+    :func:`verify`; raises :class:`NativeUnavailable` or :class:`OSError`."""
+    return ctypes.CDLL(str(build(source=source)))
+
+
 @lru_cache(maxsize=1)
 def _library() -> ctypes.CDLL | str:
     """The loaded library, or the one-line reason it is unavailable."""
-    if os.environ.get("SPARSERNN_NATIVE", "1").strip().lower() in ("0", "false", "no", "off"):
+    if disabled():
         return "disabled by SPARSERNN_NATIVE=0"
     try:
-        lib = ctypes.CDLL(str(build()))
+        lib = open_library()
         if lib.srnn_version() != ABI_VERSION:
             return f"stale library (ABI {lib.srnn_version()}, expected {ABI_VERSION})"
         _declare(lib)
@@ -215,18 +381,28 @@ def unavailable_reason() -> str | None:
     return lib if isinstance(lib, str) else None
 
 
+def fallback_line(reason: str) -> str:
+    """The one line that says the structure networks run the PyTorch path, and why."""
+    return (
+        f"sparsernn: compiled recurrence unavailable ({reason}); structure networks use the "
+        "PyTorch path (same results, slower)"
+    )
+
+
+def fallback_said() -> None:
+    """Someone (a study's driver) told the user why the compiled loop is unavailable: this
+    process's first fallback does not warn again."""
+    global _warned
+    _warned = True
+
+
 def available(warn: bool = True) -> bool:
     """Whether the compiled kernel is usable; the first False warns once with the reason."""
     global _warned
     reason = unavailable_reason()
     if reason is not None and warn and not _warned and "SPARSERNN_NATIVE" not in reason:
         _warned = True
-        warnings.warn(
-            f"sparsernn: compiled recurrence unavailable ({reason}); structure networks use "
-            "the PyTorch path (same results, slower)",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+        warnings.warn(fallback_line(reason), RuntimeWarning, stacklevel=2)
     return reason is None
 
 
@@ -509,16 +685,16 @@ def layer_schedule(
 
 
 def main() -> int:
-    """``python -m sparsernn.nn.native``: build the kernel now and say where, or why not."""
-    try:
-        path = build()
-    except NativeUnavailable as exc:
+    """``python -m sparsernn.nn.native``: build the kernel now, load it as a structure network
+    would (checksum, then ``dlopen``, then its ABI) and say where, or why not."""
+    reason = unavailable_reason()
+    if reason is not None:
         print(
-            f"sparsernn: compiled recurrence not built ({exc}); structure networks will use "
-            "the PyTorch path (same results, slower)"
+            f"sparsernn: compiled recurrence not available ({reason}); structure networks "
+            "will use the PyTorch path (same results, slower)"
         )
         return 0
-    print(f"sparsernn: compiled recurrence ready ({path})")
+    print(f"sparsernn: compiled recurrence ready ({build()}, checksum verified)")
     return 0
 
 

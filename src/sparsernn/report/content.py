@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import re
+import shlex
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -146,6 +147,11 @@ class Context:
     def where(self) -> Path:
         return Path(self.results.study_dir)
 
+    @property
+    def shell_where(self) -> str:
+        """The study directory as a shell word, for the commands a section suggests."""
+        return shlex.quote(str(self.where))
+
     def table(
         self, name: str, df: pd.DataFrame, caption: str | None = None, show: bool = True
     ) -> Table:
@@ -160,10 +166,10 @@ class Context:
 
     def figure(self, fig: Figure, caption: str) -> Block:
         """``fig`` as an embedded PNG with a caption; an empty plot of a study with a caveat
-        becomes a note giving the reason and the caveat instead."""
+        becomes a note giving the reason instead (the caveat is said once, at the top)."""
         empty = getattr(fig, plots.NO_DATA_ATTR, None)
         if self.caveat and empty:
             reason = empty.removeprefix("no data: ")
-            return missing(f"{caption}: nothing to plot ({reason}). {self.caveat}")
+            return missing(f"{caption}: nothing to plot ({reason}; see the note at the top).")
         data = base64.b64encode(plots.to_png(fig, dpi=90)).decode("ascii")
         return Image(caption, data)

@@ -4,8 +4,9 @@
 section's content as plain data (:mod:`.setup`, :mod:`.pruning`, :mod:`.structure`,
 :mod:`.prediction`), writes every table as CSV and Markdown in ``report_tables/``, and renders
 ``templates/report.html.j2`` (autoescaped; images embedded as PNG data URIs, CSS inline, no
-external URL). A section whose data are missing says so and how to get them; a section whose
-analysis fails shows the error there and the rest of the report is still written.
+external URL). A section whose data are missing says so and how to get them (once: a study
+without random-structure runs has no correlation and prediction sections either); a section
+whose analysis fails shows the error there and the rest of the report is still written.
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ from sparsernn import analysis  # noqa: F401 - the analyses the sections call (t
 from sparsernn.experiments.results import StudyResults, load_results
 from sparsernn.report import prediction, pruning, setup, structure
 from sparsernn.report.content import Block, Context, Section, Table
-from sparsernn.report.tables import html_table, markdown_table, numeric_columns
+from sparsernn.report.tables import csv_safe, html_table, markdown_table, numeric_columns
 from sparsernn.store import atomic_write_bytes
 
 __all__ = ["build_report", "markdown_table", "SECTIONS"]
 
-#: Section ids, in report order (each is an ``<h2 id=...>``).
+#: Section ids, in report order (each is an ``<h2 id=...>``); the last two of structure's
+#: exist only where there are random-structure runs.
 SECTIONS: tuple[str, ...] = (
     "setup",
     "pruning",
@@ -64,6 +66,15 @@ def _section(ctx: Context, sid: str) -> Section:
     except Exception as exc:  # noqa: BLE001 - one failing analysis must not lose the report
         detail = "".join(traceback.format_exception(exc))
         return Section(sid, _TITLES[sid], error=f"{type(exc).__name__}: {exc}", traceback=detail)
+
+
+def _shown(ctx: Context, sid: str) -> bool:
+    """Whether section ``sid`` is in this report: the analyses of the structure results only
+    where there are some (the structure section says once that there are none)."""
+    return not (ctx.structure.empty and sid in _OF_STRUCTURE)
+
+
+_OF_STRUCTURE = ("correlations", "prediction")
 
 
 def _clean_structure(df: pd.DataFrame) -> pd.DataFrame:
@@ -108,7 +119,7 @@ def _write_tables(sections: list[Section], tables_dir: Path) -> None:
             old.unlink()
     for block in (b for s in sections for b in s.blocks if isinstance(b, Table)):
         tables_dir.mkdir(parents=True, exist_ok=True)
-        block.frame.to_csv(tables_dir / f"{block.name}.csv", index=False)
+        csv_safe(block.frame).to_csv(tables_dir / f"{block.name}.csv", index=False)
         (tables_dir / f"{block.name}.md").write_text(markdown_table(block.frame), encoding="utf-8")
 
 
@@ -162,7 +173,7 @@ def build_report(
     """
     results = study if isinstance(study, StudyResults) else load_results(study)
     ctx = _context(results, tolerance, int(n_boot), int(n_repeats), int(seed))
-    sections = [_section(ctx, sid) for sid in SECTIONS]
+    sections = [_section(ctx, sid) for sid in SECTIONS if _shown(ctx, sid)]
     out = Path(out)
     tables_dir = out.with_name(f"{out.stem}_tables")
     _write_tables(sections, tables_dir)

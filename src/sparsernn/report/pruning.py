@@ -36,7 +36,7 @@ def _with_base(ctx: Context) -> tuple[pd.DataFrame, pd.DataFrame, str | None]:
 def pruning(ctx: Context) -> list[Block]:
     """Base models, then (with pruning runs) tolerated sparsity, recovery, and their plots."""
     res = ctx.results
-    how = HOW_PRUNING.format(dir=ctx.where) + "."
+    how = HOW_PRUNING.format(dir=ctx.shell_where) + "."
     if res.base.empty and res.pruning.empty:
         return [missing("No base models or pruning runs in this study: " + how)]
     out: list[Block] = []

@@ -16,6 +16,7 @@ import pandas as pd
 
 import sparsernn
 from sparsernn.experiments.results import StudyResults
+from sparsernn.experiments.status import duration
 from sparsernn.report.content import Block, Context, Details, Paragraph, missing
 
 __all__ = [
@@ -132,7 +133,7 @@ def _info(ctx: Context, units: pd.DataFrame) -> pd.DataFrame:
         ("device (config)", _joined(configs, "train", "device")),
         ("units done", str(int(units["done"].sum()))),
         ("units failed", str(len(ctx.results.failures))),
-        ("total unit wall time", f"{wall:.1f} s ({wall / 3600:.2f} h)"),
+        ("total unit wall time", f"{wall:.1f} s ({duration(wall)})"),
         ("pruning tolerance", f"{ctx.tolerance:g}"),
         ("bootstrap resamples", str(ctx.n_boot)),
     ]
@@ -140,16 +141,25 @@ def _info(ctx: Context, units: pd.DataFrame) -> pd.DataFrame:
 
 
 def _config_blocks(ctx: Context) -> list[Block]:
-    """The stored configuration, collapsed: one block per planned kind where the store keeps
-    them apart, else the study's one."""
+    """The stored configuration, collapsed: one block per distinct config of the planned kinds
+    (one command plans several kinds with one config: shown once), else the study's one."""
     if ctx.configs:
+        groups: dict[str, list[str]] = {}
+        for kind, config in sorted(ctx.configs.items(), key=lambda kv: _kind_rank(kv[0])):
+            groups.setdefault(json.dumps(config, sort_keys=True, default=str), []).append(kind)
         return [
-            Details(f"Study configuration of the {kind} units", _config_text(config))
-            for kind, config in sorted(ctx.configs.items(), key=lambda kv: _kind_rank(kv[0]))
-        ]
+            Details(f"Study configuration of the {_listed(kinds)} units",
+                    _config_text(ctx.configs[kinds[0]]))
+            for kinds in groups.values()
+        ]  # fmt: skip
     if not ctx.results.study:
         return [missing("No study configuration is stored in this study directory.")]
     return [Details("Study configuration (study.toml)", _config_text(ctx.results.study))]
+
+
+def _listed(names: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def _kind_rank(kind: str) -> tuple[int, str]:
@@ -165,7 +175,7 @@ def setup(ctx: Context) -> list[Block]:
         *_config_blocks(ctx),
     ]
     if units["done"].sum() == 0:
-        text = "This study has no finished units yet: " + HOW_ALL.format(dir=ctx.where) + "."
+        text = "This study has no finished units yet: " + HOW_ALL.format(dir=ctx.shell_where) + "."
         out.append(missing(text))
     return out
 

@@ -26,8 +26,13 @@ _CORRELATION_COLUMNS = [
 def no_structure(ctx: Context) -> list[Block] | None:
     """The "no random-structure runs" note when there are none, else None."""
     if ctx.structure.empty:
-        how = HOW_STRUCTURE.format(dir=ctx.where)
-        return [missing(f"No random-structure runs in this study: {how}.")]
+        how = HOW_STRUCTURE.format(dir=ctx.shell_where)
+        return [
+            missing(
+                f"No random-structure runs in this study: {how}. (The correlations of graph "
+                "properties with accuracy and the predictions from them follow from those runs.)"
+            )
+        ]
     return None
 
 
@@ -95,7 +100,7 @@ def structure(ctx: Context) -> list[Block]:
         out += note(
             f"Only one generator ({', '.join(gens)}) in this study; the study pooled "
             "Watts-Strogatz and Barabasi-Albert graphs. Add the other with "
-            + HOW_STRUCTURE.format(dir=ctx.where)
+            + HOW_STRUCTURE.format(dir=ctx.shell_where)
             + "."
         )
     scatter = "Accuracy against the six properties the study singled out, with least-squares lines"

@@ -3,17 +3,29 @@
 :func:`text_frame` writes every cell as the report shows it (NaN as an en dash, floats with three
 decimals, a float column of whole numbers as integers); :func:`markdown_table` and
 :func:`html_table` hand that frame to ``DataFrame.to_markdown`` (tabulate) and pandas' ``Styler``.
+
+Cells may hold text a user chose (a graph file's name): :func:`markdown_table` escapes HTML in
+it (Markdown renderers pass raw HTML through) and :func:`csv_safe` keeps a spreadsheet from
+reading it as a formula (``=HYPERLINK(...)``).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["format_value", "numeric_columns", "text_frame", "markdown_table", "html_table"]
+__all__ = [
+    "csv_safe",
+    "format_value",
+    "html_table",
+    "markdown_table",
+    "numeric_columns",
+    "text_frame",
+]
 
 _NA = "–"
 
@@ -31,6 +43,8 @@ def format_value(value: Any) -> str:
             return _NA
         if math.isinf(v):
             return "inf" if v > 0 else "-inf"
+        if v == 0:
+            return "0.000"
         return f"{v:.1f}" if abs(v) >= 100 else f"{v:.2e}" if abs(v) < 0.001 else f"{v:.3f}"
     try:
         if value is None or pd.isna(value):
@@ -70,17 +84,48 @@ def text_frame(df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def _markdown_cell(text: str) -> str:
+    """A cell's text for a Markdown table: HTML escaped (a renderer would run ``<img
+    onerror=...>``), ``|`` escaped, one line."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
 def markdown_table(df: pd.DataFrame) -> str:
-    """``df`` as a GitHub-flavoured Markdown table (numbers right-aligned, ``|`` escaped)."""
-    text = text_frame(df).apply(
-        lambda column: column.str.replace("|", "\\|").str.replace("\n", " ")
-    )
+    """``df`` as a GitHub-flavoured Markdown table (numbers right-aligned; HTML and ``|``
+    escaped)."""
+    text = text_frame(df).apply(lambda column: column.map(_markdown_cell))
     align = ["right" if num else "left" for num in numeric_columns(df)]
-    header = [c.replace("|", "\\|") for c in text.columns]
+    header = [_markdown_cell(c) for c in text.columns]
     table = text.to_markdown(
         index=False, headers=header, tablefmt="pipe", colalign=align, disable_numparse=True
     )
     return table + "\n"
+
+
+#: What a spreadsheet reads as the start of a formula (OWASP's list: = + - @ tab CR).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _csv_cell(value: Any) -> Any:
+    """Text a spreadsheet would read as a formula, prefixed with ``'`` (kept as text);
+    numbers, and text that is a plain number, unchanged."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+def csv_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with every text cell and column name that a spreadsheet would run as a formula
+    prefixed with ``'``; number columns untouched. Write it with ``to_csv``."""
+    out = df.copy()
+    for i in range(out.shape[1]):
+        column = out.iloc[:, i]
+        if column.dtype == object or pd.api.types.is_string_dtype(column):
+            out.iloc[:, i] = column.map(_csv_cell)
+    out.columns = [_csv_cell(str(c)) for c in out.columns]
+    return out
 
 
 def html_table(df: pd.DataFrame, table_id: str) -> str:
