@@ -7,6 +7,7 @@ corrected resampled t over cross-validation folds (R^2).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,7 @@ def render(folder: Path) -> str:
     if df.empty:
         return "\n".join([*lines, missing(folder, "make results-full")])
     manifest = load_manifest(folder)
-    corr, gains = _correlations(df), topology(df)
+    corr, gains = _correlations(df), analyses(folder)[1]
     config = manifest["plans"]["structure"]["config"]
     s = config["structure"]
     per_cell = df.groupby("cell").size()
@@ -214,6 +215,14 @@ def protocol_table(df: pd.DataFrame) -> pd.DataFrame:
 
 def topology(df: pd.DataFrame) -> pd.DataFrame:
     return beyond_size(df, n_splits=FOLDS, n_repeats=REPEATS, random_state=0)
+
+
+@functools.lru_cache(maxsize=4)
+def analyses(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The structure frame of ``folder`` and its :func:`topology` table, computed once per
+    build (the README's summary reuses them; the cross-validation is the slow part)."""
+    df = load_results(folder).structure
+    return df, topology(df)
 
 
 def topology_table(out: pd.DataFrame) -> pd.DataFrame:
