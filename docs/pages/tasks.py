@@ -85,5 +85,5 @@ def _verdict(r) -> str:
     if lo > r.chance + MARGIN:
         return "above chance"
     if lo >= r.chance - MARGIN and hi <= r.chance + MARGIN:
-        return f"at chance (within +-{MARGIN})"
+        return f"at chance, within +-{MARGIN}"
     return "cannot tell"
