@@ -63,6 +63,14 @@ def measure(task: str, difficulty: int | None) -> dict[str, object]:
     }
 
 
+def _shown(folder: Path) -> str:
+    """``folder`` as the manifest records it: relative to the working directory when inside."""
+    try:
+        return folder.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return folder.name
+
+
 def main(out: str) -> None:
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
@@ -76,7 +84,7 @@ def main(out: str) -> None:
         "format": "sparsernn-tasks",
         "started": started,
         "finished": now(),
-        "command": ["python", "docs/measure_tasks.py", out],
+        "command": ["python", "docs/measure_tasks.py", _shown(folder)],
         "settings": {
             "n_examples": N_EXAMPLES,
             "epochs": EPOCHS,
