@@ -37,7 +37,11 @@ docs: install
 
 # The data behind the pages: each runs (or resumes) a study and exports it to results/.
 # results-full is the study's whole protocol: hours on 2 cores, resumable (rerun to continue).
+# A partial run committed as a resumable export (results/full/resume) is restored first, so a
+# fresh clone continues where the last machine stopped.
 results-full: install
+	@if [ ! -e runs/full/results.sqlite ] && [ -d results/full/resume ]; then \
+		$(VENV)/bin/sparsernn restore results/full runs/full; fi
 	$(VENV)/bin/sparsernn prune --seeds 3 --out runs/full
 	$(VENV)/bin/sparsernn structure --seeds 1 --out runs/full
 	$(VENV)/bin/sparsernn export runs/full results/full

@@ -94,11 +94,14 @@ def test_export_command(study, tmp_path):
 def test_a_resumable_export_restores_a_study_that_resumes_with_nothing_to_do(study, tmp_path):
     from sparsernn.experiments.export import restore_study
 
-    out = export_study(study, tmp_path / "export", resumable=True)
+    out = export_study(study, tmp_path / "export", resumable=True, run_info=[{"commit": "abc"}])
     again = restore_study(out, tmp_path / "elsewhere")
     config = dataclasses.replace(tiny_study(n_graphs=2), seeds=(0, 1))
     run = run_study(config, again, workers=1, progress=False)
     assert (run.done, run.failed, run.blocked, run.skipped) == (0, 0, 0, run.total) and run.total
+    # the launcher's records travel with the store into the next export
+    later = json.loads((export_study(again, tmp_path / "later") / "manifest.json").read_text())
+    assert later["runs_external"] == [{"commit": "abc"}]
     for name in TABLES:
         pd.testing.assert_frame_equal(
             getattr(load_store_results(study), name), getattr(load_results(again), name)

@@ -51,6 +51,8 @@ __all__ = ["RESUME", "export_study", "read_run_info", "restore_study"]
 
 #: The folder of a resumable export that holds the store and checkpoints.
 RESUME = "resume"
+#: A restored store's meta entry keeping the export's ``runs_external`` for the next export.
+EXTERNAL_META = "runs_external"
 
 
 def export_study(
@@ -78,6 +80,7 @@ def export_study(
     with ResultsStore.open(source, readonly=True) as store:
         plans = read_plans(store)
         runs = read_runs(store)
+        external = list(store.get_meta(EXTERNAL_META, []) or [])
         units = _unit_summary(store)
     manifest: dict[str, Any] = {
         "format": EXPORT_FORMAT,
@@ -90,7 +93,7 @@ def export_study(
         },
         "units": units,
         "runs": runs,
-        "runs_external": list(run_info or []),
+        "runs_external": external + [r for r in run_info or [] if r not in external],
         "tables": {},
     }
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -231,5 +234,6 @@ def restore_study(export: str | os.PathLike[str], study_dir: str | os.PathLike[s
         copy.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(copy, (source / RESUME / name).read_bytes())
     with ResultsStore.open(target) as store:
+        store.set_meta(EXTERNAL_META, manifest.get("runs_external", []))  # travel with the store
         atomic_write_bytes(target / STUDY_TOML, study_toml(read_plans(store)).encode())
     return target
