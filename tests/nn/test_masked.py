@@ -220,13 +220,11 @@ def test_arguments_sit_in_torch_positions():
     }
 
 
-def test_bidirectional_and_proj_size_are_refused_clearly():
-    with pytest.raises(ConfigError, match=r"^bidirectional=True is not supported by MaskedRNN;"):
-        MaskedRNN("gru", 3, 4, 1, True, False, 0.0, True)  # torch's 8th positional argument
-    with pytest.raises(ConfigError, match=r"^bidirectional=True is not supported"):
-        MaskedRNN("lstm", 3, 4, bidirectional=True)
+def test_proj_size_is_refused_clearly_by_the_constructor_and_from_torch():
     with pytest.raises(ConfigError, match=r"^proj_size=2 is not supported by MaskedRNN;"):
         MaskedRNN("lstm", 3, 4, proj_size=2)
+    with pytest.raises(ConfigError, match=r"^proj_size=2 is not supported by MaskedRNN;"):
+        MaskedRNN.from_torch(nn.LSTM(3, 4, proj_size=2))
 
 
 def test_flatten_parameters_is_a_harmless_no_op():
