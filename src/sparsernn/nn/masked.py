@@ -23,12 +23,12 @@ from sparsernn.errors import ConfigError
 from sparsernn.nn.cells import MODES, cell_spec, spec_of_torch
 from sparsernn.nn.functional import run_layers
 
-__all__ = ["MaskedRNN", "MODES"]
+__all__ = ["MaskedRNN", "MODES", "DIRECTION_SUFFIXES"]
 
 #: Names of the maskable weights (``weight_ih_l0``, ``weight_hh_l3``, ...).
 _WEIGHT_NAME = re.compile(r"weight_(ih|hh)_l\d+(_reverse)?")
-#: The name suffix of each direction's weights (``torch.nn.RNNBase``'s).
-_SUFFIXES = ("", "_reverse")
+#: The name suffix of each direction's weights (``torch.nn.RNNBase``'s): forward, reverse.
+DIRECTION_SUFFIXES = ("", "_reverse")
 
 
 def _layer_sizes(input_size: int, hidden_size: int | Sequence[int], num_layers: int | None):
@@ -127,7 +127,7 @@ class MaskedRNN(nn.Module):
         self.dense_grads: dict[str, Tensor] | None = None
         in_sizes = [self.input_size, *(self.num_directions * h for h in sizes[:-1])]
         for k, (i, h) in enumerate(zip(in_sizes, sizes, strict=True)):
-            for suffix in _SUFFIXES[: self.num_directions]:
+            for suffix in DIRECTION_SUFFIXES[: self.num_directions]:
                 self._register_layer(f"l{k}{suffix}", i, h, device, dtype)
         self.reset_parameters()
 
@@ -166,15 +166,15 @@ class MaskedRNN(nn.Module):
             bound = 1.0 / math.sqrt(h)
             for d in range(self.num_directions):
                 for name in self._layer_param_names(k, d):
-                    nn.init.uniform_(self._stored(name), -bound, bound)
+                    nn.init.uniform_(self.trainable(name), -bound, bound)
         self.apply_masks_()
 
     def _layer_param_names(self, k: int, direction: int = 0) -> list[str]:
-        tag = f"l{k}{_SUFFIXES[direction]}"
+        tag = f"l{k}{DIRECTION_SUFFIXES[direction]}"
         names = [f"weight_ih_{tag}", f"weight_hh_{tag}"]
         return names + ([f"bias_ih_{tag}", f"bias_hh_{tag}"] if self.bias else [])
 
-    def _stored(self, name: str) -> nn.Parameter:
+    def trainable(self, name: str) -> nn.Parameter:
         """The trainable tensor behind ``name``: ``<name>_orig`` while ``torch.nn.utils.prune``
         reparametrises it (``<name>`` is then recomputed from it before every forward)."""
         orig = self._parameters.get(f"{name}_orig")
@@ -186,7 +186,7 @@ class MaskedRNN(nn.Module):
         return [
             f"weight_{kind}_l{k}{suffix}"
             for k in range(self.num_layers)
-            for suffix in _SUFFIXES[: self.num_directions]
+            for suffix in DIRECTION_SUFFIXES[: self.num_directions]
             for kind in kinds
         ]
 
@@ -197,7 +197,7 @@ class MaskedRNN(nn.Module):
 
     def set_mask(self, name: str, mask: Tensor) -> None:
         """Install a boolean keep-mask for weight ``name`` and zero the removed entries."""
-        weight = self._stored(name)
+        weight = self.trainable(name)
         if tuple(mask.shape) != tuple(weight.shape):
             raise ConfigError(
                 f"mask for {name} has shape {tuple(mask.shape)}, expected {tuple(weight.shape)}"
@@ -211,7 +211,7 @@ class MaskedRNN(nn.Module):
     def apply_masks_(self) -> None:
         """Zero every masked entry of the stored weights (e.g. after loading a state dict)."""
         for name, mask in self.masks():
-            self._stored(name).mul_(mask)
+            self.trainable(name).mul_(mask)
 
     def sparsity(self) -> dict[str, float]:
         """Fraction of masked-out entries per weight matrix."""
@@ -237,9 +237,10 @@ class MaskedRNN(nn.Module):
         assert sink is not None
         for layer, (w_ih, w_hh, _, _) in enumerate(weights):
             k, d = divmod(layer, self.num_directions)
+            tag = f"l{k}{DIRECTION_SUFFIXES[d]}"
             for kind, w in (("ih", w_ih), ("hh", w_hh)):
                 if w.requires_grad:
-                    w.register_hook(_summing_into(sink, f"weight_{kind}_l{k}{_SUFFIXES[d]}"))
+                    w.register_hook(_summing_into(sink, f"weight_{kind}_{tag}"))
 
     # ------------------------------------------------------------------ torch.nn.utils.prune
     def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
@@ -381,9 +382,25 @@ class MaskedRNN(nn.Module):
             new.load_state_dict(module.state_dict(), strict=False)
         return new
 
-    def to_torch(self) -> nn.RNNBase:
+    def to_torch(self, *, share_parameters: bool = False) -> nn.RNNBase:
         """A ``torch.nn.RNN/GRU/LSTM`` with the masked weights baked in (equal hidden sizes),
-        on this module's device and in its dtype."""
+        on this module's device and in its dtype.
+
+        ``share_parameters=True`` zeroes the masked entries of this module's own weights and
+        hands the torch module these very ``Parameter`` objects (an optimizer keeps training
+        them); otherwise it gets copies.
+        """
+        if len(set(self.hidden_sizes)) != 1:
+            raise ConfigError(
+                f"a MaskedRNN with layers of different sizes {self.hidden_sizes} has no torch.nn "
+                "equivalent"
+            )
+        pruned = [n for n in self._parameters if n.endswith("_orig")]
+        if share_parameters and pruned:
+            raise ConfigError(
+                f"{pruned[0][:-5]} is under torch.nn.utils.prune: call "
+                "torch.nn.utils.prune.remove on it first"
+            )
         spec = self.spec
         first = next(self.parameters())
         mod = spec.torch_class(
@@ -394,6 +411,12 @@ class MaskedRNN(nn.Module):
             device=first.device,
             dtype=first.dtype,
         )
+        if share_parameters:
+            self.apply_masks_()
+            for name, param in self.named_parameters(recurse=False):
+                setattr(mod, name, param)  # RNNBase.__setattr__ refreshes its flat weights
+            mod.flatten_parameters()
+            return mod
         state = {
             name: tensor.detach()
             for n, layer in enumerate(self.layer_weights())
@@ -431,7 +454,7 @@ def masked_layer_weights(
     naming (also with a leading model axis)."""
     out = []
     for k in range(num_layers):
-        for tag in (f"l{k}{suffix}" for suffix in _SUFFIXES[:directions]):
+        for tag in (f"l{k}{suffix}" for suffix in DIRECTION_SUFFIXES[:directions]):
             w_ih = getattr(module, f"weight_ih_{tag}") * getattr(module, f"weight_ih_{tag}_mask")
             w_hh = getattr(module, f"weight_hh_{tag}") * getattr(module, f"weight_hh_{tag}_mask")
             b_ih = getattr(module, f"bias_ih_{tag}") if bias else None
