@@ -1,3 +1,52 @@
-"""sparsernn: study sparsity in recurrent neural networks (magnitude pruning, random structure)."""
+"""sparsernn: study sparsity in recurrent neural networks (magnitude pruning, random structure),
+and make the recurrent layers of your own model sparse (:func:`sparsify`).
+
+The names people type are here, loaded on first use (PEP 562) so that ``import sparsernn``
+stays light: :func:`sparsify`, :class:`~sparsernn.nn.MaskedRNN`,
+:class:`~sparsernn.nn.StructuredRNN`, :func:`~sparsernn.models.build_model`,
+:func:`~sparsernn.train.fit`, :func:`~sparsernn.train.evaluate` and
+:func:`~sparsernn.sparsity.magnitude_prune`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sparsernn.models import build_model
+    from sparsernn.nn import MaskedRNN, StructuredRNN
+    from sparsernn.sparsity import magnitude_prune, sparsify
+    from sparsernn.train import evaluate, fit
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "sparsify",
+    "MaskedRNN",
+    "StructuredRNN",
+    "build_model",
+    "fit",
+    "evaluate",
+    "magnitude_prune",
+]
+
+_LAZY = {
+    "sparsify": "sparsernn.sparsity",
+    "magnitude_prune": "sparsernn.sparsity",
+    "MaskedRNN": "sparsernn.nn",
+    "StructuredRNN": "sparsernn.nn",
+    "build_model": "sparsernn.models",
+    "fit": "sparsernn.train",
+    "evaluate": "sparsernn.train",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
