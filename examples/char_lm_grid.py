@@ -6,14 +6,17 @@ of ``char_lm.py`` over a grid, stored as data for ``docs/make_lm_section.py``.
 Writes ``points.csv`` (one row per seed x method x sparsity, the dense model as sparsity 0,
 with the achieved sparsity) and ``manifest.json`` (commit, date, versions, CPU, threads,
 configuration, wall time). A run that stops resumes: rows already in ``points.csv`` are kept.
+``--jobs N`` trains N models at once, each on one thread (the numbers do not change).
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import dataclasses
 import datetime
 import json
+import multiprocessing
 import platform
 import subprocess
 import sys
@@ -66,6 +69,12 @@ def grid(methods: list[str], sparsities: list[float], seeds: list[int]):
                 yield method, sparsity, seed
 
 
+def _run(base: char_lm.Config, key: tuple[str, float, int], train_text: str, held_out_text: str):
+    method, sparsity, seed = key
+    cfg = dataclasses.replace(base, method=method, sparsity=sparsity, seed=seed)
+    return char_lm.run(cfg, train_text, held_out_text)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("results/lm"))
@@ -76,6 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hidden-size", type=int, default=char_lm.Config.hidden_size)
     parser.add_argument("--held-out-chars", type=int, default=char_lm.Config.held_out_chars)
     parser.add_argument("--train-chars", type=int, default=char_lm.Config.train_chars)
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once (each one thread)")
     args = parser.parse_args(argv)
     base = char_lm.Config(
         steps=args.steps,
@@ -93,19 +103,20 @@ def main(argv: list[str] | None = None) -> None:
     train_text = char_lm.read_text(char_lm.TRAIN_FILES, base.train_chars)
     held_out_text = char_lm.read_text(char_lm.HELD_OUT_FILES, base.held_out_chars)
     started = time.perf_counter()
-    for method, sparsity, seed in grid(methods, sparsities, seeds):
-        if (method, sparsity, seed) in have:
-            continue
-        cfg = dataclasses.replace(base, method=method, sparsity=sparsity, seed=seed)
-        res = char_lm.run(cfg, train_text, held_out_text)
-        row = {"method": method, "sparsity": sparsity, "seed": seed, **res}
-        done = pd.concat([done, pd.DataFrame([row])[COLUMNS]], ignore_index=True)
-        done.to_csv(points_path, index=False)
-        print(
-            f"{method:>10} {sparsity:.2f} seed {seed}: bpc {res['bpc']:.4f} "
-            f"({res['achieved_sparsity']:.3f} sparse, {res['train_s']:.0f} s)",
-            flush=True,
-        )
+    todo = [key for key in grid(methods, sparsities, seeds) if key not in have]
+    context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch state
+    with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
+        runs = {pool.submit(_run, base, key, train_text, held_out_text): key for key in todo}
+        for future in concurrent.futures.as_completed(runs):
+            (method, sparsity, seed), res = runs[future], future.result()
+            row = {"method": method, "sparsity": sparsity, "seed": seed, **res}
+            done = pd.concat([done, pd.DataFrame([row])[COLUMNS]], ignore_index=True)
+            done.to_csv(points_path, index=False)
+            print(
+                f"{method:>10} {sparsity:.2f} seed {seed}: bpc {res['bpc']:.4f} "
+                f"({res['achieved_sparsity']:.3f} sparse, {res['train_cpu_s']:.0f} s CPU)",
+                flush=True,
+            )
     manifest_path = args.out / "manifest.json"
     earlier = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     config = dataclasses.asdict(base)
@@ -118,6 +129,7 @@ def main(argv: list[str] | None = None) -> None:
         "torch": torch.__version__,
         "cpu": _cpu_model(),
         "threads": base.threads,
+        "jobs": args.jobs,
         "config": config,
         "grid": {"methods": ["dense", *methods], "sparsities": sparsities, "seeds": seeds},
         "method_options": "char_lm.method_options: magnitude prunes once at steps // 2 "
