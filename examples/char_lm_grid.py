@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     have = {(r.method, float(r.sparsity), int(r.seed)) for r in done.itertuples()}
     train_text = char_lm.read_text(char_lm.TRAIN_FILES, base.train_chars)
     held_out_text = char_lm.read_text(char_lm.HELD_OUT_FILES, base.held_out_chars)
-    started = time.perf_counter()
+    started, commit = time.perf_counter(), _commit()  # the code that trains, not later code
     todo = [key for key in grid(methods, sparsities, seeds) if key not in have]
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch state
     with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("method", "sparsity", "seed"):
         config.pop(name)
     manifest = {
-        "commit": _commit(),
+        "commit": commit,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "torch": torch.__version__,

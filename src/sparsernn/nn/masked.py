@@ -269,6 +269,10 @@ class MaskedRNN(nn.Module):
             super().register_buffer(mask, param.detach() != 0)
 
     # ------------------------------------------------------------------ forward
+    # torch.compile runs the recurrence as it runs torch.nn's own RNN modules: eagerly, the
+    # graph broken around it (its fused kernels and hand-written backward do not trace), the
+    # rest of the model compiled.
+    @torch.compiler.disable
     def forward(self, x: Tensor | PackedSequence, hx: Tensor | tuple | None = None):
         """Run the stack over a whole sequence; see the class docstring for shapes."""
         if isinstance(x, PackedSequence):
