@@ -61,11 +61,13 @@ def _commit() -> str:
 
 
 def grid(methods: list[str], sparsities: list[float], seeds: list[int]):
-    """``(method, sparsity, seed)`` of every run: the dense model once per seed."""
+    """``(method, sparsity, seed)`` of every run: the dense models first, then each sparsity
+    in the order given, all seeds and methods (a grid cut short has whole sparsities)."""
     for seed in seeds:
         yield "dense", 0.0, seed
-        for method in methods:
-            for sparsity in sparsities:
+    for sparsity in sparsities:
+        for seed in seeds:
+            for method in methods:
                 yield method, sparsity, seed
 
 
@@ -73,6 +75,19 @@ def _run(base: char_lm.Config, key: tuple[str, float, int], train_text: str, hel
     method, sparsity, seed = key
     cfg = dataclasses.replace(base, method=method, sparsity=sparsity, seed=seed)
     return char_lm.run(cfg, train_text, held_out_text)
+
+
+def _results(jobs: int, base: char_lm.Config, todo: list, train_text: str, held_out_text: str):
+    """``(key, result)`` of every run of ``todo``, as they finish (``jobs`` at once)."""
+    if jobs == 1:
+        for key in todo:
+            yield key, _run(base, key, train_text, held_out_text)
+        return
+    context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch state
+    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        runs = {pool.submit(_run, base, key, train_text, held_out_text): key for key in todo}
+        for future in concurrent.futures.as_completed(runs):
+            yield runs[future], future.result()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -104,19 +119,15 @@ def main(argv: list[str] | None = None) -> None:
     held_out_text = char_lm.read_text(char_lm.HELD_OUT_FILES, base.held_out_chars)
     started, commit = time.perf_counter(), _commit()  # the code that trains, not later code
     todo = [key for key in grid(methods, sparsities, seeds) if key not in have]
-    context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch state
-    with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
-        runs = {pool.submit(_run, base, key, train_text, held_out_text): key for key in todo}
-        for future in concurrent.futures.as_completed(runs):
-            (method, sparsity, seed), res = runs[future], future.result()
-            row = {"method": method, "sparsity": sparsity, "seed": seed, **res}
-            done = pd.concat([done, pd.DataFrame([row])[COLUMNS]], ignore_index=True)
-            done.to_csv(points_path, index=False)
-            print(
-                f"{method:>10} {sparsity:.2f} seed {seed}: bpc {res['bpc']:.4f} "
-                f"({res['achieved_sparsity']:.3f} sparse, {res['train_cpu_s']:.0f} s CPU)",
-                flush=True,
-            )
+    for (method, sparsity, seed), res in _results(args.jobs, base, todo, train_text, held_out_text):
+        row = {"method": method, "sparsity": sparsity, "seed": seed, **res}
+        done = pd.concat([done, pd.DataFrame([row])[COLUMNS]], ignore_index=True)
+        done.to_csv(points_path, index=False)
+        print(
+            f"{method:>10} {sparsity:.2f} seed {seed}: bpc {res['bpc']:.4f} "
+            f"({res['achieved_sparsity']:.3f} sparse, {res['train_cpu_s']:.0f} s CPU)",
+            flush=True,
+        )
     manifest_path = args.out / "manifest.json"
     earlier = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     config = dataclasses.asdict(base)
