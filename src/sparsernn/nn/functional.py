@@ -108,8 +108,8 @@ def run_layers(
     The top layer's output (same layout as ``x``; 2H features when bidirectional) and the list
     of final states per entry of ``weights``. Consecutive layers of equal hidden size are fused
     into one kernel call; on CPU, cells with :attr:`CellSpec.fused_cpu` (without training-time
-    dropout, unpacked) run :func:`fused_recurrence` instead, both directions of a layer as one
-    call (the reverse one over the time-reversed input).
+    dropout, unpacked, outside ``torch.autocast``) run :func:`fused_recurrence` instead, both
+    directions of a layer as one call (the reverse one over the time-reversed input).
     """
     spec = cell_spec(mode)
     directions = 2 if bidirectional else 1
@@ -119,6 +119,7 @@ def run_layers(
         and x.device.type == "cpu"
         and batch_sizes is None
         and not training_dropout
+        and not _autocast(x.device.type)  # torch's kernels follow autocast's dtype rules
     ):
         return _run_layers_fused(spec, x, weights, hx, batch_first, directions)
     sizes = [w[1].shape[1] for w in weights[::directions]]
@@ -152,6 +153,16 @@ def run_layers(
             x = F.dropout(x, dropout, training=True)
         start = stop
     return x, final
+
+
+def _autocast(device_type: str) -> bool:
+    """Whether ``torch.autocast`` is on for ``device_type`` (any torch >= 2.1)."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 takes no device
+        if device_type == "cpu":
+            return torch.is_autocast_cpu_enabled()
+        return torch.is_autocast_enabled()
 
 
 # ---------------------------------------------------------------------- hand-fused recurrence

@@ -304,8 +304,13 @@ class Sparsifier:
         The Sparsifier is spent afterwards; the model's state dict then has torch's keys only.
         """
         self._check_live()
-        plain = {id(mod): mod.to_torch(share_parameters=True).train(mod.training)
-                 for mod in self.modules}  # fmt: skip
+        plain = {}
+        for prefix, mod in self.model.named_modules():
+            if isinstance(mod, MaskedRNN):
+                try:
+                    plain[id(mod)] = mod.to_torch(share_parameters=True).train(mod.training)
+                except ConfigError as error:  # name the module as well
+                    raise ConfigError(f"{prefix}.{error}" if prefix else str(error)) from None
         for _, parent in self.model.named_modules(remove_duplicate=False):
             for attr, child in list(parent._modules.items()):
                 if id(child) in plain:
