@@ -10,8 +10,9 @@ stays light: :func:`sparsify`, :class:`~sparsernn.nn.MaskedRNN`,
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from sparsernn._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from sparsernn.models import build_model
@@ -31,21 +32,18 @@ __all__ = [
     "magnitude_prune",
 ]
 
-_LAZY = {
-    "sparsify": "sparsernn.sparsity",
-    "magnitude_prune": "sparsernn.sparsity",
-    "MaskedRNN": "sparsernn.nn",
-    "StructuredRNN": "sparsernn.nn",
-    "build_model": "sparsernn.models",
-    "fit": "sparsernn.train",
-    "evaluate": "sparsernn.train",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(
+    __name__,
+    {
+        "sparsify": "sparsernn.sparsity",
+        "magnitude_prune": "sparsernn.sparsity",
+        "MaskedRNN": "sparsernn.nn",
+        "StructuredRNN": "sparsernn.nn",
+        "build_model": "sparsernn.models",
+        "fit": "sparsernn.train",
+        "evaluate": "sparsernn.train",
+    },
+)
 
 
 def __dir__() -> list[str]:

@@ -11,20 +11,9 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 from sparsernn.nn import MODES, MaskedRNN
+from tests.nn.torch_modules import state_tensors, torch_module
 
 TOL = 1e-10
-
-
-def _torch_module(mode, *args, **kwargs):
-    if mode == "gru":
-        return nn.GRU(*args, **kwargs)
-    if mode == "lstm":
-        return nn.LSTM(*args, **kwargs)
-    return nn.RNN(*args, nonlinearity=mode[4:], **kwargs)
-
-
-def _tensors(state):
-    return list(state) if isinstance(state, tuple) else [state]
 
 
 def _initial_state(mode, n, batch, hidden):
@@ -37,7 +26,7 @@ def _initial_state(mode, n, batch, hidden):
 def _pair(mode, num_layers, batch_first=False, seed=0, **kwargs):
     """A torch module and a MaskedRNN holding copies of its weights (float64)."""
     torch.manual_seed(seed)
-    ref = _torch_module(
+    ref = torch_module(
         mode, 3, 4, num_layers, batch_first=batch_first, bidirectional=True, **kwargs
     ).double()
     ours = MaskedRNN(mode, 3, 4, num_layers, batch_first=batch_first, bidirectional=True,
@@ -54,12 +43,12 @@ def _assert_same_run(ref, ours, x, hx, inputs):
     data_o = out_o.data if isinstance(out_o, PackedSequence) else out_o
     assert data_o.shape == data_r.shape
     assert (data_o - data_r).abs().max() <= TOL
-    for a, b in zip(_tensors(h_o), _tensors(h_r), strict=True):
+    for a, b in zip(state_tensors(h_o), state_tensors(h_r), strict=True):
         assert a.shape == b.shape and (a - b).abs().max() <= TOL
     # a loss that weights every output entry differently, so no gradient hides in a sum
     weights = torch.rand_like(data_r)
-    loss_r = (data_r * weights).sum() + sum((t * t).sum() for t in _tensors(h_r))
-    loss_o = (data_o * weights).sum() + sum((t * t).sum() for t in _tensors(h_o))
+    loss_r = (data_r * weights).sum() + sum((t * t).sum() for t in state_tensors(h_r))
+    loss_o = (data_o * weights).sum() + sum((t * t).sum() for t in state_tensors(h_o))
     params_r = [p for _, p in sorted(ref.named_parameters())]
     params_o = [p for _, p in sorted(ours.named_parameters())]
     grads_r = torch.autograd.grad(loss_r, [*params_r, *inputs], retain_graph=True)
@@ -82,7 +71,7 @@ def test_bidirectional_equals_torch_forward_and_backward(mode, num_layers, batch
     x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
     _assert_same_run(ref, ours, x, None, [x])
     hx = _initial_state(mode, 2 * num_layers, 5, 4)
-    _assert_same_run(ref, ours, x, hx, [x, *_tensors(hx)])
+    _assert_same_run(ref, ours, x, hx, [x, *state_tensors(hx)])
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -96,7 +85,7 @@ def test_bidirectional_packed_sequence_equals_torch(mode, batch_first, enforce_s
     packed = pack_padded_sequence(padded, lengths, batch_first, enforce_sorted)
     _assert_same_run(ref, ours, packed, None, [padded])
     hx = _initial_state(mode, 4, 3, 4)
-    _assert_same_run(ref, ours, packed, hx, [padded, *_tensors(hx)])
+    _assert_same_run(ref, ours, packed, hx, [padded, *state_tensors(hx)])
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -112,7 +101,7 @@ def test_reverse_direction_reads_the_sequence_backwards(mode):
     out, h_n = bi(x)
     back, h_back = one(x.flip(0))
     assert (out[..., 4:] - back.flip(0)).abs().max() <= TOL
-    assert (_tensors(h_n)[0][1] - _tensors(h_back)[0][0]).abs().max() <= TOL
+    assert (state_tensors(h_n)[0][1] - state_tensors(h_back)[0][0]).abs().max() <= TOL
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -125,14 +125,18 @@ def test_state_dicts_load_into_fresh_models_before_and_after_sparsify():
     assert (plain(tokens) - sparse(tokens)).abs().max() <= 1e-12
 
 
-@pytest.mark.parametrize("method", ["set", "rigl", "lottery", "agp"])
+#: Schedules that change the masks several times within a dozen steps.
+CHANGING = {
+    "set": {"update_every": 2, "end_step": 12},
+    "rigl": {"update_every": 2, "end_step": 12},
+    "lottery": {"rounds": 3, "round_steps": 3},
+    "agp": {"n_steps": 8, "update_every": 2},
+}
+
+
+@pytest.mark.parametrize("method", list(CHANGING))
 def test_a_sparsifier_resumes_mid_training_exactly(method):
-    options = {
-        "set": {"update_every": 2, "end_step": 20},
-        "rigl": {"update_every": 2, "end_step": 20},
-        "lottery": {"rounds": 3, "round_steps": 3},
-        "agp": {"n_steps": 8, "update_every": 2},
-    }[method]
+    options = CHANGING[method]
 
     def make():
         model = user_model()
@@ -159,14 +163,9 @@ def test_a_sparsifier_resumes_mid_training_exactly(method):
 
 # ---------------------------------------------------------------------- optimizers
 @pytest.mark.parametrize("opt", ["adam", "sgd"])
-@pytest.mark.parametrize("method", ["rigl", "set", "agp", "lottery"])
+@pytest.mark.parametrize("method", list(CHANGING))
 def test_changing_masks_keep_masked_weights_and_their_optimizer_state_at_zero(opt, method):
-    options = {
-        "set": {"update_every": 2, "end_step": 12},
-        "rigl": {"update_every": 2, "end_step": 12},
-        "agp": {"n_steps": 8, "update_every": 2},
-        "lottery": {"rounds": 2, "round_steps": 4},
-    }[method]
+    options = CHANGING[method]
     model = user_model()
     if opt == "adam":
         optimizer = torch.optim.Adam(model.parameters(), lr=0.05)

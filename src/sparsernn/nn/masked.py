@@ -405,16 +405,7 @@ class MaskedRNN(nn.Module):
                 f"{pruned[0][:-5]} is under torch.nn.utils.prune: call "
                 "torch.nn.utils.prune.remove on it first"
             )
-        spec = self.spec
-        first = next(self.parameters())
-        mod = spec.torch_class(
-            self.input_size,
-            self.hidden_size,
-            **_shared_options(self),
-            **spec.torch_kwargs,
-            device=first.device,
-            dtype=first.dtype,
-        )
+        mod = self.torch_like(self.hidden_size)
         if share_parameters:
             self.apply_masks_()
             for name, param in self.named_parameters(recurse=False):
@@ -431,6 +422,19 @@ class MaskedRNN(nn.Module):
         }
         mod.load_state_dict(state)
         return mod
+
+    def torch_like(self, hidden_size: int) -> nn.RNNBase:
+        """A fresh ``torch.nn.RNN/GRU/LSTM`` with this module's cell, options, device and dtype
+        and ``hidden_size`` units per layer (its weights freshly initialised)."""
+        first = next(self.parameters())
+        return self.spec.torch_class(
+            self.input_size,
+            hidden_size,
+            **_shared_options(self),
+            **self.spec.torch_kwargs,
+            device=first.device,
+            dtype=first.dtype,
+        )
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, *args, **kw):
         # A plain torch.nn.RNN/GRU/LSTM state dict has no masks: keep ours (all ones by default).

@@ -21,12 +21,18 @@ from torch import Tensor, nn
 from sparsernn.errors import ConfigError
 from sparsernn.sparsity.scores import check_sparsity, install_masks, selected_weights
 
-__all__ = ["Masks", "Gradients", "NoOptions", "SparsityMethod", "StudyUnit"]
+__all__ = ["Masks", "Gradients", "NoOptions", "SparsityMethod", "StudyUnit", "check_count"]
 
 #: Keep-masks (True = keep) by qualified weight name, e.g. ``encoder.lstm.weight_hh_l0``.
 Masks = dict[str, Tensor]
 #: Returns ``dL/dw`` at every entry of the selected weights (masked ones too), by name.
 Gradients = Callable[[], dict[str, Tensor]]
+
+
+def check_count(name: str, value: object, least: int) -> None:
+    """Refuse an option that is not an integer >= ``least`` (a bool is not one), in one line."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ConfigError(f"{name}={value!r} must be an integer >= {least}")
 
 
 @dataclasses.dataclass(frozen=True)

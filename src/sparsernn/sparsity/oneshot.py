@@ -20,8 +20,7 @@ from typing import ClassVar
 
 from torch import Tensor, nn
 
-from sparsernn.errors import ConfigError
-from sparsernn.sparsity.base import Masks, SparsityMethod, StudyUnit
+from sparsernn.sparsity.base import Masks, SparsityMethod, StudyUnit, check_count
 from sparsernn.sparsity.scores import (
     check_sparsity,
     dense_gradients,
@@ -49,8 +48,7 @@ class OneShotOptions:
     at_step: int = 0
 
     def __post_init__(self) -> None:
-        if isinstance(self.at_step, bool) or not isinstance(self.at_step, int) or self.at_step < 0:
-            raise ConfigError(f"at_step={self.at_step!r} must be an integer >= 0")
+        check_count("at_step", self.at_step, 0)
 
 
 class Magnitude(SparsityMethod):

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from sparsernn.errors import ConfigError
 from sparsernn.nn.masked import DIRECTION_SUFFIXES, MaskedRNN
-from sparsernn.sparsity.base import Masks, SparsityMethod
+from sparsernn.sparsity.base import Masks, SparsityMethod, check_count
 from sparsernn.sparsity.scores import gate_blocks, selected_weights
 
 __all__ = [
@@ -122,19 +122,7 @@ def export_units(rnn: MaskedRNN) -> tuple[nn.RNNBase, Tensor]:
     if len(sizes) != 1:
         raise ConfigError(f"layers keep different numbers of units {[len(k) for k in kept]}")
     spec, size = rnn.spec, sizes.pop()
-    first = next(rnn.parameters())
-    small = spec.torch_class(
-        rnn.input_size,
-        size,
-        num_layers=rnn.num_layers,
-        bias=rnn.bias,
-        batch_first=rnn.batch_first,
-        dropout=rnn.dropout,
-        bidirectional=rnn.bidirectional,
-        device=first.device,
-        dtype=first.dtype,
-        **spec.torch_kwargs,
-    )
+    small = rnn.torch_like(size)
     state = {}
     for n, (w_ih, w_hh, b_ih, b_hh) in enumerate(rnn.layer_weights()):
         k, d = divmod(n, rnn.num_directions)
@@ -162,8 +150,7 @@ class NMOptions:
     m: int = 4
 
     def __post_init__(self) -> None:
-        if isinstance(self.m, bool) or not isinstance(self.m, int) or self.m < 1:
-            raise ConfigError(f"N:M group size m={self.m!r} must be an integer >= 1")
+        check_count("m", self.m, 1)
 
 
 class NM(SparsityMethod):

@@ -78,7 +78,7 @@ def selected_weights(model: nn.Module, target: str = "both") -> Selected:
     if not found:
         raise ConfigError(
             f"{type(model).__name__} contains no MaskedRNN: nothing to prune "
-            "(use sparsernn.nn.MaskedRNN or MaskedRNN.from_torch)"
+            "(sparsernn.sparsify(model, ...) swaps them in for torch.nn.RNN/GRU/LSTM)"
         )
     return found
 
