@@ -139,7 +139,7 @@ class SparsityMethod:
             )
         selected_weights(model, target)  # refuses a model without recurrent weights
         self.model, self.sparsity, self.target, self.scope = model, sparsity, target, scope
-        self.options = options
+        self.options: Any = options  # an instance of options_class
         self.seed = int(seed)
         self._gradients = gradients
 

@@ -99,7 +99,7 @@ def sparsify(
     if isinstance(method, type) and issubclass(method, SparsityMethod):
         cls = method
     else:
-        cls = method_class(method)  # type: ignore[arg-type]
+        cls = method_class(method)
     check_sparsity(sparsity, target, scope)
     opts = _options(cls, options, option_values)
     places = _torch_rnn_places(model)
@@ -140,7 +140,7 @@ def _options(cls: type[SparsityMethod], options: Any, values: dict[str, Any]) ->
 def _torch_rnn_places(model: nn.Module) -> list[_Place]:
     """Every place a ``torch.nn.RNN/GRU/LSTM`` is held in ``model``; refuses, in one line,
     one that cannot be replaced (a subclass, a projection, torch's pruning on it)."""
-    places = []
+    places: list[_Place] = []
     for prefix, parent in model.named_modules(remove_duplicate=False):
         for attr, child in parent._modules.items():
             if not isinstance(child, nn.RNNBase):
