@@ -212,7 +212,7 @@ def test_kept_gradient_is_the_dense_gradient_with_the_masks_opened():
     sp = sparsify(model, "rigl", 0.75, update_every=1000)
     batch = user_batch(seed=5)
     loss_of(model, batch).backward()
-    kept = sp._tapped_gradients()
+    kept = sp.kept_gradients()
     opened = loss_gradients(model, [lambda: loss_of(model, batch)])
     assert set(kept) == set(opened)
     for name, grad in opened.items():

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 import torch
@@ -45,8 +45,8 @@ _TORCH_RNNS = (nn.RNN, nn.GRU, nn.LSTM)
 #: Which live Sparsifier owns a MaskedRNN (weak both ways: neither keeps the other alive).
 _OWNERS: weakref.WeakKeyDictionary[MaskedRNN, weakref.ref[Sparsifier]] = weakref.WeakKeyDictionary()
 
-#: ``(parent module, attribute name, child module)``: one place a module is held.
-_Place = tuple[nn.Module, str, nn.Module]
+#: ``(parent module, attribute name, torch RNN module)``: one place such a module is held.
+_Place = tuple[nn.Module, str, nn.RNNBase]
 
 
 def sparsify(
@@ -110,14 +110,15 @@ def sparsify(
                 f"model is already sparsified (method {owner.method.name!r}): keep using that "
                 "Sparsifier, or call its squash() first"
             )
-    swapped = _swap_in(places)
+    _swap_in(places)
     try:
         return Sparsifier(model, cls, sparsity, target, scope, opts, seed, optimizer, loss_fn)
     except BaseException:
         for parent, attr, old in places:
             setattr(parent, attr, old)
-        for new in swapped.values():
-            new.track_dense_grads(False)
+        for module in model.modules():
+            if isinstance(module, MaskedRNN):
+                module.track_dense_grads(False)
         raise
 
 
@@ -162,7 +163,7 @@ def _torch_rnn_places(model: nn.Module) -> list[_Place]:
                     f"{where} is under torch.nn.utils.prune ({pruned[0]}): sparsify first and "
                     "prune afterwards, or call torch.nn.utils.prune.remove on it"
                 )
-            places.append((parent, attr, child))
+            places.append((parent, attr, cast(nn.RNNBase, child)))
     if not places and not any(isinstance(m, MaskedRNN) for m in model.modules()):
         raise ConfigError(
             f"{type(model).__name__} contains no torch.nn.RNN, GRU or LSTM (nor a MaskedRNN): "
@@ -171,17 +172,16 @@ def _torch_rnn_places(model: nn.Module) -> list[_Place]:
     return places
 
 
-def _swap_in(places: list[_Place]) -> dict[int, MaskedRNN]:
+def _swap_in(places: list[_Place]) -> None:
     """Replace each place's torch module by a MaskedRNN sharing its parameters (one per
     module, also where a module is held twice)."""
     made: dict[int, MaskedRNN] = {}
     for parent, attr, old in places:
         new = made.get(id(old))
         if new is None:
-            new = made[id(old)] = MaskedRNN.from_torch(old, share_parameters=True)  # type: ignore[arg-type]
+            new = made[id(old)] = MaskedRNN.from_torch(old, share_parameters=True)
             new.train(old.training)
         setattr(parent, attr, new)
-    return made
 
 
 def _owner(module: MaskedRNN) -> Sparsifier | None:
@@ -221,7 +221,7 @@ class Sparsifier:
         if loss_fn is not None:
             gradients = lambda: loss_gradients(model, [loss_fn], target)  # noqa: E731
         else:
-            gradients = self._tapped_gradients
+            gradients = self.kept_gradients
         for mod in self.modules:
             mod.track_dense_grads(self._tapping)
         self.method = cls(model, sparsity, target, scope, options, seed=seed, gradients=gradients)
@@ -264,8 +264,9 @@ class Sparsifier:
         for mod in self.modules:
             mod.track_dense_grads(self._tapping)  # a fresh sum for the next step
 
-    def _tapped_gradients(self) -> dict[str, Tensor]:
-        """The gradients the MaskedRNNs kept since the last step, by qualified name."""
+    def kept_gradients(self) -> dict[str, Tensor]:
+        """``dL/d(w * mask)`` summed over the backward passes since the last step, by qualified
+        name: what ``snip`` and ``rigl`` score by when no ``loss_fn`` was given."""
         out = {}
         for qual, mod, name in selected_weights(self.model, self.method.target):
             grad = (mod.dense_grads or {}).get(name)
