@@ -122,7 +122,10 @@ def test_lm_section_verdict_follows_the_numbers(tmp_path):
     worse = {("magnitude", 0.8): [0.30, 0.31, 0.32], ("magnitude", 0.9): [0.5, 0.6, 0.7],
              ("magnitude", 0.5): [0.0, 0.01, 0.02]}  # fmt: skip
     text = lm_section(_results(tmp_path, worse))
-    assert "**No**" in text and "not tolerated at any sparsity above 60%" in text
+    half = T_975_2 * 0.01 / 3**0.5
+    assert "**No**" in text and "magnitude: 80% not tolerated (+0.310 " in text
+    assert f"[{0.31 - half:+.3f}, {0.31 + half:+.3f}]" in text
+    assert "50%" not in text.split("### Verdict")[1]  # below the claim: not part of it
     unclear = {("rigl", 0.9): [-0.1, 0.2, 0.05]}  # a wide interval across the margin
     (tmp_path / "u").mkdir()
     assert "**The intervals cannot tell**" in lm_section(_results(tmp_path / "u", unclear))
