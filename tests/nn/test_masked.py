@@ -11,18 +11,7 @@ from sparsernn.errors import ConfigError
 from sparsernn.nn import CELLS, MODES, BatchedMaskedRNN, MaskedRNN, cell_spec, cell_step
 from sparsernn.nn.reference import reference_layer
 from sparsernn.prune import magnitude_prune
-
-
-def _torch_module(mode, *args, **kwargs):
-    if mode == "gru":
-        return nn.GRU(*args, **kwargs)
-    if mode == "lstm":
-        return nn.LSTM(*args, **kwargs)
-    return nn.RNN(*args, nonlinearity=mode[4:], **kwargs)
-
-
-def _flatten(state):
-    return list(state) if isinstance(state, tuple) else [state]
+from tests.nn.torch_modules import state_tensors, torch_module
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -30,7 +19,7 @@ def _flatten(state):
 @pytest.mark.parametrize("batch_first", [False, True])
 def test_all_ones_mask_equals_torch_both_load_directions(mode, num_layers, batch_first):
     torch.manual_seed(num_layers)
-    ref = _torch_module(mode, 5, 7, num_layers, batch_first=batch_first)
+    ref = torch_module(mode, 5, 7, num_layers, batch_first=batch_first)
     ours = MaskedRNN(mode, 5, 7, num_layers, batch_first=batch_first)
     ours.load_state_dict(ref.state_dict())  # torch -> ours (no masks in the dict: all ones)
     x = torch.randn((4, 6, 5) if batch_first else (6, 4, 5), requires_grad=True)
@@ -38,14 +27,14 @@ def test_all_ones_mask_equals_torch_both_load_directions(mode, num_layers, batch
     out_o, h_o = ours(x)
     assert out_o.shape == out_r.shape
     assert (out_o - out_r).abs().max() <= 1e-5
-    for a, b in zip(_flatten(h_o), _flatten(h_r), strict=True):
+    for a, b in zip(state_tensors(h_o), state_tensors(h_r), strict=True):
         assert a.shape == b.shape and (a - b).abs().max() <= 1e-5
-    (out_r.sum() + sum(t.sum() for t in _flatten(h_r))).backward()
-    (out_o.sum() + sum(t.sum() for t in _flatten(h_o))).backward()
+    (out_r.sum() + sum(t.sum() for t in state_tensors(h_r))).backward()
+    (out_o.sum() + sum(t.sum() for t in state_tensors(h_o))).backward()
     for name, p in ref.named_parameters():
         assert (getattr(ours, name).grad - p.grad).abs().max() <= 1e-5, name
     # ours -> torch: a fresh torch module loads our state dict (without masks)
-    back = _torch_module(mode, 5, 7, num_layers, batch_first=batch_first)
+    back = torch_module(mode, 5, 7, num_layers, batch_first=batch_first)
     state = {k: v for k, v in ours.state_dict().items() if not k.endswith("_mask")}
     back.load_state_dict(state)
     assert (back(x)[0] - out_o).abs().max() <= 1e-5
@@ -53,7 +42,7 @@ def test_all_ones_mask_equals_torch_both_load_directions(mode, num_layers, batch
 
 @pytest.mark.parametrize("mode", MODES)
 def test_parameter_names_and_shapes_mirror_torch(mode):
-    ref = _torch_module(mode, 3, 4, 2)
+    ref = torch_module(mode, 3, 4, 2)
     ours = MaskedRNN(mode, 3, 4, 2)
     assert {n: p.shape for n, p in ours.named_parameters()} == {
         n: p.shape for n, p in ref.named_parameters()
@@ -164,17 +153,17 @@ def test_cell_spec_describes_the_matching_torch_module(name):
 def test_bias_folding_is_exact_except_where_the_spec_says(name):
     spec = cell_spec(name)
     torch.manual_seed(0)
-    ref = _torch_module(name, 3, 4).double()
+    ref = torch_module(name, 3, 4).double()
     x, h = torch.randn(5, 3, dtype=torch.double), torch.randn(5, 4, dtype=torch.double)
     state = (h, torch.randn(5, 4, dtype=torch.double)) if spec.has_cell_state else h
     names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
     w_ih, w_hh, b_ih, b_hh = (getattr(ref, f"{n}_l0") for n in names)
-    plain = _flatten(cell_step(spec, x, state, w_ih, w_hh, b_ih, b_hh))
-    folded = _flatten(cell_step(spec, x, state, w_ih, w_hh, *spec.fold_biases(b_ih, b_hh)))
-    summed = _flatten(cell_step(spec, x, state, w_ih, w_hh, b_ih + b_hh, None))
+    plain = state_tensors(cell_step(spec, x, state, w_ih, w_hh, b_ih, b_hh))
+    folded = state_tensors(cell_step(spec, x, state, w_ih, w_hh, *spec.fold_biases(b_ih, b_hh)))
+    summed = state_tensors(cell_step(spec, x, state, w_ih, w_hh, b_ih + b_hh, None))
     # the torch module is the independent expectation for one step
     expected = ref(x.unsqueeze(0), _flatten_hx(spec, state))[1]
-    for a, b in zip(plain, _flatten(expected), strict=True):
+    for a, b in zip(plain, state_tensors(expected), strict=True):
         assert torch.allclose(a, b.squeeze(0), atol=1e-12)
     for a, b in zip(folded, plain, strict=True):
         assert torch.allclose(a, b, atol=1e-12)
@@ -220,13 +209,11 @@ def test_arguments_sit_in_torch_positions():
     }
 
 
-def test_bidirectional_and_proj_size_are_refused_clearly():
-    with pytest.raises(ConfigError, match=r"^bidirectional=True is not supported by MaskedRNN;"):
-        MaskedRNN("gru", 3, 4, 1, True, False, 0.0, True)  # torch's 8th positional argument
-    with pytest.raises(ConfigError, match=r"^bidirectional=True is not supported"):
-        MaskedRNN("lstm", 3, 4, bidirectional=True)
+def test_proj_size_is_refused_clearly_by_the_constructor_and_from_torch():
     with pytest.raises(ConfigError, match=r"^proj_size=2 is not supported by MaskedRNN;"):
         MaskedRNN("lstm", 3, 4, proj_size=2)
+    with pytest.raises(ConfigError, match=r"^proj_size=2 is not supported by MaskedRNN;"):
+        MaskedRNN.from_torch(nn.LSTM(3, 4, proj_size=2))
 
 
 def test_flatten_parameters_is_a_harmless_no_op():
@@ -245,7 +232,7 @@ def test_h_n_is_a_stacked_tensor_as_torch_when_layers_share_a_size(mode):
     ref = rnn.to_torch()
     x = torch.randn(6, 2, 3)
     (_, h_o), (_, h_r) = rnn(x), ref(x)
-    for a, b in zip(_flatten(h_o), _flatten(h_r), strict=True):
+    for a, b in zip(state_tensors(h_o), state_tensors(h_r), strict=True):
         assert type(a) is torch.Tensor and a.shape == b.shape == (3, 2, 4)
         assert torch.allclose(a, b, atol=1e-6)
     # different sizes: one (B, H_k) per layer, and it is accepted back as hx
@@ -280,10 +267,10 @@ def test_packed_sequence_equals_torch_with_masks(mode, batch_first, enforce_sort
         assert isinstance(out_o, PackedSequence)
         assert torch.equal(out_o.batch_sizes, out_r.batch_sizes)
         assert torch.allclose(out_o.data, out_r.data, atol=1e-6)
-        for a, b in zip(_flatten(h_o), _flatten(h_r), strict=True):
+        for a, b in zip(state_tensors(h_o), state_tensors(h_r), strict=True):
             assert a.shape == b.shape and torch.allclose(a, b, atol=1e-6)
-    loss_o = out_o.data.sum() + sum(t.sum() for t in _flatten(h_o))
-    loss_r = out_r.data.sum() + sum(t.sum() for t in _flatten(h_r))
+    loss_o = out_o.data.sum() + sum(t.sum() for t in state_tensors(h_o))
+    loss_r = out_r.data.sum() + sum(t.sum() for t in state_tensors(h_r))
     (g_o,) = torch.autograd.grad(loss_o, padded, retain_graph=True)
     (g_r,) = torch.autograd.grad(loss_r, padded)
     assert torch.allclose(g_o, g_r, atol=1e-6)

@@ -115,6 +115,26 @@ def test_unit_export_computes_the_masked_function(mode):
     assert torch.allclose(small_h[-1], h[-1][..., kept], atol=1e-6)
 
 
+@pytest.mark.parametrize("mode", ["rnn_tanh", "gru", "lstm"])
+def test_bidirectional_unit_export_computes_the_masked_function(mode):
+    """Each direction of each layer loses its own weakest units; the layer above loses the
+    matching columns of both directions' inputs; the small torch module equals the masked
+    one on the kept outputs (``kept`` indexes the 2H output, forward then reverse)."""
+    torch.manual_seed(1)
+    rnn = MaskedRNN(mode, 5, 8, 2, bidirectional=True, dtype=torch.float64)
+    install_masks(rnn, unit_masks(rnn, 0.25))
+    small, kept = export_units(rnn)
+    assert small.bidirectional and small.hidden_size == 6 and len(kept) == 12
+    assert ((kept < 8).sum(), (kept >= 8).sum()) == (6, 6)
+    x = torch.randn(7, 3, 5, dtype=torch.float64)
+    out, h_n = rnn(x)
+    small_out, small_h = small(x)
+    assert (small_out - out[..., kept]).abs().max() <= 1e-12
+    h, small_h = (h_n[0], small_h[0]) if mode == "lstm" else (h_n, small_h)
+    for d, units in enumerate((kept[:6], kept[6:] - 8)):  # the last layer's two directions
+        assert (small_h[2 + d] - h[2 + d][..., units]).abs().max() <= 1e-12
+
+
 def test_a_checkpoint_keeps_the_methods_masks():
     model = build_model(ModelConfig(cell="gru", hidden_size=8, num_layers=2), seed=0)
     DynamicSparsity(model, 0.7, seed=5).initial_masks()

@@ -98,3 +98,35 @@ def test_every_method_reaches_the_asked_sparsity(tmp_path):
         assert abs(row.overall_sparsity - row.amount / 100) <= 4 * 3 / n_selected, row.method
         assert row.overall_sparsity == row.achieved_sparsity
         assert row.model_sparsity < row.overall_sparsity  # i2h untouched
+
+
+def test_every_methods_unit_keys_are_those_of_the_code_before_the_registry():
+    """Keys of all seven methods' units (two cells, two targets, two amounts), pinned from
+    commit 245b372, before dispatch moved into the method classes: stored studies of any
+    method resume unchanged (the profiles' keys are pinned in tests/experiments)."""
+    import hashlib
+
+    study = StudyConfig(
+        cells=("gru", "lstm"),
+        data=DataSpec(n_strings=100),
+        train=TrainConfig(epochs=1),
+        pruning=PruningConfig(
+            targets=("both", "h2h"),
+            amounts=(50, 90),
+            retrain_epochs=2,
+            method=("magnitude", "random", "snip", "agp", "lottery", "set", "rigl"),
+        ),
+    )
+    units = [u for u in plan_units(study) if u.kind != "structure"]
+    keys = [f"{u.kind}:{u.key}" for u in units]
+    digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()
+    assert (len(keys), digest) == (
+        58,
+        "73322e5d899b70ba5578c05d93720123eb8bd2dc45d5791a5981f71968d438de",
+    )
+    by_label = {(u.config["cell"], u.config.get("method"), u.config.get("target"),
+                 u.config.get("amount")): u.key for u in units}  # fmt: skip
+    assert by_label[("gru", None, "both", 50.0)] == "fdc2ad45c2a7e9d3"  # magnitude: no entry
+    assert by_label[("lstm", "rigl", "h2h", 90.0)] == "3c3ea7674f77b108"
+    assert by_label[("gru", "lottery", "both", 50.0)] == "d047c5b56a7dcc62"
+    assert by_label[("lstm", "agp", "both", 90.0)] == "3103bebe4e3eacad"

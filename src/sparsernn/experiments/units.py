@@ -7,7 +7,6 @@ machine; the worker never touches the results store (the driver is its only writ
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import functools
 import itertools
@@ -22,12 +21,14 @@ from sparsernn._seed import derive_seed
 from sparsernn.config import config_key
 from sparsernn.data import DataSpec
 from sparsernn.errors import DataError
+from sparsernn.experiments import methods
 from sparsernn.experiments.config import StudyConfig
 from sparsernn.experiments.inputs import StudyInputs, data_identity, resolve_inputs
-from sparsernn.experiments.methods import ONE_SHOT, method_config, prune_once
+from sparsernn.experiments.methods import PruneInputs, method_config
 from sparsernn.models import ModelConfig, build_model
 from sparsernn.nn.cells import CELLS
 from sparsernn.nn.structured import StructuredRNN
+from sparsernn.sparsity import METHODS
 from sparsernn.tasks import model_fields, task_data
 from sparsernn.train import (
     EncodedData,
@@ -126,7 +127,7 @@ def plan_units(study: StudyConfig, inputs: StudyInputs | None = None) -> list[Un
                 continue
             p = study.pruning
             retrain = dataclasses.replace(study.train, epochs=p.retrain_epochs, seed=seed)
-            n_points = len([m for m in p.methods if m in ONE_SHOT]) * len(p.targets)
+            n_points = len([m for m in p.methods if METHODS[m].one_shot]) * len(p.targets)
             bundled = bundle_size(p.bundle, cell, n_points * len(p.amounts))
             for method, target, amount in itertools.product(p.methods, p.targets, p.amounts):
                 cfg = {
@@ -140,7 +141,7 @@ def plan_units(study: StudyConfig, inputs: StudyInputs | None = None) -> list[Un
                     "data": data,
                     **method_config(p, method, study.train, seed),
                 }
-                bundle = bundled if method in ONE_SHOT else 1  # hooks need a MaskedRNN
+                bundle = bundled if METHODS[method].one_shot else 1  # hooks need a MaskedRNN
                 if bundle > 1:  # one-by-one units keep the keys they had before bundles
                     cfg["bundle"] = bundle
                 units.append(Unit("prune", cfg, depends_on=base.key, runtime=runtime))
@@ -234,7 +235,7 @@ def _run_base(cfg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _prune_setup(cfg: dict[str, Any], base_bytes: bytes):
+def _prune_inputs(cfg: dict[str, Any], base_bytes: bytes) -> PruneInputs:
     """What every pruning unit of one base starts from: retraining config, data, the base
     model and its test metrics, and the evaluation batch size."""
     retrain = TrainConfig.from_dict(cfg["retrain"])
@@ -242,71 +243,18 @@ def _prune_setup(cfg: dict[str, Any], base_bytes: bytes):
     train, test = _datasets(cfg, device)
     model, _ = load_checkpoint(base_bytes, device)
     eval_bs = retrain.eval_batch_size or retrain.batch_size
-    return retrain, train, test, model, evaluate(model, test, eval_bs), eval_bs
-
-
-def _run_prune(cfg: dict[str, Any], base_bytes: bytes) -> dict[str, Any]:
-    if cfg.get("method", "magnitude") not in ONE_SHOT:
-        from sparsernn.experiments import methods
-
-        return methods.run(cfg, base_bytes)
-    retrain, train, test, model, base, eval_bs = _prune_setup(cfg, base_bytes)
-    prune_once(model, cfg, train)
-    post = evaluate(model, test, eval_bs)
-    return _prune_result(cfg, model, base, post, fit(model, train, test, retrain))
+    base = evaluate(model, test, eval_bs)
+    return PruneInputs(retrain, train, test, model, base, eval_bs)
 
 
 def _run_prune_many(cfgs: list[dict[str, Any]], base_bytes: bytes) -> list[dict[str, Any]]:
-    """Pruning units of one base model retrained together (:func:`sparsernn.train.train_many`).
-
-    Equal to running each with :func:`_run_prune` up to float rounding: the copies share the
-    batch order that ``fit`` would draw for each of them alone.
-    """
-    from sparsernn.train import evaluate_many, train_many
-
+    """Pruning units of one base model retrained together (:func:`methods.run_many`)."""
     own = ("target", "amount", "method", "method_options")  # one-shot methods may share
     shared = {k: v for k, v in cfgs[0].items() if k not in own}
     for cfg in cfgs[1:]:
         if {k: v for k, v in cfg.items() if k not in own} != shared:
             raise ValueError("a bundle holds pruning units of one base and retraining config")
-    retrain, train, test, base_model, base, eval_bs = _prune_setup(shared, base_bytes)
-    models = []
-    for cfg in cfgs:
-        model = copy.deepcopy(base_model)
-        prune_once(model, cfg, train)
-        models.append(model)
-    posts = evaluate_many(models, test, eval_bs)
-    histories = train_many(models, train, test, retrain)
-    return [
-        _prune_result(cfg, model, base, post, history)
-        for cfg, model, post, history in zip(cfgs, models, posts, histories, strict=True)
-    ]
-
-
-def _prune_result(cfg, model, base, post, history) -> dict[str, Any]:
-    """A pruning unit's stored result: accuracies before/after pruning, sparsity, the curve."""
-    from sparsernn.prune import sparsity_report
-
-    report = sparsity_report(model, per_gate=True)
-    kinds = ["i2h", "h2h"] if cfg["target"] == "both" else [cfg["target"]]
-    selected = report[report["kind"].isin(kinds)]
-    achieved = float(1 - selected["kept"].sum() / selected["size"].sum())
-    curve = [{"epoch": 0, "test_accuracy": post["accuracy"], "test_loss": post["loss"]}]
-    curve += [
-        {k: r[k] for k in ("epoch", "test_accuracy", "test_loss", "train_loss", "epoch_time")}
-        for r in history
-    ]
-    metrics = {
-        "base_accuracy": base["accuracy"],
-        "post_prune_accuracy": post["accuracy"],
-        "final_accuracy": curve[-1]["test_accuracy"],
-        "achieved_sparsity": achieved,  # over the targeted matrices
-        "overall_sparsity": achieved,  # the same; the name the methods' results use
-        "model_sparsity": float(1 - report["kept"].sum() / report["size"].sum()),
-    }
-    for r in report.itertuples(index=False):  # flat, as the store's frame would name them
-        metrics[f"gate_sparsity.{r.weight}.{r.gate}"] = float(r.sparsity)
-    return {"metrics": metrics, "curve": curve, "files": {}}
+    return methods.run_many(cfgs, _prune_inputs(shared, base_bytes))
 
 
 def structure_graph(cfg: dict[str, Any]):
@@ -369,7 +317,7 @@ def execute(unit: dict[str, Any], base_bytes: bytes | None = None) -> dict[str, 
             if cfg.get("bundle", 1) > 1:  # a bundle of one: still train_many
                 out = _run_prune_many([cfg], base_bytes)[0]
             else:
-                out = _run_prune(cfg, base_bytes)
+                out = methods.run(cfg, _prune_inputs(cfg, base_bytes))
         elif unit["kind"] == "structure":
             out = _run_structure(cfg)
         else:

@@ -6,9 +6,9 @@ The modules are imported on first use (PEP 562), so that reading the cell descri
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from sparsernn._lazy import lazy_getattr
 from sparsernn.nn.cells import CELLS, GATES, MODES, CellSpec, cell_spec, cell_step
 
 if TYPE_CHECKING:
@@ -28,14 +28,11 @@ __all__ = [
     "cell_step",
 ]
 
-_LAZY = {
-    "MaskedRNN": "sparsernn.nn.masked",
-    "StructuredRNN": "sparsernn.nn.structured",
-    "BatchedMaskedRNN": "sparsernn.nn.batched",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(
+    __name__,
+    {
+        "MaskedRNN": "sparsernn.nn.masked",
+        "StructuredRNN": "sparsernn.nn.structured",
+        "BatchedMaskedRNN": "sparsernn.nn.batched",
+    },
+)

@@ -149,6 +149,8 @@ class BatchedMaskedRNN(nn.Module):
                 raise ConfigError("all modules must have the same mode, sizes and bias")
             if m.dropout > 0:
                 raise ConfigError("dropout is not supported when training models together")
+            if m.bidirectional:
+                raise ConfigError("bidirectional models cannot be trained together (one by one)")
         new = cls(first.mode, len(modules), first.input_size, first.hidden_sizes, bias=first.bias)
         new = new.to(next(first.parameters()).device)
         with torch.no_grad():

@@ -41,18 +41,23 @@ def _flat(weights: Sequence[LayerWeights]) -> list[Tensor]:
     return [t for layer in weights for t in layer if t is not None]
 
 
-def _kernel(spec, x, hx, weights, has_bias, dropout, training, batch_first, batch_sizes):
-    """One fused call of PyTorch's kernel over ``len(weights)`` stacked layers of equal size.
+def _kernel(
+    spec, x, hx, weights, has_bias, dropout, training, batch_first, batch_sizes, directions
+):
+    """One fused call of PyTorch's kernel over the stacked layers of ``weights`` (equal sizes;
+    ``directions`` entries per layer, forward then reverse, as ``torch.nn.RNNBase`` orders them).
 
     With ``batch_sizes`` ``x`` is a PackedSequence's data and the packed overload runs: each
-    sequence stops at its own length, so its final state is taken at its last step.
+    sequence stops at its own length, so its final state is taken at its last step (and the
+    reverse direction starts there).
     """
     kernel = getattr(_VF, spec.torch_mode.lower())
-    flat, n = _flat(weights), len(weights)
+    flat, n = _flat(weights), len(weights) // directions
+    both = directions == 2
     if batch_sizes is None:
-        out, *state = kernel(x, hx, flat, has_bias, n, dropout, training, False, batch_first)
+        out, *state = kernel(x, hx, flat, has_bias, n, dropout, training, both, batch_first)
     else:
-        out, *state = kernel(x, batch_sizes, hx, flat, has_bias, n, dropout, training, False)
+        out, *state = kernel(x, batch_sizes, hx, flat, has_bias, n, dropout, training, both)
     return out, (tuple(state) if spec.has_cell_state else state[0])
 
 
@@ -81,6 +86,7 @@ def run_layers(
     dropout: float = 0.0,
     training: bool = False,
     batch_sizes: Tensor | None = None,
+    bidirectional: bool = False,
 ) -> tuple[Tensor, list[Tensor] | list[tuple[Tensor, Tensor]]]:
     """Run a stack of recurrent layers over a whole sequence.
 
@@ -90,45 +96,73 @@ def run_layers(
     x : (T, B, I), or (B, T, I) with ``batch_first``; with ``batch_sizes``, the (N, I) data of
         a ``PackedSequence`` (sorted by decreasing length, as ``pack_padded_sequence`` makes it).
     weights : per layer ``(w_ih, w_hh, b_ih, b_hh)``; biases may be None (then all must be).
-    hx : per layer initial state (B, H) (``(h, c)`` for LSTM); None means zeros.
+        With ``bidirectional``, two entries per layer, forward then reverse (``torch.nn``'s
+        order: ``l0``, ``l0_reverse``, ``l1``, ...); a layer's input is then the two
+        directions' outputs of the layer below, concatenated.
+    hx : per entry of ``weights`` the initial state (B, H) (``(h, c)`` for LSTM); None: zeros.
     batch_sizes : the ``PackedSequence``'s batch sizes; each sequence's final state is then
         the state at its own last step.
 
     Returns
     -------
-    The top layer's output (same layout as ``x``) and the list of final states per layer.
-    Consecutive layers of equal hidden size are fused into one kernel call; on CPU, cells with
-    :attr:`CellSpec.fused_cpu` (without training-time dropout, unpacked) run
-    :func:`fused_recurrence` instead.
+    The top layer's output (same layout as ``x``; 2H features when bidirectional) and the list
+    of final states per entry of ``weights``. Consecutive layers of equal hidden size are fused
+    into one kernel call; on CPU, cells with :attr:`CellSpec.fused_cpu` (without training-time
+    dropout, unpacked, outside ``torch.autocast``) run :func:`fused_recurrence` instead, both
+    directions of a layer as one call (the reverse one over the time-reversed input).
     """
     spec = cell_spec(mode)
+    directions = 2 if bidirectional else 1
     training_dropout = dropout > 0 and training
     if (
         spec.name in _FUSED_CPU_MODES
         and x.device.type == "cpu"
         and batch_sizes is None
         and not training_dropout
+        and not _autocast(x.device.type)  # torch's kernels follow autocast's dtype rules
     ):
-        return _run_layers_fused(spec, x, weights, hx, batch_first)
-    sizes = [w[1].shape[1] for w in weights]
+        return _run_layers_fused(spec, x, weights, hx, batch_first, directions)
+    sizes = [w[1].shape[1] for w in weights[::directions]]
     batch = int(batch_sizes[0]) if batch_sizes is not None else x.shape[0 if batch_first else 1]
-    states: Sequence[State] = [spec.zero_state(batch, h, x) for h in sizes] if hx is None else hx
+    states: Sequence[State] = (
+        [spec.zero_state(batch, w[1].shape[1], x) for w in weights] if hx is None else hx
+    )
     final: list = []
     start = 0
-    while start < len(weights):
+    while start < len(sizes):
         stop = start + 1
-        while stop < len(weights) and sizes[stop] == sizes[start]:
+        while stop < len(sizes) and sizes[stop] == sizes[start]:
             stop += 1
-        h0 = _stack_states(spec, states[start:stop])
+        group = slice(start * directions, stop * directions)
+        h0 = _stack_states(spec, states[group])
         has_bias = weights[0][2] is not None
         x, h_n = _kernel(
-            spec, x, h0, weights[start:stop], has_bias, dropout, training, batch_first, batch_sizes
+            spec,
+            x,
+            h0,
+            weights[group],
+            has_bias,
+            dropout,
+            training,
+            batch_first,
+            batch_sizes,
+            directions,
         )
         final.extend(_unbind_states(spec, h_n))
-        if stop < len(weights) and training_dropout:
+        if stop < len(sizes) and training_dropout:
             x = F.dropout(x, dropout, training=True)
         start = stop
     return x, final
+
+
+def _autocast(device_type: str) -> bool:
+    """Whether ``torch.autocast`` is on for ``device_type`` (any torch >= 2.1)."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 takes no device
+        if device_type == "cpu":
+            return torch.is_autocast_cpu_enabled()
+        return torch.is_autocast_enabled()
 
 
 # ---------------------------------------------------------------------- hand-fused recurrence
@@ -360,17 +394,23 @@ def fused_recurrence(
     return out, h_n, (c_n if spec.has_cell_state else None)
 
 
-def _run_layers_fused(spec, x, weights, hx, batch_first):
-    """:func:`run_layers` through :func:`fused_recurrence`, one layer at a time (K = 1)."""
+def _run_layers_fused(spec, x, weights, hx, batch_first, directions=1):
+    """:func:`run_layers` through :func:`fused_recurrence`, one layer at a time; the
+    directions of a layer are its K axis (the reverse one runs over the time-reversed input,
+    ``flip(0)``, and its output is flipped back)."""
     if batch_first:
         x = x.transpose(0, 1)
     final = []
-    for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(weights):
-        b_ih, b_hh = spec.fold_biases(b_ih, b_hh)  # both add to the same pre-activation
-        gi = F.linear(x, w_ih, b_ih)  # (T, B, G*H)
-        h0 = None if hx is None else hx[k].unsqueeze(0)
-        b = None if b_hh is None else b_hh.unsqueeze(0)
-        out, h_n, _ = fused_recurrence(spec, gi.unsqueeze(0), w_hh.unsqueeze(0), b, h0)
-        x = out[0]  # (T, B, H)
-        final.append(h_n[0])
+    for k in range(0, len(weights), directions):
+        gis, w_hhs, b_hhs = [], [], []
+        for d, (w_ih, w_hh, b_ih, b_hh) in enumerate(weights[k : k + directions]):
+            b_ih, b_hh = spec.fold_biases(b_ih, b_hh)  # both add to the same pre-activation
+            gis.append(F.linear(x.flip(0) if d else x, w_ih, b_ih))  # (T, B, G*H)
+            w_hhs.append(w_hh)
+            b_hhs.append(b_hh)
+        h0 = None if hx is None else torch.stack(list(hx[k : k + directions]))
+        b = None if b_hhs[0] is None else torch.stack(b_hhs)
+        out, h_n, _ = fused_recurrence(spec, torch.stack(gis), torch.stack(w_hhs), b, h0)
+        x = out[0] if directions == 1 else torch.cat([out[0], out[1].flip(0)], -1)  # (T, B, DH)
+        final.extend(h_n.unbind(0))
     return (x.transpose(0, 1) if batch_first else x), final

@@ -6,17 +6,25 @@ Round ``r`` of ``R`` prunes the trained weights by magnitude to the cumulative s
 rewinds the surviving weights to the rewind point (the initialisation, or the weights after
 epoch k of the dense training) and retrains. The last round's rewound ticket is returned for its
 final training, which the caller runs (its curve is the ticket's).
+
+:class:`Lottery` is the same as a method in a user's own loop: the model trains dense for
+``round_steps`` steps, is pruned and rewound, trains again, ... ``rounds`` times; then the
+ticket trains on. The optimizer's moments are not reset at a rewind (only those of pruned
+weights are zeroed); a study's rounds each make a fresh optimizer.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from sparsernn.errors import ConfigError
 from sparsernn.nn.masked import MaskedRNN
+from sparsernn.sparsity.base import Masks, SparsityMethod, StudyUnit
 from sparsernn.sparsity.scores import (
     check_sparsity,
     install_masks,
@@ -24,7 +32,14 @@ from sparsernn.sparsity.scores import (
     masks_from_scores,
 )
 
-__all__ = ["round_sparsities", "rewind_point", "rewind_", "lottery_ticket"]
+__all__ = [
+    "round_sparsities",
+    "rewind_point",
+    "rewind_",
+    "lottery_ticket",
+    "LotteryOptions",
+    "Lottery",
+]
 
 
 def round_sparsities(sparsity: float, rounds: int) -> list[float]:
@@ -84,3 +99,77 @@ def lottery_ticket(
         if r < rounds:
             train(model)
     return masks
+
+
+@dataclasses.dataclass(frozen=True)
+class LotteryOptions:
+    """``rounds`` rounds of ``round_steps`` optimizer steps each; the weights are rewound to
+    those after ``rewind_step`` steps (0: when the model is sparsified)."""
+
+    rounds: int = 3
+    round_steps: int = 1000
+    rewind_step: int = 0
+
+    def __post_init__(self) -> None:
+        if self.rounds < 1 or self.round_steps < 1:
+            raise ConfigError("lottery rounds and round_steps must be >= 1")
+        if not 0 <= self.rewind_step < self.round_steps:
+            raise ConfigError(
+                f"rewind_step={self.rewind_step} must be in [0, round_steps={self.round_steps})"
+            )
+
+
+class Lottery(SparsityMethod):
+    """Iterative magnitude pruning with rewinding (a lottery ticket)."""
+
+    name = "lottery"
+    summary = "iterative magnitude pruning with rewinding, retrained from the rewind"
+    options_class = LotteryOptions
+    from_scratch = True
+    study_options = ("rounds", "rewind_epoch")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sparsities = round_sparsities(self.sparsity, self.options.rounds)
+        self.point = rewind_point(self.model) if self.options.rewind_step == 0 else None
+
+    def update(self, step: int) -> Masks | None:
+        done = step + 1
+        if done == self.options.rewind_step:
+            self.point = rewind_point(self.model)
+        round_, rest = divmod(done, self.options.round_steps)
+        if rest or not 1 <= round_ <= self.options.rounds:
+            return None
+        assert self.point is not None  # saved at rewind_step < round_steps
+        s = self._sparsities[round_ - 1]
+        scores = magnitude_scores(self.model, self.target)
+        masks = masks_from_scores(self.model, scores, s, self.target, self.scope)
+        rewind_(self.model, self.point)
+        return masks
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"point": self.point}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.point = state["point"]
+
+    @classmethod
+    def for_study(cls, unit: StudyUnit) -> tuple[nn.Module, SparsityMethod | None]:
+        """From the trained base model, ``rounds`` rounds of magnitude pruning, each followed
+        by rewinding to the base model's initialisation (``rewind_epoch = 0``) or to its
+        weights after ``rewind_epoch`` epochs (recomputed: the same seed, init and batch
+        order), and training for the base model's epochs; the last round's ticket is the
+        unit's training."""
+        start = unit.init_model()
+        if unit.options["rewind_epoch"]:
+            unit.train(start, epochs=unit.options["rewind_epoch"])
+        lottery_ticket(
+            unit.model,
+            unit.sparsity,
+            rewind_point(start),
+            unit.train,
+            rounds=unit.options["rounds"],
+            target=unit.target,
+            scope=unit.scope,
+        )
+        return unit.model, None

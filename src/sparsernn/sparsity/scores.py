@@ -12,7 +12,8 @@ an LSTM is emptied by accident). Entries already masked stay masked: pruning onl
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import functools
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -33,6 +34,7 @@ __all__ = [
     "random_scores",
     "snip_scores",
     "dense_gradients",
+    "loss_gradients",
     "masks_from_scores",
     "install_masks",
 ]
@@ -76,7 +78,7 @@ def selected_weights(model: nn.Module, target: str = "both") -> Selected:
     if not found:
         raise ConfigError(
             f"{type(model).__name__} contains no MaskedRNN: nothing to prune "
-            "(use sparsernn.nn.MaskedRNN or MaskedRNN.from_torch)"
+            "(sparsernn.sparsify(model, ...) swaps them in for torch.nn.RNN/GRU/LSTM)"
         )
     return found
 
@@ -122,10 +124,10 @@ def _restore(selected: Selected, saved: dict[str, Tensor]) -> None:
         getattr(mod, f"{name}_mask").copy_(saved[qual])
 
 
-def dense_gradients(
-    model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], target: str = "both"
+def loss_gradients(
+    model: nn.Module, losses: Iterable[Callable[[], Tensor]], target: str = "both"
 ) -> dict[str, Tensor]:
-    """``dL/dw`` of the cross-entropy summed over ``batches``, at EVERY entry of the selected
+    """``dL/dw`` summed over the losses that ``losses`` compute, at EVERY entry of the selected
     weights, also the masked ones (the gradient a pruned weight would get if it came back).
 
     The masks are opened for the computation and restored; masked weights are zero, so the
@@ -137,13 +139,27 @@ def dense_gradients(
     saved = _all_ones(selected)
     try:
         with torch.enable_grad():  # also inside a hook that runs under no_grad
-            for tokens, labels in batches:
-                loss = F.cross_entropy(model(tokens), labels)
-                for acc, g in zip(total, torch.autograd.grad(loss, weights), strict=True):
+            for loss in losses:
+                for acc, g in zip(total, torch.autograd.grad(loss(), weights), strict=True):
                     acc += g
     finally:
         _restore(selected, saved)
     return {qual: g for (qual, _, _), g in zip(selected, total, strict=True)}
+
+
+def dense_gradients(
+    model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], target: str = "both"
+) -> dict[str, Tensor]:
+    """:func:`loss_gradients` of the cross-entropy of a classifier ``model`` on each batch
+    ``(tokens, labels)``."""
+    losses = (
+        functools.partial(_cross_entropy, model, tokens, labels) for tokens, labels in batches
+    )
+    return loss_gradients(model, losses, target)
+
+
+def _cross_entropy(model: nn.Module, tokens: Tensor, labels: Tensor) -> Tensor:
+    return F.cross_entropy(model(tokens), labels)
 
 
 def snip_scores(
