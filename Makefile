@@ -8,7 +8,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: demo test test-slow install bench lint clean docs results-full results-methods results-tasks
+.PHONY: demo test test-slow install bench lint clean docs results-full results-methods results-tasks results-lm
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,11 @@ results-methods: install
 
 results-tasks: install
 	OMP_NUM_THREADS=1 $(PY) docs/measure_tasks.py results/tasks
+
+# The character-level language model (examples/char_lm.py) over methods, sparsities and 3 seeds:
+# 27 models of about 80 s CPU each (results/lm/manifest.json), resumable (points.csv rows kept).
+results-lm: install
+	$(PY) examples/char_lm_grid.py --out results/lm --jobs 2
 
 bench: install
 	$(PY) -m sparsernn.bench

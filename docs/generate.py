@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))  # docs/: the pages package, make_lm_section
+sys.path.insert(0, str(HERE))  # docs/: the pages package
 
 from pages import methods, pruning, readme, structure, tasks  # noqa: E402
 

@@ -1,5 +1,5 @@
 """Bits per character against sparsity, per method and seed: the character-level language model
-of ``char_lm.py`` over a grid, stored as data for ``docs/make_lm_section.py``.
+of ``char_lm.py`` over a grid, stored as data for ``docs/pages/lm.py`` (``make docs``).
 
     nice -n 10 python examples/char_lm_grid.py --out results/lm
 

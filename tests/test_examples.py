@@ -33,7 +33,7 @@ def _load(path: Path):
 char_lm = _load(ROOT / "examples" / "char_lm.py")
 char_lm_grid = _load(ROOT / "examples" / "char_lm_grid.py")
 digits_gru = _load(ROOT / "examples" / "digits_gru.py")
-lm_section = _load(ROOT / "docs" / "make_lm_section.py").lm_section
+lm_section = _load(ROOT / "docs" / "pages" / "lm.py").lm_section
 
 TINY = {"steps": 6, "batch_size": 4, "seq_len": 16, "hidden_size": 16, "update_every": 2,
         "held_out_chars": 600, "train_chars": 5000}  # fmt: skip

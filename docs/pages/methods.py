@@ -8,7 +8,6 @@ over seeds. Every verdict is chosen by its interval and the stated margin.
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +22,7 @@ from pages.common import (
     missing,
     provenance,
 )
+from pages.lm import lm_section
 from sparsernn.analysis import interval_verdict, over_seeds
 from sparsernn.experiments import load_results
 
@@ -224,15 +224,11 @@ def control_lines(folder: Path, points: pd.DataFrame) -> list[str]:
 
 
 def lm_lines(folder: Path) -> list[str]:
-    """The language-model comparison's section (docs/make_lm_section.py), if its data is here."""
-    try:
-        module = importlib.import_module("make_lm_section")
-    except ImportError:
-        return []
+    """The language-model comparison's section (pages.lm), or how to make its data."""
     if not (folder / "manifest.json").exists():
         return [
             "## Real text: a character-level language model",
             "",
             missing(folder, "make results-lm"),
         ]
-    return [module.lm_section(folder).rstrip()]
+    return [lm_section(folder).rstrip()]

@@ -1,5 +1,5 @@
-"""The language-model section of docs/methods.md, computed from ``results/lm`` alone:
-``python docs/make_lm_section.py [RESULTS_DIR]`` prints it; :func:`lm_section` returns it.
+"""The language-model section of docs/methods.md, computed from ``results/lm`` alone
+(:func:`lm_section`; ``make docs`` splices it into the page).
 
 ``RESULTS_DIR`` holds what ``examples/char_lm_grid.py`` writes: ``points.csv`` (one row per
 seed x method x sparsity, the dense model as sparsity 0) and ``manifest.json``. Every number
@@ -11,7 +11,6 @@ methods of that seed), and each method's difference from the dense model paired 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -106,6 +105,12 @@ def _verdict(paired: pd.DataFrame) -> str:
     )
 
 
+def _commit(recorded: str) -> str:
+    """The short commit, saying so when the run's tree had uncommitted changes (``+dirty``)."""
+    commit, _, dirty = recorded.partition("+")
+    return commit[:12] + (" with uncommitted changes" if dirty else "")
+
+
 def lm_section(results_dir: str | Path) -> str:
     """The Markdown section: setup, bpc table, paired differences and the verdict."""
     results_dir = Path(results_dir)
@@ -157,14 +162,10 @@ def lm_section(results_dir: str | Path) -> str:
         + markdown_table(diffs)
         + "\n### Verdict\n\n"
         + _verdict(paired)
-        + f"\nMeasured {manifest['date'][:10]} at commit {manifest['commit'][:12]} "
+        + f"\nMeasured {manifest['date'][:10]} at commit {_commit(manifest['commit'])} "
         f"(Python {manifest['python']}, torch {manifest['torch']}, {manifest['cpu']}, "
         f"{manifest['threads']} thread per run; {hours:.2f} CPU-hours of training in all). "
         "Data: `results/lm/points.csv`, `results/lm/manifest.json`; rerun with "
         "`python examples/char_lm_grid.py --steps "
         f"{cfg['steps']}`.\n"
     )
-
-
-if __name__ == "__main__":
-    print(lm_section(sys.argv[1] if len(sys.argv) > 1 else "results/lm"))
