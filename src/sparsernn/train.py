@@ -18,6 +18,7 @@ answers within :data:`REGRESSION_TOLERANCE` of the target (the adding problem's 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -36,7 +37,9 @@ from sparsernn.config import Config
 from sparsernn.data import Dataset
 from sparsernn.errors import ConfigError
 from sparsernn.models import BatchedClassifier, SequenceClassifier
+from sparsernn.nn import sparse_path
 from sparsernn.nn.batched import clip_grad_norm_per_model_
+from sparsernn.nn.masked import MaskedRNN
 
 __all__ = [
     "TrainConfig",
@@ -409,8 +412,12 @@ def _train_epochs(
         elapsed = time.perf_counter() - t0
         sums = zip(loss_sum.reshape(-1).tolist(), correct.reshape(-1).tolist(), strict=True)
         records = [
-            {"epoch": epoch, "train_loss": s / n, "train_accuracy": c / n_scored,
-             "epoch_time": elapsed}
+            {
+                "epoch": epoch,
+                "train_loss": s / n,
+                "train_accuracy": c / n_scored,
+                "epoch_time": elapsed,
+            }
             for s, c in sums
         ]
         if test_data is not None:
@@ -499,6 +506,11 @@ def train_many(
     ``reapply_masks`` as in :func:`fit`.
     ``epoch_time`` is the wall time of the shared batched epoch. Runs under ``fit``'s thread
     policy (``config.threads``; None: ``OMP_NUM_THREADS`` or 1), restored on return.
+
+    Without ``on_step`` hooks, a model whose masks keep few enough weights that the sparse
+    path trains it faster alone than as one of the batch (the measured crossover,
+    :func:`sparsernn.nn.sparse_path.trains_alone`) is trained alone by :func:`fit` instead, with
+    its own ``epoch_time``: the same batches and the same result to float rounding.
     """
     models = list(models)
     if not models:
@@ -507,26 +519,41 @@ def train_many(
     size = chunk_size or len(models)
     if size < 1:
         raise ConfigError(f"chunk_size={chunk_size} must be >= 1")
+    alone = [] if on_step else [i for i, m in enumerate(models) if _trains_alone(m, cfg)]
+    histories: dict[int, list[dict[str, Any]]] = {}
+    for i in alone:
+        report = None if on_epoch is None else functools.partial(on_epoch, i)
+        histories[i] = fit(models[i], train, test, cfg, progress=progress, on_epoch=report,
+                           reapply_masks=reapply_masks)  # fmt: skip
+    together = [i for i in range(len(models)) if i not in alone]
     with torch_threads(cfg.threads):
         device = next(models[0].parameters()).device
-        train_data = encoded(train, device)
-        test_data = None if test is None else encoded(test, device)
-        histories: list[list[dict[str, Any]]] = []
-        for start in range(0, len(models), size):
-            chunk = models[start : start + size]
-            batched = BatchedClassifier.from_models(chunk)
-            step = TrainStep(
-                batched, lr=cfg.lr, clip=cfg.clip, reapply_masks=reapply_masks, on_step=on_step
-            )
-            mine: list[list[dict[str, Any]]] = [[] for _ in chunk]
-            for records in _train_epochs(step, train_data, test_data, cfg, progress):
-                for i, record in enumerate(records):
-                    mine[i].append(record)
-                    if on_epoch is not None:
-                        on_epoch(start + i, record)
-            batched.copy_to(chunk)
-            histories.extend(mine)
-        return histories
+        data = (encoded(train, device), None if test is None else encoded(test, device))
+        for start in range(0, len(together), size):
+            index = together[start : start + size]
+            step = TrainStep(BatchedClassifier.from_models([models[i] for i in index]),
+                             lr=cfg.lr, clip=cfg.clip, reapply_masks=reapply_masks,
+                             on_step=on_step)  # fmt: skip
+            histories.update(_train_chunk(step, models, index, data, cfg, progress, on_epoch))
+    return [histories[i] for i in range(len(models))]
+
+
+def _train_chunk(step, models, index, data, cfg, progress, on_epoch):
+    """Train ``models[index]`` as one BatchedClassifier (``step.model``); their histories."""
+    mine: dict[int, list[dict[str, Any]]] = {i: [] for i in index}
+    for records in _train_epochs(step, *data, cfg, progress):
+        for i, record in zip(index, records, strict=True):
+            mine[i].append(record)
+            if on_epoch is not None:
+                on_epoch(i, record)
+    step.model.copy_to([models[i] for i in index])
+    return mine
+
+
+def _trains_alone(model: nn.Module, cfg: TrainConfig) -> bool:
+    """Whether :func:`train_many` trains ``model`` alone by the sparse path (see there)."""
+    rnn = getattr(model, "recurrent", None)
+    return isinstance(rnn, MaskedRNN) and sparse_path.trains_alone(rnn, cfg.batch_size)
 
 
 def make_adam(params: Sequence[Tensor], lr: float) -> torch.optim.Optimizer:

@@ -28,10 +28,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="a run of under two minutes")
     parser.add_argument(
         "--section",
-        choices=("steps", "threads", "all"),
+        choices=("steps", "threads", "sparse", "all"),
         default="steps",
         help="steps: the step-time tables and projection (default); threads: one GRU epoch per "
-        "thread policy, idle and beside 2 busy processes it starts (~2 min); all: both",
+        "thread policy, idle and beside 2 busy processes it starts (~2 min); sparse: the sparse "
+        "path against dense torch.nn over cells, sizes, sparsities and batches, with the "
+        "crossovers (not part of all); all: steps and threads",
+    )
+    parser.add_argument(
+        "--write-crossover",
+        action="store_true",
+        help="with --section sparse: write the measured crossovers into the package "
+        "(sparsernn/nn/sparse_crossover.json), which MaskedRNN(kernel='auto') reads",
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument(
@@ -80,9 +88,46 @@ def _steps_config(args: argparse.Namespace) -> BenchConfig:
     return BenchConfig.quick(**changes) if args.quick else BenchConfig(**changes)
 
 
+def _finish(results: dict[str, Any], t0: float, report, json_path: Path | None) -> None:
+    """Print a run's report and wall time; write its JSON where asked."""
+    results["meta"]["wall_s"] = time.perf_counter() - t0
+    print()
+    print(report(results))
+    print(f"benchmark wall time {results['meta']['wall_s']:.0f} s")
+    if json_path:
+        _write_json(json_path, results)
+
+
+def _sparse_section(args: argparse.Namespace) -> int:
+    """``--section sparse``: the grid, the study rows, the crossovers (see bench.sparse)."""
+    from sparsernn.bench.sparse import SparseBenchConfig, run_sparse_benchmark
+    from sparsernn.bench.sparse_report import crossover_json, format_sparse_report
+
+    changes: dict[str, Any] = {}
+    if args.cells:
+        changes["cells"] = tuple(c.strip() for c in args.cells.split(",") if c.strip())
+    try:
+        cfg = SparseBenchConfig.quick(**changes) if args.quick else SparseBenchConfig(**changes)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    results = run_sparse_benchmark(cfg, log=lambda msg: print(msg, flush=True))
+    _finish(results, t0, format_sparse_report, args.json)
+    if args.write_crossover:
+        import sparsernn.nn
+
+        target = Path(sparsernn.nn.__file__).with_name("sparse_crossover.json")
+        target.write_text(crossover_json(results))
+        print(f"crossovers written to {target}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point of ``python -m sparsernn.bench``; returns the exit status."""
     args = _parser().parse_args(argv)
+    if args.section == "sparse":
+        return _sparse_section(args)
     if args.section in ("threads", "all"):
         _threads_section(args.json)
         if args.section == "threads":
@@ -94,10 +139,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    results["meta"]["wall_s"] = time.perf_counter() - t0
-    print()
-    print(format_report(results))
-    print(f"benchmark wall time {results['meta']['wall_s']:.0f} s")
-    if args.json:
-        _write_json(args.json, results)
+    _finish(results, t0, format_report, args.json)
     return 0

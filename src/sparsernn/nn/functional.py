@@ -119,7 +119,7 @@ def run_layers(
         and x.device.type == "cpu"
         and batch_sizes is None
         and not training_dropout
-        and not _autocast(x.device.type)  # torch's kernels follow autocast's dtype rules
+        and not autocast_enabled(x.device.type)  # torch's kernels follow autocast's dtype rules
     ):
         return _run_layers_fused(spec, x, weights, hx, batch_first, directions)
     sizes = [w[1].shape[1] for w in weights[::directions]]
@@ -155,7 +155,7 @@ def run_layers(
     return x, final
 
 
-def _autocast(device_type: str) -> bool:
+def autocast_enabled(device_type: str) -> bool:
     """Whether ``torch.autocast`` is on for ``device_type`` (any torch >= 2.1)."""
     try:
         return torch.is_autocast_enabled(device_type)

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from sparsernn.errors import ConfigError
+from sparsernn.nn import sparse_path
 from sparsernn.nn.cells import MODES, cell_spec, spec_of_torch
 from sparsernn.nn.functional import run_layers
 
@@ -74,6 +75,12 @@ class MaskedRNN(nn.Module):
         directions' outputs (2H features), and ``output`` holds them concatenated.
     proj_size : in torch's position, but only ``0`` is supported (another value raises a
         :class:`~sparsernn.errors.ConfigError` naming an alternative).
+    kernel : ``"auto"`` (default), ``"dense"`` or ``"sparse"``: masks multiplied into dense
+        weights, or only the kept weights computed (forward and backward); ``auto`` picks per
+        call by the crossover measured on this machine class (:mod:`sparsernn.nn.sparse_path`).
+        Same outputs and gradients either way, to float rounding. The dense path runs
+        whenever :meth:`track_dense_grads` is on (the pruned weights' gradients are needed)
+        or under ``torch.autocast``.
 
     ``x`` is (T, B, I) (or (B, T, I) with ``batch_first``), (T, I) unbatched, or a
     ``PackedSequence`` (each sequence then ends at its own length, as in PyTorch); ``hx`` is
@@ -94,6 +101,8 @@ class MaskedRNN(nn.Module):
     ((5, 3, 16), (2, 3, 16))
     """
 
+    kernel: str = "auto"  # modules pickled before the option existed read the default
+
     def __init__(
         self,
         mode: str,
@@ -107,8 +116,11 @@ class MaskedRNN(nn.Module):
         proj_size: int = 0,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        *,
+        kernel: str = "auto",
     ) -> None:
         super().__init__()
+        self.kernel = sparse_path.check_kernel(kernel)
         self.spec = cell_spec(mode)
         self.mode = self.spec.name
         sizes = _layer_sizes(input_size, hidden_size, num_layers)
@@ -309,6 +321,8 @@ class MaskedRNN(nn.Module):
         return PackedSequence(out, batch_sizes, order, unorder), self._join_hx(final)
 
     def _run(self, x: Tensor, per_layer, batch_sizes: Tensor | None = None):
+        if sparse_path.uses_sparse(self, x, batch_sizes):
+            return sparse_path.run(self, self.spec, x, per_layer, batch_sizes)
         weights = self.layer_weights()
         if self.dense_grads is not None and torch.is_grad_enabled():
             self._tap(weights)
@@ -353,6 +367,8 @@ class MaskedRNN(nn.Module):
             s += f", dropout={self.dropout}"
         if self.bidirectional:
             s += ", bidirectional=True"
+        if self.kernel != "auto":
+            s += f", kernel={self.kernel!r}"
         return s
 
     # ------------------------------------------------------------------ interop with torch.nn

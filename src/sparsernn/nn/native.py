@@ -153,7 +153,7 @@ def _owned_privately(path: Path, what: str) -> None:
     )
 
 
-def _private_cache() -> Path:
+def private_cache() -> Path:
     """The cache folder, created 0700 if missing, checked to be this user's alone."""
     folder = cache_dir()
     try:
@@ -256,7 +256,7 @@ def cached(source: Path = SOURCE) -> Path | None:
         if not source.is_file():
             return None
         cxx = _compiler()
-        folder = _private_cache()
+        folder = private_cache()
         targets = _targets(cxx, source, folder)
         return next((t for _, t in targets if t.is_file() and verify(t) is None), None)
     except NativeUnavailable:
@@ -275,7 +275,7 @@ def build(force: bool = False, source: Path = SOURCE) -> Path:
     if not source.is_file():
         raise NativeUnavailable(f"the kernel's source {source} is missing from the install")
     cxx = _compiler()
-    folder = _private_cache()
+    folder = private_cache()
     remove_stale_temporaries(folder, min_age_s=_STALE_BUILD_S)
     targets = _targets(cxx, source, folder)
     for _, target in [] if force else targets:
