@@ -33,3 +33,27 @@ def test_a_section_is_spliced_between_its_markers_only():
     assert generate.splice(text, "x", "new", "t.md") == f"head\n{begin}\nnew\n{end}\ntail\n"
     with pytest.raises(SystemExit, match="t.md"):
         generate.splice("no markers\n", "x", "new", "t.md")
+
+
+def test_a_partial_grid_is_left_out_of_the_pruning_page():
+    """A grid still running (amounts 30-100% missing) must not read as 'tolerated up to 20%'."""
+    import pandas as pd
+
+    sys.path.insert(0, str(ROOT / "docs"))
+    try:
+        from pages.pruning import _completeness, complete_grids
+    finally:
+        sys.path.remove(str(ROOT / "docs"))
+    rows = [
+        {"cell": "lstm", "seed": seed, "target": "both", "amount": a, "epoch": e, "accuracy": 1.0}
+        for seed, amounts in ((0, (10, 20, 30)), (1, (10, 20)))
+        for a in amounts
+        for e in range(3)
+    ]
+    rows.pop()  # seed 1 lacks its last epoch at 20%
+    pruning = pd.DataFrame(rows)
+    kept = complete_grids(pruning, [10, 20, 30], last=2)
+    assert set(kept["seed"]) == {0} and len(kept) == 9
+    assert complete_grids(pruning, [10, 20, 30, 40], last=2).empty
+    assert complete_grids(pruning, [10, 20], last=2)["seed"].nunique() == 1  # seed 1 epoch gap
+    assert "1 of the 2" in _completeness(1, 2)[0] and _completeness(2, 2) == []
