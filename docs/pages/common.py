@@ -127,6 +127,19 @@ def _span(first: list[str], last: list[str]) -> str:
     return f"{min(first)[:16]} to {max(last)[:16]}"
 
 
+def unit_counts(manifest: dict[str, Any], kinds: Sequence[str]) -> list[str]:
+    """``["base 12 of 12", "prune 231 of 360 (2 failed)", ...]`` from an export's manifest."""
+    units, plans = manifest.get("units", {}), manifest.get("plans", {})
+    counts = []
+    for kind in kinds:
+        entry = units.get(kind, {})
+        planned = plans.get(kind, {}).get("n_units")
+        counts.append(f"{kind} {entry.get('done', 0)}" + (f" of {planned}" if planned else ""))
+        if entry.get("failed"):
+            counts[-1] += f" ({entry['failed']} failed)"
+    return counts
+
+
 def provenance(manifest: dict[str, Any], kinds: Sequence[str], source: str) -> list[str]:
     """Lines stating the run behind a page: commands, commits, dates, machine, software, units.
 
@@ -150,17 +163,11 @@ def provenance(manifest: dict[str, Any], kinds: Sequence[str], source: str) -> l
         if text not in commands:
             commands.append(text)
     units = manifest.get("units", {})
-    plans = manifest.get("plans", {})
-    counts = []
+    counts = unit_counts(manifest, kinds)
     hours = 0.0
     first, last = [], []
     for kind in kinds:
         entry = units.get(kind, {})
-        planned = plans.get(kind, {}).get("n_units")
-        done = entry.get("done", 0)
-        counts.append(f"{kind} {done}" + (f" of {planned}" if planned is not None else ""))
-        if entry.get("failed"):
-            counts[-1] += f" ({entry['failed']} failed)"
         hours += float(entry.get("unit_hours", 0.0))
         first += [entry["first_started"]] if entry.get("first_started") else []
         last += [entry["last_finished"]] if entry.get("last_finished") else []

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from pages import methods, pruning, structure, tasks
-from pages.common import CELL_NAMES, cell_order, ci, load_manifest
+from pages.common import CELL_NAMES, cell_order, ci, load_manifest, unit_counts
 from sparsernn.analysis import mean_ci, published_base_accuracy, published_mean_accuracy
 from sparsernn.experiments import load_results
 
@@ -32,8 +32,8 @@ def _full(folder: Path) -> list[str]:
             "- The study at full scale: no results in `results/full` yet (`make results-full`)."
         ]
     res = load_results(folder)
-    units = load_manifest(folder)["units"]
-    done = ", ".join(f"{k} {v['done']}" for k, v in units.items())
+    manifest = load_manifest(folder)
+    done = ", ".join(unit_counts(manifest, list(manifest["units"])))
     out = [f"- **The study at full scale** (`results/full`: units done {done}):"]
     if not res.base.empty:
         published = published_base_accuracy().set_index("cell")["base_accuracy"]
@@ -48,9 +48,16 @@ def _full(folder: Path) -> list[str]:
             f"  - Base test accuracy: {'; '.join(parts)}. [docs/pruning.md](docs/pruning.md)"
         )
     if not res.pruning.empty:
-        tol = float(res.studies.get("prune", res.study)["pruning"]["tolerance"])
-        last = int(res.pruning["epoch"].max())
-        table = pruning.tolerated_table(res.pruning, res.base, tol, last)
+        p = res.studies.get("prune", res.study)["pruning"]
+        tol, last = float(p["tolerance"]), int(p["retrain_epochs"])
+        complete = pruning.complete_grids(res.pruning, p["amounts"], last)
+        grids, n_complete = (f.groupby(["cell", "seed", "target"]).ngroups
+                             for f in (res.pruning, complete))  # fmt: skip
+        if n_complete < grids:
+            out.append(f"  - Pruning grids complete: {n_complete} of the {grids} begun; the "
+                       "lines below read the complete ones only.")  # fmt: skip
+    if not res.pruning.empty and not complete.empty:
+        table = pruning.tolerated_table(complete, res.base, tol, last)
         both = table[table["target"] == "both"]
         parts = [
             f"{r['cell']} {r['after pruning']} (published {r['published']})"
@@ -61,7 +68,7 @@ def _full(folder: Path) -> list[str]:
             + "; ".join(parts)
             + ". [docs/pruning.md](docs/pruning.md)"
         )
-        out += ["  " + line for line in pruning.findings(res.pruning, res.base, tol, last)]
+        out += ["  " + line for line in pruning.findings(complete, res.base, tol, last)]
     if not res.structure.empty:
         published = published_mean_accuracy().set_index("cell")["mean_accuracy"]
         parts = []
