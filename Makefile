@@ -1,8 +1,9 @@
 # Two commands set up and prove the project (see README):
 #   make demo   install everything into .venv and run the smoke study with its report
 #   make test   install (if needed), type-check the package and run the test suite
-# The install also builds the structure networks' compiled time loop (one line says where, or
-# why not: without a C++ compiler they run the PyTorch path, the same function, slower).
+# The install also builds the structure networks' compiled time loop and the sparse recurrent
+# layer (one line each says where, or why not: without a C++ compiler they run the PyTorch
+# path, the same function, slower).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -15,6 +16,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -c constraints.txt -e ".[dev,tracking]"
 	$(PY) -m sparsernn.nn.native
+	$(PY) -m sparsernn.nn.sparse_kernel
 	touch $@
 
 install: $(VENV)/.installed
