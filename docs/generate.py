@@ -24,7 +24,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # docs/: the pages package
 
-from pages import methods, pruning, readme, structure, tasks  # noqa: E402
+from pages import methods, pruning, readme, sparse, structure, tasks  # noqa: E402
 
 #: The lines around a generated section inside a hand-written page.
 BEGIN, END = "<!-- begin generated: {} (make docs; do not edit) -->", "<!-- end generated: {} -->"
@@ -59,6 +59,7 @@ def pages(root: Path) -> dict[Path, Callable[[str], str]]:
         root / "docs/tasks.md": section(
             "results", lambda: tasks.render(results / "tasks"), "docs/tasks.md"
         ),
+        root / "docs/sparse.md": whole(lambda: sparse.render(root)),
         root / "README.md": section("measured", lambda: readme.render(results), "README.md"),
     }
 

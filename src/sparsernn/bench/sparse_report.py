@@ -2,7 +2,7 @@
 of issue 24, the text and Markdown tables, and the crossover table ``auto`` reads.
 
 Everything here is computed from a :func:`~sparsernn.bench.sparse.run_sparse_benchmark` result
-(or its JSON): ``docs/make_sparse_doc.py`` and ``--write-crossover`` use the same functions, so
+(or its JSON): ``docs/pages/sparse.py`` (``make docs``) and ``--write-crossover`` use the same functions, so
 no number in the docs or the package is typed by hand.
 """
 
