@@ -2,8 +2,8 @@
 of issue 24, the text and Markdown tables, and the crossover table ``auto`` reads.
 
 Everything here is computed from a :func:`~sparsernn.bench.sparse.run_sparse_benchmark` result
-(or its JSON): ``docs/pages/sparse.py`` (``make docs``) and ``--write-crossover`` use the same functions, so
-no number in the docs or the package is typed by hand.
+(or its JSON): ``docs/pages/sparse.py`` (``make docs``) and ``--write-crossover`` use the same
+functions, so no number in the docs or the package is typed by hand.
 """
 
 from __future__ import annotations
