@@ -103,8 +103,8 @@ class SparseBenchConfig(Config):
 class BlockTimer:
     """Interleaved medians like :meth:`sparsernn.bench.timing.Timer.interleaved`, each sample
     the mean of a block of calls lasting at least ``min_ms`` of CPU time (calibrated on the
-    warm-up): on this loaded VM single calls of a few ms came out bimodal (~0.25 or ~1 ms CPU
-    for one forward, dense or sparse alike), locked to the round-robin's phase."""
+    warm-up): single calls of a few ms time bimodally on a loaded machine, locked to the
+    round-robin's phase (benchmarks/perf-log.md, "Timing calls of a few milliseconds")."""
 
     def __init__(self, min_ms: float = 20.0) -> None:
         self.min_ms = min_ms
@@ -379,7 +379,7 @@ def _meta(cfg: SparseBenchConfig) -> dict[str, Any]:
         "load_avg_start": os.getloadavg()[0],
         "timing": (
             "median process CPU ms per call over repeats after warm-up, a row's variants "
-            "interleaved (CPU time, not wall: on this loaded machine a call of a few ms is "
+            "interleaved (CPU time, not wall: on a loaded machine a call of a few ms is "
             "preempted for a whole time slice or not, by the round-robin's phase; wall medians "
             "are in the JSON as wall_ms)"
         ),
