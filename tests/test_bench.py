@@ -191,20 +191,20 @@ def test_cuda_without_a_gpu_is_one_clear_line(capsys):
 
 
 def test_profile_script_prints_its_table():
-    """``benchmarks/profile_structure.py`` on a tiny net: every category's row, shares ~100%."""
+    """``python -m sparsernn.bench.profile_structure`` on a tiny net: every category's row,
+    shares ~100%."""
     import re
     import subprocess
     import sys
-    from pathlib import Path
 
-    script = Path(__file__).parents[1] / "benchmarks" / "profile_structure.py"
+    tool = ["-m", "sparsernn.bench.profile_structure"]
     for kernel, own_row in (
         ("torch", "Python in the hand-written time loops"),
         ("native", "compiled time loop (forward + backward)"),
     ):
         args = ["--graph", "ws-10", "--batch", "8", "--steps", "1", "--kernel", kernel]
         out = subprocess.run(
-            [sys.executable, str(script), *args], capture_output=True, text=True, check=True
+            [sys.executable, *tool, *args], capture_output=True, text=True, check=True
         ).stdout
         assert "gru ws-10" in out and f"kernel {kernel}" in out and "dispatch floor" in out
         shares = [int(m) for m in re.findall(r"^\| [^|]+ \| [\d.]+ \| (\d+)% \|", out, re.M)]

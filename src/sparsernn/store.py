@@ -26,27 +26,31 @@ value changed on disk is an error naming the unit, never a silently different nu
 :meth:`ResultsStore.verify` checks a whole store (with SQLite's ``integrity_check``) and
 :func:`repair` sets damaged rows aside. Rows written before digests existed (the column is
 added when a writer opens such a store) are read unchecked.
+
+The schema, the JSON encoding and the checks of one row live in :mod:`sparsernn._storerows`;
+whole-store checks and salvage in :mod:`sparsernn._storecheck`; the file itself (finding,
+locking, recovering it) in :mod:`sparsernn._storefile`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import os
-import shutil
 import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sparsernn import _storecheck as _check
 from sparsernn import _storefile as _file
+from sparsernn import _storerows as _rows
 from sparsernn._files import atomic_save, atomic_write_bytes, remove_stale_temporaries
-from sparsernn._storefile import APPLICATION, SCHEMA_VERSION, STORE_FILENAME
+from sparsernn._storecheck import StoreCheck
+from sparsernn._storefile import SCHEMA_VERSION, STORE_FILENAME
+from sparsernn._storerows import STATUSES
 from sparsernn.errors import StoreError
 
 if TYPE_CHECKING:
@@ -64,182 +68,12 @@ __all__ = [
     "atomic_write_bytes",
 ]
 
-STATUSES = ("done", "failed")
-
 _StrPath = str | os.PathLike[str]
-_RESERVED_META = {"application", "schema_version"}
-_UNIT_COLUMNS = (
-    "key",
-    "kind",
-    "status",
-    "config",
-    "metrics",
-    "curve",
-    "artefacts",
-    "error",
-    "wall_s",
-    "started",
-    "finished",
-    "host",
-    "attempts",
-)
-_JSON_COLUMNS = {"config", "metrics", "curve", "artefacts"}
 _FRAME_COLUMNS = ["key", "kind", "status", "wall_s", "finished", "attempts"]
-_SCHEMA = """
-CREATE TABLE meta (
-    name TEXT PRIMARY KEY,
-    value TEXT,
-    digest TEXT
-);
-CREATE TABLE units (
-    key TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('done', 'failed')),
-    config TEXT NOT NULL,
-    metrics TEXT,
-    curve TEXT,
-    artefacts TEXT,
-    error TEXT,
-    wall_s REAL,
-    started REAL,
-    finished REAL,
-    host TEXT,
-    attempts INTEGER NOT NULL DEFAULT 1,
-    digest TEXT
-);
-CREATE INDEX units_kind_status ON units (kind, status)
-"""
 #: Temporary files of killed atomic writes are removed from the study directory when older
 #: than this (a report may be writing one there right now); in ``artefacts/``, which only the
 #: writer writes, at once.
 _STALE_TEMPORARY_S = 600.0
-
-
-# --------------------------------------------------------------------------------------------
-# JSON encoding
-
-
-def _plain(value: Any) -> Any:
-    """Turn ``value`` into plain JSON data: NumPy/torch values via ``tolist``, paths to strings."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (set, frozenset)):
-        return sorted(_plain(v) for v in value)
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if hasattr(value, "tolist"):  # NumPy scalars and arrays, torch tensors
-        return _plain(value.tolist())
-    if hasattr(value, "to_dict"):  # a Config
-        return _plain(value.to_dict())
-    raise TypeError(f"cannot store {type(value).__name__} value {value!r} as JSON")
-
-
-def _dumps(value: Any) -> str | None:
-    if value is None:
-        return None
-    return json.dumps(_plain(value), allow_nan=True, separators=(",", ":"))
-
-
-def _loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
-
-
-def _digest(values: Sequence[Any]) -> str:
-    """SHA-256 of a row's stored values (text, numbers, NULLs), as its ``digest`` column."""
-    text = json.dumps(list(values), allow_nan=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-#: What each JSON column of a unit row must decode to, by status ("any": both statuses).
-_SHAPES: dict[str, dict[str, tuple[type, ...]]] = {
-    "config": {"any": (dict,)},
-    "metrics": {"done": (dict,), "failed": (type(None),)},
-    "curve": {"any": (list, type(None))},
-    "artefacts": {"any": (dict, type(None))},
-}
-
-
-def _unit_problem(raw: dict[str, Any], digest: str | None) -> str | None:
-    """What is wrong with a unit row as stored (``raw``: column -> stored value), or None."""
-    if digest is not None and _digest([raw[c] for c in _UNIT_COLUMNS]) != digest:
-        return "its values differ from their checksum (changed on disk)"
-    if not isinstance(raw["key"], str) or not raw["key"]:
-        return f"key {raw['key']!r} is not a run key"
-    if raw["status"] not in STATUSES:
-        return f"status {raw['status']!r} is not one of {', '.join(STATUSES)}"
-    if not isinstance(raw["kind"], str) or not raw["kind"]:
-        return f"kind {raw['kind']!r} is not a name"
-    for name in ("wall_s", "started", "finished"):
-        if raw[name] is not None and not _is_number(raw[name]):
-            return f"{name} {raw[name]!r} is not a number"
-    if not isinstance(raw["attempts"], int) or raw["attempts"] < 1:
-        return f"attempts {raw['attempts']!r} is not a count"
-    for name, shapes in _SHAPES.items():
-        text = raw[name]
-        if text is not None and not isinstance(text, str):
-            return f"{name} is not text"
-        try:
-            value = _loads(text)
-        except ValueError as exc:
-            return f"{name} is not valid JSON ({exc})"
-        allowed = shapes.get("any", shapes.get(raw["status"], ()))
-        if not isinstance(value, allowed):
-            return f"{name} holds a {type(value).__name__} where a {allowed[0].__name__} belongs"
-    curve = _loads(raw["curve"])
-    if curve is not None and not all(isinstance(p, dict) for p in curve):
-        return "curve holds entries that are not objects"
-    artefacts = _loads(raw["artefacts"]) or {}
-    if not all(isinstance(v, str) for v in artefacts.values()):
-        return "artefacts holds a path that is not text"
-    if (raw["status"] == "failed") != isinstance(raw["error"], str):
-        return "error does not match the status"
-    return None
-
-
-def _meta_problem(name: Any, value: Any, digest: str | None) -> str | None:
-    """What is wrong with a meta row as stored, or None."""
-    if digest is not None and _digest([name, value]) != digest:
-        return "its value differs from its checksum (changed on disk)"
-    if name in _RESERVED_META:
-        return None if isinstance(value, str) else "its value is not text"
-    try:
-        _loads(value)
-    except (TypeError, ValueError) as exc:
-        return f"its value is not valid JSON ({exc})"
-    return None
-
-
-@dataclasses.dataclass
-class StoreCheck:
-    """What :meth:`ResultsStore.verify` found: ``problems`` (one line each; empty: sound),
-    the rows read, those written before checksums existed (``unverified``), the rowids of the
-    damaged rows (what :func:`repair` sets aside) and whether SQLite found the file's
-    structure sound."""
-
-    path: Path
-    problems: list[str] = dataclasses.field(default_factory=list)
-    units: int = 0
-    meta: int = 0
-    unverified: int = 0
-    damaged_units: list[int] = dataclasses.field(default_factory=list)
-    damaged_meta: list[int] = dataclasses.field(default_factory=list)
-    structure_ok: bool = True
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
 
 
 def _flat(dicts: list[Mapping[str, Any] | None]) -> pd.DataFrame:
@@ -320,10 +154,10 @@ class ResultsStore:
                     self._path, timeout=10.0, isolation_level=None, check_same_thread=False
                 )
                 if is_new:
-                    self._create_schema(conn)
+                    _rows.create_schema(conn)
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = FULL")
-                _add_digest_columns(conn)
+                _rows.add_digest_columns(conn)
             except sqlite3.Error as exc:
                 raise _file.sqlite_problem(exc, self._path) from None
             self._remove_stale_temporaries()
@@ -332,30 +166,6 @@ class ResultsStore:
             _file.release_lock(self._lock_fd)
             self._lock_fd = None
             raise
-
-    @staticmethod
-    def _create_schema(conn: sqlite3.Connection) -> None:
-        # One rollback-journal transaction, so a reader sees either an empty file or the full
-        # schema; the switch to WAL comes after. A kill inside it leaves a hot journal, which
-        # the next open rolls back (_storefile.recover_journal).
-        meta = [
-            ("application", APPLICATION),
-            ("schema_version", str(SCHEMA_VERSION)),
-            ("created", repr(time.time())),
-        ]
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in _SCHEMA.split(";"):
-                conn.execute(statement)
-            conn.executemany(
-                "INSERT INTO meta (name, value, digest) VALUES (?, ?, ?)",
-                [(name, value, _digest([name, value])) for name, value in meta],
-            )
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
     def _remove_stale_temporaries(self) -> None:
         """Temporary files of atomic writes a kill interrupted (never renamed into place)."""
@@ -367,7 +177,7 @@ class ResultsStore:
 
     def _digest_columns(self) -> dict[str, bool]:
         """Per table, whether it has the ``digest`` column (stores written before it lack it)."""
-        return {table: "digest" in _columns(self._conn, table) for table in ("units", "meta")}
+        return {table: "digest" in _rows.columns(self._conn, table) for table in ("units", "meta")}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -442,11 +252,11 @@ class ResultsStore:
 
     def update_meta(self, values: Mapping[str, Any]) -> None:
         """Store several JSON values by name in one transaction: all of them, or none."""
-        reserved = sorted(set(values) & _RESERVED_META)
+        reserved = sorted(set(values) & _rows.RESERVED_META)
         if reserved:
             raise ValueError(f"meta name {reserved[0]!r} is reserved by the store")
-        texts = [(name, _dumps(value)) for name, value in values.items()]
-        rows = [(name, text, _digest([name, text])) for name, text in texts]
+        texts = [(name, _rows.dumps(value)) for name, value in values.items()]
+        rows = [(name, text, _rows.digest([name, text])) for name, text in texts]
         with self._transaction() as conn:
             conn.executemany(
                 "INSERT OR REPLACE INTO meta (name, value, digest) VALUES (?, ?, ?)", rows
@@ -462,11 +272,11 @@ class ResultsStore:
         if not rows:
             return default
         value, checksum = rows[0]
-        problem = _meta_problem(name, value, checksum)
+        problem = _rows.meta_problem(name, value, checksum)
         if problem is not None:
             raise _file.damaged(f"{self._path}: meta entry {name!r} is damaged ({problem})",
                                 self.study_dir)  # fmt: skip
-        return value if name in _RESERVED_META else _loads(value)
+        return value if name in _rows.RESERVED_META else _rows.loads(value)
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -494,9 +304,9 @@ class ResultsStore:
         if curve is not None and not all(isinstance(row, Mapping) for row in curve):
             raise TypeError("curve must be a list of dicts (one per epoch)")
         values = {
-            "metrics": _dumps(metrics),
-            "curve": _dumps(list(curve)) if curve is not None else None,
-            "artefacts": _dumps(self._relative(artefacts)) if artefacts is not None else None,
+            "metrics": _rows.dumps(metrics),
+            "curve": _rows.dumps(list(curve)) if curve is not None else None,
+            "artefacts": _rows.dumps(self._relative(artefacts)) if artefacts is not None else None,
             "error": None,
         }
         self._put(key, kind, "done", config, values, wall_s, started, overwrite)
@@ -543,7 +353,7 @@ class ResultsStore:
             "key": key,
             "kind": kind,
             "status": status,
-            "config": _dumps(config),
+            "config": _rows.dumps(config),
             **values,
             "wall_s": None if wall_s is None else float(wall_s),
             "started": None if started is None else float(started),
@@ -562,7 +372,7 @@ class ResultsStore:
                     f"unit {key} ({kind}) is already stored as done in {self._path}; {action}"
                 )
             row["attempts"] = 1 if old is None else old[1] + 1
-            row["digest"] = _digest([row[c] for c in _UNIT_COLUMNS])
+            row["digest"] = _rows.digest([row[c] for c in _rows.UNIT_COLUMNS])
             names = ", ".join(row)
             marks = ", ".join("?" for _ in row)
             conn.execute(
@@ -606,17 +416,19 @@ class ResultsStore:
     @property
     def _unit_select(self) -> str:
         """The unit columns, then the digest (NULL in a store written before digests)."""
-        return ", ".join([*_UNIT_COLUMNS, "digest" if self._digests["units"] else "NULL"])
+        return _rows.unit_columns_select(self._digests["units"])
 
     def _decode(self, row: tuple[Any, ...]) -> dict[str, Any]:
         """A row of :attr:`_unit_select` with its JSON columns decoded, after checking it."""
-        raw = dict(zip(_UNIT_COLUMNS, row[:-1], strict=True))
-        problem = _unit_problem(raw, row[-1])
+        raw = dict(zip(_rows.UNIT_COLUMNS, row[:-1], strict=True))
+        problem = _rows.unit_problem(raw, row[-1])
         if problem is not None:
             raise _file.damaged(
                 f"{self._path}: stored unit {raw['key']} is damaged ({problem})", self.study_dir
             )
-        return {name: _loads(v) if name in _JSON_COLUMNS else v for name, v in raw.items()}
+        return {
+            name: _rows.loads(v) if name in _rows.JSON_COLUMNS else v for name, v in raw.items()
+        }
 
     def _where(self, kind: str | None, status: str | None) -> tuple[str, tuple[Any, ...]]:
         if status is not None and status not in STATUSES:
@@ -702,7 +514,8 @@ class ResultsStore:
         ``structure``: run SQLite's ``integrity_check`` of the file's pages and indexes (a full
         read); then every row is checked against its checksum and the shape of its columns.
         """
-        return _verify(self, structure)
+        with self._mutex:
+            return _check.check_store(self._conn, self._digests, self._path, structure)
 
     def summary(self) -> dict[str, Any]:
         """Totals for a status line: ``done``, ``failed``, ``wall_s`` overall and ``by_kind``."""
@@ -745,75 +558,6 @@ def artefact_dir(
     return directory
 
 
-def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
-    return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-
-
-def _add_digest_columns(conn: sqlite3.Connection) -> None:
-    """Give a store written before digests its ``digest`` columns (its rows stay unchecked)."""
-    missing = [t for t in ("units", "meta") if "digest" not in _columns(conn, t)]
-    if not missing:
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        for table in missing:
-            conn.execute(f"ALTER TABLE {table} ADD COLUMN digest TEXT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
-def _shown(value: Any) -> str:
-    """A stored key or name for a problem line: as it is when printable, else its repr."""
-    return value if isinstance(value, str) and value.isprintable() else repr(value)
-
-
-# --------------------------------------------------------------------------------------------
-# Checking and repairing a whole store
-
-
-def _check_rows(store: ResultsStore, check: StoreCheck) -> None:
-    """Every meta and unit row against its checksum and shape, into ``check``."""
-    conn = store._conn
-    digest = {t: "digest" if has else "NULL" for t, has in store._digests.items()}
-    try:
-        for rowid, name, value, checksum in conn.execute(
-            f"SELECT rowid, name, value, {digest['meta']} FROM meta"
-        ):
-            check.meta += 1
-            check.unverified += checksum is None
-            problem = _meta_problem(name, value, checksum)
-            if problem is not None:
-                check.problems.append(f"meta entry {_shown(name)}: {problem}")
-                check.damaged_meta.append(rowid)
-    except sqlite3.DatabaseError as exc:
-        check.problems.append(f"sqlite: reading meta stopped after {check.meta} rows ({exc})")
-    try:
-        for row in conn.execute(f"SELECT rowid, {store._unit_select} FROM units"):
-            check.units += 1
-            check.unverified += row[-1] is None
-            raw = dict(zip(_UNIT_COLUMNS, row[1:-1], strict=True))
-            problem = _unit_problem(raw, row[-1])
-            if problem is not None:
-                check.problems.append(
-                    f"unit {_shown(raw['key'])} ({_shown(raw['kind'])}): {problem}"
-                )
-                check.damaged_units.append(row[0])
-    except sqlite3.DatabaseError as exc:
-        check.problems.append(f"sqlite: reading units stopped after {check.units} rows ({exc})")
-
-
-def _verify(store: ResultsStore, structure: bool) -> StoreCheck:
-    check = StoreCheck(store.path)
-    with store._mutex:
-        if structure:
-            check.problems += _file.integrity_problems(store._conn)
-            check.structure_ok = not check.problems
-        _check_rows(store, check)
-    return check
-
-
 def repair(path: _StrPath) -> tuple[StoreCheck, Path | None]:
     """Set the damaged rows of a store aside; return what :meth:`ResultsStore.verify` found and
     the copy of the damaged file (None when nothing was damaged).
@@ -826,126 +570,19 @@ def repair(path: _StrPath) -> tuple[StoreCheck, Path | None]:
     try:
         store = ResultsStore.open(path)
     except _file.DamagedStore as exc:  # its meta table does not read: rebuild what does
-        return _rebuild_unopenable(_file.resolve(path), exc)
+        return _check.rebuild_unopenable(_file.resolve(path), exc)
     with store:
         check = store.verify()
         if check.ok:
             return check, None
-        backup = _backup(store.path)
+        copy = _check.backup(store.path)
         if check.structure_ok:
             with store._transaction() as conn:
                 for table, rowids in (("units", check.damaged_units), ("meta", check.damaged_meta)):
                     conn.executemany(f"DELETE FROM {table} WHERE rowid = ?", [(r,) for r in rowids])
-            return check, backup
-        rebuilt = _salvage(store._conn, store._digests, store.path)
+            return check, copy
+        rebuilt = _check.salvage(store._conn, store._digests, store.path)
         store._conn.close()
-        _replace_store(rebuilt, store.path)
+        _check.replace_store(rebuilt, store.path)
         store._conn = sqlite3.connect(store.path, isolation_level=None, check_same_thread=False)
-    return check, backup
-
-
-def _rebuild_unopenable(path: Path, error: StoreError) -> tuple[StoreCheck, Path | None]:
-    """:func:`repair` of a file whose meta table does not read: under the writer lock, a new
-    store holding every unit row that still reads and checks (maybe none)."""
-    fd = _file.acquire_lock(path.with_name(path.name + ".lock"), path, 0.0)
-    try:
-        check = StoreCheck(path, problems=[error.problem], structure_ok=False)
-        backup = _backup(path)
-        conn = sqlite3.connect(path, isolation_level=None)
-        try:
-            try:
-                digests = {t: "digest" in _columns(conn, t) for t in ("units", "meta")}
-            except sqlite3.DatabaseError:
-                digests = {}
-            rebuilt = _salvage(conn, digests, path)
-        finally:
-            conn.close()
-        _replace_store(rebuilt, path)
-        return check, backup
-    finally:
-        _file.release_lock(fd)
-
-
-def _replace_store(rebuilt: Path, path: Path) -> None:
-    """Put the rebuilt file in place of ``path`` (whose connections are closed)."""
-    for suffix in ("-wal", "-shm", "-journal"):  # the old file's: they must not meet the new one
-        path.with_name(path.name + suffix).unlink(missing_ok=True)
-    os.replace(rebuilt, path)
-
-
-def _backup(path: Path) -> Path:
-    """Copy the store file (and its write-ahead log) beside it; the copy's path."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    backup = path.with_name(f"{path.name}.damaged-{stamp}")
-    shutil.copy2(path, backup)
-    for suffix in ("-wal", "-journal"):
-        side = path.with_name(path.name + suffix)
-        if side.is_file() and side.stat().st_size:
-            shutil.copy2(side, backup.with_name(backup.name + suffix))
-    return backup
-
-
-#: Rows of a damaged file are read one rowid at a time up to this many (else a plain scan).
-_MAX_SALVAGE_ROWID = 5_000_000
-
-
-def _salvage(conn: sqlite3.Connection, digests: dict[str, bool], path: Path) -> Path:
-    """A new store file beside ``path`` holding every row ``conn`` still reads that checks
-    (``digests``: which tables have the digest column; a table missing there is not read)."""
-    target = path.with_name(path.name + ".repairing")
-    target.unlink(missing_ok=True)
-    new = sqlite3.connect(target, isolation_level=None)
-    try:
-        ResultsStore._create_schema(new)
-        new.execute("BEGIN IMMEDIATE")
-        for name, value, checksum in _readable(conn, digests, "meta", "name, value"):
-            if name not in _RESERVED_META and _meta_problem(name, value, checksum) is None:
-                new.execute(
-                    "INSERT OR REPLACE INTO meta (name, value, digest) VALUES (?, ?, ?)",
-                    (name, value, _digest([name, value])),
-                )
-        columns = ", ".join(_UNIT_COLUMNS)
-        marks = ", ".join("?" for _ in range(len(_UNIT_COLUMNS) + 1))
-        for row in _readable(conn, digests, "units", columns):
-            raw = dict(zip(_UNIT_COLUMNS, row[:-1], strict=True))
-            if _unit_problem(raw, row[-1]) is None:
-                values = [raw[c] for c in _UNIT_COLUMNS]
-                new.execute(
-                    f"INSERT OR REPLACE INTO units ({columns}, digest) VALUES ({marks})",
-                    (*values, _digest(values)),
-                )
-        new.execute("COMMIT")
-        new.execute("PRAGMA journal_mode = WAL")
-    finally:
-        new.close()
-    return target
-
-
-def _readable(
-    conn: sqlite3.Connection, digests: dict[str, bool], table: str, columns: str
-) -> Iterator[tuple[Any, ...]]:
-    """The rows of ``table`` that SQLite can still read (``columns``, then the digest)."""
-    if table not in digests:
-        return
-    digest = "digest" if digests[table] else "NULL"
-    try:
-        top = conn.execute(f"SELECT max(rowid) FROM {table}").fetchone()[0] or 0
-    except sqlite3.DatabaseError:
-        top = _MAX_SALVAGE_ROWID + 1
-    if top > _MAX_SALVAGE_ROWID:  # read on until the damage stops the scan
-        try:
-            cursor = conn.execute(f"SELECT {columns}, {digest} FROM {table}")
-            rows = iter(cursor.fetchone, None)
-            yield from rows
-        except sqlite3.DatabaseError:
-            return
-        return
-    for rowid in range(1, top + 1):
-        try:
-            row = conn.execute(
-                f"SELECT {columns}, {digest} FROM {table} WHERE rowid = ?", (rowid,)
-            ).fetchone()
-        except sqlite3.DatabaseError:
-            continue
-        if row is not None:
-            yield row
+    return check, copy

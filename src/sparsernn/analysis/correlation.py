@@ -10,13 +10,8 @@ import pandas as pd
 from scipy import stats as _st
 
 from sparsernn._seed import derive_seed
-from sparsernn.analysis.stats import (
-    STUDY_FEATURES,
-    _check_confidence,
-    _empty,
-    _require_columns,
-    bootstrap_ci,
-)
+from sparsernn.analysis.frames import check_confidence, empty_frame, require_columns
+from sparsernn.analysis.stats import STUDY_FEATURES, bootstrap_ci
 from sparsernn.errors import ConfigError
 
 __all__ = ["correlations", "POOLED"]
@@ -131,11 +126,11 @@ def correlations(
     by = [by] if isinstance(by, str) else list(by)
     features = list(STUDY_FEATURES if features is None else features)
     methods = _check_methods(methods, n_boot)
-    confidence = _check_confidence(confidence)
-    _require_columns(df, [*by, *features, target], "correlations")
+    confidence = check_confidence(confidence)
+    require_columns(df, [*by, *features, target], "correlations")
     columns = [*by, *_RESULT_COLUMNS]
     if df.empty:
-        return _empty(columns, "correlations: no rows")
+        return empty_frame(columns, "correlations: no rows")
     rows = []
     for key, sub in _groups(df, by):
         keys = dict(zip(by, key, strict=True))

@@ -32,14 +32,8 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import MinMaxScaler
 from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
 
-from sparsernn.analysis.stats import (
-    STUDY_FEATURES,
-    _check_confidence,
-    _empty,
-    _require_columns,
-    _with_notes,
-    corrected_cv_ci,
-)
+from sparsernn.analysis.frames import check_confidence, empty_frame, require_columns, with_notes
+from sparsernn.analysis.stats import STUDY_FEATURES, corrected_cv_ci
 from sparsernn.errors import ConfigError, DataError
 
 __all__ = [
@@ -141,7 +135,7 @@ def _cells(
     df: pd.DataFrame, columns: Sequence[str], target: str, what: str
 ) -> tuple[list[tuple[object, pd.DataFrame]], list[str]]:
     """Per-cell frames with rows missing any needed value dropped, plus notes about the drops."""
-    _require_columns(df, ["cell", *columns, target], what)
+    require_columns(df, ["cell", *columns, target], what)
     notes = []
     needed = list(dict.fromkeys([*columns, target]))
     clean = df.copy()
@@ -173,10 +167,10 @@ def _result(parts: list, columns: list[str], notes: list[str], what: str) -> pd.
     """The frame of result rows (dicts) or parts (frames) with ``notes``; when nothing could
     run, an empty frame saying why."""
     if not parts:
-        return _empty(columns, "; ".join(notes) or f"{what}: no rows")
+        return empty_frame(columns, "; ".join(notes) or f"{what}: no rows")
     if isinstance(parts[0], pd.DataFrame):
-        return _with_notes(pd.concat(parts, ignore_index=True)[columns], notes)
-    return _with_notes(pd.DataFrame(parts, columns=columns), notes)
+        return with_notes(pd.concat(parts, ignore_index=True)[columns], notes)
+    return with_notes(pd.DataFrame(parts, columns=columns), notes)
 
 
 def study_protocol(
@@ -257,7 +251,7 @@ def cross_validated(
     """
     label, cols = _resolve_features(features)
     models = _check_models(models)
-    confidence = _check_confidence(confidence)
+    confidence = check_confidence(confidence)
     if int(n_splits) < 2 or int(n_repeats) < 1:
         raise ConfigError(f"need n_splits >= 2 and n_repeats >= 1, got {n_splits}, {n_repeats}")
     needed = list(dict.fromkeys(cols + (list(_SIZE) if "size_only" in models else [])))
@@ -307,7 +301,7 @@ def beyond_size(
         r2_size_ci_high, gain, gain_ci_low, gain_ci_high, n_folds, n``.
     """
     models = _check_models(models)
-    confidence = _check_confidence(confidence)
+    confidence = check_confidence(confidence)
     cols = list(STUDY_FEATURES)
     names = ["r2_all", "r2_size", "gain"]
     columns = ["cell", "model"]
@@ -421,7 +415,7 @@ def leave_one_generator_out(
     """
     _, cols = _resolve_features(features)
     models = _check_models(models)
-    _require_columns(df, ["generator"], "leave_one_generator_out")
+    require_columns(df, ["generator"], "leave_one_generator_out")
     columns = ["cell", "train_generators", "test_generator", "model", "r2", "n_train", "n_test"]
     groups, notes = _cells(df, cols, target, "leave_one_generator_out")
     rows = []
@@ -556,7 +550,7 @@ class GraphAccuracyRegressor(RegressorMixin, BaseEstimator):
         estimator = _make_model(self.model, self.random_state)
         cols = self._columns(X)
         if cols is not None:
-            _require_columns(X, cols, "GraphAccuracyRegressor.fit")
+            require_columns(X, cols, "GraphAccuracyRegressor.fit")
             X = X[cols]
         Xa, ya = check_X_y(X, y, y_numeric=True)
         self.scaler_ = MinMaxScaler().fit(Xa)
@@ -574,7 +568,7 @@ class GraphAccuracyRegressor(RegressorMixin, BaseEstimator):
         check_is_fitted(self, ["scaler_", "model_"])
         names = getattr(self, "feature_names_in_", None)
         if isinstance(X, pd.DataFrame) and names is not None:
-            _require_columns(X, list(names), "GraphAccuracyRegressor.predict")
+            require_columns(X, list(names), "GraphAccuracyRegressor.predict")
             X = X[list(names)]
         Xa = check_array(X)
         if Xa.shape[1] != self.n_features_in_:

@@ -10,13 +10,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from sparsernn.analysis.stats import (
-    _check_confidence,
-    _empty,
-    _format_ci,
-    _require_columns,
-    mean_ci,
-)
+from sparsernn.analysis.frames import check_confidence, empty_frame, format_ci, require_columns
+from sparsernn.analysis.stats import mean_ci
 from sparsernn.errors import ConfigError, DataError
 
 __all__ = ["tolerated_sparsity", "epochs_to_recover"]
@@ -37,8 +32,8 @@ def _merged(results: pd.DataFrame, base: pd.DataFrame, tolerance: float, what: s
     """Results with ``base_accuracy`` and a boolean ``ok`` (within tolerance) column."""
     if not float(tolerance) >= 0.0:
         raise ConfigError(f"tolerance must be >= 0 (e.g. 0.01), not {tolerance!r}")
-    _require_columns(results, _RESULT_COLUMNS, f"{what} (results)")
-    _require_columns(base, _BASE_COLUMNS, f"{what} (base)")
+    require_columns(results, _RESULT_COLUMNS, f"{what} (results)")
+    require_columns(base, _BASE_COLUMNS, f"{what} (base)")
     key = _keys(results, ["cell", "seed", "target", "amount", "epoch"])
     if results.duplicated(key).any():
         dup = results.loc[results.duplicated(key), key].iloc[0].to_dict()
@@ -103,15 +98,23 @@ def tolerated_sparsity(
         whose smallest amount is ``a``). Per seed: ``cell, seed, target, base_accuracy,
         tolerated, below_grid, first_failure, largest_within`` (NaN where none).
     """
-    confidence = _check_confidence(confidence)
+    confidence = check_confidence(confidence)
     merged = _merged(results, base, tolerance, "tolerated_sparsity")
     at = merged.loc[merged["epoch"] == epoch]
     if at.empty:
         note = f"tolerated_sparsity: no results at epoch {epoch}"
-        return _empty(_TOLERATED_SEED if per_seed else _TOLERATED_AGG, note)
+        return empty_frame(_TOLERATED_SEED if per_seed else _TOLERATED_AGG, note)
+    seeds = _tolerated_per_seed(at)
+    if per_seed:
+        return seeds[_keys(seeds, _TOLERATED_SEED)]
+    return _tolerated_over_seeds(seeds, confidence)
+
+
+def _tolerated_per_seed(at: pd.DataFrame) -> pd.DataFrame:
+    """:func:`tolerated_sparsity` per (cell, seed, target) of the merged rows at one epoch, with
+    each group's ``smallest`` grid amount."""
     at = at.assign(within=at["amount"].where(at["ok"]), failed=at["amount"].where(~at["ok"]))
-    keys = _keys(at, ["cell", "seed", "target"])
-    groups = at.groupby(keys, sort=True)
+    groups = at.groupby(_keys(at, ["cell", "seed", "target"]), sort=True)
     seeds = groups.agg(
         base_accuracy=("base_accuracy", "first"),
         smallest=("amount", "min"),
@@ -123,16 +126,12 @@ def tolerated_sparsity(
         for (_, g), failure in zip(groups, seeds["first_failure"], strict=True)
     ]
     seeds["below_grid"] = seeds["first_failure"] == seeds["smallest"]
-    seeds = seeds.astype(
-        {
-            "base_accuracy": float,
-            "tolerated": float,
-            "first_failure": float,
-            "largest_within": float,
-        }
-    )
-    if per_seed:
-        return seeds[_keys(seeds, _TOLERATED_SEED)]
+    floats = ("base_accuracy", "tolerated", "first_failure", "largest_within")
+    return seeds.astype(dict.fromkeys(floats, float))
+
+
+def _tolerated_over_seeds(seeds: pd.DataFrame, confidence: float) -> pd.DataFrame:
+    """:func:`tolerated_sparsity`'s aggregate of the per-seed frame over seeds."""
     group = _keys(seeds, ["cell", "target"])
     agg = _over_seeds(seeds, group, "tolerated", confidence)
     names = {"mean": "tolerated_mean", "ci_low": "tolerated_ci_low", "ci_high": "tolerated_ci_high"}
@@ -175,7 +174,7 @@ def _display(mean: float, lo: float, hi: float, n_recovered: int, n_seeds: int) 
     """``'1.0 [0.5, 1.5]'``, ``'never'``, or ``'1.0; never (1/3 seeds)'``."""
     if n_recovered == 0:
         return "never"
-    text = _format_ci(mean, lo, hi)
+    text = format_ci(mean, lo, hi)
     if n_recovered < n_seeds:
         text += f"; never ({n_seeds - n_recovered}/{n_seeds} seeds)"
     return text
@@ -204,10 +203,11 @@ def epochs_to_recover(
         Per seed (``per_seed=True``): ``cell, seed, target, amount, base_accuracy, epochs,
         recovered``.
     """
-    confidence = _check_confidence(confidence)
+    confidence = check_confidence(confidence)
     merged = _merged(results, base, tolerance, "epochs_to_recover")
     if merged.empty:
-        return _empty(_RECOVER_SEED if per_seed else _RECOVER_AGG, "epochs_to_recover: no results")
+        columns = _RECOVER_SEED if per_seed else _RECOVER_AGG
+        return empty_frame(columns, "epochs_to_recover: no results")
     keys = _keys(merged, ["cell", "seed", "target", "amount"])
     seeds = (
         merged.assign(epochs=merged["epoch"].where(merged["ok"]))

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from sparsernn.analysis.stats import _require_columns
+from sparsernn.analysis.frames import require_columns
 from sparsernn.errors import DataError
 
 __all__ = [
@@ -146,8 +146,8 @@ def compare(
     """
     on = [on] if isinstance(on, str) else list(on)
     value_published = value_ours if value_published is None else value_published
-    _require_columns(ours, [*on, value_ours], "compare (ours)")
-    _require_columns(published, [*on, value_published], "compare (published)")
+    require_columns(ours, [*on, value_ours], "compare (ours)")
+    require_columns(published, [*on, value_published], "compare (published)")
     for name, frame in (("ours", ours), ("published", published)):
         if frame.duplicated(on).any():
             raise DataError(

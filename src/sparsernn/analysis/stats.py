@@ -1,9 +1,7 @@
 """Small statistics helpers shared by the analysis modules, and the study's feature names.
 
-Also holds the conventions every analysis function follows: a missing column is a
-:class:`~sparsernn.errors.DataError`; an analysis that cannot run on the given rows (no rows, one
-generator, fewer rows than folds) returns an empty frame with the right columns and the reason in
-``frame.attrs["note"]`` instead of raising.
+The conventions every analysis function follows (missing columns, empty results with a note)
+are checked by the helpers of :mod:`sparsernn.analysis.frames`.
 """
 
 from __future__ import annotations
@@ -17,6 +15,7 @@ import pandas as pd
 from scipy import stats as _st
 
 from sparsernn._seed import SeedLike, rng
+from sparsernn.analysis.frames import check_confidence, empty_frame, require_columns
 from sparsernn.errors import ConfigError, DataError
 from sparsernn.graphs.properties import STUDY_FEATURES  # the study's 23, in its order
 
@@ -29,12 +28,6 @@ __all__ = [
     "interval_verdict",
     "VERDICTS",
 ]
-
-
-def _check_confidence(confidence: float) -> float:
-    if not 0.0 < float(confidence) < 1.0:
-        raise ConfigError(f"confidence must be between 0 and 1 (e.g. 0.95), not {confidence!r}")
-    return float(confidence)
 
 
 def mean_ci(
@@ -68,7 +61,7 @@ def mean_ci(
     >>> round(m, 3), round(lo, 3), round(hi, 3)
     (2.0, -0.484, 4.484)
     """
-    confidence = _check_confidence(confidence)
+    confidence = check_confidence(confidence)
     x = np.asarray(values if isinstance(values, np.ndarray | pd.Series) else list(values), float)
     x = x[~np.isnan(x)]
     n = x.size
@@ -119,7 +112,7 @@ def bootstrap_ci(
         dropped; if fewer than half are finite, or there are fewer than 2 rows, both bounds
         are NaN.
     """
-    confidence = _check_confidence(confidence)
+    confidence = check_confidence(confidence)
     if int(n_boot) < 1:
         raise ConfigError(f"n_boot must be a positive integer, not {n_boot!r}")
     data = [np.asarray(x, dtype=float)] + ([] if y is None else [np.asarray(y, dtype=float)])
@@ -170,41 +163,6 @@ def _bootstrap(
 # ----------------------------------------------------------------------------- shared helpers
 
 
-def _require_columns(df: pd.DataFrame, columns: Iterable[str], what: str) -> None:
-    """Raise DataError naming the columns ``what`` needs that ``df`` lacks."""
-    if not isinstance(df, pd.DataFrame):
-        raise DataError(f"{what} needs a pandas DataFrame, not {type(df).__name__}")
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise DataError(
-            f"{what} needs column(s) {', '.join(missing)}; "
-            f"the frame has {', '.join(map(str, df.columns)) or 'no columns'}"
-        )
-
-
-def _empty(columns: Sequence[str], note: str) -> pd.DataFrame:
-    """An empty frame with ``columns`` and the reason it is empty in ``attrs['note']``."""
-    out = pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
-    out.attrs["note"] = note
-    return out
-
-
-def _with_notes(df: pd.DataFrame, notes: Sequence[str]) -> pd.DataFrame:
-    """Attach ``notes`` (joined by '; ') to ``df.attrs['note']`` when there are any."""
-    if notes:
-        df.attrs["note"] = "; ".join(notes)
-    return df
-
-
-def _format_ci(mean: float, lo: float, hi: float, digits: int = 1) -> str:
-    """``'1.0 [0.5, 1.5]'``; just the mean when the interval is undefined."""
-    if np.isnan(mean):
-        return "nan"
-    if np.isnan(lo) or np.isnan(hi):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
-
-
 def corrected_cv_ci(
     scores: Iterable[float], test_to_train: float, confidence: float = 0.95
 ) -> tuple[float, float, float]:
@@ -220,7 +178,7 @@ def corrected_cv_ci(
     >>> round(m, 3), round(lo, 3), round(hi, 3)
     (0.25, -0.064, 0.564)
     """
-    confidence = _check_confidence(confidence)
+    confidence = check_confidence(confidence)
     x = np.asarray(list(scores), float)
     x = x[~np.isnan(x)]
     if x.size == 0:
@@ -287,11 +245,11 @@ def over_seeds(
         ``*by, mean, ci_low, ci_high, n_seeds, per_seed`` (``per_seed``: the seeds' means in
         seed order, so a reader sees the spread that the interval summarises).
     """
-    confidence = _check_confidence(confidence)
-    _require_columns(df, [*by, seed, value], "over_seeds")
+    confidence = check_confidence(confidence)
+    require_columns(df, [*by, seed, value], "over_seeds")
     columns = [*by, "mean", "ci_low", "ci_high", "n_seeds", "per_seed"]
     if df.empty:
-        return _empty(columns, "over_seeds: no rows")
+        return empty_frame(columns, "over_seeds: no rows")
     seeds = df.groupby([*by, seed], sort=True)[value].mean().reset_index()
     rows = []
     for keys, part in seeds.groupby(list(by), sort=True):

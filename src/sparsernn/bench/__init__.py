@@ -19,7 +19,13 @@ takes per batch: forward, cross-entropy, backward, gradient-norm clipping at 5, 
 Timing and memory are described in :mod:`sparsernn.bench.timing`; the projection multiplies
 measured step and evaluation-batch times by the step counts of the ``full`` profile
 (:mod:`sparsernn.bench.projection`). Modules: ``config``, ``timing``, ``sections``,
-``projection``, ``formatting``, ``threads``, ``command`` (the command line).
+``projection``, ``formatting``, ``threads``, ``sparse`` and ``sparse_report`` (``--section
+sparse``), ``command`` (the command line).
+
+Two tools run on their own: ``python -m sparsernn.bench.profile_structure`` (where one
+structure step's time goes, by ``torch.profiler`` category) and
+``python -m sparsernn.bench.compare_kernel_runs NATIVE_DIR TORCH_DIR`` (the paired tables of
+two structure studies, compiled loop against the PyTorch path).
 """
 
 from sparsernn.bench.command import main

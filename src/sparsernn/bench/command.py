@@ -1,4 +1,4 @@
-"""The command line of ``python -m sparsernn.bench`` (``make bench``, ``benchmarks/run.py``)."""
+"""The command line of ``python -m sparsernn.bench`` (``make bench``)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sparsernn.bench",
         description="Benchmark of training-step times, and a projection of the study's wall time.",
+        epilog="Two more tools: python -m sparsernn.bench.profile_structure (where a structure "
+        "step's time goes) and python -m sparsernn.bench.compare_kernel_runs NATIVE_DIR "
+        "TORCH_DIR (two structure studies, compiled loop against the PyTorch path).",
     )
     parser.add_argument("--quick", action="store_true", help="a run of under two minutes")
     parser.add_argument(

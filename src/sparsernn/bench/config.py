@@ -1,15 +1,19 @@
-"""What the benchmark measures (:class:`BenchConfig`), the study it projects (``FULL_PROFILE``)."""
+"""What the benchmark measures (:class:`BenchConfig`), the study it projects (``FULL_PROFILE``)
+and the training step it times (:func:`study_train_step`)."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
 
+from torch import nn
+
 from sparsernn.config import Config
 from sparsernn.errors import ConfigError
 from sparsernn.nn.cells import MODES
+from sparsernn.train import TrainStep
 
-__all__ = ["BenchConfig", "FULL_PROFILE"]
+__all__ = ["BenchConfig", "FULL_PROFILE", "study_train_step"]
 
 #: Step counts of the ``full`` profile used for the projection (SPEC sections 3-5).
 FULL_PROFILE: dict[str, int] = {
@@ -24,6 +28,12 @@ FULL_PROFILE: dict[str, int] = {
     "graph_epochs": 15,
     "graph_batch": 128,
 }
+
+
+def study_train_step(model: nn.Module) -> TrainStep:
+    """The engine's step as ``fit`` takes it with the study's settings (lr 1e-3, clip 5)."""
+    return TrainStep(model, lr=1e-3, clip=5.0)
+
 
 #: Fields that count something and must be at least 1.
 _POSITIVE = ("repeats", "structured_repeats", "many_repeats", "n_models", "many_batch")

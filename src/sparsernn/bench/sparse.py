@@ -44,7 +44,8 @@ import torch
 from torch import Tensor, nn
 
 from sparsernn._threads import torch_threads
-from sparsernn.bench.sections import DenseClassifier, _train_step
+from sparsernn.bench.config import study_train_step
+from sparsernn.bench.sections import DenseClassifier
 from sparsernn.bench.sparse_report import crossovers, grid_line, split_alone, study_line
 from sparsernn.bench.timing import draw_batches, eval_step
 from sparsernn.config import Config
@@ -102,8 +103,8 @@ class SparseBenchConfig(Config):
 class BlockTimer:
     """Interleaved medians like :meth:`sparsernn.bench.timing.Timer.interleaved`, each sample
     the mean of a block of calls lasting at least ``min_ms`` of CPU time (calibrated on the
-    warm-up): on this loaded VM single calls of a few ms came out bimodal (~0.25 or ~1 ms CPU
-    for one forward, dense or sparse alike), locked to the round-robin's phase."""
+    warm-up): single calls of a few ms time bimodally on a loaded machine, locked to the
+    round-robin's phase (benchmarks/perf-log.md, "Timing calls of a few milliseconds")."""
 
     def __init__(self, min_ms: float = 20.0) -> None:
         self.min_ms = min_ms
@@ -311,7 +312,7 @@ def _study_rows(cfg, timer: BlockTimer, cell: str, batches) -> dict[str, Any]:
     models: dict[str, nn.Module] = {"dense": DenseClassifier(base), "masked": copies[0][2]}
     models.update({f"sparse/{t}/{a}": s for (t, a, _), s in zip(copies, sparse, strict=True)})
     models["batched"] = BatchedClassifier.from_models([m for _, _, m in copies])
-    steps = {name: _train_step(m) for name, m in models.items()}
+    steps = {name: study_train_step(m) for name, m in models.items()}
     times = timer.interleaved(steps, batches, cfg.warmup, cfg.study_repeats)
     evals = timer.interleaved(
         {k: eval_step(m) for k, m in models.items() if k != "dense"},
@@ -336,8 +337,8 @@ def _batched_subset_ms(cfg, timer: BlockTimer, cell: str, batches, keep: list[in
     if not keep or len(keep) == len(copies):
         return None
     steps = {
-        "all": _train_step(BatchedClassifier.from_models(copies)),
-        "kept": _train_step(BatchedClassifier.from_models([copies[i] for i in keep])),
+        "all": study_train_step(BatchedClassifier.from_models(copies)),
+        "kept": study_train_step(BatchedClassifier.from_models([copies[i] for i in keep])),
     }
     times = timer.interleaved(steps, batches, cfg.warmup, cfg.study_repeats)
     return times["kept"]["cpu_ms"] / times["all"]["cpu_ms"]
@@ -378,7 +379,7 @@ def _meta(cfg: SparseBenchConfig) -> dict[str, Any]:
         "load_avg_start": os.getloadavg()[0],
         "timing": (
             "median process CPU ms per call over repeats after warm-up, a row's variants "
-            "interleaved (CPU time, not wall: on this loaded machine a call of a few ms is "
+            "interleaved (CPU time, not wall: on a loaded machine a call of a few ms is "
             "preempted for a whole time slice or not, by the round-robin's phase; wall medians "
             "are in the JSON as wall_ms)"
         ),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from sparsernn.cli.base import _friendly, _mix, cli
+from sparsernn.cli.base import cli, friendly, parse_mix
 
 
 # ----------------------------------------------------------------------------------- data
@@ -36,7 +36,7 @@ def data() -> None:
 @click.option("--max-length", default=53, show_default=True)
 @click.option("--test-fraction", default=0.25, show_default=True)
 @click.option("--seed", default=0, show_default=True)
-@_friendly
+@friendly
 def data_generate(out, grammar, n_strings, mix, min_length, max_length, test_fraction, seed):
     """Write train.csv and test.csv (header string,valid) for a generated data set."""
     from sparsernn.data import DataSpec, make_dataset, write_csv
@@ -44,7 +44,7 @@ def data_generate(out, grammar, n_strings, mix, min_length, max_length, test_fra
     spec = DataSpec(
         grammar=grammar,
         n_strings=n_strings,
-        negative_mix=_mix(mix),
+        negative_mix=parse_mix(mix),
         min_length=min_length,
         max_length=max_length,
         test_fraction=test_fraction,
@@ -61,7 +61,7 @@ def data_generate(out, grammar, n_strings, mix, min_length, max_length, test_fra
 @data.command("check")
 @click.argument("csv_files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--grammar", default="reber", show_default=True, help="reber or embedded_reber.")
-@_friendly
+@friendly
 def data_check(csv_files, grammar):
     """Validate CSV files and describe them per class and negative kind.
 
@@ -93,7 +93,7 @@ def data_check(csv_files, grammar):
 @click.argument("file_a", type=click.Path(path_type=Path))
 @click.argument("file_b", type=click.Path(path_type=Path))
 @click.option("--grammar", default="reber", show_default=True, help="reber or embedded_reber.")
-@_friendly
+@friendly
 def data_compare(file_a, file_b, grammar):
     """Compare two CSV data sets per class, family and negative kind (counts, lengths, TV)."""
     from sparsernn.data import read_csv

@@ -112,6 +112,21 @@ def read_graph(path: str | os.PathLike[str], allow_pickle: bool = False) -> nx.G
     [(0, 1), (1, 2)]
     """
     path = Path(path)
+    suffix = _readable_suffix(path)
+    if suffix in _PICKLE_SUFFIXES:
+        graph = _read_gpickle(path, allow_pickle)
+    elif suffix in _GRAPHML_SUFFIXES:
+        graph = _read_graphml(path)
+    elif suffix in _JSON_SUFFIXES:
+        graph = _read_node_link(path)
+    else:
+        graph = _read_edgelist(path)
+    _check_counts(path, graph.number_of_nodes(), graph.number_of_edges())
+    return _relabel_sorted(graph)
+
+
+def _readable_suffix(path: Path) -> str:
+    """The lower-case suffix of a graph file that exists and is not too big, or a GraphError."""
     suffix = path.suffix.lower()
     if suffix not in GRAPH_SUFFIXES:
         raise GraphError(
@@ -125,16 +140,7 @@ def read_graph(path: str | os.PathLike[str], allow_pickle: bool = False) -> nx.G
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
         raise _too_big(path, "bytes", size, MAX_FILE_BYTES)
-    if suffix in _PICKLE_SUFFIXES:
-        graph = _read_gpickle(path, allow_pickle)
-    elif suffix in _GRAPHML_SUFFIXES:
-        graph = _read_graphml(path)
-    elif suffix in _JSON_SUFFIXES:
-        graph = _read_node_link(path)
-    else:
-        graph = _read_edgelist(path)
-    _check_counts(path, graph.number_of_nodes(), graph.number_of_edges())
-    return _relabel_sorted(graph)
+    return suffix
 
 
 def _first_line(exc: BaseException) -> str:

@@ -89,6 +89,22 @@ def sparsify(
     Bad input raises :class:`~sparsernn.errors.ConfigError` with one line naming the problem;
     the model is then left as it was.
     """
+    _check_model(model)
+    cls = _method_class(method)
+    check_sparsity(sparsity, target, scope)
+    opts = _options(cls, options, option_values)
+    places = _torch_rnn_places(model)
+    _refuse_sparsified(model)
+    _swap_in(places)
+    try:
+        return Sparsifier(model, cls, sparsity, target, scope, opts, seed, optimizer, loss_fn)
+    except BaseException:
+        _swap_back(model, places)
+        raise
+
+
+def _check_model(model: Any) -> None:
+    """Refuse, in one line, what is not a module or cannot be replaced in place."""
     if not isinstance(model, nn.Module):
         raise ConfigError(f"sparsify needs a torch.nn.Module, got {type(model).__name__}")
     if isinstance(model, nn.RNNBase):
@@ -96,13 +112,17 @@ def sparsify(
             f"model is itself a torch.nn.{type(model).__name__}, which cannot be replaced in "
             "place: pass the module that holds it, or use MaskedRNN.from_torch(model)"
         )
+
+
+def _method_class(method: str | type[SparsityMethod]) -> type[SparsityMethod]:
+    """A SparsityMethod subclass as given, or the registered class of a method name."""
     if isinstance(method, type) and issubclass(method, SparsityMethod):
-        cls = method
-    else:
-        cls = method_class(method)
-    check_sparsity(sparsity, target, scope)
-    opts = _options(cls, options, option_values)
-    places = _torch_rnn_places(model)
+        return method
+    return method_class(method)
+
+
+def _refuse_sparsified(model: nn.Module) -> None:
+    """Refuse a model whose MaskedRNNs a live Sparsifier already owns."""
     for mod in [m for m in model.modules() if isinstance(m, MaskedRNN)]:
         owner = _owner(mod)
         if owner is not None:
@@ -110,16 +130,15 @@ def sparsify(
                 f"model is already sparsified (method {owner.method.name!r}): keep using that "
                 "Sparsifier, or call its squash() first"
             )
-    _swap_in(places)
-    try:
-        return Sparsifier(model, cls, sparsity, target, scope, opts, seed, optimizer, loss_fn)
-    except BaseException:
-        for parent, attr, old in places:
-            setattr(parent, attr, old)
-        for module in model.modules():
-            if isinstance(module, MaskedRNN):
-                module.track_dense_grads(False)
-        raise
+
+
+def _swap_back(model: nn.Module, places: list[_Place]) -> None:
+    """Undo :func:`_swap_in`: the torch modules back in their places, as they were."""
+    for parent, attr, old in places:
+        setattr(parent, attr, old)
+    for module in model.modules():
+        if isinstance(module, MaskedRNN):
+            module.track_dense_grads(False)
 
 
 def _options(cls: type[SparsityMethod], options: Any, values: dict[str, Any]) -> Any:

@@ -1,7 +1,7 @@
 """Tables of ``docs/structure.md``'s measured runs: the compiled loop against the PyTorch path.
 
-``python benchmarks/compare_kernel_runs.py NATIVE_DIR TORCH_DIR`` reads two structure studies of the
-same protocol, one run with the compiled time loop (the default) and one with
+``python -m sparsernn.bench.compare_kernel_runs NATIVE_DIR TORCH_DIR`` reads two structure
+studies of the same protocol, one run with the compiled time loop (the default) and one with
 ``SPARSERNN_NATIVE=0`` (the PyTorch layer schedule), and prints Markdown: per cell, the units
 both ran (same graphs, same seeds) with their summed unit times, the paired ratio of unit
 times and the paired accuracy differences (the same function, so only float rounding, which
@@ -11,12 +11,15 @@ training amplifies: 0 belongs inside their interval); then the native run over a
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
 from sparsernn.analysis.stats import mean_ci
 from sparsernn.experiments import load_results
+
+__all__ = ["KEYS", "main", "paired", "speed_table", "totals_table"]
 
 KEYS = ["cell", "generator", "graph_id", "seed"]
 
@@ -67,11 +70,15 @@ def totals_table(native: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command-line entry point of ``python -m sparsernn.bench.compare_kernel_runs``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m sparsernn.bench.compare_kernel_runs",
+        description=(__doc__ or "").splitlines()[0],
+    )
     parser.add_argument("native_dir")
     parser.add_argument("torch_dir")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     native = load_results(args.native_dir).structure
     torch_ = load_results(args.torch_dir).structure
     print(speed_table(paired(native, torch_)).to_markdown(index=False))

@@ -1,3 +1,0 @@
-from sparsernn.bench import main  # python benchmarks/run.py [--quick] [--json out.json] ...
-
-raise SystemExit(main())
