@@ -34,7 +34,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / "src" / "sparsernn"
 #: The layers, bottom first: each entry names the top-level modules and packages of
 #: ``sparsernn`` in it (``""``: the package's own ``__init__``).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundations", ("_lazy", "errors", "_seed", "_files", "_provenance")),
+    ("foundations", ("_lazy", "errors", "_seed", "_files", "_provenance", "_csvcells")),
     ("settings, graphs, the store's file", ("_threads", "graphs", "config", "_storefile")),
     (
         "data, networks, analysis, store",

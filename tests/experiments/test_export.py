@@ -142,3 +142,19 @@ def test_a_damaged_resumable_export_is_refused(study, tmp_path):
     with pytest.raises(DataError, match="differs from its manifest"):
         restore_study(out, tmp_path / "elsewhere")
     assert not (tmp_path / "elsewhere" / "results.sqlite").exists()
+
+
+def test_text_a_spreadsheet_would_run_is_kept_as_text_and_reads_back_unchanged(tmp_path):
+    """A user's graph name like ``=HYPERLINK(...)`` reaches the export's CSV as ``'=...``
+    (a spreadsheet shows it as text), and the export reads back equal to what was written."""
+    from sparsernn.experiments.export import _write_table
+    from sparsernn.experiments.results import _read_table
+
+    names = ["=HYPERLINK(\"http://x\")", "+1+1", "-cmd", "@sum", "'quoted", "''=x", "plain", "-5"]
+    frame = pd.DataFrame({"graph": names, "accuracy": [0.5] * len(names)})
+    entry = _write_table(frame, tmp_path / "t.csv")
+    cells = (tmp_path / "t.csv").read_text().splitlines()[1:]
+    assert all(not c.startswith(("=", "+", "@")) for c in cells)
+    assert not any(c.startswith("-") and c != "-5,0.5" for c in cells)
+    back = _read_table(tmp_path, entry)
+    assert back["graph"].tolist() == names and back["accuracy"].tolist() == [0.5] * len(names)

@@ -29,6 +29,7 @@ from typing import Any
 
 import pandas as pd
 
+from sparsernn._csvcells import csv_safe
 from sparsernn._files import atomic_write_bytes
 from sparsernn._provenance import environment, now
 from sparsernn.errors import DataError, StoreError
@@ -152,7 +153,7 @@ def _iso(stamp: float | None) -> str | None:
 
 def _write_table(frame: pd.DataFrame, path: Path) -> dict[str, Any]:
     """Write ``frame`` as CSV; its manifest entry (file, rows, sha256, column dtypes)."""
-    data = frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
+    data = csv_safe(frame).to_csv(index=False, lineterminator="\n").encode("utf-8")
     path.write_bytes(data)
     return {
         "file": path.name,

@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from sparsernn._csvcells import csv_restore
 from sparsernn.errors import DataError
 from sparsernn.experiments.config import KINDS
 from sparsernn.experiments.plans import Plan, read_plans
@@ -278,4 +279,4 @@ def _read_table(folder: Path, entry: dict[str, Any]) -> pd.DataFrame:
         raise DataError(
             f"{where} does not hold the columns and rows its manifest lists; export again"
         )
-    return frame
+    return csv_restore(frame)

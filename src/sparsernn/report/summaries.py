@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from sparsernn._csvcells import csv_safe
 from sparsernn._files import atomic_write_bytes
 from sparsernn.experiments.results import load_results
 from sparsernn.report import plots
@@ -57,8 +58,9 @@ def pruning_summary(
         "tolerated_sparsity": wide.reset_index(),
         "epochs_to_recover": epochs_to_recover(res.pruning, res.base, tolerance=tolerance),
     }
-    long.to_csv(Path(study_dir) / "tolerated_sparsity.csv", index=False)
-    tables["epochs_to_recover"].to_csv(Path(study_dir) / "epochs_to_recover.csv", index=False)
+    csv_safe(long).to_csv(Path(study_dir) / "tolerated_sparsity.csv", index=False)
+    recover = csv_safe(tables["epochs_to_recover"])
+    recover.to_csv(Path(study_dir) / "epochs_to_recover.csv", index=False)
     _save_plots(
         study_dir,
         {
@@ -95,7 +97,7 @@ def structure_summary(study_dir: str | os.PathLike[str]) -> pd.DataFrame:
     ]
     columns = ["cell", "generator", "n_graphs", "mean_accuracy", "ci_low", "ci_high"]
     table = pd.DataFrame(rows, columns=columns)
-    table.to_csv(Path(study_dir) / "structure_accuracy.csv", index=False)
+    csv_safe(table).to_csv(Path(study_dir) / "structure_accuracy.csv", index=False)
     _save_plots(
         study_dir,
         {

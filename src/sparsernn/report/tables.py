@@ -5,18 +5,19 @@ decimals, a float column of whole numbers as integers); :func:`markdown_table` a
 :func:`html_table` hand that frame to ``DataFrame.to_markdown`` (tabulate) and pandas' ``Styler``.
 
 Cells may hold text a user chose (a graph file's name): :func:`markdown_table` escapes HTML in
-it (Markdown renderers pass raw HTML through) and :func:`csv_safe` keeps a spreadsheet from
-reading it as a formula (``=HYPERLINK(...)``).
+it (Markdown renderers pass raw HTML through) and :func:`csv_safe` (from
+:mod:`sparsernn._csvcells`) keeps a spreadsheet from reading it as a formula.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from sparsernn._csvcells import csv_safe
 
 __all__ = [
     "csv_safe",
@@ -101,31 +102,6 @@ def markdown_table(df: pd.DataFrame) -> str:
         index=False, headers=header, tablefmt="pipe", colalign=align, disable_numparse=True
     )
     return table + "\n"
-
-
-#: What a spreadsheet reads as the start of a formula (OWASP's list: = + - @ tab CR).
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
-
-
-def _csv_cell(value: Any) -> Any:
-    """Text a spreadsheet would read as a formula, prefixed with ``'`` (kept as text);
-    numbers, and text that is a plain number, unchanged."""
-    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _NUMBER.fullmatch(value):
-        return "'" + value
-    return value
-
-
-def csv_safe(df: pd.DataFrame) -> pd.DataFrame:
-    """``df`` with every text cell and column name that a spreadsheet would run as a formula
-    prefixed with ``'``; number columns untouched. Write it with ``to_csv``."""
-    out = df.copy()
-    for i in range(out.shape[1]):
-        column = out.iloc[:, i]
-        if column.dtype == object or pd.api.types.is_string_dtype(column):
-            out.iloc[:, i] = column.map(_csv_cell)
-    out.columns = [_csv_cell(str(c)) for c in out.columns]
-    return out
 
 
 def html_table(df: pd.DataFrame, table_id: str) -> str:
