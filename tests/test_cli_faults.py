@@ -156,6 +156,9 @@ def test_a_csv_string_with_a_nul_is_refused_before_the_store_exists(tmp_path):
     line = _error_line(_invoke(args))
     assert f"{data / 'train.csv'} (train_csv): strings[2]" in line and "'\\x00'" in line
     assert "remove or replace it" in line and not out.exists()
+    result = _invoke(["data", "check", data / "test.csv", data / "train.csv"])
+    line = _error_line(result)  # data check says what a study would refuse
+    assert result.exit_code != 0 and f"{data / 'train.csv'}: strings[2]" in line
 
 
 # -- 19. new-user edges -------------------------------------------------------------------------

@@ -69,11 +69,17 @@ def data_check(csv_files, grammar):
     both valid and invalid is an error.
     """
     from sparsernn.data import get_grammar, read_csv
+    from sparsernn.data.dataset import encode
     from sparsernn.data.describe import check_labels_agree, describe, duplicates
+    from sparsernn.errors import DataError
 
     g = get_grammar(grammar)
     sets = [read_csv(f) for f in csv_files]
     for path, ds in zip(csv_files, sets, strict=True):
+        try:
+            encode(ds.strings)  # a NUL or a code the model cannot read fails as a study would
+        except DataError as exc:
+            raise DataError(f"{path}: {exc}") from None
         check_labels_agree(ds, str(path))
         wrong = sum(int(g.accepts(s)) != int(y) for s, y in zip(ds.strings, ds.labels, strict=True))
         dup = duplicates(ds)
