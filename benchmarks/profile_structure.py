@@ -1,7 +1,7 @@
 """Where one random-structure training step spends its time (``torch.profiler``, 1 thread).
 
 ``python benchmarks/profile_structure.py [--cell gru] [--graph ws-50] [--batch 128]
-[--steps 5] [--schedule layers] [--kernel auto|native|torch]`` times the engine's step
+[--steps 5] [--kernel auto|native|torch]`` times the engine's step
 (:class:`sparsernn.train.TrainStep`) of a structure net built as the structure runner builds
 it, on batches of the study's data, then profiles the same steps and sums every op's *self*
 CPU time into a few categories. Wall time not covered by any op is Python and framework glue;
@@ -27,15 +27,14 @@ from sparsernn.models import ModelConfig, build_model
 from sparsernn.train import EncodedData, TrainStep
 
 #: Op-name prefixes of each category (first match wins); the rest is "other ops". The self
-#: time of a hand-written autograd Function (``_Recurrence``, ``_Wavefront`` and their
-#: ``...Backward``) is the Python of its time loop between the ops it calls; that of
-#: ``_LayerSchedule`` (the whole layer schedule) and ``_BlockRecurrence`` (one wide layer) are
-#: the compiled loop itself (:mod:`sparsernn.nn.native`: no ops inside).
+#: time of a hand-written autograd Function (``_Recurrence`` and its ``...Backward``) is the
+#: Python of its time loop between the ops it calls; that of ``_LayerSchedule`` (the whole
+#: layer schedule) is the compiled loop itself (:mod:`sparsernn.nn.native`: no ops inside).
 CATEGORIES: dict[str, tuple[str, ...]] = {
     name: tuple(prefixes.split())
     for name, prefixes in {
-        "compiled time loop (forward + backward)": "_LayerSchedule _BlockRecurrence",
-        "Python in the hand-written time loops": "_Recurrence _Wavefront",
+        "compiled time loop (forward + backward)": "_LayerSchedule",
+        "Python in the hand-written time loops": "_Recurrence",
         "optimizer + clipping": "Optimizer aten::_fused_adam aten::_foreach aten::norm "
         "aten::linalg_vector_norm",
         "BLAS (mm/addmm/bmm)": "aten::mm aten::addmm aten::bmm aten::baddbmm aten::addmv",
@@ -81,7 +80,6 @@ def _setup(args: argparse.Namespace):
         cell=args.cell, embedding_dim=None, graph_edges=tuple(graph_to_edges(graph)), n_nodes=int(n)
     )
     model = build_model(cfg, seed=0)
-    model.recurrent.schedule = args.schedule
     model.recurrent.kernel = args.kernel
     data = EncodedData(make_dataset(DataSpec(n_strings=5000, seed=0))[0])
     batches = draw_batches(data, args.batch, args.steps + 3, 0, torch.device("cpu"))
@@ -120,7 +118,7 @@ def run(args: argparse.Namespace) -> str:
     net = model.recurrent
     lines = [
         f"{args.cell} {args.graph} ({net.n_layers} layers, {len(net.plan)} fused calls), "
-        f"schedule {args.schedule}, kernel {'native' if net.uses_native() else 'torch'}, "
+        f"kernel {'native' if net.uses_native() else 'torch'}, "
         f"batch {args.batch}, mean T {t_mean:.1f}, "
         f"{torch.get_num_threads()} thread",
         f"step wall: {statistics.median(walls):.1f} ms unprofiled (median of {len(walls)}), "
@@ -155,7 +153,6 @@ def main() -> None:
     parser.add_argument("--graph", default="ws-50")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--schedule", default="layers")
     parser.add_argument("--kernel", default="auto", choices=("auto", "native", "torch"))
     parser.add_argument("--top", type=int, default=8)
     args = parser.parse_args()

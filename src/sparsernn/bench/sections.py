@@ -142,7 +142,7 @@ def _bench_many(cfg: BenchConfig, timer: Timer, base: SequenceClassifier, batche
 
 def _bench_structured(cfg: BenchConfig, timer: Timer, cell: str, graph: str, batches: Batches):
     """A random-structure net (``graph`` = ``"ws-50"``): reference vs the layer schedule run by
-    the compiled loop (``ours``, where it is built) and by PyTorch ops, and the wavefront."""
+    the compiled loop (``ours``, where it is built) and by PyTorch ops."""
     kind, n = graph.split("-")
     g = make_graph(kind, int(n), seed=0)
     model_cfg = ModelConfig(  # as the structure runner builds it: embedding dim = |layer 0|
@@ -151,9 +151,8 @@ def _bench_structured(cfg: BenchConfig, timer: Timer, cell: str, graph: str, bat
     device = batches[0][0].device
     ours = build_model(model_cfg, seed=cfg.seed).to(device)
     variants: dict[str, nn.Module] = {"ours": ours}
-    for name, attr, value in (("torch", "kernel", "torch"), ("wavefront", "schedule", "wavefront")):
-        variants[name] = copy.deepcopy(ours)  # same weights, another kernel or schedule
-        setattr(variants[name].recurrent, attr, value)
+    variants["torch"] = copy.deepcopy(ours)  # same weights, the schedule in PyTorch ops
+    variants["torch"].recurrent.kernel = "torch"
     if cfg.reference:
         variants["reference"] = ReferenceClassifier(ours).to(device)
     steps = {name: _train_step(m) for name, m in variants.items()}
@@ -189,7 +188,6 @@ def _bench_structured(cfg: BenchConfig, timer: Timer, cell: str, graph: str, bat
         "ours_ms": times["ours"]["ms"],
         "torch_ms": times["torch"]["ms"],
         "native_speedup": times["torch"]["ms"] / times["ours"]["ms"],
-        "wavefront_ms": times["wavefront"]["ms"],
         "ours_eval_ms": evals["ours"]["ms"],
         "torch_eval_ms": evals["torch"]["ms"],
         "ours_saved_mb": timer.memory(steps["ours"], batches[0])["saved_mb"],
@@ -211,7 +209,6 @@ def _add_flop_rates(results: dict[str, Any], peak: float) -> None:
         for kind, ms in (
             ("executed", "torch_ms"),  # the PyTorch layer schedule runs every wide layer dense
             ("useful", "ours_ms"),  # the compiled loop runs only the masks' nonzeros
-            ("wavefront", "wavefront_ms"),
         ):
             row[f"{kind}_gflops"] = row[f"{kind}_gflop"] / (row[ms] / 1e3)
             row[f"{kind}_peak_fraction"] = row[f"{kind}_gflops"] / peak
