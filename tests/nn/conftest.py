@@ -29,4 +29,5 @@ def pytest_runtest_setup(item):
         library = mark.args[0] if mark.args else "recurrence"
         reason = _unavailable(library)
         if reason is not None:
-            pytest.skip(f"compiled {library} unavailable: {reason}")
+            what = "sparse layer" if library == "sparse" else "recurrence"
+            pytest.skip(f"compiled {what} unavailable: {reason}")

@@ -151,8 +151,10 @@ def _bench_structured(cfg: BenchConfig, timer: Timer, cell: str, graph: str, bat
     device = batches[0][0].device
     ours = build_model(model_cfg, seed=cfg.seed).to(device)
     variants: dict[str, nn.Module] = {"ours": ours}
-    variants["torch"] = copy.deepcopy(ours)  # same weights, the schedule in PyTorch ops
-    variants["torch"].recurrent.kernel = "torch"
+    twin = copy.deepcopy(ours)  # same weights, the schedule in PyTorch ops
+    assert isinstance(twin.recurrent, StructuredRNN)
+    twin.recurrent.kernel = "torch"
+    variants["torch"] = twin
     if cfg.reference:
         variants["reference"] = ReferenceClassifier(ours).to(device)
     steps = {name: _train_step(m) for name, m in variants.items()}
