@@ -692,3 +692,12 @@ def test_a_source_is_assembled_from_its_included_parts(tmp_path):
         '#line 1 "part.cpp"\n#line 1 "inner.cpp"\nint inner();\n\n#line 2 "part.cpp"\nint part();\n'
         '\n#line 3 "main.cpp"\nint main();\n'
     )
+
+
+def test_a_library_without_layouts_is_refused_in_one_line():
+    """A shared object that exports no layouts (not one of ours, or built before they
+    existed) is refused, not loaded with unchecked structs."""
+    from sparsernn.nn._build import NativeUnavailable
+
+    with pytest.raises(NativeUnavailable, match="^the library exports no struct layouts"):
+        exported_layout(ctypes.CDLL(None), "srnn", "Layer")

@@ -313,7 +313,10 @@ def build(source: Path, defines: Mapping[str, int], force: bool = False) -> Path
 def exported_layout(lib: ctypes.CDLL, prefix: str, label: str) -> tuple[dict[str, int], int]:
     """The C struct ``label``'s fields (name -> offset) and size, as the library exports them
     (``<prefix>_layout`` fills the offsets and the size, ``<prefix>_field`` names the fields)."""
-    layout, field = getattr(lib, f"{prefix}_layout"), getattr(lib, f"{prefix}_field")
+    try:
+        layout, field = getattr(lib, f"{prefix}_layout"), getattr(lib, f"{prefix}_field")
+    except AttributeError:
+        raise NativeUnavailable("the library exports no struct layouts (an older build)") from None
     layout.restype, field.restype = ctypes.c_int64, ctypes.c_char_p
     layout.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_int64), ctypes.c_int64]
     field.argtypes = [ctypes.c_char_p, ctypes.c_int64]
@@ -361,7 +364,10 @@ def open_checked(
     """
     macro, version = abi
     lib = ctypes.CDLL(str(build(source, {macro: version})))
-    found = getattr(lib, f"{prefix}_version")()
+    try:
+        found = getattr(lib, f"{prefix}_version")()
+    except AttributeError:
+        raise NativeUnavailable(f"the library has no {prefix}_version (not sparsernn's)") from None
     if found != version:
         raise NativeUnavailable(f"stale library (ABI {found}, expected {version})")
     for label, struct in structs.items():
