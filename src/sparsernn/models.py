@@ -23,7 +23,8 @@ from torch import Tensor, nn
 
 from sparsernn.config import Config
 from sparsernn.errors import ConfigError
-from sparsernn.nn.batched import BatchedMaskedRNN, _input_gates
+from sparsernn.nn.batched import BatchedMaskedRNN
+from sparsernn.nn.batched import input_gates as _input_gates
 from sparsernn.nn.cells import cell_spec
 from sparsernn.nn.masked import MaskedRNN
 from sparsernn.nn.structured import GATE_LAYOUTS, StructuredRNN

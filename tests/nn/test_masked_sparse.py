@@ -39,6 +39,7 @@ def _run(rnn, x, hx, lengths):
     return [out.detach(), *(s.detach() for s in states), *(p.grad for p in rnn.parameters())]
 
 
+@pytest.mark.needs_native("sparse")
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("packed", [False, True])
@@ -60,6 +61,7 @@ def test_sparse_kernel_equals_dense_kernel(mode, dtype, packed):
         assert not getattr(sparse, name).grad[~mask].any()
 
 
+@pytest.mark.needs_native("sparse")
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("packed", [False, True])
 def test_bidirectional_sparse_kernel_equals_dense_kernel(mode, packed):
@@ -79,6 +81,7 @@ def test_bidirectional_sparse_kernel_equals_dense_kernel(mode, packed):
         assert torch.allclose(a, b, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.needs_native("sparse")
 def test_dense_gradients_and_autocast_take_the_dense_path():
     """RigL's tap needs the pruned weights' gradients, which the sparse path never computes;
     autocast's dtype rules are torch's kernels': both run the dense path, with the same
@@ -164,6 +167,7 @@ def test_crossover_lookup_takes_the_nearest_measured_size():
     assert sparse_path.crossover_density("lstm", 64, 40, True, table) == 0.0
 
 
+@pytest.mark.needs_native("sparse")
 def test_auto_follows_the_crossover(monkeypatch):
     """auto: sparse at or below the crossover density, dense above it, and dense for dropout
     in training (the paths draw different dropout masks)."""
@@ -183,6 +187,7 @@ def test_auto_follows_the_crossover(monkeypatch):
     assert sparse_path.uses_sparse(rnn, x)
 
 
+@pytest.mark.needs_native("sparse")
 def test_auto_keeps_unpruned_weights_dense(monkeypatch):
     """However the crossover reads, a MaskedRNN with nothing masked stays on the dense path
     under auto (a dense model is trained as today), and the measured table is densities."""
@@ -214,6 +219,7 @@ def test_float16_and_other_devices_take_the_dense_path():
     assert not sparse_path.uses_sparse(rnn, torch.zeros(3, 2, 6, device="meta"))
 
 
+@pytest.mark.needs_native("sparse")
 def test_train_many_trains_sparse_enough_models_alone(monkeypatch):
     """Below the measured limits a model is trained alone by the sparse path (fit), the others
     together; every model ends as fit would leave it."""

@@ -1,6 +1,9 @@
-"""The compiled time loop (sparsernn.nn.native): the kernel against the SPEC reference, its
-build cache, and the fallbacks when it cannot be built, each with a one-line reason."""
+"""The compiled layer schedule (sparsernn.nn.native): the kernel against the SPEC reference,
+its build cache and load checks (sparsernn.nn._build), and the fallbacks when it cannot be
+built, each with a one-line reason. Tests of the compiled code are marked ``needs_native``
+(tests/nn/conftest.py): skipped without a compiler or with ``SPARSERNN_NATIVE=0``."""
 
+import ctypes
 import io
 import os
 import stat
@@ -13,7 +16,8 @@ import torch
 
 from sparsernn.errors import ConfigError
 from sparsernn.graphs import make_graph
-from sparsernn.nn import MODES, native
+from sparsernn.nn import MODES, native, sparse_kernel
+from sparsernn.nn._build import assemble, exported_layout, layout_problem
 from sparsernn.nn.cells import cell_spec
 from sparsernn.nn.reference import reference_layer, reference_structured
 from sparsernn.nn.structured import StructuredRNN
@@ -23,6 +27,7 @@ from sparsernn.nn.structured import StructuredRNN
 def fresh_native(monkeypatch, tmp_path):
     """An empty build cache and a forgotten library; the real one is restored afterwards."""
     monkeypatch.setenv("SPARSERNN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("SPARSERNN_NATIVE", raising=False)  # these tests set up their own
     monkeypatch.setattr(native, "_warned", False)
     native._library.cache_clear()
     yield tmp_path
@@ -55,9 +60,21 @@ def _layer(mode, width_blocks, in_size, dtype, seed):
     return weights, ih_mask, hh_mask, wiring
 
 
+def _one_layer(mode, wiring, x, w_ih, w_hh, b_ih=None, b_hh=None):
+    """States (T, W, B) of one wide layer through the public layer schedule: the layer reads
+    the input and each of its blocks is one layer of the network, so the layers' outputs side
+    by side are its states."""
+    n_blocks = len(wiring.sizes)
+    schedule = native.Schedule(sizes=tuple(wiring.sizes.tolist()), sources=(-1,),
+                               dests=(tuple(range(n_blocks)),), wirings=(wiring,))  # fmt: skip
+    outs = native.layer_schedule(cell_spec(mode), schedule, x, [w_ih, w_hh, b_ih, b_hh])
+    return torch.cat(outs, dim=1)
+
+
+@pytest.mark.needs_native
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_block_recurrence_equals_the_reference_layer(mode, dtype):
+def test_one_wide_layer_equals_the_reference_layer(mode, dtype):
     """Outputs and every gradient (input, weights, biases) against the SPEC loop, batch 37:
     float64 to 1e-10; float32 relative to the values' size (ReLU's grow large; over 30 seeds
     the worst |difference| / (1 + |value|) was 8e-6), rtol = atol = 5e-5."""
@@ -71,9 +88,8 @@ def test_block_recurrence_equals_the_reference_layer(mode, dtype):
 
     mine = [t.clone().requires_grad_(True) for t in (x, w_ih, w_hh, b_ih, b_hh)]
     x_fm, w_i, w_h, b_i, b_h = mine
-    spec = cell_spec(mode)
-    out = native.block_recurrence(
-        spec, wiring, x_fm.transpose(1, 2), w_i * ih_mask, w_h * hh_mask, b_i, b_h
+    out = _one_layer(
+        mode, wiring, x_fm.transpose(1, 2), w_i * ih_mask, w_h * hh_mask, b_i, b_h
     ).transpose(1, 2)
     grads = torch.autograd.grad((out * probe).sum(), mine)
     assert torch.allclose(out, ref, **tol)
@@ -82,16 +98,16 @@ def test_block_recurrence_equals_the_reference_layer(mode, dtype):
     assert torch.all(grads[0][..., 0] == 0)  # column 0 is read by nothing
 
 
+@pytest.mark.needs_native
 def test_biases_may_be_absent():
     (w_ih, w_hh, _, _), ih_mask, hh_mask, wiring = _layer("gru", [4, 2], 3, torch.float64, 2)
     x = torch.randn(5, 9, 3, dtype=torch.float64)
     ref = reference_layer("gru", x, w_ih, w_hh, ih_mask=ih_mask, hh_mask=hh_mask)
-    out = native.block_recurrence(
-        cell_spec("gru"), wiring, x.transpose(1, 2).contiguous(), w_ih * ih_mask, w_hh * hh_mask
-    )
+    out = _one_layer("gru", wiring, x.transpose(1, 2).contiguous(), w_ih * ih_mask, w_hh * hh_mask)
     assert torch.allclose(out.transpose(1, 2), ref, atol=1e-12)
 
 
+@pytest.mark.needs_native
 def test_same_input_gives_bitwise_the_same_numbers():
     net = StructuredRNN(make_graph("ba", 30, seed=3), "lstm", kernel="native")
     x = torch.randn(9, 40, net.input_size)
@@ -105,6 +121,7 @@ def test_same_input_gives_bitwise_the_same_numbers():
         assert torch.equal(a, b)
 
 
+@pytest.mark.needs_native
 def test_build_is_cached_by_source_and_machine(fresh_native):
     first = native.build()
     stamp = first.stat().st_mtime_ns
@@ -176,6 +193,7 @@ def test_disabled_by_environment(fresh_native, monkeypatch):
         assert not net.uses_native()
 
 
+@pytest.mark.needs_native
 def test_h2h_mask_across_sub_layers_falls_back_to_pytorch():
     """The compiled loop reads only the diagonal blocks: a mask set by hand across them sends
     the network to the PyTorch path ('auto') or is refused ('native'), never silently wrong."""
@@ -199,6 +217,7 @@ def test_h2h_mask_across_sub_layers_falls_back_to_pytorch():
         net(x)
 
 
+@pytest.mark.needs_native
 @pytest.mark.parametrize("prune_in_block", [False, True])
 def test_weights_off_the_wiring_are_never_read(prune_in_block):
     """The compiled loop takes the stored weights as they are when the h2h mask keeps whole
@@ -246,6 +265,7 @@ def test_source_ships_with_the_package():
     assert native.SOURCE.is_file() and os.path.getsize(native.SOURCE) > 0
 
 
+@pytest.mark.needs_native
 def test_masks_changed_after_a_forward_are_followed():
     """The wiring is cached between forwards; pruning the masks afterwards must be seen."""
     graph = make_graph("ws", 24, seed=6)
@@ -267,16 +287,16 @@ def test_masks_changed_after_a_forward_are_followed():
     assert torch.allclose(net(x.float())[0], twin(x.float())[0], atol=1e-5)
 
 
+@pytest.mark.needs_native
 def test_gradcheck_and_no_silent_double_backward():
-    """First derivatives by finite differences (torch.autograd.gradcheck, float64); a second
-    derivative is refused loudly rather than computed wrong."""
+    """First derivatives by finite differences (torch.autograd.gradcheck, float64) through the
+    layer schedule; a second derivative is refused loudly rather than computed wrong."""
     (w_ih, w_hh, b_ih, b_hh), ih_mask, hh_mask, wiring = _layer("lstm", [2, 1], 3, torch.float64, 5)
     x = torch.randn(4, 3, 17, dtype=torch.float64)  # (T, I, B): batch 17 has a scalar tail
     inputs = [t.clone().requires_grad_(True) for t in (x, w_ih * ih_mask, w_hh * hh_mask)]
 
     def fn(x_, w_i, w_h):
-        return native.block_recurrence(cell_spec("lstm"), wiring, x_, w_i * ih_mask,
-                                       w_h * hh_mask, b_ih, b_hh)  # fmt: skip
+        return _one_layer("lstm", wiring, x_, w_i * ih_mask, w_h * hh_mask, b_ih, b_hh)
 
     assert torch.autograd.gradcheck(fn, inputs)
     out = fn(*inputs)
@@ -285,6 +305,7 @@ def test_gradcheck_and_no_silent_double_backward():
         torch.autograd.grad(g.sum(), inputs[1])
 
 
+@pytest.mark.needs_native
 @pytest.mark.parametrize("mode", MODES)
 def test_every_layer_output_takes_its_own_gradient_besides_the_later_layers(mode):
     """The compiled schedule adds each layer output's own gradient (here from h_n, every
@@ -331,7 +352,8 @@ def test_schedule_refuses_an_order_that_reads_an_unfinished_layer():
         native.layer_schedule(cell_spec("rnn_tanh"), ok, torch.zeros(1, 2, 1), [w, w, None])
 
 
-@pytest.mark.parametrize("kernel_call", ["schedule", "layer"])
+@pytest.mark.needs_native
+@pytest.mark.parametrize("kernel_call", ["network", "layer"])
 def test_weights_changed_in_place_before_backward_are_an_error(kernel_call):
     """The compiled backward reads the weights again, so a weight changed in place between
     forward and backward must be refused (autograd's version check), not used."""
@@ -339,20 +361,21 @@ def test_weights_changed_in_place_before_backward_are_an_error(kernel_call):
     torch.manual_seed(0)
     net = StructuredRNN(graph, "gru").double()
     x = torch.randn(4, 3, net.input_size, dtype=torch.double)
-    if kernel_call == "schedule":
+    if kernel_call == "network":
         out = net(x)[0]
         weight = net.wide_layers[-1].weight_hh_l0
     else:
         (w_ih, w_hh, b_ih, b_hh), _, _, wiring = _layer("gru", [2, 3], 4, torch.float64, 0)
         weight = w_hh.requires_grad_(True)
-        out = native.block_recurrence(cell_spec("gru"), wiring, torch.randn(3, 4, 5,
-                                      dtype=torch.double), w_ih, weight, b_ih, b_hh)  # fmt: skip
+        x = torch.randn(3, 4, 5, dtype=torch.double)
+        out = _one_layer("gru", wiring, x, w_ih, weight, b_ih, b_hh)
     with torch.no_grad():
         weight.mul_(0.5)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         out.sum().backward()
 
 
+@pytest.mark.needs_native
 def test_a_module_pickled_before_the_schedule_cache_existed_still_runs():
     """Whole modules saved by an earlier version carry a wiring cache without the schedule;
     the cache is rebuilt, not trusted."""
@@ -421,6 +444,7 @@ print(torch.allclose(net(x)[0], ref(x)[0], atol=1e-10))
 """
 
 
+@pytest.mark.needs_native
 @pytest.mark.parametrize("damage", [_truncate, _flip_middle], ids=["truncated", "changed"])
 def test_a_damaged_cached_library_is_rebuilt_before_any_process_loads_it(
     fresh_native, good_library, monkeypatch, damage
@@ -444,6 +468,7 @@ def test_a_damaged_cached_library_is_rebuilt_before_any_process_loads_it(
     assert native.verify(library) is None
 
 
+@pytest.mark.needs_native
 def test_a_library_that_fails_its_check_and_cannot_be_rebuilt_falls_back_with_one_line(
     fresh_native, good_library, monkeypatch, capsys
 ):
@@ -457,6 +482,7 @@ def test_a_library_that_fails_its_check_and_cannot_be_rebuilt_falls_back_with_on
     assert native.main() == 0 and "not available (cxx failed" in capsys.readouterr().out
 
 
+@pytest.mark.needs_native
 def test_a_library_without_its_checksum_is_not_loaded(fresh_native, good_library, monkeypatch):
     cxx, log = _copying_compiler(fresh_native, good_library)
     monkeypatch.setenv("CXX", cxx)
@@ -466,6 +492,7 @@ def test_a_library_without_its_checksum_is_not_loaded(fresh_native, good_library
     assert native.build() == library and log.read_text().count("build") == 2
 
 
+@pytest.mark.needs_native
 @pytest.mark.parametrize("what", ["folder", "library", "checksum"])
 def test_a_cache_others_may_write_is_refused(fresh_native, good_library, monkeypatch, what):
     cxx, log = _copying_compiler(fresh_native, good_library)
@@ -486,17 +513,19 @@ def test_a_cache_others_may_write_is_refused(fresh_native, good_library, monkeyp
     assert log.read_text().count("build") == 1  # nothing was built into it either
 
 
+@pytest.mark.needs_native
 def test_a_cache_another_user_owns_is_refused(fresh_native, good_library, monkeypatch):
     cxx, _ = _copying_compiler(fresh_native, good_library)
     monkeypatch.setenv("CXX", cxx)
     native.build()
     owner = (fresh_native / "cache").stat().st_uid
-    monkeypatch.setattr(native.os, "geteuid", lambda: owner + 1)
+    monkeypatch.setattr(os, "geteuid", lambda: owner + 1)
     with pytest.raises(native.NativeUnavailable, match=f"another user \\(uid {owner}\\)"):
         native.build()
     assert native.cached() is None
 
 
+@pytest.mark.needs_native
 def test_temporaries_of_killed_builds_are_removed(fresh_native, good_library, monkeypatch):
     cxx, _ = _copying_compiler(fresh_native, good_library)
     monkeypatch.setenv("CXX", cxx)
@@ -508,3 +537,167 @@ def test_temporaries_of_killed_builds_are_removed(fresh_native, good_library, mo
     fresh.write_bytes(b"")
     native.build()
     assert not stale.exists() and fresh.exists()
+
+
+# -- the load checks: one ABI version, the shared structs field by field ---------------------------
+
+#: Every struct a compiled library shares with Python, and two of its fields of one type and size
+#: to swap: (the library's ctypes module, its export prefix, the C struct, the fields).
+SHARED_STRUCTS = [
+    pytest.param(native, "srnn", "Layer", ("w_ih", "b_ih"), id="Layer"),
+    pytest.param(native, "srnn", "Net", ("outs", "g_outs"), id="Net"),
+    pytest.param(sparse_kernel, "spl", "SpLayer", ("ih_val", "hh_val"), id="SpLayer"),
+    pytest.param(sparse_kernel, "spl", "Pattern", ("by_rows", "by_cols"), id="Pattern"),
+    pytest.param(sparse_kernel, "spl", "Sliced", ("order", "start"), id="Sliced"),
+]
+
+
+def _loaded(module):
+    """The module's library as it loads it (built, verified, checked)."""
+    lib = module._library()
+    if isinstance(lib, str):
+        pytest.skip(f"compiled library unavailable: {lib}")
+    return lib
+
+
+def _swapped(struct, first, second):
+    """A ctypes struct like ``struct`` with fields ``first`` and ``second`` swapped."""
+    fields = list(struct._fields_)
+    names = [name for name, *_ in fields]
+    i, j = names.index(first), names.index(second)
+    fields[i], fields[j] = fields[j], fields[i]
+    return type(f"Swapped{struct.__name__}", (ctypes.Structure,), {"_fields_": fields})
+
+
+@pytest.mark.needs_native
+@pytest.mark.needs_native("sparse")
+@pytest.mark.parametrize(("module", "prefix", "label", "pair"), SHARED_STRUCTS)
+def test_a_struct_with_two_fields_swapped_is_refused(module, prefix, label, pair):
+    """Each library exports every shared struct's field offsets; its ctypes declaration passes,
+    and the same declaration with two fields of one size swapped (which a size check passes)
+    is refused, naming the field."""
+    exported = exported_layout(_loaded(module), prefix, label)
+    struct = module.STRUCTS[label]
+    assert layout_problem(label, exported, struct) is None
+    assert sorted(exported[0]) == sorted(name for name, *_ in struct._fields_)
+    swapped = _swapped(struct, *pair)
+    assert ctypes.sizeof(swapped) == exported[1] == ctypes.sizeof(struct)
+    first, second = (getattr(struct, name).offset for name in pair)
+    assert first != second
+    assert layout_problem(label, exported, swapped) == (
+        f"the library's {label} struct differs from sparsernn's (field {pair[0]} at offset "
+        f"{first}, expected {second})"
+    )
+
+
+@pytest.mark.needs_native
+def test_a_missing_or_extra_field_or_another_size_is_refused():
+    exported = exported_layout(_loaded(native), "srnn", "Net")
+    fields = list(native.NetArgs._fields_)
+    fewer = type("Fewer", (ctypes.Structure,), {"_fields_": fields[:-1]})
+    more = type("More", (ctypes.Structure,), {"_fields_": [*fields, ("spare", ctypes.c_int64)]})
+    assert layout_problem("Net", exported, fewer) == (
+        f"the library's Net struct differs from sparsernn's (field d_x at offset "
+        f"{native.NetArgs.d_x.offset}, which sparsernn lacks)"
+    )
+    assert layout_problem("Net", exported, more) == (
+        "the library's Net struct differs from sparsernn's (no field spare, expected at offset "
+        f"{ctypes.sizeof(native.NetArgs)})"
+    )
+    size = ctypes.sizeof(native.NetArgs)
+    assert layout_problem("Net", (exported[0], size + 8), native.NetArgs) == (
+        f"the library's Net struct differs from sparsernn's (size {size + 8}, expected {size})"
+    )
+
+
+@pytest.mark.needs_native
+def test_a_library_whose_struct_differs_is_not_used_and_the_pytorch_path_runs(monkeypatch):
+    _loaded(native)
+    swapped = _swapped(native.LayerArgs, "w_ih", "b_ih")
+    monkeypatch.setitem(native.STRUCTS, "Layer", swapped)
+    monkeypatch.setattr(native, "_warned", False)
+    native._library.cache_clear()
+    try:
+        reason = native.unavailable_reason()
+        assert reason == (
+            "the library's Layer struct differs from sparsernn's (field w_ih at offset "
+            f"{native.LayerArgs.w_ih.offset}, expected {native.LayerArgs.b_ih.offset})"
+        )
+        torch.manual_seed(0)
+        net = StructuredRNN(make_graph("ws", 15, seed=0), "gru").double()
+        x = torch.randn(4, 3, net.input_size, dtype=torch.double)
+        with pytest.warns(RuntimeWarning, match="compiled recurrence unavailable") as caught:
+            out, _ = net(x)
+        (message,) = [str(w.message) for w in caught]
+        assert message == native.fallback_line(reason)
+        ref = reference_structured("gru", x, net.dag, net.sublayer_weights())
+        assert torch.allclose(out, ref, atol=1e-10)
+    finally:
+        native._library.cache_clear()
+
+
+@pytest.mark.needs_native("sparse")
+def test_a_sparse_library_whose_struct_differs_runs_the_dense_path(monkeypatch):
+    _loaded(sparse_kernel)
+    swapped = _swapped(sparse_kernel.PatternArgs, "by_rows", "by_cols")
+    monkeypatch.setitem(sparse_kernel.STRUCTS, "Pattern", swapped)
+    sparse_kernel._library.cache_clear()
+    try:
+        assert sparse_kernel.unavailable_reason() == (
+            "the library's Pattern struct differs from sparsernn's (field by_rows at offset "
+            f"{sparse_kernel.PatternArgs.by_rows.offset}, expected "
+            f"{sparse_kernel.PatternArgs.by_cols.offset})"
+        )
+        with pytest.warns(RuntimeWarning, match="compiled sparse layer unavailable"):
+            assert not sparse_kernel.available()
+    finally:
+        sparse_kernel._library.cache_clear()
+
+
+@pytest.mark.needs_native
+def test_a_library_of_another_abi_version_is_refused_as_stale(
+    fresh_native, good_library, monkeypatch
+):
+    """The version is typed once (native.ABI_VERSION) and reaches the C++ as -DSRNN_ABI; a
+    library reporting another one (here: a sound build copied under the next version's cache
+    key) is refused with one line."""
+    cxx, _ = _copying_compiler(fresh_native, good_library)
+    monkeypatch.setenv("CXX", cxx)
+    monkeypatch.setattr(native, "ABI_VERSION", native.ABI_VERSION + 1)
+    assert native.unavailable_reason() == (
+        f"stale library (ABI {native.ABI_VERSION - 1}, expected {native.ABI_VERSION})"
+    )
+
+
+@pytest.mark.needs_native
+@pytest.mark.parametrize(("module", "macro"), [(native, "SRNN_ABI"), (sparse_kernel, "SPL_ABI")])
+def test_the_sources_refuse_to_build_without_their_abi_version(module, macro, tmp_path):
+    source = tmp_path / module.SOURCE.name
+    source.write_text(assemble(module.SOURCE))
+    plain = subprocess.run(["c++", "-std=c++17", "-fsyntax-only", str(source)],
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert plain.returncode != 0 and f"build with -D{macro}=<n>" in plain.stderr
+    given = subprocess.run(["c++", "-std=c++17", "-fsyntax-only", f"-D{macro}=1", str(source)],
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert given.returncode == 0, given.stderr
+
+
+def test_a_source_is_assembled_from_its_included_parts(tmp_path):
+    (tmp_path / "part.cpp").write_text('#include "inner.cpp"\nint part();\n')
+    (tmp_path / "inner.cpp").write_text("int inner();\n")
+    main = tmp_path / "main.cpp"
+    main.write_text('#include <cstdint>\n#include "part.cpp"\nint main();\n')
+    assert assemble(main) == (
+        '#line 1 "main.cpp"\n#include <cstdint>\n'
+        '#line 1 "part.cpp"\n#line 1 "inner.cpp"\nint inner();\n\n#line 2 "part.cpp"\nint part();\n'
+        '\n#line 3 "main.cpp"\nint main();\n'
+    )
+
+
+def test_a_library_without_layouts_is_refused_in_one_line():
+    """A shared object that exports no layouts (not one of ours, or built before they
+    existed) is refused, not loaded with unchecked structs."""
+    from sparsernn.nn._build import NativeUnavailable
+
+    with pytest.raises(NativeUnavailable, match="^the library exports no struct layouts"):
+        exported_layout(ctypes.CDLL(None), "srnn", "Layer")

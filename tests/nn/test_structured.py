@@ -10,9 +10,13 @@ from sparsernn.nn import MODES
 from sparsernn.nn.reference import reference_structured
 from sparsernn.nn.structured import StructuredRNN, graph_parameters
 
-#: How a StructuredRNN can run: (schedule, kernel). The compiled loop is built on this machine
-#: (the tests need a C++ compiler, as the install does); "torch" is the PyTorch layer schedule.
-RUNS = [("layers", "native"), ("layers", "torch"), ("wavefront", "auto")]
+#: How a StructuredRNN can run: (schedule, kernel). "native" is the compiled layer schedule
+#: (skipped where it cannot be built), "torch" the same schedule in PyTorch ops.
+RUNS = [
+    pytest.param(("layers", "native"), marks=pytest.mark.needs_native, id="native"),
+    pytest.param(("layers", "torch"), id="torch"),
+]
+NATIVE = ("layers", "native")
 
 STUDY_EXAMPLE = [(0, 2), (1, 2), (1, 3), (2, 3), (2, 4), (3, 4)]
 
@@ -26,7 +30,7 @@ def _graphs():
 
 
 def _check_equal(
-    mode, graph, seed=0, T=7, B=3, run=RUNS[0], gate_layout="blocked", dtype=torch.double
+    mode, graph, seed=0, T=7, B=3, run=NATIVE, gate_layout="blocked", dtype=torch.double
 ):
     torch.manual_seed(seed)
     atol = 1e-10 if dtype == torch.double else 1e-6
@@ -77,7 +81,6 @@ def test_study_example_equals_reference(mode, run):
 @pytest.mark.parametrize("mode", MODES)
 def test_random_graphs_equal_reference(mode, run):
     for i, (_, graph) in enumerate(_graphs()):  # 24 WS/BA graphs, 10..43 nodes
-        # T >= 2 so the wavefront has steps where some sub-layers are idle
         _check_equal(mode, graph, seed=i, T=4, B=2, run=run)
 
 
@@ -120,6 +123,7 @@ def test_float32_at_the_benchmarks_size_equals_reference(mode, run):
             assert torch.allclose(mine.double(), truth, rtol=1e-5, atol=1e-6), key
 
 
+@pytest.mark.needs_native
 @pytest.mark.parametrize("mode", MODES)
 def test_compiled_loop_equals_reference_at_every_batch_shape(mode):
     """The compiled loop walks the batch in register chunks of 32 (double) values, vectors of
@@ -127,16 +131,18 @@ def test_compiled_loop_equals_reference_at_every_batch_shape(mode):
     only the short one; float64 to 1e-10 on BA and WS graphs."""
     for i, batch in enumerate((37, 1, 16, 70)):
         graph = make_graph("ba" if i % 2 else "ws", 25, seed=i)
-        _check_equal(mode, graph, seed=i, T=6, B=batch, run=("layers", "native"))
+        _check_equal(mode, graph, seed=i, T=6, B=batch, run=NATIVE)
 
 
+@pytest.mark.needs_native
 @pytest.mark.parametrize("mode", MODES)
-def test_wavefront_equals_layers_on_a_long_sequence(mode):
-    """Longer than the DAG is deep: blocks start and stop at different wavefront steps."""
+def test_compiled_equals_pytorch_schedule_on_a_long_sequence(mode):
+    """A sequence longer than the DAG is deep, every layer's final state in the loss: the
+    compiled schedule against the same schedule in PyTorch ops, float64."""
     graph = make_graph("ba", 30, seed=5)
     torch.manual_seed(0)
-    a = StructuredRNN(graph, mode, schedule="layers").double()
-    b = StructuredRNN(graph, mode, schedule="wavefront").double()
+    a = StructuredRNN(graph, mode, kernel="native").double()
+    b = StructuredRNN(graph, mode, kernel="torch").double()
     b.load_state_dict(a.state_dict())
     x = torch.randn(23, 4, a.input_size, dtype=torch.double)
     out_a, h_a = a(x)
@@ -151,8 +157,13 @@ def test_wavefront_equals_layers_on_a_long_sequence(mode):
 
 
 def test_unknown_schedule_is_refused():
-    with pytest.raises(ConfigError, match="schedule"):
+    with pytest.raises(ConfigError, match="^unknown schedule 'diagonal'; choose one of 'layers'$"):
         StructuredRNN(nx.Graph(STUDY_EXAMPLE), "gru", schedule="diagonal")
+    with pytest.raises(ConfigError) as info:  # removed: one line naming what is left
+        StructuredRNN(nx.Graph(STUDY_EXAMPLE), "gru", schedule="wavefront")
+    assert str(info.value) == (
+        "unknown schedule 'wavefront' (the wavefront schedule was removed); choose one of 'layers'"
+    )
 
 
 def test_layout_of_study_example():
@@ -197,27 +208,6 @@ def test_parameter_count_matches_graph_formula():
         # graph_parameters counts embedding (128 x |layer 0|) and the 2-class classifier too
         extra = 128 * net.input_size + 2 * net.output_size + 2
         assert net.n_parameters() == graph_parameters(graph, mode) - extra
-
-
-def test_wavefront_plan_refuses_inconsistent_wiring():
-    from sparsernn.nn.wavefront import WavefrontPlan
-
-    with pytest.raises(ValueError, match="sorted"):
-        WavefrontPlan.from_blocks([(1, 2, 1), (0, 1, 0)])
-    with pytest.raises(ValueError, match="different offsets"):
-        WavefrontPlan.from_blocks([(0, 1, 0), (1, 2, 1), (1, 3, 2)])
-    with pytest.raises(ValueError, match="too late"):  # writes layer 1 at the readers' offset
-        WavefrontPlan.from_blocks([(0, 2, 0), (1, 3, 1), (2, 1, 1)])
-    plan = WavefrontPlan.from_blocks([(0, 1, 0), (0, 2, 0), (1, 2, 1)])
-    assert plan.extra_steps == 1
-    # 3 input steps: block 2 (offset 1) runs at steps 1..3, the others at 0..2
-    assert plan.ranges(3) == [(0, 2), (0, 3), (0, 3), (2, 3)]
-    assert plan.activity(3, torch.device("cpu")).tolist() == [
-        [True, True, False],
-        [True, True, True],
-        [True, True, True],
-        [False, False, True],
-    ]
 
 
 @pytest.mark.parametrize("run", RUNS)

@@ -43,14 +43,14 @@ def many_line(r: Row) -> str:
 
 def structured_line(r: Row) -> str:
     """One random-structure row: reference vs ours (the layer schedule, by the compiled loop
-    where it is built), the same schedule by PyTorch ops, the wavefront; and (once the peak is
-    known) the FLOP counts per step with their rates."""
+    where it is built) and the same schedule by PyTorch ops; and (once the peak is known) the
+    FLOP counts per step with their rates."""
     kernel = "native" if r.get("native") else "torch (compiled loop unavailable)"
     line = (
         f"{r['cell']:<9} {r['graph']:<6} layers {r['layers']:>2} sub-layers {r['sublayers']:>3} "
         f"bs {r['batch_size']}: ref {_f(r['reference_ms']):>7} ours {_f(r['ours_ms']):>6} "
         f"-> {_f(r['speedup'], '{:.2f}x')}  [{kernel}]  torch layers {_f(r.get('torch_ms')):>6} "
-        f"-> {_f(r.get('native_speedup'), '{:.2f}x')}  wavefront {_f(r.get('wavefront_ms')):>6}"
+        f"-> {_f(r.get('native_speedup'), '{:.2f}x')}"
     )
     if "executed_gflops" in r:
         rates = "  ".join(
@@ -59,7 +59,6 @@ def structured_line(r: Row) -> str:
             for kind, label in (
                 ("executed", "torch executed"),
                 ("useful", "ours useful"),
-                ("wavefront", "wavefront"),
             )
         )
         equivalent = (
@@ -113,10 +112,10 @@ def format_report(results: dict[str, Any]) -> str:
         *map(many_line, results["many"]),
         "",
         "StructuredRNN training step (ms): slow reference vs ours (layer schedule, compiled "
-        "loop), the same schedule in PyTorch ops (torch layers, and its time / ours), the "
-        "wavefront; [matmul GFLOP per step (3x forward), rate and share of the peak: executed "
-        "by the PyTorch layer schedule (every wide layer dense), useful (masked i2h + "
-        "block-diagonal h2h: what the compiled loop computes), executed by the wavefront]",
+        "loop), the same schedule in PyTorch ops (torch layers, and its time / ours); "
+        "[matmul GFLOP per step (3x forward), rate and share of the peak: executed by the "
+        "PyTorch layer schedule (every wide layer dense), useful (masked i2h + block-diagonal "
+        "h2h: what the compiled loop computes)]",
         *map(structured_line, results["structured"]),
     ]
     if results.get("projection"):

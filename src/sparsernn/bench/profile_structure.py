@@ -33,12 +33,11 @@ __all__ = ["CATEGORIES", "category", "main", "run", "tiny_op_us"]
 #: Op-name prefixes of each category (first match wins); the rest is "other ops". The self
 #: time of a hand-written autograd Function (``_Recurrence`` and its ``...Backward``) is the
 #: Python of its time loop between the ops it calls; that of ``_LayerSchedule`` (the whole
-#: layer schedule) and ``_BlockRecurrence`` (one wide layer) is the compiled loop itself
-#: (:mod:`sparsernn.nn.native`: no ops inside).
+#: layer schedule) is the compiled loop itself (:mod:`sparsernn.nn.native`: no ops inside).
 CATEGORIES: dict[str, tuple[str, ...]] = {
     name: tuple(prefixes.split())
     for name, prefixes in {
-        "compiled time loop (forward + backward)": "_LayerSchedule _BlockRecurrence",
+        "compiled time loop (forward + backward)": "_LayerSchedule",
         "Python in the hand-written time loops": "_Recurrence",
         "optimizer + clipping": "Optimizer aten::_fused_adam aten::_foreach aten::norm "
         "aten::linalg_vector_norm",

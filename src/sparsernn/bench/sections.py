@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from sparsernn._threads import torch_threads
-from sparsernn.bench.config import BenchConfig
+from sparsernn.bench.config import BenchConfig, study_train_step
 from sparsernn.bench.formatting import cell_line, many_line, structured_line
 from sparsernn.bench.projection import project_full_profile
 from sparsernn.bench.timing import (
@@ -37,7 +37,7 @@ from sparsernn.nn.masked import MaskedRNN
 from sparsernn.nn.reference import ReferenceClassifier
 from sparsernn.nn.structured import StructuredRNN
 from sparsernn.prune import TARGETS, magnitude_prune
-from sparsernn.train import EncodedData, TrainStep, resolve_device
+from sparsernn.train import EncodedData, resolve_device
 
 __all__ = ["DenseClassifier", "run_benchmark"]
 
@@ -60,11 +60,6 @@ class DenseClassifier(nn.Module):
         return self.out(seq[-1])
 
 
-def _train_step(model: nn.Module) -> TrainStep:
-    """The engine's step as ``fit`` takes it with the study's settings (lr 1e-3, clip 5)."""
-    return TrainStep(model, lr=1e-3, clip=5.0)
-
-
 def _model_flops(config: ModelConfig, batches: Batches) -> float:
     """Matmul GFLOP of one training step of ``config`` on the batches' mean shape."""
     c = config
@@ -82,7 +77,7 @@ def _bench_cell(cfg: BenchConfig, timer: Timer, base: SequenceClassifier, batche
         variants["reference"] = ReferenceClassifier(masked).to(base.out.weight.device)
     variants["masked"] = masked
     variants["dense"] = DenseClassifier(base)
-    steps = {name: _train_step(m) for name, m in variants.items()}
+    steps = {name: study_train_step(m) for name, m in variants.items()}
     times = timer.interleaved(steps, batches, cfg.warmup, cfg.repeats)
     evals = {name: eval_step(variants[name]) for name in variants if name != "dense"}
     eval_times = timer.interleaved(evals, batches, min(cfg.warmup, 1), cfg.repeats)
@@ -119,7 +114,7 @@ def _bench_many(cfg: BenchConfig, timer: Timer, base: SequenceClassifier, batche
     k = cfg.n_models
     copies = _pruning_copies(base, k)
     batched = BatchedClassifier.from_models(copies)
-    steps = {"batched": _train_step(batched), "single": _train_step(copies[0])}
+    steps = {"batched": study_train_step(batched), "single": study_train_step(copies[0])}
     times = timer.interleaved(steps, batches, min(cfg.warmup, 2), cfg.many_repeats)
     evals = {"batched": eval_step(batched), "single": eval_step(copies[0])}
     eval_times = timer.interleaved(evals, batches, 1, cfg.many_repeats)
@@ -142,7 +137,7 @@ def _bench_many(cfg: BenchConfig, timer: Timer, base: SequenceClassifier, batche
 
 def _bench_structured(cfg: BenchConfig, timer: Timer, cell: str, graph: str, batches: Batches):
     """A random-structure net (``graph`` = ``"ws-50"``): reference vs the layer schedule run by
-    the compiled loop (``ours``, where it is built) and by PyTorch ops, and the wavefront."""
+    the compiled loop (``ours``, where it is built) and by PyTorch ops."""
     kind, n = graph.split("-")
     g = make_graph(kind, int(n), seed=0)
     model_cfg = ModelConfig(  # as the structure runner builds it: embedding dim = |layer 0|
@@ -151,12 +146,13 @@ def _bench_structured(cfg: BenchConfig, timer: Timer, cell: str, graph: str, bat
     device = batches[0][0].device
     ours = build_model(model_cfg, seed=cfg.seed).to(device)
     variants: dict[str, nn.Module] = {"ours": ours}
-    for name, attr, value in (("torch", "kernel", "torch"), ("wavefront", "schedule", "wavefront")):
-        variants[name] = copy.deepcopy(ours)  # same weights, another kernel or schedule
-        setattr(variants[name].recurrent, attr, value)
+    twin = copy.deepcopy(ours)  # same weights, the schedule in PyTorch ops
+    assert isinstance(twin.recurrent, StructuredRNN)
+    twin.recurrent.kernel = "torch"
+    variants["torch"] = twin
     if cfg.reference:
         variants["reference"] = ReferenceClassifier(ours).to(device)
-    steps = {name: _train_step(m) for name, m in variants.items()}
+    steps = {name: study_train_step(m) for name, m in variants.items()}
     warm = min(cfg.warmup, 1)
     # The slow reference is timed on its own, after the others: its thousands of small
     # tensors per step make the C library hand memory back to the system, and a variant timed
@@ -189,7 +185,6 @@ def _bench_structured(cfg: BenchConfig, timer: Timer, cell: str, graph: str, bat
         "ours_ms": times["ours"]["ms"],
         "torch_ms": times["torch"]["ms"],
         "native_speedup": times["torch"]["ms"] / times["ours"]["ms"],
-        "wavefront_ms": times["wavefront"]["ms"],
         "ours_eval_ms": evals["ours"]["ms"],
         "torch_eval_ms": evals["torch"]["ms"],
         "ours_saved_mb": timer.memory(steps["ours"], batches[0])["saved_mb"],
@@ -211,7 +206,6 @@ def _add_flop_rates(results: dict[str, Any], peak: float) -> None:
         for kind, ms in (
             ("executed", "torch_ms"),  # the PyTorch layer schedule runs every wide layer dense
             ("useful", "ours_ms"),  # the compiled loop runs only the masks' nonzeros
-            ("wavefront", "wavefront_ms"),
         ):
             row[f"{kind}_gflops"] = row[f"{kind}_gflop"] / (row[ms] / 1e3)
             row[f"{kind}_peak_fraction"] = row[f"{kind}_gflops"] / peak

@@ -126,26 +126,20 @@ def step_flops(cell: str, batch: int, steps: float, emb: int, hidden: int, layer
 
 
 def structure_flops(net: StructuredRNN, batch: int, steps: float) -> dict[str, float]:
-    """Matmul FLOPs of one training step of a random-structure net, three ways (3x forward).
+    """Matmul FLOPs of one training step of a random-structure net, two ways (3x forward).
 
-    ``executed``: what the layer schedule's kernels compute, every wide layer's i2h and h2h
-    dense (``2 B T G W_k (I_k + W_k)``); ``wavefront``: the same for the wavefront schedule,
-    every sub-layer padded to the block width ``H`` (``2 B T G H (H + H)`` per sub-layer, each
-    active ``T`` steps); ``useful``: only the entries the graph wires (the masks' nonzeros:
-    masked i2h and the block-diagonal h2h), ``2 B T nnz``.
+    ``executed``: what the layer schedule's PyTorch kernels compute, every wide layer's i2h
+    and h2h dense (``2 B T G W_k (I_k + W_k)``); ``useful``: only the entries the graph wires
+    (the masks' nonzeros: masked i2h and the block-diagonal h2h), ``2 B T nnz``.
     """
     executed = useful = 0.0
     for layer in net.wide_layers:
         executed += sum(w.numel() for name, w in layer.named_parameters() if "weight" in name)
         useful += sum(float(mask.sum()) for _, mask in layer.masks())
-    g = GATES[net.mode]
-    width = max(max(net.layer_sizes), net.input_size)
-    n_sub = sum(len(dests) for _, dests in net.plan)
     per_row = 3 * 2 * batch * steps  # forward + backward, 2 FLOPs per multiply-add
     return {
         "executed": per_row * executed,
         "useful": per_row * useful,
-        "wavefront": per_row * n_sub * g * width * 2 * width,
     }
 
 

@@ -20,7 +20,7 @@ from sparsernn.nn.cells import cell_spec
 from sparsernn.nn.functional import fused_recurrence
 from sparsernn.nn.masked import MaskedRNN, masked_layer_weights
 
-__all__ = ["BatchedMaskedRNN", "clip_grad_norm_per_model_"]
+__all__ = ["BatchedMaskedRNN", "clip_grad_norm_per_model_", "input_gates"]
 
 
 class BatchedMaskedRNN(nn.Module):
@@ -119,7 +119,7 @@ class BatchedMaskedRNN(nn.Module):
                 f"got {tuple(x.shape)}"
             )
         weights = self.layer_weights()
-        return self.run_from_gates(_input_gates(x, weights[0][0], weights[0][2]), weights)
+        return self.run_from_gates(input_gates(x, weights[0][0], weights[0][2]), weights)
 
     def run_from_gates(self, gi: Tensor, weights: list | None = None) -> tuple[Tensor, list]:
         """Like :meth:`forward`, from the first layer's input gates ``x @ w_ih^T + b_ih``."""
@@ -127,7 +127,7 @@ class BatchedMaskedRNN(nn.Module):
         final: list = []
         out = gi
         for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(weights):
-            gi = _input_gates(out, w_ih, b_ih) if k > 0 else gi
+            gi = input_gates(out, w_ih, b_ih) if k > 0 else gi
             out, h_n, c_n = fused_recurrence(self.spec, gi, w_hh, b_hh)  # out (K, T, B, H)
             final.append((h_n, c_n) if self.spec.has_cell_state else h_n)
         return out, final
@@ -168,7 +168,7 @@ class BatchedMaskedRNN(nn.Module):
                 getattr(m, name).copy_(value[i])
 
 
-def _input_gates(x: Tensor, w_ih: Tensor, b_ih: Tensor | None) -> Tensor:
+def input_gates(x: Tensor, w_ih: Tensor, b_ih: Tensor | None) -> Tensor:
     """``x`` (K, T, B, I) -> (K, T, B, G) = x @ w_ih^T + b_ih, as one batched matmul."""
     k, t_len, batch, n_in = x.shape
     flat = x.reshape(k, t_len * batch, n_in)

@@ -122,6 +122,25 @@ def run_layers(
         and not autocast_enabled(x.device.type)  # torch's kernels follow autocast's dtype rules
     ):
         return _run_layers_fused(spec, x, weights, hx, batch_first, directions)
+    return _run_layers_grouped(
+        spec, x, weights, hx, batch_first, dropout, training, batch_sizes, directions
+    )
+
+
+def _run_layers_grouped(
+    spec: CellSpec,
+    x: Tensor,
+    weights: Sequence[LayerWeights],
+    hx: Sequence[State] | None,
+    batch_first: bool,
+    dropout: float,
+    training: bool,
+    batch_sizes: Tensor | None,
+    directions: int,
+) -> tuple[Tensor, list]:
+    """:func:`run_layers` by PyTorch's kernels: one call per run of consecutive layers of one
+    hidden size (dropout between layers when training)."""
+    training_dropout = dropout > 0 and training
     sizes = [w[1].shape[1] for w in weights[::directions]]
     batch = int(batch_sizes[0]) if batch_sizes is not None else x.shape[0 if batch_first else 1]
     states: Sequence[State] = (

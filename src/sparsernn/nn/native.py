@@ -1,42 +1,31 @@
-"""A compiled time loop for block-diagonal recurrent layers (the structure networks' wide layers).
+"""The compiled layer schedule of the structure networks (their wide layers' time loops).
 
 A structure network's wide layer (:mod:`sparsernn.nn.structured`) runs T small recurrent steps
 per call; from Python each step costs ~20 torch calls, and a training step of a 50-node graph
-makes ~24,000 of them (``docs/structure.md``). ``_native/recurrence.cpp`` runs a whole layer's
-loop, forward and the hand-written backward, in one call each (:func:`block_recurrence`),
-skipping the zero blocks of the block-diagonal h2h matrix, with the batch as the innermost
-(vectorised) dimension; :func:`layer_schedule` runs a whole network's wide layers and the sums
-of their sub-layers in one call each way (what ``StructuredRNN`` uses: one autograd node).
+makes ~24,000 of them (``docs/structure.md``). :func:`layer_schedule` runs a whole network's
+wide layers and the sums of their sub-layers in one call each way (one autograd node) through
+``_native/recurrence.cpp`` (with its included parts): each wide layer's loop, forward and the
+hand-written backward, skipping the zero blocks of the block-diagonal h2h matrix, with the
+batch as the innermost (vectorised) dimension. ``StructuredRNN`` uses it.
 
-The library is plain C++ with a C ABI, no torch headers: it is compiled with the system's C++
-compiler (``$CXX``, else ``c++``/``g++``; ~20 s of CPU time at -O3, minutes of wall time on a
-busy machine) into a per-user cache (``$SPARSERNN_CACHE_DIR``, else
-``$XDG_CACHE_HOME/sparsernn``, else ``~/.cache/sparsernn``), keyed by the source, the flags, the
-compiler and the CPU, and loaded with :mod:`ctypes`. ``make install`` builds it once
-(``python -m sparsernn.nn.native``); a study builds it in its driver before any unit starts;
-otherwise the first forward does. Without a compiler, or with ``SPARSERNN_NATIVE=0``,
-:func:`available` is False, a one-line warning says why, and
+The library is built, cached, verified and checked by :mod:`sparsernn.nn._build` (the system's
+C++ compiler; ~20 s of CPU time at -O3, minutes of wall time on a busy machine; a per-user
+cache keyed by the assembled source, the flags, the compiler and the CPU; a SHA-256 checked
+before ``dlopen``). Its ABI version is typed once, :data:`ABI_VERSION`, and given to the
+compiler as ``-DSRNN_ABI=<n>``; a loaded library must report it, and its ``Layer`` and ``Net``
+structs must match :class:`LayerArgs` and :class:`NetArgs` field by field (offsets the library
+exports), else it is not used. ``make install`` builds it once (``python -m
+sparsernn.nn.native``); a study builds it in its driver before any unit starts; otherwise the
+first forward does. Without a compiler, with a library that fails a check, or with
+``SPARSERNN_NATIVE=0``, :func:`available` is False, a one-line warning says why, and
 :class:`~sparsernn.nn.StructuredRNN` runs the PyTorch path (the same function, slower).
-
-What is loaded is verified (:func:`verify`): a build is written to a temporary file, fsynced,
-renamed into place, and its SHA-256 recorded beside it (``<library>.sha256``, written after);
-before ``dlopen`` the library must match it, and the cache folder and files must belong to
-this user and be writable by nobody else. A library that fails (truncated by a full disk,
-changed, planted) is rebuilt with one line saying so, or the PyTorch path runs with one line.
-:func:`build` and :func:`open_library` take the source of another library of this kind.
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
-import platform
-import shutil
-import stat
 import subprocess
 import sys
-import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,19 +37,28 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from sparsernn._files import remove_stale_temporaries
+from sparsernn.nn._build import (
+    NativeUnavailable,
+    cache_dir,
+    disabled,
+    open_checked,
+    verify,
+)
+from sparsernn.nn._build import build as build_library
+from sparsernn.nn._build import cached as cached_library
 from sparsernn.nn.cells import CellSpec
 
 __all__ = [
+    "ABI_VERSION",
     "available",
     "build",
+    "cache_dir",
     "cached",
     "disabled",
     "fallback_line",
     "fallback_said",
     "open_library",
     "verify",
-    "block_recurrence",
     "layer_schedule",
     "unavailable_reason",
     "NativeUnavailable",
@@ -69,233 +67,22 @@ __all__ = [
 ]
 
 SOURCE = Path(__file__).with_name("_native") / "recurrence.cpp"
-ABI_VERSION = 11
-_BASE_FLAGS = ("-O3", "-funroll-loops", "-std=c++17", "-shared", "-fPIC", "-fopenmp-simd")
+#: The library's ABI version, typed only here: the build passes it as ``-DSRNN_ABI=<n>``.
+ABI_VERSION = 12
 _FAMILY = {("rnn", "tanh"): 0, ("rnn", "relu"): 1, ("gru", None): 2, ("lstm", None): 3}
 _SAVED_ROWS = {"rnn": 0, "gru": 4, "lstm": 5}  # activations kept for backward, per unit
 
 
-class NativeUnavailable(RuntimeError):
-    """The compiled kernel cannot be built or loaded here (the message says why)."""
-
-
-def cache_dir() -> Path:
-    """Where built libraries are kept (see the module docstring)."""
-    if os.environ.get("SPARSERNN_CACHE_DIR"):
-        return Path(os.environ["SPARSERNN_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "sparsernn"
-
-
-def _compiler() -> str:
-    for name in filter(None, (os.environ.get("CXX"), "c++", "g++", "clang++")):
-        path = shutil.which(name)
-        if path:
-            return path
-    raise NativeUnavailable("no C++ compiler found (set $CXX or install g++)")
-
-
-def _cpu_id() -> str:
-    """The CPU's model and feature flags: ``-march=native`` code only runs where it was built."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return platform.machine() + platform.processor()
-    keep = [ln for ln in lines if ln.startswith(("model name", "flags", "Features"))]
-    return "\n".join(sorted(set(keep)))
-
-
-def _compile(cxx: str, flags: Sequence[str], source: Path, out: Path) -> None:
-    cmd = [cxx, *flags, str(source), "-o", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    if proc.returncode != 0:
-        raise NativeUnavailable(f"{Path(cxx).name} failed: {_first_error(proc.stderr)}")
-
-
-def _first_error(stderr: str) -> str:
-    """The compiler's first error line (its last line, source excerpts and carets, says less)."""
-    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    errors = [ln for ln in lines if "error" in ln.lower()]
-    return (errors or lines or ["(no output)"])[0]
-
-
-# ------------------------------------------------------------------ the verified build cache
-#: Part of every cache key: libraries cached before checksums existed are not used.
-_CACHE_LAYOUT = "sha256-verified-1"
-#: A build's temporary output older than this was left by a killed build.
-_STALE_BUILD_S = 3600.0
-
-
-def _say(text: str) -> None:
-    """One line on stderr about the cache (a library rebuilt after a failed check)."""
-    print(f"sparsernn: {text}", file=sys.stderr, flush=True)
-
-
-def _owned_privately(path: Path, what: str) -> None:
-    """Refuse a cache folder or file that another user owns or others may write: a library
-    planted there would run inside this process."""
-    try:
-        info = path.lstat()
-    except OSError as exc:
-        raise NativeUnavailable(f"cannot read the kernel cache {path} ({exc.strerror})") from None
-    if stat.S_ISLNK(info.st_mode):
-        problem = "is a symbolic link"
-    elif info.st_uid != os.geteuid():
-        problem = f"belongs to another user (uid {info.st_uid})"
-    elif info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        problem = f"is writable by others (mode {stat.S_IMODE(info.st_mode):04o})"
-    else:
-        return
-    fix = "chmod go-w it" if "writable" in problem else "remove it"
-    raise NativeUnavailable(
-        f"the kernel cache {what} {path} {problem}, so a library there could be swapped; "
-        f"{fix}, or set $SPARSERNN_CACHE_DIR to a folder of your own"
-    )
-
-
-def private_cache() -> Path:
-    """The cache folder, created 0700 if missing, checked to be this user's alone."""
-    folder = cache_dir()
-    try:
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise NativeUnavailable(
-            f"cannot write the build cache {folder} ({exc.strerror}); set "
-            "$SPARSERNN_CACHE_DIR to a writable folder"
-        ) from None
-    _owned_privately(folder, "folder")
-    return folder
-
-
-def _checksum_file(library: Path) -> Path:
-    return library.with_name(library.name + ".sha256")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def verify(library: Path) -> str | None:
-    """Why the cached ``library`` must not be loaded (None: it may): missing, not this user's
-    alone, or not the bytes its build recorded in ``<library>.sha256``."""
-    if not library.is_file():
-        return "is missing"
-    for path, what in ((library, "file"), (_checksum_file(library), "checksum")):
-        if path.exists():
-            _owned_privately(path, what)
-    try:
-        recorded = _checksum_file(library).read_text().strip()
-    except (OSError, UnicodeDecodeError):
-        return "has no checksum (built by an older sparsernn, or the build was killed)"
-    if _sha256(library) != recorded:
-        return "does not match its checksum (truncated or changed since it was built)"
-    return None
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _build_into(cxx: str, flags: Sequence[str], source: Path, target: Path) -> None:
-    """Compile into a temporary file beside ``target``, fsync it, rename it into place and
-    record its SHA-256 (written and fsynced after it), so no process loads half a library."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        _compile(cxx, flags, source, Path(tmp))
-        os.chmod(tmp, 0o700)
-        _fsync(Path(tmp))
-        digest = _sha256(Path(tmp))
-        _checksum_file(target).unlink(missing_ok=True)  # a reader never sees the old one match
-        os.replace(tmp, target)
-        _write_private(_checksum_file(target), f"{digest}\n")
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write ``path`` atomically, mode 0600 whatever the umask, fsynced."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _targets(cxx: str, source: Path, folder: Path) -> list[tuple[tuple[str, ...], Path]]:
-    """The flag sets to try (``-march=native`` first, then portable) and each one's cached
-    library, keyed by the source, the flags, the compiler's version and the CPU."""
-    version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
-    text = source.read_text()
-    out = []
-    for extra in (("-march=native",), ()):
-        flags = (*_BASE_FLAGS, *extra)
-        parts = [_CACHE_LAYOUT, text, *flags, version, _cpu_id()]
-        key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
-        out.append((flags, folder / f"{source.stem}-{key}.so"))
-    return out
+def build(force: bool = False, source: Path = SOURCE) -> Path:
+    """Compile the library into the cache once (:func:`sparsernn.nn._build.build`, with
+    ``-DSRNN_ABI``); the path of a library that passed :func:`verify`. Raises
+    :class:`NativeUnavailable` naming the problem."""
+    return build_library(source, {"SRNN_ABI": ABI_VERSION}, force=force)
 
 
 def cached(source: Path = SOURCE) -> Path | None:
-    """The verified cached library of ``source``, or None when it has to be built."""
-    try:
-        if not source.is_file():
-            return None
-        cxx = _compiler()
-        folder = private_cache()
-        targets = _targets(cxx, source, folder)
-        return next((t for _, t in targets if t.is_file() and verify(t) is None), None)
-    except NativeUnavailable:
-        return None
-
-
-def build(force: bool = False, source: Path = SOURCE) -> Path:
-    """Compile ``source`` into the cache once (per source, flags, compiler and CPU); the
-    path of a library that passed :func:`verify`.
-
-    A cached library that fails its check (truncated, changed, no checksum) is rebuilt, with
-    one line saying so. Tries ``-march=native`` first, then portable flags. Raises
-    :class:`NativeUnavailable` naming the problem (no compiler, a failed build, a cache folder
-    others may write).
-    """
-    if not source.is_file():
-        raise NativeUnavailable(f"the kernel's source {source} is missing from the install")
-    cxx = _compiler()
-    folder = private_cache()
-    remove_stale_temporaries(folder, min_age_s=_STALE_BUILD_S)
-    targets = _targets(cxx, source, folder)
-    for _, target in [] if force else targets:
-        problem = verify(target) if target.exists() else "is missing"
-        if problem is None:
-            return target
-        if target.exists():
-            _say(f"the cached kernel {target} {problem}; rebuilding it")
-    errors = []
-    for flags, target in targets:
-        try:
-            _build_into(cxx, flags, source, target)
-        except (NativeUnavailable, OSError, subprocess.TimeoutExpired) as exc:
-            errors.append(str(exc))
-            continue
-        problem = verify(target)
-        if problem is None:
-            return target
-        errors.append(f"the library just built {problem}")
-    raise NativeUnavailable(errors[-1])
+    """The verified cached library, or None when it has to be built."""
+    return cached_library(source, {"SRNN_ABI": ABI_VERSION})
 
 
 #: The fields of the C struct ``Layer``, in order: sizes (int64), then pointers.
@@ -304,13 +91,13 @@ _POINTERS = (
     *("offsets", "sizes", "row_ptr", "cols", "col_ptr", "rows"),  # the wiring
     *("x", "w_ih", "b_ih", "w_hh", "b_hh"),  # inputs
     *("hs", "cs", "acts"),  # forward results, saved for backward
-    *("g_out", "d_x", "d_w_ih", "d_b_ih", "d_w_hh", "d_b_hh"),  # backward
+    *("d_x", "d_w_ih", "d_b_ih", "d_w_hh", "d_b_hh"),  # backward
 )
 
 
 class LayerArgs(ctypes.Structure):
-    """The C struct ``Layer`` of ``recurrence.cpp``: one layer's sizes, wiring and buffers
-    (``block_io`` and ``add_d_x`` are set by the C side, within a whole schedule)."""
+    """The C struct ``Layer`` of ``recurrence.cpp``: one wide layer's sizes, wiring and buffers
+    (``x``, ``block_io``, ``d_x`` and ``add_d_x`` are set by the C side, by the schedule)."""
 
     _fields_ = [
         *((name, ctypes.c_int64) for name in _SIZES),
@@ -331,30 +118,21 @@ class NetArgs(ctypes.Structure):
     ]
 
 
-def _declare(lib: ctypes.CDLL) -> None:
-    for fn_name, struct, label in (("srnn_layer_size", LayerArgs, "Layer"),
-                                   ("srnn_net_size", NetArgs, "Net")):  # fmt: skip
-        fn = getattr(lib, fn_name)
-        fn.restype = ctypes.c_int64
-        if fn() != ctypes.sizeof(struct):
-            raise NativeUnavailable(f"the library's {label} struct differs from sparsernn's")
-    for prefix, struct in (("srnn", LayerArgs), ("srnn_net", NetArgs)):
-        for name in ("forward", "backward"):
-            for suffix in ("f32", "f64"):
-                fn = getattr(lib, f"{prefix}_{name}_{suffix}")
-                fn.argtypes = [ctypes.POINTER(struct)]
-                fn.restype = None
-
-
-def disabled() -> bool:
-    """Whether ``SPARSERNN_NATIVE=0`` (or false, no, off) turns the compiled loop off."""
-    return os.environ.get("SPARSERNN_NATIVE", "1").strip().lower() in ("0", "false", "no", "off")
+#: The C structs the library shares with Python, checked field by field when it loads.
+STRUCTS = {"Layer": LayerArgs, "Net": NetArgs}
 
 
 def open_library(source: Path = SOURCE) -> ctypes.CDLL:
-    """Build ``source`` if needed (:func:`build`) and load the library that passed
-    :func:`verify`; raises :class:`NativeUnavailable` or :class:`OSError`."""
-    return ctypes.CDLL(str(build(source=source)))
+    """Build ``source`` if needed (:func:`build`), load the library that passed :func:`verify`
+    and check its ABI version and struct layouts (:func:`sparsernn.nn._build.open_checked`);
+    its functions declared. Raises :class:`NativeUnavailable` or :class:`OSError`."""
+    lib = open_checked(source, ("SRNN_ABI", ABI_VERSION), "srnn", STRUCTS)
+    for name in ("forward", "backward"):
+        for suffix in ("f32", "f64"):
+            fn = getattr(lib, f"srnn_net_{name}_{suffix}")
+            fn.argtypes = [ctypes.POINTER(NetArgs)]
+            fn.restype = None
+    return lib
 
 
 @lru_cache(maxsize=1)
@@ -363,11 +141,7 @@ def _library() -> ctypes.CDLL | str:
     if disabled():
         return "disabled by SPARSERNN_NATIVE=0"
     try:
-        lib = open_library()
-        if lib.srnn_version() != ABI_VERSION:
-            return f"stale library (ABI {lib.srnn_version()}, expected {ABI_VERSION})"
-        _declare(lib)
-        return lib
+        return open_library()
     except (NativeUnavailable, OSError, subprocess.SubprocessError) as exc:
         return str(exc)
 
@@ -501,13 +275,12 @@ def _ptr(t: Tensor | None) -> int | None:
     return None if t is None or t.numel() == 0 else t.data_ptr()
 
 
-def _call(name: str, args: LayerArgs | NetArgs, dtype: torch.dtype) -> None:
+def _call(name: str, args: NetArgs, dtype: torch.dtype) -> None:
     lib = _library()
     if isinstance(lib, str):
         raise NativeUnavailable(lib)
-    prefix = "srnn_net" if isinstance(args, NetArgs) else "srnn"
     suffix = "f64" if dtype == torch.float64 else "f32"
-    getattr(lib, f"{prefix}_{name}_{suffix}")(ctypes.byref(args))
+    getattr(lib, f"srnn_net_{name}_{suffix}")(ctypes.byref(args))
 
 
 def _layer_args(
@@ -555,34 +328,6 @@ def _grad_args(args: LayerArgs, weights: Sequence[Tensor | None]) -> list[Tensor
     return grads
 
 
-class _BlockRecurrence(torch.autograd.Function):
-    """One wide layer's recurrence through the compiled loop (one autograd node)."""
-
-    @staticmethod
-    def forward(ctx, spec, wiring, x, *weights):
-        steps, _, batch = x.shape
-        x = x.contiguous()
-        weights = [None if w is None else w.contiguous() for w in weights]
-        args, bufs = _layer_args(spec, wiring, steps, batch, weights)
-        args.x = _ptr(x)
-        _call("forward", args, x.dtype)
-        _save(ctx, x, *bufs, weights=weights)
-        ctx.args, ctx.wiring = args, wiring  # args point into them and the saved tensors
-        return bufs[0][1:]
-
-    @staticmethod
-    @once_differentiable  # the compiled backward is not itself differentiable
-    def backward(ctx, g_out):
-        (x, *_), weights = _saved(ctx, 4)  # kept alive: ctx.args points into them
-        g_out = g_out.contiguous()
-        d_x = torch.empty_like(x)  # every entry is written
-        args = LayerArgs.from_buffer_copy(ctx.args)  # the inputs' and saved tensors' pointers
-        grads = _grad_args(args, weights)
-        args.g_out, args.d_x = _ptr(g_out), _ptr(d_x)
-        _call("backward", args, x.dtype)
-        return None, None, d_x, *grads
-
-
 class _LayerSchedule(torch.autograd.Function):
     """A structure network's whole layer schedule through the compiled loop: one autograd
     node, one call forward and one backward (see :func:`layer_schedule`)."""
@@ -628,53 +373,28 @@ class _LayerSchedule(torch.autograd.Function):
         return None, None, d_x, *grads
 
 
-def block_recurrence(
-    spec: CellSpec,
-    wiring: Wiring,
-    x: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Tensor | None = None,
-    b_hh: Tensor | None = None,
-) -> Tensor:
-    """Hidden states (T, W, B) of a masked, block-diagonal recurrent layer, batch last.
-
-    Parameters
-    ----------
-    spec : the cell.
-    wiring : the layer's blocks and i2h rows (:meth:`Wiring.of`). Only the entries it keeps
-        are read: ``w_ih`` where the i2h mask is True, ``w_hh`` on the diagonal blocks (so a
-        mask inside the blocks must already be applied to ``w_hh``); the rest are ignored.
-    x : (T, I, B) the input sequence, feature-major (batch last).
-    w_ih, w_hh : (G*W, I) and (G*W, W) weights in PyTorch's gate-major row order;
-        ``b_ih``, ``b_hh`` (G*W,) or None.
-
-    The layer starts from zero states. CPU only, float32 or float64; callers check
-    :func:`available` first. Gradients flow to ``x``, the weights and the biases (zero where
-    the wiring has no entry).
-    """
-    return _BlockRecurrence.apply(spec, wiring, x, w_ih, w_hh, b_ih, b_hh)
-
-
 def layer_schedule(
     spec: CellSpec, schedule: Schedule, x: Tensor, weights: Sequence[Tensor | None]
 ) -> tuple[Tensor, ...]:
     """Every layer's output sequence (T, size, B) of a structure network's layer schedule.
 
-    The same function as running :func:`block_recurrence` for each wide layer in order and
-    adding each sub-layer's slice of its states into its destination layer's output, but in
-    one call forward and one backward, with the sums done in the compiled code.
+    Wide layer ``k`` is a masked, block-diagonal recurrent layer from zero states: it reads
+    only the entries its wiring keeps (``w_ih`` where the i2h mask is True, ``w_hh`` on the
+    diagonal blocks, so a mask inside the blocks must already be applied to ``w_hh``). Each
+    sub-layer's slice of its states is added into its destination layer's output, in one
+    call forward and one backward, the sums done in the compiled code.
 
     Parameters
     ----------
     spec : the cell.
     schedule : the wide layers, their wirings and where their sub-layers write (:class:`Schedule`).
     x : (T, I, B) the network's input, feature-major (batch last).
-    weights : ``(w_ih, w_hh, b_ih, b_hh)`` of each wide layer in turn (4 per layer, biases may
-        be None), as :func:`block_recurrence` takes them.
+    weights : ``(w_ih, w_hh, b_ih, b_hh)`` of each wide layer in turn (4 per layer): (G*W, I)
+        and (G*W, W) weights in PyTorch's gate-major row order, (G*W,) biases or None.
 
-    Gradients flow to ``x`` and every weight; an output whose gradient is not needed counts
-    as zero. CPU only, float32 or float64; callers check :func:`available` first.
+    Gradients flow to ``x`` and every weight (zero where the wiring has no entry); an output
+    whose gradient is not needed counts as zero. CPU only, float32 or float64; callers check
+    :func:`available` first.
     """
     if len(weights) != 4 * len(schedule.wirings):
         raise ValueError(

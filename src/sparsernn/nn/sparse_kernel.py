@@ -6,20 +6,20 @@ their kept entries (:class:`Pattern`) and a vector of the kept values. Sequences
 feature-major with the batch innermost, (features, T, B), so a stack passes each layer's
 states on to the next without copies (:mod:`sparsernn.nn.sparse_stack` drives whole stacks).
 
-The library is built by the rules of the structure networks' compiled loop
-(:func:`sparsernn.nn.native.build`: the system's C++ compiler, a per-user cache keyed by
-source, flags, compiler and CPU; ``SPARSERNN_NATIVE=0`` turns it off). Where it cannot be
-built, :func:`available` is False after one line saying why, and the callers run the dense
-path (PyTorch's kernels over the same weights: the same function).
+The library is built, cached, verified and checked by :mod:`sparsernn.nn._build`, as the
+structure networks' compiled loop is (the system's C++ compiler, a per-user cache keyed by the
+assembled source, the flags, the compiler and the CPU; ``SPARSERNN_NATIVE=0`` turns it off).
+Its ABI version is typed once, :data:`ABI_VERSION` (``-DSPL_ABI=<n>`` to the compiler), and
+its ``SpLayer``, ``Pattern`` and ``Sliced`` structs must match :class:`LayerArgs`,
+:class:`PatternArgs` and :class:`SlicedArgs` field by field when it loads. Where it cannot be
+built or fails a check, :func:`available` is False after one line saying why, and the callers
+run the dense path (PyTorch's kernels over the same weights: the same function).
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
 import subprocess
-import tempfile
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
@@ -29,55 +29,20 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from sparsernn.nn import native
+from sparsernn.nn._build import NativeUnavailable, build, disabled, open_checked
 from sparsernn.nn.cells import CellSpec
 
-__all__ = ["Pattern", "SparseWeights", "available", "sparse_layer", "supports"]
+__all__ = ["ABI_VERSION", "Pattern", "SparseWeights", "available", "sparse_layer", "supports"]
 
 SOURCE = Path(__file__).with_name("_native") / "sparse_layer.cpp"
-#: Files ``SOURCE`` includes (one translation unit), in the order it includes them.
-PARTS = (SOURCE.with_name("sparse_products.cpp"),)
-ABI_VERSION = 2
+#: The library's ABI version, typed only here: the build passes it as ``-DSPL_ABI=<n>``.
+ABI_VERSION = 3
 _CELL = {("rnn", "tanh"): 0, ("rnn", "relu"): 1, ("gru", None): 2, ("lstm", None): 3}
 _SAVED = {"rnn": 1, "gru": 5, "lstm": 6}  # values per unit and lane kept for backward
 _GRADS = ("d_x", "d_ih_val", "d_hh_val", "d_b_ih", "d_b_hh", "d_h0", "d_c0")
 #: Scalar types the kernel is compiled for, and the values in one of its vectors.
 DTYPES = (torch.float32, torch.float64)
 _LANES = {torch.float32: 16, torch.float64: 8}
-
-
-def _build() -> Path:
-    """The library's path, built and verified by the structure loop's machinery (one place for
-    the rules: :func:`sparsernn.nn.native.build`).
-
-    That machinery keys its cache by one source file's text, so the build is handed
-    ``SOURCE`` with its ``PARTS`` written in place of their ``#include`` lines: a file in the
-    private cache folder named by its SHA-256, rewritten whenever its bytes do not match that
-    name (a change to any part, or a file changed in the cache, rebuilds the library).
-    """
-    text = SOURCE.read_text()
-    for part in PARTS:
-        text = text.replace(f'#include "{part.name}"', part.read_text())
-    data = text.encode()
-    digest = hashlib.sha256(data).hexdigest()[:16]
-    whole = native.private_cache() / f"src-{digest}" / SOURCE.name
-    try:
-        current = whole.read_bytes() if whole.is_file() else None
-    except OSError:
-        current = None
-    if current != data:
-        try:
-            whole.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(suffix=".cpp", dir=whole.parent)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, whole)
-        except OSError as exc:
-            raise native.NativeUnavailable(
-                f"cannot write the build cache {whole.parent} ({exc.strerror}); set "
-                "$SPARSERNN_CACHE_DIR to a writable folder"
-            ) from None
-    return native.build(source=whole)
 
 
 class SlicedArgs(ctypes.Structure):
@@ -124,15 +89,16 @@ class LayerArgs(ctypes.Structure):
     ]
 
 
+#: The C structs the library shares with Python, checked field by field when it loads.
+STRUCTS = {"Sliced": SlicedArgs, "Pattern": PatternArgs, "SpLayer": LayerArgs}
+
+
 def _load() -> ctypes.CDLL:
-    """Build (by the structure loop's rules) and load the library, its functions declared."""
-    if native.disabled():
-        raise native.NativeUnavailable("disabled by SPARSERNN_NATIVE=0")
-    lib = ctypes.CDLL(str(_build()))
-    lib.spl_layer_size.restype = ctypes.c_int64
-    if lib.spl_version() != ABI_VERSION or lib.spl_layer_size() != ctypes.sizeof(LayerArgs):
-        raise native.NativeUnavailable(f"stale library (ABI {lib.spl_version()}, expected "
-                                       f"{ABI_VERSION}, or another struct layout)")  # fmt: skip
+    """Build, load and check the library (:func:`sparsernn.nn._build.open_checked`), its
+    function declared."""
+    if disabled():
+        raise NativeUnavailable("disabled by SPARSERNN_NATIVE=0")
+    lib = open_checked(SOURCE, ("SPL_ABI", ABI_VERSION), "spl", STRUCTS)
     lib.spl_run.argtypes = [ctypes.POINTER(LayerArgs), ctypes.c_int64, ctypes.c_int64]
     lib.spl_run.restype = None
     return lib
@@ -143,7 +109,7 @@ def _library() -> ctypes.CDLL | str:
     """The loaded library, or the one-line reason it is unavailable."""
     try:
         return _load()
-    except (native.NativeUnavailable, OSError, subprocess.SubprocessError) as exc:
+    except (NativeUnavailable, OSError, subprocess.SubprocessError) as exc:
         return str(exc)
 
 
@@ -303,7 +269,7 @@ def _ptr(t: Tensor | None) -> int | None:
 def _call(name: str, args: LayerArgs, dtype: torch.dtype) -> None:
     lib = _library()
     if isinstance(lib, str):
-        raise native.NativeUnavailable(lib)
+        raise NativeUnavailable(lib)
     lib.spl_run(ctypes.byref(args), int(name == "backward"), int(dtype == torch.float64))
 
 
@@ -424,8 +390,8 @@ def sparse_layer(
 def main() -> int:
     """``python -m sparsernn.nn.sparse_kernel``: build the library now and say where, or why not."""
     try:
-        path = _build()
-    except native.NativeUnavailable as exc:
+        path = build(SOURCE, {"SPL_ABI": ABI_VERSION})
+    except NativeUnavailable as exc:
         print(f"sparsernn: compiled sparse layer not built ({exc}); sparse layers will run the "
               "dense path (same results, no speed-up)")  # fmt: skip
         return 0

@@ -6,13 +6,10 @@ layer ``l``'s. Running those sub-layers one by one costs one kernel call (or wor
 loop) each. Here every sub-layer that reads the same source layer ``s`` is stacked into ONE
 wider masked recurrent layer: its i2h rows are the sub-layers' edge masks, its h2h is
 block-diagonal, so a gate of one sub-layer never sees another's units. That is exactly the same
-function, at one fused call per source layer (the default, ``schedule="layers"``).
+function, at one fused call per source layer (the layer schedule, ``schedule="layers"``).
 
-``schedule="wavefront"`` runs every sub-layer at once instead, each shifted by its source
-layer's index, in ``T + L - 1`` batched steps rather than ``L`` sequential sequences
-(:mod:`sparsernn.nn.wavefront`): far fewer, larger operations, at the cost of padding every
-sub-layer to the widest. The parameters are the same wide layers either way;
-the wavefront gathers them into padded per-sub-layer blocks once per forward.
+On CPU the whole schedule runs in one compiled call each way (:mod:`sparsernn.nn.native`)
+where the library is built, else in PyTorch ops (``kernel=``); both compute the same function.
 """
 
 from __future__ import annotations
@@ -32,12 +29,12 @@ from sparsernn.graphs import LayeredDAG, to_layered_dag
 from sparsernn.nn.cells import cell_spec
 from sparsernn.nn.functional import run_layers
 from sparsernn.nn.masked import MaskedRNN
-from sparsernn.nn.wavefront import WavefrontPlan, layer_outputs, wavefront_recurrence
 
 __all__ = ["StructuredRNN", "SCHEDULES", "GATE_LAYOUTS", "KERNELS", "graph_parameters"]
 
-#: How :class:`StructuredRNN` runs: every sub-layer at once, or one fused call per source layer.
-SCHEDULES = ("wavefront", "layers")
+#: How :class:`StructuredRNN` runs: one fused call per source layer. (A wavefront schedule,
+#: every sub-layer at once, was removed: the layer schedule measured faster on CPU.)
+SCHEDULES = ("layers",)
 
 #: Row layouts of a sub-layer's i2h mask for gated cells (see :func:`edge_mask_rows`).
 GATE_LAYOUTS = ("blocked", "interleaved")
@@ -93,16 +90,14 @@ class StructuredRNN(nn.Module):
     mode : ``"rnn_tanh"``, ``"rnn_relu"``, ``"gru"`` or ``"lstm"``.
     input_size : features of the input; defaults to the size of the graph's first layer.
     batch_first : as in ``torch.nn.RNN``.
-    schedule : ``"layers"`` (default: one fused call per source layer) or ``"wavefront"``
-        (every sub-layer at once in ``T + L - 1`` steps); the same function either way. On
-        CPU ``"layers"`` measured faster (see ``benchmarks/README.md``).
+    schedule : ``"layers"`` (the only schedule: one fused call per source layer).
     gate_layout : ``"blocked"`` (default: each gate block of unit ``j`` reads ``j``'s graph
         sources) or ``"interleaved"`` (the study's code: the edge rows repeated ``G`` times in a
         row, see :func:`edge_mask_rows`). Only GRU and LSTM differ.
     kernel : what runs the layer schedule on CPU: ``"auto"`` (default: the compiled time loop
         of :mod:`sparsernn.nn.native` where it is built, else PyTorch ops), ``"native"`` (the
         compiled loop or an error) or ``"torch"``. The same function either way (up to float
-        rounding); GPUs and the wavefront schedule always run PyTorch ops.
+        rounding); GPUs always run PyTorch ops.
 
     ``forward(x)`` takes (T, B, input_size) and returns ``(output, h_n)``: the last layer's
     output sequence (T, B, |last layer|) and a tuple with each layer's final output (B, |l|).
@@ -124,7 +119,9 @@ class StructuredRNN(nn.Module):
     ) -> None:
         super().__init__()
         if schedule not in SCHEDULES:
-            raise ConfigError(f"unknown schedule {schedule!r}; choose one of {SCHEDULES}")
+            gone = " (the wavefront schedule was removed)" if schedule == "wavefront" else ""
+            choices = ", ".join(map(repr, SCHEDULES))
+            raise ConfigError(f"unknown schedule {schedule!r}{gone}; choose one of {choices}")
         if kernel not in KERNELS:
             raise ConfigError(f"unknown kernel {kernel!r}; choose one of {KERNELS}")
         self.kernel = kernel
@@ -169,45 +166,7 @@ class StructuredRNN(nn.Module):
             layer.set_mask("weight_ih_l0", torch.from_numpy(ih))
             layer.set_mask("weight_hh_l0", torch.from_numpy(hh))
             self.wide.append(layer)
-        self.wave_plan: WavefrontPlan | None = None  # built on the first wavefront forward
         self.reset_parameters()
-
-    def _build_wavefront(self, device: torch.device) -> None:
-        """The block plan and the index maps from wide-layer weights to padded blocks."""
-        g = self.spec.gates
-        width = max(max(self.layer_sizes), self.input_size)
-        self.block_width = width
-        blocks, dests = [], []
-        idx: dict[str, list[np.ndarray]] = {name: [] for name in ("ih", "hh", "b")}
-        base = {"ih": 0, "hh": 0, "b": 0}
-        for k, (s, _) in enumerate(self.plan):
-            in_k = self.input_size if s < 0 else self.layer_sizes[s]
-            wide = sum(h for _, _, h in self._blocks(k))
-            for l, off, h in self._blocks(k):
-                blocks.append((s + 1, l + 1, k))  # source ids: 0 is the input, l + 1 layer l
-                dests.append(l)
-                ih = np.full((g * width, width), -1, dtype=np.int64)
-                hh = np.full((g * width, width), -1, dtype=np.int64)
-                b = np.full(g * width, -1, dtype=np.int64)
-                for gate in range(g):
-                    rows = gate * wide + off + np.arange(h)
-                    dst = slice(gate * width, gate * width + h)
-                    ih[dst, :in_k] = base["ih"] + rows[:, None] * in_k + np.arange(in_k)
-                    hh[dst, :h] = base["hh"] + rows[:, None] * wide + off + np.arange(h)
-                    b[dst] = base["b"] + rows
-                idx["ih"].append(ih)
-                idx["hh"].append(hh)
-                idx["b"].append(b)
-            base["ih"] += g * wide * in_k
-            base["hh"] += g * wide * wide
-            base["b"] += g * wide
-        self.wave_plan = WavefrontPlan.from_blocks(blocks, n_inputs=1)
-        self._block_layer = tuple(dests)  # the layer each block writes into
-        for name, parts in idx.items():
-            arr = np.stack(parts)
-            arr[arr < 0] = base[name]  # padding reads the trailing zero
-            index = torch.from_numpy(arr).to(device)
-            self.register_buffer(f"_wave_{name}", index, persistent=False)
 
     @property
     def wide_layers(self) -> list[MaskedRNN]:
@@ -360,36 +319,12 @@ class StructuredRNN(nn.Module):
             raise ValueError("StructuredRNN starts from zero states (as the study); pass hx=None")
         if self.batch_first:
             x = x.transpose(0, 1)
-        if self.schedule == "wavefront":
-            top, h_n = self._forward_wavefront(x)
-        elif self.uses_native(x.device, x.dtype):
+        if self.uses_native(x.device, x.dtype):
             top, h_n = self._forward_native(x)
         else:
             top, h_n = self._forward_layers(x)
         if self.batch_first:
             top = top.transpose(0, 1)
-        return top, h_n
-
-    def _block_weights(self) -> list[Tensor]:
-        """Padded per-block ``(w_ih, w_hh, b_ih, b_hh)`` gathered from the masked wide layers."""
-        ws = [_masked(layer) for layer in self.wide_layers]
-        zero = ws[0][0].new_zeros(1)
-        out = []
-        for i, name in enumerate(("ih", "hh", "b", "b")):
-            flat = torch.cat([w[i].reshape(-1) for w in ws] + [zero])
-            out.append(flat[getattr(self, f"_wave_{name}")])
-        return out
-
-    def _forward_wavefront(self, x: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
-        if self.wave_plan is None:
-            self._build_wavefront(x.device)
-        plan = cast(WavefrontPlan, self.wave_plan)
-        n_steps = x.shape[0]
-        x_pad = torch.nn.functional.pad(x, (0, self.block_width - x.shape[-1])).unsqueeze(1)
-        states = wavefront_recurrence(self.spec, plan, x_pad, *self._block_weights())
-        outs = layer_outputs(plan, states, self._block_layer, n_steps)  # (L, T, B, width)
-        top = outs[-1, ..., : self.output_size]
-        h_n = tuple(outs[l, -1, :, :size] for l, size in enumerate(self.layer_sizes))
         return top, h_n
 
     def _forward_layers(self, x: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
@@ -423,7 +358,7 @@ class StructuredRNN(nn.Module):
         With ``kernel="native"`` a forward that cannot raises :class:`ConfigError` saying why.
         """
         kernel = getattr(self, "kernel", "auto")  # modules pickled before the option existed
-        if kernel == "torch" or self.schedule != "layers":
+        if kernel == "torch":
             return False
         from sparsernn.nn import native
 

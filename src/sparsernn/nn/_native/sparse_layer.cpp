@@ -19,7 +19,16 @@
 // decreasingly) are updated at step t, the others keep their state (the final state is each
 // sequence's own last one, either direction) and pass their gradients through. PyTorch's gate
 // order and equations; no -ffast-math: results differ from PyTorch's by float rounding only.
+//
+// One translation unit with its included parts (sparse_products.cpp, layout.cpp), assembled
+// by sparsernn.nn._build. The ABI version is typed once, in Python
+// (sparsernn.nn.sparse_kernel.ABI_VERSION), and given to the compiler as -DSPL_ABI=<n>.
 
+#ifndef SPL_ABI
+#error "build with -DSPL_ABI=<n>, the ABI version of sparsernn.nn.sparse_kernel (python -m sparsernn.nn.sparse_kernel builds it so)"
+#endif
+
+#include "layout.cpp"
 #include "sparse_products.cpp"
 
 #define SPL_INLINE inline __attribute__((always_inline))
@@ -83,7 +92,9 @@ template <typename S> SPL_INLINE Vof<S> vtanh(Vof<S> x) {
 
 template <typename S> SPL_INLINE Vof<S> vrelu(Vof<S> x) { return x < S(0) ? Vof<S>{} : x; }  // NaN stays
 
-struct Pattern {  // a weight matrix's kept entries (sparsernn.nn.sparse_kernel.PatternArgs)
+// The structs shared with Python (sparsernn.nn.sparse_kernel: PatternArgs, LayerArgs, and
+// SlicedArgs for Sliced), checked field by field when the library loads (LAYOUTS below).
+struct Pattern {  // a weight matrix's kept entries
     const i64 *row_ptr; const i32 *cols;                   // by rows (CSR): the values' order
     const i64 *col_ptr; const i32 *rows; const i64 *perm;  // by columns, CSR position of each
     Sliced by_rows, by_cols;  // for one-lane products (n_slices 0: not given, batch > 4)
@@ -354,12 +365,42 @@ template <typename S> void run_pass(const SpLayer &L, bool backward) {
 
 }  // namespace
 
+// The structs shared with Python, field by field (exported by spl_layout / spl_field).
+const layout::Field SLICED_FIELDS[] = {
+    LAYOUT_FIELD(Sliced, n_slices), LAYOUT_FIELD(Sliced, order), LAYOUT_FIELD(Sliced, start),
+    LAYOUT_FIELD(Sliced, index),    LAYOUT_FIELD(Sliced, pos),
+};
+const layout::Field PATTERN_FIELDS[] = {
+    LAYOUT_FIELD(Pattern, row_ptr), LAYOUT_FIELD(Pattern, cols),    LAYOUT_FIELD(Pattern, col_ptr),
+    LAYOUT_FIELD(Pattern, rows),    LAYOUT_FIELD(Pattern, perm),    LAYOUT_FIELD(Pattern, by_rows),
+    LAYOUT_FIELD(Pattern, by_cols),
+};
+const layout::Field SP_LAYER_FIELDS[] = {
+    LAYOUT_FIELD(SpLayer, cell),     LAYOUT_FIELD(SpLayer, steps),    LAYOUT_FIELD(SpLayer, batch),
+    LAYOUT_FIELD(SpLayer, hidden),   LAYOUT_FIELD(SpLayer, in_size),  LAYOUT_FIELD(SpLayer, reverse),
+    LAYOUT_FIELD(SpLayer, save),     LAYOUT_FIELD(SpLayer, active),   LAYOUT_FIELD(SpLayer, ih),
+    LAYOUT_FIELD(SpLayer, hh),       LAYOUT_FIELD(SpLayer, ih_val),   LAYOUT_FIELD(SpLayer, hh_val),
+    LAYOUT_FIELD(SpLayer, b_ih),     LAYOUT_FIELD(SpLayer, b_hh),     LAYOUT_FIELD(SpLayer, x),
+    LAYOUT_FIELD(SpLayer, x_ld),     LAYOUT_FIELD(SpLayer, h0),       LAYOUT_FIELD(SpLayer, c0),
+    LAYOUT_FIELD(SpLayer, hs),       LAYOUT_FIELD(SpLayer, c_last),   LAYOUT_FIELD(SpLayer, acts),
+    LAYOUT_FIELD(SpLayer, g_out),    LAYOUT_FIELD(SpLayer, g_hn),     LAYOUT_FIELD(SpLayer, g_cn),
+    LAYOUT_FIELD(SpLayer, d_x),      LAYOUT_FIELD(SpLayer, d_ih_val), LAYOUT_FIELD(SpLayer, d_hh_val),
+    LAYOUT_FIELD(SpLayer, d_b_ih),   LAYOUT_FIELD(SpLayer, d_b_hh),   LAYOUT_FIELD(SpLayer, d_h0),
+    LAYOUT_FIELD(SpLayer, d_c0),
+};
+const layout::Struct LAYOUTS[] = {
+    layout::of<Sliced>("Sliced", SLICED_FIELDS),
+    layout::of<Pattern>("Pattern", PATTERN_FIELDS),
+    layout::of<SpLayer>("SpLayer", SP_LAYER_FIELDS),
+};
+
 extern "C" {
 
 // The ABI version: sparsernn.nn.sparse_kernel refuses a library whose version differs.
-int spl_version() { return 2; }
-// sizeof(SpLayer): checked against the Python declaration when the library loads.
-int64_t spl_layer_size() { return sizeof(SpLayer); }
+int spl_version() { return SPL_ABI; }
+// The shared structs' layouts (see layout.cpp).
+int64_t spl_layout(const char *type, int64_t *out, int64_t n) { return layout::fill(LAYOUTS, type, out, n); }
+const char *spl_field(const char *type, int64_t i) { return layout::field(LAYOUTS, type, i); }
 // Forward (backward = 0) or backward of the layer, in double (f64 = 1) or float.
 void spl_run(const SpLayer *L, int64_t backward, int64_t f64) {
     arena.reset();
