@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sparsernn.config import Config
+from sparsernn.config import Config, key_field
 from sparsernn.errors import ConfigError
 from sparsernn.nn.batched import BatchedMaskedRNN, _input_gates
 from sparsernn.nn.cells import cell_spec
@@ -39,15 +39,15 @@ class ModelConfig(Config):
     recurrent part is a :class:`~sparsernn.nn.StructuredRNN` of that graph and, unless given,
     ``embedding_dim`` becomes the size of the graph's first layer. ``gate_layout`` picks
     that network's i2h mask rows for GRU/LSTM: ``"blocked"`` (graph-faithful, the default) or
-    ``"interleaved"`` (the study's code); see :class:`~sparsernn.nn.StructuredRNN`. It is left
-    out of :meth:`to_dict` when ``"blocked"``, so configs (and run keys) from before it existed
-    are unchanged.
+    ``"interleaved"`` (the study's code); see :class:`~sparsernn.nn.StructuredRNN`.
 
-    Task fields (each left out of :meth:`to_dict` at its default, so the study's configs and run
-    keys are unchanged): ``input_size`` (None: token codes below ``vocab_size`` read by an
+    Task fields: ``input_size`` (None: token codes below ``vocab_size`` read by an
     embedding; F: F real values per step read by ``Linear(F, embedding_dim)``), ``n_outputs``
     (output positions read from the last step) and ``regression`` (one real number per
     position instead of ``n_classes`` logits).
+
+    ``gate_layout`` and the task fields came after run keys existed: each is a
+    :func:`~sparsernn.config.key_field`, left out of :meth:`to_dict` at its default.
     """
 
     cell: str = "gru"
@@ -58,10 +58,10 @@ class ModelConfig(Config):
     n_classes: int = 2
     graph_edges: tuple[tuple[int, int], ...] | None = None
     n_nodes: int | None = None
-    gate_layout: str = "blocked"
-    input_size: int | None = None
-    n_outputs: int = 1
-    regression: bool = False
+    gate_layout: str = key_field("blocked")
+    input_size: int | None = key_field(None)
+    n_outputs: int = key_field(1)
+    regression: bool = key_field(False)
 
     def __post_init__(self) -> None:
         cell_spec(self.cell)
@@ -79,13 +79,6 @@ class ModelConfig(Config):
                 f"unknown gate_layout {self.gate_layout!r}; choose one of {', '.join(GATE_LAYOUTS)}"
             )
 
-    def to_dict(self) -> dict:
-        data = super().to_dict()
-        for name, default in _QUIET_DEFAULTS.items():  # keep older configs' JSON and keys
-            if data[name] == default:
-                del data[name]
-        return data
-
     @property
     def structured(self) -> bool:
         return self.graph_edges is not None
@@ -99,13 +92,6 @@ class ModelConfig(Config):
     def head_size(self) -> int:
         """Outputs of the linear head: ``n_outputs`` x (``n_classes``, or 1 for regression)."""
         return self.n_outputs * (1 if self.regression else self.n_classes)
-
-
-#: Fields left out of :meth:`ModelConfig.to_dict` at these defaults (added after run keys
-#: existed: configs that do not use them keep the JSON and key they had).
-_QUIET_DEFAULTS = {
-    "gate_layout": "blocked", "input_size": None, "n_outputs": 1, "regression": False
-}
 
 
 def _input_layer(config: ModelConfig, width: int) -> nn.Module:

@@ -33,7 +33,7 @@ from sparsernn._seed import derive_seed
 from sparsernn._threads import resolve_threads, torch_threads
 from sparsernn.batching import Data, EncodedData, encoded, epoch_order
 from sparsernn.checkpoints import checkpoint_bytes, load_checkpoint, save_checkpoint
-from sparsernn.config import Config
+from sparsernn.config import Config, key_field
 from sparsernn.data import Dataset
 from sparsernn.errors import ConfigError
 from sparsernn.models import BatchedClassifier, SequenceClassifier
@@ -70,8 +70,8 @@ class TrainConfig(Config):
     ``bucket=True`` groups strings of similar length into batches, which cuts padded steps but
     changes the model's input (the study reads the last PADDED step): a documented deviation.
     ``threads``: torch intra-op threads while training; None = auto (``OMP_NUM_THREADS`` when
-    set, else 1, see :func:`fit`). Left out of :meth:`to_dict` when None, so run keys made
-    before the field existed still match.
+    set, else 1, see :func:`fit`). A :func:`~sparsernn.config.key_field`: left out of
+    :meth:`to_dict` when None, so run keys made before the field existed still match.
     """
 
     epochs: int = 50
@@ -83,7 +83,7 @@ class TrainConfig(Config):
     eval_batch_size: int | None = None
     seed: int = 0
     device: str = "auto"
-    threads: int | None = None
+    threads: int | None = key_field(None)
 
     def __post_init__(self) -> None:
         if self.threads is not None:
@@ -100,12 +100,6 @@ class TrainConfig(Config):
             raise ConfigError(f"clip={self.clip} must be > 0 (or None for no clipping)")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"device={self.device!r}; choose auto, cpu or cuda[:N]")
-
-    def to_dict(self) -> dict[str, Any]:
-        data = super().to_dict()
-        if data.get("threads") is None:
-            data.pop("threads", None)
-        return data
 
 
 def resolve_device(device: str = "auto") -> torch.device:

@@ -105,7 +105,11 @@ def test_train_many_equals_fit_on_every_kind_of_task(task):
 def test_task_fields_enter_configs_only_when_used():
     plain = DataSpec()
     assert "task" not in plain.to_dict() and "difficulty" not in plain.to_dict()
-    assert DataSpec(task="embedded_reber").to_dict() == DataSpec(grammar="embedded_reber").to_dict()
+    embedded = DataSpec.from_dict({"task": "embedded_reber"})  # the grammar names it
+    assert embedded == DataSpec(grammar="embedded_reber") and embedded.task_name == "embedded_reber"
+    assert embedded.to_dict() == DataSpec(grammar="embedded_reber").to_dict()
+    with pytest.raises(ConfigError, match="is a grammar"):
+        DataSpec(task="embedded_reber")
     adding = DataSpec(task="adding", difficulty=7)
     assert adding.to_dict()["task"] == "adding" and adding.to_dict()["difficulty"] == 7
     assert DataSpec.from_dict(adding.to_dict()) == adding
@@ -114,9 +118,11 @@ def test_task_fields_enter_configs_only_when_used():
     assert cfg.to_dict()["input_size"] == 2 and cfg.input_kind == "real"
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
     assert not {"input_size", "n_outputs", "regression"} & set(ModelConfig().to_dict())
-    assert DataSpec(task="digits").n_strings == 1797  # capped
+    assert DataSpec.from_dict({"task": "digits"}).n_strings == 1797  # capped at the boundary
+    with pytest.raises(ConfigError, match="has 1797 examples"):
+        DataSpec(task="digits")
     with pytest.raises(ConfigError, match="the digits task has no difficulty knob"):
-        DataSpec(task="digits", difficulty=3)
+        DataSpec(task="digits", n_strings=100, difficulty=3)
     with pytest.raises(ConfigError, match="unknown task 'mnist'"):
         DataSpec(task="mnist")
     with pytest.raises(ConfigError, match="generates its own data"):

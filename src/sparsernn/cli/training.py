@@ -131,7 +131,7 @@ def train(out, log, log_dir, **flags):
     _data_conflicts(given.get("task"), given.get("grammar"), csv)
     if given.get("clip") == 0:
         given["clip"] = None  # no clipping
-    data_cfg = DataSpec(**_config_fields(DataSpec, given))
+    data_cfg = DataSpec.from_dict(_config_fields(DataSpec, given))  # canonical: one key
     check_data(data_cfg)
     _note_capped(given.get("n_strings"), data_cfg)
     train_cfg = TrainConfig(**_config_fields(TrainConfig, given))

@@ -150,10 +150,10 @@ def task_data(spec: DataSpec) -> tuple[Dataset | TaskData, Dataset | TaskData]:
     :class:`TaskData` with ``spec.n_strings`` examples, ``spec.difficulty`` and ``spec.seed``."""
     from sparsernn.data import make_dataset
 
-    if spec.task in GRAMMAR_TASKS:
+    if spec.task_name in GRAMMAR_TASKS:
         return make_dataset(spec)
     return make_task(
-        spec.task, spec.n_strings, difficulty=spec.difficulty, seed=spec.seed,
+        spec.task_name, spec.n_strings, difficulty=spec.difficulty, seed=spec.seed,
         test_fraction=spec.test_fraction,
     )
 
@@ -161,9 +161,9 @@ def task_data(spec: DataSpec) -> tuple[Dataset | TaskData, Dataset | TaskData]:
 def model_fields(spec: DataSpec) -> dict[str, Any]:
     """The :class:`~sparsernn.models.ModelConfig` fields a model of ``spec``'s task needs
     (input layer and head); empty for the grammar tasks, whose model is the study's."""
-    if spec.task in GRAMMAR_TASKS:
+    if spec.task_name in GRAMMAR_TASKS:
         return {}
-    sample, _ = make_task(spec.task, 40, difficulty=spec.difficulty, seed=spec.seed)
+    sample, _ = make_task(spec.task_name, 40, difficulty=spec.difficulty, seed=spec.seed)
     fields: dict[str, Any] = {
         "n_classes": max(sample.n_classes, 1),
         "n_outputs": sample.n_outputs,
@@ -184,6 +184,6 @@ def chance_level(spec: DataSpec) -> float:
 
         share = float(np.mean(read_csv(spec.test_csv).labels))  # type: ignore[arg-type]
         return max(share, 1.0 - share)
-    if spec.task in GRAMMAR_TASKS:
+    if spec.task_name in GRAMMAR_TASKS:
         return max(spec.valid_fraction, 1.0 - spec.valid_fraction)
     return task_data(spec)[1].chance()  # type: ignore[union-attr]
