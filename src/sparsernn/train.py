@@ -403,28 +403,44 @@ def _train_epochs(
             correct += _n_right(logits, targets)
             if bar is not None:
                 bar.update(1)
-        elapsed = time.perf_counter() - t0
-        sums = zip(loss_sum.reshape(-1).tolist(), correct.reshape(-1).tolist(), strict=True)
-        records = [
-            {
-                "epoch": epoch,
-                "train_loss": s / n,
-                "train_accuracy": c / n_scored,
-                "epoch_time": elapsed,
-            }
-            for s, c in sums
-        ]
-        if test_data is not None:
-            with torch.no_grad():
-                tests = _evaluate_all(model, test_data, cfg.eval_batch_size or cfg.batch_size)
-            for record, res in zip(records, tests, strict=True):
-                record["test_loss"], record["test_accuracy"] = res["loss"], res["accuracy"]
+        train = {"loss": loss_sum, "correct": correct, "n": n, "n_scored": n_scored}
+        records = _epoch_records(epoch, time.perf_counter() - t0, train, model, test_data, cfg)
         if bar is not None and len(records) == 1:
             shown = ("train_loss", "test_accuracy")
             bar.set_postfix({k: f"{v:.3f}" for k, v in records[0].items() if k in shown})
         yield records
     if bar is not None:
         bar.close()
+
+
+def _epoch_records(
+    epoch: int,
+    elapsed: float,
+    train: dict[str, Any],
+    model: nn.Module,
+    test_data: EncodedData | None,
+    cfg: TrainConfig,
+) -> list[dict[str, Any]]:
+    """One record per model for an epoch: its training sums (``train``: summed ``loss`` and
+    ``correct`` per model over ``n`` examples, ``n_scored`` answers) and, with ``test_data``,
+    its test scores."""
+    losses, rights = train["loss"].reshape(-1).tolist(), train["correct"].reshape(-1).tolist()
+    sums = zip(losses, rights, strict=True)
+    records = [
+        {
+            "epoch": epoch,
+            "train_loss": s / train["n"],
+            "train_accuracy": c / train["n_scored"],
+            "epoch_time": elapsed,
+        }
+        for s, c in sums
+    ]
+    if test_data is not None:
+        with torch.no_grad():
+            tests = _evaluate_all(model, test_data, cfg.eval_batch_size or cfg.batch_size)
+        for record, res in zip(records, tests, strict=True):
+            record["test_loss"], record["test_accuracy"] = res["loss"], res["accuracy"]
+    return records
 
 
 def fit(
