@@ -10,8 +10,17 @@ import torch
 
 from sparsernn.data import DataSpec, make_dataset
 from sparsernn.errors import ConfigError
+from sparsernn.experiments.config import StudyConfig
 from sparsernn.models import ModelConfig, build_model
-from sparsernn.tasks import TaskData, chance_level, model_fields, parity, task_data
+from sparsernn.tasks import (
+    TaskData,
+    chance_level,
+    check_spec,
+    model_fields,
+    parity,
+    spec_fields,
+    task_data,
+)
 from sparsernn.train import REGRESSION_TOLERANCE, TrainConfig, evaluate, fit, predict, train_many
 
 #: (task, difficulty) at sizes a small GRU learns in seconds.
@@ -118,13 +127,17 @@ def test_task_fields_enter_configs_only_when_used():
     assert cfg.to_dict()["input_size"] == 2 and cfg.input_kind == "real"
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
     assert not {"input_size", "n_outputs", "regression"} & set(ModelConfig().to_dict())
-    assert DataSpec.from_dict({"task": "digits"}).n_strings == 1797  # capped at the boundary
+    # data/ knows grammars, not tasks: sparsernn.tasks caps and checks a spec's task.
+    assert DataSpec.from_dict(spec_fields({"task": "digits"})).n_strings == 1797  # capped
+    assert StudyConfig.from_dict({"data": {"task": "digits"}}).data.n_strings == 1797
     with pytest.raises(ConfigError, match="has 1797 examples"):
-        DataSpec(task="digits")
+        check_spec(DataSpec(task="digits"))
     with pytest.raises(ConfigError, match="the digits task has no difficulty knob"):
-        DataSpec(task="digits", n_strings=100, difficulty=3)
+        check_spec(DataSpec(task="digits", n_strings=100, difficulty=3))
     with pytest.raises(ConfigError, match="unknown task 'mnist'"):
-        DataSpec(task="mnist")
+        task_data(DataSpec(task="mnist"))
+    with pytest.raises(ConfigError, match="unknown task 'mnist'"):
+        StudyConfig(data=DataSpec(task="mnist"))
     with pytest.raises(ConfigError, match="generates its own data"):
         DataSpec(task="parity", train_csv="a.csv", test_csv="b.csv")
 

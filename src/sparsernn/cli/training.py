@@ -119,7 +119,7 @@ def train(out, log, log_dir, **flags):
     from sparsernn.data import DataSpec
     from sparsernn.experiments.inputs import check_data
     from sparsernn.models import ModelConfig, build_model
-    from sparsernn.tasks import model_fields, task_data
+    from sparsernn.tasks import model_fields, spec_fields, task_data
     from sparsernn.train import TrainConfig, resolve_device, save_checkpoint
 
     given = {k: v for k, v in flags.items() if v is not None}
@@ -131,7 +131,7 @@ def train(out, log, log_dir, **flags):
     _data_conflicts(given.get("task"), given.get("grammar"), csv)
     if given.get("clip") == 0:
         given["clip"] = None  # no clipping
-    data_cfg = DataSpec.from_dict(_config_fields(DataSpec, given))  # canonical: one key
+    data_cfg = DataSpec.from_dict(spec_fields(_config_fields(DataSpec, given)))  # one key
     check_data(data_cfg)
     _note_capped(given.get("n_strings"), data_cfg)
     train_cfg = TrainConfig(**_config_fields(TrainConfig, given))

@@ -173,10 +173,12 @@ class DataSpec(Config):
         The task (:data:`sparsernn.tasks.TASKS`) when it is not a grammar's: None (default)
         means the grammar task ``grammar`` names (``"reber"``, the study's, or
         ``"embedded_reber"``, which build the grammar strings above); another task generates
-        its own data with ``n_strings`` examples (``digits``: at most 1797), ``seed`` and
-        ``test_fraction``, and ignores the string fields. :attr:`task_name` is the task either
-        way. :meth:`from_dict` (TOML, the CLI) also takes a grammar task's name here and moves
-        it to ``grammar``, and caps ``digits``' ``n_strings``.
+        its own data with ``n_strings`` examples, ``seed`` and ``test_fraction``, and ignores
+        the string fields. :attr:`task_name` is the task either way. :meth:`from_dict` (TOML,
+        the CLI) also takes a grammar's name here and moves it to ``grammar``. This layer
+        knows grammars, not tasks: :mod:`sparsernn.tasks` checks the name and ``difficulty``
+        (:func:`~sparsernn.tasks.check_spec`) and caps a finite task's ``n_strings``
+        (:func:`~sparsernn.tasks.spec_fields`) where specs are read and used.
     difficulty : int or None
         The task's difficulty knob (:data:`sparsernn.tasks.DIFFICULTY`: sequence length or
         delay); None keeps its default. ``task`` and ``difficulty`` came after run keys
@@ -205,11 +207,9 @@ class DataSpec(Config):
     @classmethod
     def normalise(cls, data: dict[str, Any]) -> dict[str, Any]:
         """Raw fields made canonical (see the class docstring); invalid ones raise."""
-        from sparsernn.tasks import GRAMMAR_TASKS, N_DIGITS
-
         task = data.get("task")
-        if task in GRAMMAR_TASKS:  # one name for one grammar: ``grammar`` names it
-            if task != "reber":
+        if task in GRAMMARS:  # one name for one grammar: ``grammar`` names it
+            if task != "reber":  # "reber", the default task, leaves ``grammar`` as given
                 data["grammar"] = task
             data["task"] = None
         for name in ("train_csv", "test_csv"):
@@ -219,10 +219,6 @@ class DataSpec(Config):
             value = data.get(name)
             if isinstance(value, (np.integer, np.floating)) and not isinstance(value, bool):
                 data[name] = kind(value)
-        if data.get("task") == "digits":
-            n = data.get("n_strings", cls.n_strings)
-            if isinstance(n, int) and not isinstance(n, bool):
-                data["n_strings"] = min(n, N_DIGITS)
         if "negative_mix" in data:
             data["negative_mix"] = _normalise_mix(data["negative_mix"])
         if "alternative_grammars" in data:
@@ -295,36 +291,24 @@ class DataSpec(Config):
             )
 
     def _check_task(self) -> None:
-        """Validate ``task``/``difficulty`` (a grammar task is named by ``grammar``)."""
-        from sparsernn.tasks import DIFFICULTY, GRAMMAR_TASKS, N_DIGITS
-
-        if self.task in GRAMMAR_TASKS:
+        """Validate the form of ``task``/``difficulty`` (a grammar is named by ``grammar``;
+        :func:`sparsernn.tasks.check_spec` checks them against the task registry)."""
+        if self.task in GRAMMARS:
             raise ConfigError(
                 f"DataSpec.task={self.task!r} is a grammar: give grammar={self.task!r} and "
                 "leave task unset (DataSpec.from_dict moves it)"
             )
-        if self.task is not None and self.task not in DIFFICULTY:
-            raise ConfigError(
-                f"DataSpec.task: unknown task {self.task!r}; valid tasks: {', '.join(DIFFICULTY)}"
-            )
+        if self.task is not None and (not isinstance(self.task, str) or not self.task):
+            raise ConfigError(f"DataSpec.task={self.task!r} must be a task's name")
         if self.task is not None and self.train_csv is not None:
             raise ConfigError(
                 f"DataSpec.task={self.task!r} generates its own data; CSV files are "
                 "grammar strings (leave task unset, or drop train_csv/test_csv)"
             )
-        if self.difficulty is not None:
-            if DIFFICULTY[self.task_name] is None:
-                raise ConfigError(
-                    f"DataSpec.difficulty: the {self.task_name} task has no difficulty knob; "
-                    "leave it unset"
-                )
-            if isinstance(self.difficulty, bool) or not isinstance(self.difficulty, int):
-                raise ConfigError(f"DataSpec.difficulty={self.difficulty!r} must be an integer")
-        if self.task == "digits" and isinstance(self.n_strings, int) and self.n_strings > N_DIGITS:
-            raise ConfigError(
-                f"DataSpec.n_strings={self.n_strings}: the digits task has {N_DIGITS} examples; "
-                f"ask for at most {N_DIGITS} (DataSpec.from_dict caps it)"
-            )
+        if self.difficulty is not None and (
+            isinstance(self.difficulty, bool) or not isinstance(self.difficulty, int)
+        ):
+            raise ConfigError(f"DataSpec.difficulty={self.difficulty!r} must be an integer")
 
     @property
     def task_name(self) -> str:

@@ -19,6 +19,7 @@ from sparsernn.nn.cells import MODES, cell_spec
 from sparsernn.nn.structured import GATE_LAYOUTS
 from sparsernn.prune import SCOPES, TARGETS
 from sparsernn.sparsity import STUDY_METHODS
+from sparsernn.tasks import check_spec, spec_fields
 from sparsernn.train import TrainConfig
 
 __all__ = [
@@ -212,7 +213,15 @@ class StudyConfig(Config):
     pruning: PruningConfig = PruningConfig()
     structure: StructureConfig = StructureConfig()
 
+    @classmethod
+    def normalise(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """A finite task's ``data.n_strings`` capped at its size (:func:`spec_fields`)."""
+        if isinstance(data.get("data"), dict):
+            data["data"] = spec_fields(data["data"])
+        return data
+
     def __post_init__(self) -> None:
+        check_spec(self.data)
         if not self.cells:
             raise ConfigError("no cells selected; choose from " + ", ".join(MODES))
         for c in self.cells:
