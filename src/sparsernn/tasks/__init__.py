@@ -26,6 +26,7 @@ the chance levels and what a dense GRU reaches. This package sits above :mod:`sp
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -43,6 +44,8 @@ __all__ = [
     "TASKS",
     "DIFFICULTY",
     "GRAMMAR_TASKS",
+    "SHAPES",
+    "TaskShape",
     "N_DIGITS",
     "TaskData",
     "adding",
@@ -73,6 +76,34 @@ DIFFICULTY: dict[str, str | None] = {
     "copy": "delay",
     "parity": "length",
     "digits": None,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskShape:
+    """What a task's data declare, known without generating them: the model fields it needs.
+
+    ``inputs`` is ``"tokens"`` (codes below ``vocab_size``) or ``"real"`` (``input_size``
+    values per step); ``n_classes`` per output position (0: a regression target), with
+    ``n_outputs`` positions. No task's shape depends on its difficulty knob.
+    """
+
+    inputs: str
+    n_classes: int
+    n_outputs: int = 1
+    vocab_size: int = 0
+    input_size: int = 0
+
+
+#: Each task's :class:`TaskShape` (what its :class:`TaskData` declare; a test checks them).
+SHAPES: dict[str, TaskShape] = {
+    "reber": TaskShape("tokens", 2, vocab_size=128),
+    "embedded_reber": TaskShape("tokens", 2, vocab_size=128),
+    "adding": TaskShape("real", 10, input_size=2),
+    "adding_regression": TaskShape("real", 0, input_size=2),
+    "copy": TaskShape("tokens", 8, n_outputs=5, vocab_size=11),
+    "parity": TaskShape("tokens", 2, vocab_size=3),
+    "digits": TaskShape("real", 10, input_size=8),
 }
 
 
@@ -188,20 +219,21 @@ def task_data(spec: DataSpec) -> tuple[Dataset | TaskData, Dataset | TaskData]:
 
 def model_fields(spec: DataSpec) -> dict[str, Any]:
     """The :class:`~sparsernn.models.ModelConfig` fields a model of ``spec``'s task needs
-    (input layer and head); empty for the grammar tasks, whose model is the study's."""
+    (input layer and head), read from its :data:`SHAPES` entry without generating data; empty
+    for the grammar tasks, whose model is the study's."""
     check_spec(spec)
     if spec.task_name in GRAMMAR_TASKS:
         return {}
-    sample, _ = make_task(spec.task_name, 40, difficulty=spec.difficulty, seed=spec.seed)
+    shape = SHAPES[spec.task_name]
     fields: dict[str, Any] = {
-        "n_classes": max(sample.n_classes, 1),
-        "n_outputs": sample.n_outputs,
-        "regression": sample.regression,
+        "n_classes": max(shape.n_classes, 1),
+        "n_outputs": shape.n_outputs,
+        "regression": shape.n_classes == 0,
     }
-    if sample.input_kind == "tokens":
-        fields["vocab_size"] = sample.vocab_size
+    if shape.inputs == "tokens":
+        fields["vocab_size"] = shape.vocab_size
     else:
-        fields["input_size"] = sample.input_size
+        fields["input_size"] = shape.input_size
     return fields
 
 
