@@ -145,7 +145,7 @@ def test_task_fields_enter_configs_only_when_used():
 def test_model_shapes_follow_the_task():
     x = torch.rand(3, 5, 2)
     reg = build_model(ModelConfig(hidden_size=4, input_size=2, regression=True), seed=0)
-    assert isinstance(reg.embedding, torch.nn.Linear) and reg(x).shape == (3,)
+    assert isinstance(reg.input_linear, torch.nn.Linear) and reg(x).shape == (3,)
     copy_cfg = ModelConfig(hidden_size=4, vocab_size=11, n_classes=8, n_outputs=5)
     assert build_model(copy_cfg, seed=0)(torch.randint(1, 11, (3, 7))).shape == (3, 5, 8)
     with pytest.raises(ConfigError, match="input_size=0"):
