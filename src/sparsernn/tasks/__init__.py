@@ -204,13 +204,15 @@ def spec_fields(raw: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
-def task_data(spec: DataSpec) -> tuple[Dataset | TaskData, Dataset | TaskData]:
-    """The (train, test) data ``spec`` describes: the study's strings for the grammar tasks
-    (:func:`~sparsernn.data.make_dataset`, exactly as before tasks existed), else the task's
-    :class:`TaskData` with ``spec.n_strings`` examples, ``spec.difficulty`` and ``spec.seed``."""
+def task_data(spec: DataSpec) -> tuple[TaskData, TaskData]:
+    """The (train, test) :class:`TaskData` ``spec`` describes: for the grammar tasks the
+    study's strings (:func:`~sparsernn.data.make_dataset`, exactly as before tasks existed) as
+    :func:`strings_task` encodes them, else the task's data with ``spec.n_strings`` examples,
+    ``spec.difficulty`` and ``spec.seed``. What the studies and ``sparsernn train`` train on."""
     check_spec(spec)
     if spec.task_name in GRAMMAR_TASKS:
-        return make_dataset(spec)
+        train, test = make_dataset(spec)
+        return strings_task(train), strings_task(test)
     return make_task(
         spec.task_name, spec.n_strings, difficulty=spec.difficulty, seed=spec.seed,
         test_fraction=spec.test_fraction,
@@ -245,4 +247,4 @@ def chance_level(spec: DataSpec) -> float:
         return max(share, 1.0 - share)
     if spec.task_name in GRAMMAR_TASKS:
         return max(spec.valid_fraction, 1.0 - spec.valid_fraction)
-    return task_data(spec)[1].chance()  # type: ignore[union-attr]
+    return task_data(spec)[1].chance()
