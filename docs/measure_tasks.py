@@ -23,7 +23,7 @@ import pandas as pd
 from sparsernn._provenance import environment, now
 from sparsernn.data import DataSpec
 from sparsernn.models import ModelConfig, build_model
-from sparsernn.tasks import chance_level, model_fields, task_data
+from sparsernn.tasks import chance_level, model_fields, spec_fields, task_data
 from sparsernn.train import TrainConfig, fit
 
 N_EXAMPLES = 4000
@@ -44,7 +44,8 @@ ROWS = [
 
 def measure(task: str, difficulty: int | None) -> dict[str, object]:
     """Train the dense 3x50 GRU on one task; its final test scores and the time it took."""
-    spec = DataSpec(task=task, n_strings=N_EXAMPLES, difficulty=difficulty, seed=SEED)
+    raw = dict(task=task, n_strings=N_EXAMPLES, difficulty=difficulty, seed=SEED)
+    spec = DataSpec.from_dict(spec_fields(raw))  # a grammar task moves to grammar; digits capped
     train, test = task_data(spec)
     model = build_model(ModelConfig(cell="gru", **model_fields(spec)), seed=SEED)
     t0 = time.perf_counter()

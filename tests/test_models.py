@@ -1,5 +1,8 @@
 """SequenceClassifier: the study's architecture, readout at the last padded step."""
 
+import io
+import json
+
 import networkx as nx
 import pytest
 import torch
@@ -61,3 +64,52 @@ def test_gate_layout_round_trips_and_builds_the_layout():
     assert build_model(blocked).recurrent.gate_layout == "blocked"
     with pytest.raises(ConfigError, match="gate_layout"):
         ModelConfig(gate_layout="gatewise")
+
+
+def _old_checkpoint(model, names: dict[str, str]) -> bytes:
+    """A checkpoint as ``checkpoint_bytes`` wrote it before the input layer's rename: the same
+    payload, with the state dict's keys renamed by ``names`` (new prefix -> old prefix)."""
+    state = {}
+    for key, value in model.state_dict().items():
+        for new, old in names.items():
+            if key.startswith(new):
+                key = old + key[len(new) :]
+        state[key] = value.detach().cpu()
+    buf = io.BytesIO()
+    torch.save(
+        {
+            "format": "sparsernn-checkpoint-1",
+            "model_config": model.config.to_json(),
+            "state_dict": state,
+            "metrics": json.dumps({"test_accuracy": 0.5}),
+        },
+        buf,
+    )
+    return buf.getvalue()
+
+
+def test_real_input_layer_is_named_for_what_it_is_and_old_checkpoints_load():
+    """Real values pass ``input_linear`` (a Linear, once called ``embedding``); a checkpoint
+    written with the old name loads into it, and gives the same outputs."""
+    from sparsernn.models import BatchedClassifier
+    from sparsernn.train import checkpoint_bytes, load_checkpoint
+
+    cfg = ModelConfig(cell="gru", hidden_size=5, embedding_dim=3, num_layers=2, input_size=2)
+    model = build_model(cfg, seed=3)
+    assert isinstance(model.input_linear, torch.nn.Linear)
+    assert model.input_layer is model.input_linear
+    assert not hasattr(model, "embedding")
+    assert {"input_linear.weight", "input_linear.bias"} <= set(model.state_dict())
+    old = _old_checkpoint(model, {"input_linear.": "embedding."})
+    assert "embedding.weight" in torch.load(io.BytesIO(old), weights_only=True)["state_dict"]
+    loaded, metrics = load_checkpoint(old)
+    x = torch.rand(4, 6, 2)
+    assert metrics == {"test_accuracy": 0.5}
+    assert torch.equal(loaded(x), model(x))
+    again, _ = load_checkpoint(checkpoint_bytes(loaded))  # and new checkpoints as they are
+    assert torch.equal(again(x), model(x))
+    batched = BatchedClassifier.from_models([loaded, again])
+    assert torch.allclose(batched(x)[1], model(x), atol=1e-6)
+    with pytest.raises(RuntimeError, match="Unexpected key"):  # token models keep strict names
+        tokens = build_model(ModelConfig(hidden_size=4, embedding_dim=3, num_layers=1), seed=0)
+        tokens.load_state_dict({**tokens.state_dict(), "input_linear.weight": torch.zeros(1)})

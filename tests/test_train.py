@@ -7,6 +7,7 @@ import torch
 from sparsernn.data import Dataset, DataSpec, make_dataset
 from sparsernn.errors import ConfigError, DataError
 from sparsernn.models import ModelConfig, build_model
+from sparsernn.tasks import strings_task
 from sparsernn.train import (
     EncodedData,
     TrainConfig,
@@ -84,7 +85,7 @@ def test_checkpoint_round_trip_keeps_masks_and_outputs(tmp_path, tiny):
     assert loaded.config == model.config
     for (n1, b1), (n2, b2) in zip(model.named_buffers(), loaded.named_buffers(), strict=True):
         assert n1 == n2 and torch.equal(b1, b2)
-    toks = torch.from_numpy(EncodedData(tiny[1]).tokens.numpy()[:8])
+    toks = torch.from_numpy(EncodedData(tiny[1]).inputs.numpy()[:8])
     with torch.no_grad():
         assert torch.equal(model(toks), loaded(toks))
 
@@ -252,6 +253,7 @@ def test_cli_train_sets_only_the_fields_given(monkeypatch):
     assert cfg == TrainConfig(epochs=2, clip=None, seed=3)
     assert model.config == ModelConfig(hidden_size=4)
     assert len(train) + len(test) == 40
-    assert make_dataset(DataSpec(n_strings=40, seed=3))[0].strings == train.strings
+    expected = strings_task(make_dataset(DataSpec(n_strings=40, seed=3))[0])  # TaskData, encoded
+    assert np.array_equal(expected.inputs, train.inputs) and train.last_step == "padded"
     res = CliRunner().invoke(cli, ["train", "--lr", "0.01", "--n-strings", "40"])
     assert res.exit_code == 0 and seen[1][3] == TrainConfig(lr=0.01)

@@ -26,7 +26,8 @@ class EncodedData:
     ``data``: the study's strings (codes (N, T_max), read at the last padded step) or a task's
     :class:`~sparsernn.tasks.TaskData` (codes (N, T) or values (N, T, F); targets (N,), (N, K)
     or real; read at each sequence's own last step unless its ``last_step`` says otherwise).
-    ``tokens`` holds the inputs (codes or values), ``labels`` the targets.
+    ``inputs`` holds the inputs (codes or values), ``targets`` the targets, as in
+    :class:`~sparsernn.tasks.TaskData`.
     """
 
     def __init__(self, data: Dataset | TaskData, device: torch.device | str = "cpu") -> None:
@@ -35,14 +36,14 @@ class EncodedData:
         from sparsernn.tasks import strings_task
 
         task = data if isinstance(data, TaskData) else strings_task(data)
-        self.tokens = torch.as_tensor(task.inputs, device=device)  # (N, T) or (N, T, F)
+        self.inputs = torch.as_tensor(task.inputs, device=device)  # (N, T) or (N, T, F)
         self.lengths = torch.as_tensor(task.lengths, device=device)
-        self.labels = torch.as_tensor(task.targets, device=device)  # (N,), (N, K)
+        self.targets = torch.as_tensor(task.targets, device=device)  # (N,), (N, K)
         self.own_last_step = task.last_step == "own"
         self.n_outputs = task.n_outputs
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.targets)
 
     @property
     def n_scored(self) -> int:
@@ -64,9 +65,9 @@ class EncodedData:
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             t = int(lengths[idx].max())
-            sel = torch.as_tensor(idx, device=self.tokens.device)
+            sel = torch.as_tensor(idx, device=self.inputs.device)
             own = self.lengths[sel] if self.own_last_step else None
-            yield self.tokens[sel, :t], self.labels[sel], own
+            yield self.inputs[sel, :t], self.targets[sel], own
 
 
 def epoch_order(

@@ -1,7 +1,13 @@
 """Frozen-dataclass configuration: JSON/TOML round trips and a stable content hash (run key).
 
-A run's identity is the hash of its config's sorted JSON, which is how the results store
-dedupes finished work and resumes a study.
+A run's identity is the hash of its config's sorted JSON (:meth:`Config.to_dict`), which is how
+the results store dedupes finished work and resumes a study. One rule keeps those keys stable
+when a config grows: a field declared with :func:`key_field` is left out of ``to_dict`` while it
+equals its default, so configs that do not use it keep the JSON and key they had before it
+existed. Configs never rewrite themselves: raw input (a mapping for pairs, a list for a tuple,
+``"a,b"`` for several names) is made canonical at the boundary, :meth:`Config.from_dict` (TOML,
+JSON, the CLI, stored studies), through the :meth:`Config.normalise` hook; the constructor
+only validates.
 """
 
 from __future__ import annotations
@@ -22,12 +28,42 @@ else:  # pragma: no cover
 
 from sparsernn.errors import ConfigError
 
-__all__ = ["Config", "config_key", "load_toml"]
+__all__ = ["Config", "KEY_OMIT_DEFAULT", "config_key", "key_field", "load_toml"]
 
 C = TypeVar("C", bound="Config")
 
 
+#: The :func:`key_field` metadata: ``{"key": KEY_OMIT_DEFAULT}``.
+KEY_OMIT_DEFAULT = "omit_default"
+
+
+def key_field(default: Any, **kwargs: Any) -> Any:
+    """A dataclass field that :meth:`Config.to_dict` (so the run key) leaves out while it
+    equals ``default``: for fields added after run keys existed, so that configs which keep
+    the default keep their key. ``kwargs`` go to :func:`dataclasses.field`.
+
+    Examples
+    --------
+    >>> @dataclasses.dataclass(frozen=True)
+    ... class Opt(Config):
+    ...     lr: float = 0.1
+    ...     warmup: int = key_field(0)
+    >>> Opt().to_dict(), Opt(warmup=5).to_dict()
+    ({'lr': 0.1}, {'lr': 0.1, 'warmup': 5})
+    """
+    metadata = {**kwargs.pop("metadata", {}), "key": KEY_OMIT_DEFAULT}
+    return dataclasses.field(default=default, metadata=metadata, **kwargs)
+
+
+def _omitted(field: dataclasses.Field, value: Any) -> bool:
+    """Whether ``to_dict`` leaves ``field`` (holding ``value``) out: a :func:`key_field` at
+    its default."""
+    return field.metadata.get("key") == KEY_OMIT_DEFAULT and value == field.default
+
+
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, Config):
+        return value.to_dict()
     if dataclasses.is_dataclass(value):
         return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, (list, tuple)):
@@ -123,11 +159,24 @@ class Config:
     """Mixin for frozen dataclasses: ``to_dict``/``from_dict``, JSON, TOML and ``key``.
 
     Subclasses are ``@dataclasses.dataclass(frozen=True)`` with a default for every field and
-    validate themselves in ``__post_init__`` by raising :class:`ConfigError`.
+    validate themselves in ``__post_init__`` by raising :class:`ConfigError`; they never
+    rewrite a field there. Input that needs making canonical goes through :meth:`normalise`.
     """
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable(self)
+        """The config as JSON data, the input of its key: every field, except a
+        :func:`key_field` at its default (nested configs by the same rule)."""
+        return {
+            f.name: _jsonable(getattr(self, f.name))
+            for f in dataclasses.fields(self)  # type: ignore[arg-type]
+            if not _omitted(f, getattr(self, f.name))
+        }
+
+    @classmethod
+    def normalise(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """Raw field values made canonical (hook, identity here): :meth:`from_dict` applies it
+        before checking types, so that a config is built from canonical values only."""
+        return data
 
     @classmethod
     def from_dict(cls: type[C], data: dict[str, Any]) -> C:
@@ -138,6 +187,7 @@ class Config:
             raise ConfigError(
                 f"unknown {cls.__name__} field(s) {unknown}; valid fields: {sorted(names)}"
             )
+        data = cls.normalise(dict(data))
         kwargs = {k: _coerce(hints[k], v, f"{cls.__name__}.{k}") for k, v in data.items()}
         return cls(**kwargs)
 
@@ -162,8 +212,8 @@ class Config:
 
     @property
     def key(self) -> str:
-        """Stable identity of this configuration (hash of its sorted JSON)."""
-        return config_key(self)
+        """Stable identity of this configuration (hash of :meth:`to_dict`'s sorted JSON)."""
+        return config_key(self.to_dict())
 
 
 #: How TOML, which has no null, spells ``None`` for a field whose default is not ``None``

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sparsernn.config import Config
+from sparsernn.config import Config, key_field
 from sparsernn.errors import ConfigError
 from sparsernn.nn.batched import BatchedMaskedRNN
 from sparsernn.nn.batched import input_gates as _input_gates
@@ -40,15 +40,15 @@ class ModelConfig(Config):
     recurrent part is a :class:`~sparsernn.nn.StructuredRNN` of that graph and, unless given,
     ``embedding_dim`` becomes the size of the graph's first layer. ``gate_layout`` picks
     that network's i2h mask rows for GRU/LSTM: ``"blocked"`` (graph-faithful, the default) or
-    ``"interleaved"`` (the study's code); see :class:`~sparsernn.nn.StructuredRNN`. It is left
-    out of :meth:`to_dict` when ``"blocked"``, so configs (and run keys) from before it existed
-    are unchanged.
+    ``"interleaved"`` (the study's code); see :class:`~sparsernn.nn.StructuredRNN`.
 
-    Task fields (each left out of :meth:`to_dict` at its default, so the study's configs and run
-    keys are unchanged): ``input_size`` (None: token codes below ``vocab_size`` read by an
+    Task fields: ``input_size`` (None: token codes below ``vocab_size`` read by an
     embedding; F: F real values per step read by ``Linear(F, embedding_dim)``), ``n_outputs``
     (output positions read from the last step) and ``regression`` (one real number per
     position instead of ``n_classes`` logits).
+
+    ``gate_layout`` and the task fields came after run keys existed: each is a
+    :func:`~sparsernn.config.key_field`, left out of :meth:`to_dict` at its default.
     """
 
     cell: str = "gru"
@@ -59,10 +59,10 @@ class ModelConfig(Config):
     n_classes: int = 2
     graph_edges: tuple[tuple[int, int], ...] | None = None
     n_nodes: int | None = None
-    gate_layout: str = "blocked"
-    input_size: int | None = None
-    n_outputs: int = 1
-    regression: bool = False
+    gate_layout: str = key_field("blocked")
+    input_size: int | None = key_field(None)
+    n_outputs: int = key_field(1)
+    regression: bool = key_field(False)
 
     def __post_init__(self) -> None:
         cell_spec(self.cell)
@@ -80,13 +80,6 @@ class ModelConfig(Config):
                 f"unknown gate_layout {self.gate_layout!r}; choose one of {', '.join(GATE_LAYOUTS)}"
             )
 
-    def to_dict(self) -> dict:
-        data = super().to_dict()
-        for name, default in _QUIET_DEFAULTS.items():  # keep older configs' JSON and keys
-            if data[name] == default:
-                del data[name]
-        return data
-
     @property
     def structured(self) -> bool:
         return self.graph_edges is not None
@@ -102,18 +95,23 @@ class ModelConfig(Config):
         return self.n_outputs * (1 if self.regression else self.n_classes)
 
 
-#: Fields left out of :meth:`ModelConfig.to_dict` at these defaults (added after run keys
-#: existed: configs that do not use them keep the JSON and key they had).
-_QUIET_DEFAULTS = {
-    "gate_layout": "blocked", "input_size": None, "n_outputs": 1, "regression": False
-}
+#: What the real-valued input layer (``input_linear``) was called before it was named for what
+#: it is; checkpoints written then load through :func:`_renamed_input_layer`.
+_OLD_INPUT_NAME = "embedding"
 
 
-def _input_layer(config: ModelConfig, width: int) -> nn.Module:
-    """The model's first layer: an embedding of token codes, or a linear map of real values."""
-    if config.input_size is None:
-        return nn.Embedding(config.vocab_size, width)
-    return nn.Linear(config.input_size, width)
+def _renamed_input_layer(
+    module: nn.Module, state_dict: dict[str, Tensor], prefix: str, *args: object
+) -> None:
+    """Load-state-dict pre-hook: a real-input model's ``embedding.*`` tensors (an nn.Linear,
+    as checkpoints before the rename hold them) are read as ``input_linear.*``."""
+    config = getattr(module, "config", None)
+    if not isinstance(config, ModelConfig) or config.input_size is None:
+        return
+    for name in ("weight", "bias"):
+        old, new = f"{prefix}{_OLD_INPUT_NAME}.{name}", f"{prefix}input_linear.{name}"
+        if old in state_dict and new not in state_dict:
+            state_dict[new] = state_dict.pop(old)
 
 
 def _time_major(inputs: Tensor) -> Tensor:
@@ -147,9 +145,13 @@ class SequenceClassifier(nn.Module):
     (B, n_classes) logits read from the top layer's output at the LAST padded time step, as in
     the study (padding is therefore part of the model's input). ``forward(inputs, lengths)``
     reads each sequence's own last step instead (the other tasks). Real inputs are (B, T, F)
-    and pass ``Linear(F, E)`` in place of the embedding (still called ``embedding``); the output
+    and pass ``input_linear = Linear(F, E)`` in place of the embedding (:attr:`input_layer` is
+    whichever the model has; checkpoints that call it ``embedding`` still load); the output
     shape follows the task (see :func:`_shaped`).
     """
+
+    embedding: nn.Embedding  # token codes (the study's name, kept for its checkpoints)
+    input_linear: nn.Linear  # real values
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -169,11 +171,20 @@ class SequenceClassifier(nn.Module):
             emb_dim = config.embedding_dim or config.hidden_size
             self.recurrent = MaskedRNN(config.cell, emb_dim, config.hidden_size, config.num_layers)
             top = config.hidden_size
-        self.embedding = _input_layer(config, emb_dim)
+        if config.input_size is None:
+            self.embedding = nn.Embedding(config.vocab_size, emb_dim)
+        else:
+            self.input_linear = nn.Linear(config.input_size, emb_dim)
         self.out = nn.Linear(top, config.head_size)
+        self.register_load_state_dict_pre_hook(_renamed_input_layer)
+
+    @property
+    def input_layer(self) -> nn.Embedding | nn.Linear:
+        """The first layer: ``embedding`` (token codes) or ``input_linear`` (real values)."""
+        return self.embedding if self.config.input_size is None else self.input_linear
 
     def forward(self, tokens: Tensor, lengths: Tensor | None = None) -> Tensor:
-        x = self.embedding(_time_major(tokens))  # (T, B, E)
+        x = self.input_layer(_time_major(tokens))  # (T, B, E)
         seq, _ = self.recurrent(x)  # (T, B, H)
         return _shaped(self.out(_last_step(seq, lengths)), self.config)  # (B, C)
 
@@ -241,8 +252,8 @@ class BatchedClassifier(nn.Module):
             pairs = [(self.embedding, [m.embedding.weight for m in models])]
         else:
             pairs = [
-                (self.input_weight, [m.embedding.weight for m in models]),
-                (self.input_bias, [m.embedding.bias for m in models]),
+                (self.input_weight, [m.input_linear.weight for m in models]),
+                (self.input_bias, [m.input_linear.bias for m in models]),
             ]
         pairs.append((self.out_weight, [m.out.weight for m in models]))
         pairs.append((self.out_bias, [m.out.bias for m in models]))

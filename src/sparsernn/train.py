@@ -33,7 +33,7 @@ from sparsernn._seed import derive_seed
 from sparsernn._threads import resolve_threads, torch_threads
 from sparsernn.batching import Data, EncodedData, encoded, epoch_order
 from sparsernn.checkpoints import checkpoint_bytes, load_checkpoint, save_checkpoint
-from sparsernn.config import Config
+from sparsernn.config import Config, key_field
 from sparsernn.data import Dataset
 from sparsernn.errors import ConfigError
 from sparsernn.models import BatchedClassifier, SequenceClassifier
@@ -70,8 +70,8 @@ class TrainConfig(Config):
     ``bucket=True`` groups strings of similar length into batches, which cuts padded steps but
     changes the model's input (the study reads the last PADDED step): a documented deviation.
     ``threads``: torch intra-op threads while training; None = auto (``OMP_NUM_THREADS`` when
-    set, else 1, see :func:`fit`). Left out of :meth:`to_dict` when None, so run keys made
-    before the field existed still match.
+    set, else 1, see :func:`fit`). A :func:`~sparsernn.config.key_field`: left out of
+    :meth:`to_dict` when None, so run keys made before the field existed still match.
     """
 
     epochs: int = 50
@@ -83,7 +83,7 @@ class TrainConfig(Config):
     eval_batch_size: int | None = None
     seed: int = 0
     device: str = "auto"
-    threads: int | None = None
+    threads: int | None = key_field(None)
 
     def __post_init__(self) -> None:
         if self.threads is not None:
@@ -100,12 +100,6 @@ class TrainConfig(Config):
             raise ConfigError(f"clip={self.clip} must be > 0 (or None for no clipping)")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"device={self.device!r}; choose auto, cpu or cuda[:N]")
-
-    def to_dict(self) -> dict[str, Any]:
-        data = super().to_dict()
-        if data.get("threads") is None:
-            data.pop("threads", None)
-        return data
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -409,28 +403,44 @@ def _train_epochs(
             correct += _n_right(logits, targets)
             if bar is not None:
                 bar.update(1)
-        elapsed = time.perf_counter() - t0
-        sums = zip(loss_sum.reshape(-1).tolist(), correct.reshape(-1).tolist(), strict=True)
-        records = [
-            {
-                "epoch": epoch,
-                "train_loss": s / n,
-                "train_accuracy": c / n_scored,
-                "epoch_time": elapsed,
-            }
-            for s, c in sums
-        ]
-        if test_data is not None:
-            with torch.no_grad():
-                tests = _evaluate_all(model, test_data, cfg.eval_batch_size or cfg.batch_size)
-            for record, res in zip(records, tests, strict=True):
-                record["test_loss"], record["test_accuracy"] = res["loss"], res["accuracy"]
+        train = {"loss": loss_sum, "correct": correct, "n": n, "n_scored": n_scored}
+        records = _epoch_records(epoch, time.perf_counter() - t0, train, model, test_data, cfg)
         if bar is not None and len(records) == 1:
             shown = ("train_loss", "test_accuracy")
             bar.set_postfix({k: f"{v:.3f}" for k, v in records[0].items() if k in shown})
         yield records
     if bar is not None:
         bar.close()
+
+
+def _epoch_records(
+    epoch: int,
+    elapsed: float,
+    train: dict[str, Any],
+    model: nn.Module,
+    test_data: EncodedData | None,
+    cfg: TrainConfig,
+) -> list[dict[str, Any]]:
+    """One record per model for an epoch: its training sums (``train``: summed ``loss`` and
+    ``correct`` per model over ``n`` examples, ``n_scored`` answers) and, with ``test_data``,
+    its test scores."""
+    losses, rights = train["loss"].reshape(-1).tolist(), train["correct"].reshape(-1).tolist()
+    sums = zip(losses, rights, strict=True)
+    records = [
+        {
+            "epoch": epoch,
+            "train_loss": s / train["n"],
+            "train_accuracy": c / train["n_scored"],
+            "epoch_time": elapsed,
+        }
+        for s, c in sums
+    ]
+    if test_data is not None:
+        with torch.no_grad():
+            tests = _evaluate_all(model, test_data, cfg.eval_batch_size or cfg.batch_size)
+        for record, res in zip(records, tests, strict=True):
+            record["test_loss"], record["test_accuracy"] = res["loss"], res["accuracy"]
+    return records
 
 
 def fit(

@@ -57,18 +57,34 @@ def test_apportion_largest_remainder() -> None:
 
 
 def test_spec_round_trips() -> None:
-    spec = DataSpec(
-        grammar="embedded_reber",
-        negative_mix={"alternative": 0.5, "iid_foreign": 0.25, "edit": 0.25},
-        alternative_grammars={"TPTVSXXSPV": 1, "ACDFJIHGLK": 3},
-        seed=3,
-    )
+    raw = {
+        "grammar": "embedded_reber",
+        "negative_mix": {"alternative": 0.5, "iid_foreign": 0.25, "edit": 0.25},
+        "alternative_grammars": {"TPTVSXXSPV": 1, "ACDFJIHGLK": 3},
+        "seed": 3,
+    }
+    spec = DataSpec.from_dict(raw)  # the boundary makes mappings canonical pairs
+    assert spec.negative_mix == (("alternative", 0.5), ("iid_foreign", 0.25), ("edit", 0.25))
+    assert spec.alternative_grammars == (("TPTVSXXSPV", 1.0), ("ACDFJIHGLK", 3.0))
     assert DataSpec.from_json(spec.to_json()) == spec
     assert DataSpec.from_toml(spec.to_toml()) == spec
     assert DataSpec.from_toml("negative_mix = {edit = 1.0}").negative_mix == (("edit", 1.0),)
     # A legacy three-number mix (foreign, transition, edit), as old stores recorded it.
-    legacy = DataSpec(negative_mix=[0.5, 0.5, 0])  # type: ignore[arg-type]
+    legacy = DataSpec.from_dict({"negative_mix": [0.5, 0.5, 0]})
     assert legacy.negative_mix == (("iid_foreign", 0.5), ("broken_transition", 0.5))
+
+
+def test_spec_constructor_validates_and_does_not_rewrite() -> None:
+    """Raw input that would give the same data another key is refused, not rewritten."""
+    with pytest.raises(ConfigError, match="canonical pairs"):
+        DataSpec(negative_mix={"edit": 1.0})  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="canonical pairs"):
+        DataSpec(negative_mix=(("edit", 1),))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="as text"):
+        DataSpec(train_csv=Path("a.csv"), test_csv="b.csv")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="must be an integer"):
+        DataSpec(seed=np.int64(3))  # type: ignore[arg-type]
+    assert DataSpec.from_dict({"seed": np.int64(3)}).to_dict() == DataSpec(seed=3).to_dict()
 
 
 @pytest.mark.parametrize(
@@ -127,7 +143,9 @@ def test_shuffled(study: tuple[Dataset, Dataset]) -> None:
 
 def test_deterministic_and_seed_dependent() -> None:
     spec = DataSpec(
-        n_strings=200, negative_mix={"alternative": 0.4, "iid_foreign": 0.3, "edit": 0.3}, seed=5
+        n_strings=200,
+        negative_mix=(("alternative", 0.4), ("iid_foreign", 0.3), ("edit", 0.3)),
+        seed=5,
     )
     a, b = make_dataset(spec), make_dataset(spec)
     assert a[0] == b[0] and a[1] == b[1]
@@ -136,8 +154,9 @@ def test_deterministic_and_seed_dependent() -> None:
 
 
 def test_mix_with_edits_and_embedded() -> None:
-    spec = DataSpec(
-        grammar="embedded_reber", n_strings=103, negative_mix=(0.5, 0.3, 0.2), test_fraction=0.2
+    legacy_mix = (0.5, 0.3, 0.2)  # (iid_foreign, broken_transition, edit) shares
+    spec = DataSpec.from_dict(
+        dict(grammar="embedded_reber", n_strings=103, negative_mix=legacy_mix, test_fraction=0.2)
     )
     train, test = make_dataset(spec)
     assert len(train) + len(test) == 103 and len(test) == 21
@@ -313,7 +332,7 @@ def test_embedded_alternatives_are_embedded_walks() -> None:
 
 
 def test_user_alternative_grammar() -> None:
-    spec = DataSpec(n_strings=300, alternative_grammars={"TPSXTVXSPA": 1.0})
+    spec = DataSpec(n_strings=300, alternative_grammars=(("TPSXTVXSPA", 1.0),))
     train, _ = make_dataset(spec)
     negs = [s for s, k in zip(train.strings, train.kinds, strict=True) if k != "valid"]
     assert negs and all(reber_variant("TPSXTVXSPA").accepts(s) for s in negs)
@@ -324,7 +343,9 @@ def test_spec_from_files_and_fingerprint(tmp_path: Path) -> None:
     train, test = make_dataset(DataSpec(n_strings=40, seed=4))
     write_csv(train, tmp_path / "a.csv")
     write_csv(test, tmp_path / "b.csv")
-    spec = DataSpec(train_csv=str(tmp_path / "a.csv"), test_csv=tmp_path / "b.csv")  # type: ignore[arg-type]
+    spec = DataSpec.from_dict(
+        {"train_csv": str(tmp_path / "a.csv"), "test_csv": tmp_path / "b.csv"}  # a Path is fine
+    )
     got_train, got_test = make_dataset(spec)
     assert got_train.strings == train.strings and got_test.strings == test.strings
     fp = spec.fingerprint()

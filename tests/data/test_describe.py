@@ -60,7 +60,8 @@ def test_compare_same_and_different(sets) -> None:
     train, test = sets
     same = compare(train, train).set_index(["level", "kind"])
     assert (same["length_tv"].fillna(0) == 0).all()
-    old, _ = make_dataset(DataSpec(n_strings=2000, seed=3, negative_mix=(0.56, 0.44, 0)))
+    legacy = {"n_strings": 2000, "seed": 3, "negative_mix": (0.56, 0.44, 0)}
+    old, _ = make_dataset(DataSpec.from_dict(legacy))
     diff = compare(train, dataclasses.replace(old, kinds=None)).set_index(["level", "kind"])
     # Old negatives copy the valid strings' lengths (mean ~23.6), the study's are ~18.7.
     assert diff.loc[("class", "invalid"), "length_tv"] > 0.3

@@ -127,7 +127,7 @@ def test_toml_round_trip_of_a_custom_config(tmp_path: Path):
         hidden_size=7,
         data=DataSpec(n_strings=100, seed=5),
         train=TrainConfig(epochs=3, lr=0.01, eval_batch_size=64, clip=None),
-        pruning=PruningConfig(targets=("i2h",), amounts=(12.5, 100), scope="layer", bundle=4),
+        pruning=PruningConfig(targets=("i2h",), amounts=(12.5, 100.0), scope="layer", bundle=4),
         structure=StructureConfig(enabled=False, generators=("er",), nodes=(11, 11)),
     )
     path = tmp_path / "custom.toml"
@@ -237,8 +237,16 @@ def test_keys_do_not_depend_on_dict_order():
 
 
 def test_int_and_float_amounts_give_the_same_key():
-    assert PruningConfig(amounts=(50, 100)).key == PruningConfig(amounts=(50.0, 100.0)).key
-    assert PruningConfig(amounts=(50, 100)).amounts == (50.0, 100.0)
+    """TOML and the CLI (``from_dict``) make amounts floats; a unit's amount is one anyway."""
+    assert PruningConfig.from_dict({"amounts": [50, 100]}).key == PruningConfig(
+        amounts=(50.0, 100.0)
+    ).key
+    assert PruningConfig.from_dict({"amounts": [50, 100]}).amounts == (50.0, 100.0)
+    keys = [
+        [u.key for u in plan_units(StudyConfig(cells=("gru",), pruning=PruningConfig(amounts=a)))]
+        for a in ((50,), (50.0,))
+    ]
+    assert keys[0] == keys[1]  # built directly, an int amount still plans the same units
 
 
 _CHANGES = {

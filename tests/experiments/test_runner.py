@@ -19,6 +19,7 @@ from studyhelpers import snapshot, tiny_study  # noqa: I001  (tests/experiments 
 
 from sparsernn.errors import ConfigError, StoreError
 from sparsernn.experiments import executors, runner, units
+from sparsernn.experiments.progress import Progress
 from sparsernn.experiments.runner import StudyRun, run_study
 from sparsernn.experiments.units import plan_units
 from sparsernn.store import ResultsStore
@@ -357,7 +358,7 @@ def test_progress_bar_goes_to_stderr_with_the_current_unit(tmp_path: Path, capsy
 def test_progress_bar_shows_a_whole_bundle_at_once(capsys):
     """30 units finishing in one burst (a bundle) are on screen right away, not minutes later."""
     planned = [u for u in plan_units(tiny_study(n_graphs=40)) if u.kind == "structure"][:31]
-    bar = runner._Progress(True, 40)
+    bar = Progress(True, 40)
     bar.start(planned[0])
     bar.finish(planned[0])
     time.sleep(0.2)  # let tqdm settle on a rate, as it has in a real run

@@ -48,7 +48,7 @@ def test_methods_carry_their_options_and_from_scratch_ones_the_base_training():
 
 
 def test_several_methods_share_the_base_models(tmp_path):
-    study = _study(method="magnitude,set")
+    study = _study(method=("magnitude", "set"))
     assert study.pruning.method == ("magnitude", "set")
     units = [u for u in plan_units(study) if u.kind != "structure"]
     assert [u.kind for u in units] == ["base", "prune", "prune"]
@@ -59,7 +59,7 @@ def test_several_methods_share_the_base_models(tmp_path):
     with pytest.raises(ConfigError, match="unknown pruning method 'obd'"):
         _study(method="obd")
     with pytest.raises(ConfigError, match="each method once"):
-        _study(method=["set", "set"])
+        _study(method=("set", "set"))
 
 
 def _prune_args(out, cell: str, target: str, amounts: str, *extra: str) -> list[str]:

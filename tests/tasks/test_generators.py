@@ -6,8 +6,22 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
+from sparsernn import tasks
+from sparsernn.data import DataSpec
 from sparsernn.errors import ConfigError
-from sparsernn.tasks import N_DIGITS, TASKS, adding, copy_memory, digits, make_task, parity, split
+from sparsernn.tasks import (
+    DIFFICULTY,
+    N_DIGITS,
+    SHAPES,
+    TASKS,
+    TaskShape,
+    adding,
+    copy_memory,
+    digits,
+    make_task,
+    parity,
+    split,
+)
 
 
 def test_adding_targets_are_the_binned_sum_of_the_two_marked_values():
@@ -81,3 +95,33 @@ def test_bad_arguments_are_one_line_errors():
         parity(10, length=5, min_length=9)
     with pytest.raises(ConfigError, match="no difficulty knob"):
         make_task("digits", n=100, difficulty=3)
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_each_task_declares_the_shape_its_data_have(name):
+    """:data:`SHAPES` (what planning reads) agrees with the data each task generates."""
+    assert set(SHAPES) == set(TASKS) == set(DIFFICULTY)
+    knob = [None] if DIFFICULTY[name] is None else [None, 3, 7]
+    for difficulty in knob:
+        train, _ = make_task(name, 40, difficulty=difficulty, seed=1)
+        declared = TaskShape(
+            train.input_kind,
+            train.n_classes,
+            n_outputs=train.n_outputs,
+            vocab_size=train.vocab_size,
+            input_size=train.input_size if train.input_kind == "real" else 0,
+        )
+        assert SHAPES[name] == declared, (name, difficulty)
+
+
+def test_planning_reads_the_model_fields_without_generating_data(monkeypatch):
+    def no_data(*args, **kwargs):
+        raise AssertionError("model_fields generated data")
+
+    monkeypatch.setattr(tasks, "make_task", no_data)
+    monkeypatch.setattr(tasks, "make_dataset", no_data)
+    copy = tasks.model_fields(DataSpec(task="copy", n_strings=50, difficulty=4))
+    assert copy == {"n_classes": 8, "n_outputs": 5, "regression": False, "vocab_size": 11}
+    adding = tasks.model_fields(DataSpec(task="adding_regression", n_strings=50))
+    assert adding == {"n_classes": 1, "n_outputs": 1, "regression": True, "input_size": 2}
+    assert tasks.model_fields(DataSpec()) == {}

@@ -10,8 +10,17 @@ import torch
 
 from sparsernn.data import DataSpec, make_dataset
 from sparsernn.errors import ConfigError
+from sparsernn.experiments.config import StudyConfig
 from sparsernn.models import ModelConfig, build_model
-from sparsernn.tasks import TaskData, chance_level, model_fields, parity, task_data
+from sparsernn.tasks import (
+    TaskData,
+    chance_level,
+    check_spec,
+    model_fields,
+    parity,
+    spec_fields,
+    task_data,
+)
 from sparsernn.train import REGRESSION_TOLERANCE, TrainConfig, evaluate, fit, predict, train_many
 
 #: (task, difficulty) at sizes a small GRU learns in seconds.
@@ -105,7 +114,11 @@ def test_train_many_equals_fit_on_every_kind_of_task(task):
 def test_task_fields_enter_configs_only_when_used():
     plain = DataSpec()
     assert "task" not in plain.to_dict() and "difficulty" not in plain.to_dict()
-    assert DataSpec(task="embedded_reber").to_dict() == DataSpec(grammar="embedded_reber").to_dict()
+    embedded = DataSpec.from_dict({"task": "embedded_reber"})  # the grammar names it
+    assert embedded == DataSpec(grammar="embedded_reber") and embedded.task_name == "embedded_reber"
+    assert embedded.to_dict() == DataSpec(grammar="embedded_reber").to_dict()
+    with pytest.raises(ConfigError, match="is a grammar"):
+        DataSpec(task="embedded_reber")
     adding = DataSpec(task="adding", difficulty=7)
     assert adding.to_dict()["task"] == "adding" and adding.to_dict()["difficulty"] == 7
     assert DataSpec.from_dict(adding.to_dict()) == adding
@@ -114,11 +127,17 @@ def test_task_fields_enter_configs_only_when_used():
     assert cfg.to_dict()["input_size"] == 2 and cfg.input_kind == "real"
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
     assert not {"input_size", "n_outputs", "regression"} & set(ModelConfig().to_dict())
-    assert DataSpec(task="digits").n_strings == 1797  # capped
+    # data/ knows grammars, not tasks: sparsernn.tasks caps and checks a spec's task.
+    assert DataSpec.from_dict(spec_fields({"task": "digits"})).n_strings == 1797  # capped
+    assert StudyConfig.from_dict({"data": {"task": "digits"}}).data.n_strings == 1797
+    with pytest.raises(ConfigError, match="has 1797 examples"):
+        check_spec(DataSpec(task="digits"))
     with pytest.raises(ConfigError, match="the digits task has no difficulty knob"):
-        DataSpec(task="digits", difficulty=3)
+        check_spec(DataSpec(task="digits", n_strings=100, difficulty=3))
     with pytest.raises(ConfigError, match="unknown task 'mnist'"):
-        DataSpec(task="mnist")
+        task_data(DataSpec(task="mnist"))
+    with pytest.raises(ConfigError, match="unknown task 'mnist'"):
+        StudyConfig(data=DataSpec(task="mnist"))
     with pytest.raises(ConfigError, match="generates its own data"):
         DataSpec(task="parity", train_csv="a.csv", test_csv="b.csv")
 
@@ -126,7 +145,7 @@ def test_task_fields_enter_configs_only_when_used():
 def test_model_shapes_follow_the_task():
     x = torch.rand(3, 5, 2)
     reg = build_model(ModelConfig(hidden_size=4, input_size=2, regression=True), seed=0)
-    assert isinstance(reg.embedding, torch.nn.Linear) and reg(x).shape == (3,)
+    assert isinstance(reg.input_linear, torch.nn.Linear) and reg(x).shape == (3,)
     copy_cfg = ModelConfig(hidden_size=4, vocab_size=11, n_classes=8, n_outputs=5)
     assert build_model(copy_cfg, seed=0)(torch.randint(1, 11, (3, 7))).shape == (3, 5, 8)
     with pytest.raises(ConfigError, match="input_size=0"):

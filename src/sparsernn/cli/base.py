@@ -159,11 +159,6 @@ def parse_seeds(n: int) -> tuple[int, ...]:
     return tuple(range(n))
 
 
-# The former private spellings, still imported by cli/studies.py and cli/training.py, which
-# another change of issue 26 owns: they switch to the public names above, then these go.
-_friendly, _cells, _names, _seeds = friendly, parse_cells, parse_names, parse_seeds
-_log_options, _note_capped, _data_conflicts = log_options, note_capped, data_conflicts
-
 
 class _OneLineGroup(click.Group):
     """The command group, with click's usage errors (an unknown option or choice) as one

@@ -41,14 +41,16 @@ def data_generate(out, grammar, n_strings, mix, min_length, max_length, test_fra
     """Write train.csv and test.csv (header string,valid) for a generated data set."""
     from sparsernn.data import DataSpec, make_dataset, write_csv
 
-    spec = DataSpec(
-        grammar=grammar,
-        n_strings=n_strings,
-        negative_mix=parse_mix(mix),
-        min_length=min_length,
-        max_length=max_length,
-        test_fraction=test_fraction,
-        seed=seed,
+    spec = DataSpec.from_dict(  # from_dict: --mix shares are text, made canonical there
+        dict(
+            grammar=grammar,
+            n_strings=n_strings,
+            negative_mix=parse_mix(mix),
+            min_length=min_length,
+            max_length=max_length,
+            test_fraction=test_fraction,
+            seed=seed,
+        )
     )
     train, test = make_dataset(spec)
     out.mkdir(parents=True, exist_ok=True)

@@ -12,14 +12,14 @@ import click
 
 from sparsernn.cli.base import (
     ALL_TASKS,
-    _cells,
-    _data_conflicts,
-    _friendly,
-    _log_options,
-    _names,
-    _note_capped,
-    _seeds,
     cli,
+    data_conflicts,
+    friendly,
+    log_options,
+    note_capped,
+    parse_cells,
+    parse_names,
+    parse_seeds,
 )
 from sparsernn.errors import ConfigError
 
@@ -88,7 +88,7 @@ def _study_options(fn):
     ]
     for opt in reversed(opts):
         wrapper = opt(wrapper)
-    return _log_options(wrapper)
+    return log_options(wrapper)
 
 
 def _data_options(fn):
@@ -153,9 +153,9 @@ def _common(flags: _StudyFlags, data_flags: dict) -> dict:
     """The overrides every study command takes from its flags (seeds, data, device)."""
     over: dict = {}
     if flags.seeds is not None:
-        over["seeds"] = list(_seeds(flags.seeds))
+        over["seeds"] = list(parse_seeds(flags.seeds))
     csv = data_flags["train_csv"] is not None or data_flags["test_csv"] is not None
-    _data_conflicts(data_flags["task"], data_flags["grammar"], csv)
+    data_conflicts(data_flags["task"], data_flags["grammar"], csv)
     data = _data_flags(data_flags)
     if flags.n_strings is not None:
         data["n_strings"] = flags.n_strings
@@ -170,7 +170,7 @@ def _run(study, flags: _StudyFlags, kinds):
     """Run ``study``'s units of ``kinds`` into ``--out`` and print what happened."""
     from sparsernn.experiments.runner import run_study
 
-    _note_capped(flags.n_strings, study.data)
+    note_capped(flags.n_strings, study.data)
     out = flags.out
     run = run_study(
         study,
@@ -237,7 +237,7 @@ def _given(**values) -> dict:
 @_BUNDLE
 @_study_options
 @_data_options
-@_friendly
+@friendly
 def prune(
     cells,
     targets,
@@ -261,11 +261,11 @@ def prune(
 
     over = _common(flags, data_flags)
     if cells is not None:
-        over["cells"] = list(_cells(cells))
+        over["cells"] = list(parse_cells(cells))
     if epochs is not None:
         over.setdefault("train", {})["epochs"] = epochs
     over["pruning"] = _given(
-        targets=list(_names(targets)) if targets is not None else None,
+        targets=list(parse_names(targets)) if targets is not None else None,
         scope=scope,
         method=method,
         amounts=list(parse_range(amounts, what="--amounts")) if amounts is not None else None,
@@ -306,7 +306,7 @@ def prune(
 )
 @_study_options
 @_data_options
-@_friendly
+@friendly
 def structure(
     cells,
     generators,
@@ -337,9 +337,9 @@ def structure(
         node_range = [int(lo_hi[0]), int(lo_hi[1])]
     over = _common(flags, data_flags)
     if cells is not None:
-        over["cells"] = list(_cells(cells))
+        over["cells"] = list(parse_cells(cells))
     over["structure"] = _given(
-        generators=list(_names(generators)) if generators is not None else None,
+        generators=list(parse_names(generators)) if generators is not None else None,
         n_graphs=n_graphs,
         nodes=node_range,
         epochs=epochs,
@@ -371,7 +371,7 @@ def structure(
 @_BUNDLE
 @click.option("--report/--no-report", default=True, show_default=True)
 @_data_options
-@_friendly
+@friendly
 def reproduce(
     profile_name,
     flags,
@@ -403,7 +403,7 @@ def reproduce(
 
 @cli.command()
 @click.argument("study_dir", type=click.Path(path_type=Path))
-@_friendly
+@friendly
 def status(study_dir):
     """Summarise a study directory: units done, pending, failed, time spent."""
     from sparsernn.experiments import study_status
@@ -419,7 +419,7 @@ def status(study_dir):
     help="Set the damaged units aside (the damaged file is kept beside the store); a rerun "
     "of the study recomputes them.",
 )
-@_friendly
+@friendly
 def verify(study_dir, repair):
     """Check a study's results store: SQLite's integrity check, then every stored row.
 
@@ -443,7 +443,7 @@ def verify(study_dir, repair):
     default=None,
     help="HTML file [default: STUDY_DIR/report.html].",
 )
-@_friendly
+@friendly
 def report(study_dir, output):
     """Write one self-contained HTML report (tables as CSV/Markdown beside it)."""
     from sparsernn.experiments.status import study_store
@@ -470,7 +470,7 @@ def report(study_dir, output):
     help="Also copy the store and base checkpoints into OUT/resume, so that sparsernn restore "
     "can recreate the study directory elsewhere and the study resume there.",
 )
-@_friendly
+@friendly
 def export(study_dir, out, run_info, resumable):
     """Write STUDY_DIR's results as CSV tables and a manifest to OUT (versionable data;
     load_results(OUT) reads it as it reads the study)."""
@@ -488,7 +488,7 @@ def export(study_dir, out, run_info, resumable):
 @cli.command()
 @click.argument("export_dir", type=click.Path(path_type=Path))
 @click.argument("study_dir", type=click.Path(path_type=Path))
-@_friendly
+@friendly
 def restore(export_dir, study_dir):
     """Recreate STUDY_DIR from a resumable export (sparsernn export --resumable); rerun the
     study's commands with --out STUDY_DIR to resume it."""

@@ -11,11 +11,11 @@ import pandas as pd
 from sparsernn.cli.base import (
     ALL_CELLS,
     ALL_TASKS,
-    _data_conflicts,
-    _friendly,
-    _log_options,
-    _note_capped,
     cli,
+    data_conflicts,
+    friendly,
+    log_options,
+    note_capped,
 )
 from sparsernn.errors import ConfigError
 
@@ -111,15 +111,15 @@ def _config_fields(cls, given: dict) -> dict:
 )
 @click.option("--out", type=click.Path(path_type=Path), help="Save the checkpoint here.")
 @_THREADS
-@_log_options
-@_friendly
+@log_options
+@friendly
 def train(out, log, log_dir, **flags):
     """Train the study's base model (on any --task) and print its per-epoch table."""
     from sparsernn._seed import derive_seed
     from sparsernn.data import DataSpec
     from sparsernn.experiments.inputs import check_data
     from sparsernn.models import ModelConfig, build_model
-    from sparsernn.tasks import model_fields, task_data
+    from sparsernn.tasks import model_fields, spec_fields, task_data
     from sparsernn.train import TrainConfig, resolve_device, save_checkpoint
 
     given = {k: v for k, v in flags.items() if v is not None}
@@ -128,12 +128,12 @@ def train(out, log, log_dir, **flags):
     if ("train_csv" in given) != ("test_csv" in given):
         raise ConfigError("give both --train-csv and --test-csv, or neither (generated data)")
     csv = "train_csv" in given
-    _data_conflicts(given.get("task"), given.get("grammar"), csv)
+    data_conflicts(given.get("task"), given.get("grammar"), csv)
     if given.get("clip") == 0:
         given["clip"] = None  # no clipping
-    data_cfg = DataSpec(**_config_fields(DataSpec, given))
+    data_cfg = DataSpec.from_dict(spec_fields(_config_fields(DataSpec, given)))  # one key
     check_data(data_cfg)
-    _note_capped(given.get("n_strings"), data_cfg)
+    note_capped(given.get("n_strings"), data_cfg)
     train_cfg = TrainConfig(**_config_fields(TrainConfig, given))
     model_cfg = ModelConfig(**model_fields(data_cfg), **_config_fields(ModelConfig, given))
     train_set, test_set = task_data(data_cfg)
@@ -186,7 +186,7 @@ def _fit_logged(model, data, train_cfg, log, log_dir):
 @click.option("--batch-size", default=32, show_default=True)
 @click.option("--by-kind", is_flag=True, help="Also print accuracy per class and negative kind.")
 @_THREADS
-@_friendly
+@friendly
 def evaluate(checkpoint, test_csv, cell, graph_file, allow_pickle, batch_size, by_kind, threads):
     """Evaluate a checkpoint (ours, or the study's with --study-format CELL) on a CSV."""
     from sparsernn.compat import load_study_checkpoint, load_study_structure_checkpoint

@@ -1,7 +1,8 @@
 """Data: the Reber grammars, invalid-string generators, data sets, CSV IO and ASCII encoding.
 
 Lowest layer of sparsernn: imports nothing from the rest of the package but errors, seeds and
-configs.
+configs. It knows grammars, not tasks: :mod:`sparsernn.tasks`, above it, owns the task registry
+and checks a :class:`DataSpec`'s ``task`` against it.
 """
 
 from sparsernn.data import negatives, reber

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from sparsernn._seed import derive_seed, rng
-from sparsernn.config import Config
+from sparsernn.config import Config, key_field
 from sparsernn.data.dataset import Dataset, read_csv
 from sparsernn.data.negatives import (
     NEGATIVE_KINDS,
@@ -45,6 +45,11 @@ _MAX_ROUNDS = 50
 
 
 # --------------------------------------------------------------------------------------- spec
+#: The numeric fields :meth:`DataSpec.normalise` turns from numpy numbers into plain ones.
+_NUMBERS: dict[str, type] = {
+    "n_strings": int, "min_length": int, "max_length": int, "seed": int,
+    "valid_fraction": float, "test_fraction": float,
+}
 #: Names the first negative kinds had; a legacy three-number mix means these shares.
 _LEGACY_KINDS = ("iid_foreign", "broken_transition", "edit")
 _RENAMED = {"foreign": "iid_foreign", "transition": "broken_transition"}
@@ -92,6 +97,21 @@ def _normalise_mix(mix: Any) -> tuple[tuple[str, float], ...]:
             "summing to 1"
         )
     return tuple((k, shares[k]) for k in NEGATIVE_KINDS if shares.get(k, 0.0) > 0.0)
+
+
+def _check_canonical(value: Any, canonical: tuple[tuple[str, float], ...], name: str) -> None:
+    """Refuse pairs that are valid but not canonical (a mapping, a list, an integer share, another
+    order): they would give the same data another run key."""
+    same = (
+        isinstance(value, tuple)
+        and all(isinstance(p, tuple) and type(p[1]) is float for p in value)
+        and value == canonical
+    )
+    if not same:
+        raise ConfigError(
+            f"DataSpec.{name}={value!r}: give the canonical pairs {canonical!r} "
+            "(DataSpec.from_dict accepts a mapping)"
+        )
 
 
 def _normalise_alternatives(alts: Any) -> tuple[tuple[str, float], ...]:
@@ -149,17 +169,25 @@ class DataSpec(Config):
         Use these files (the study's CSV format) instead of generating data; both or neither.
         A run's identity then depends on the files' content, not their paths
         (:meth:`fingerprint`).
-    task : str
-        The task (:data:`sparsernn.tasks.TASKS`): ``"reber"`` (the study's, default) or
-        ``"embedded_reber"`` build the grammar strings above (``task`` and ``grammar`` then
-        name the same grammar); another task generates its own data with ``n_strings``
-        examples (``digits``: at most 1797, a larger number is capped), ``seed`` and
-        ``test_fraction``, and ignores the string fields.
+    task : str or None
+        The task (:data:`sparsernn.tasks.TASKS`) when it is not a grammar's: None (default)
+        means the grammar task ``grammar`` names (``"reber"``, the study's, or
+        ``"embedded_reber"``, which build the grammar strings above); another task generates
+        its own data with ``n_strings`` examples, ``seed`` and ``test_fraction``, and ignores
+        the string fields. :attr:`task_name` is the task either way. :meth:`from_dict` (TOML,
+        the CLI) also takes a grammar's name here and moves it to ``grammar``. This layer
+        knows grammars, not tasks: :mod:`sparsernn.tasks` checks the name and ``difficulty``
+        (:func:`~sparsernn.tasks.check_spec`) and caps a finite task's ``n_strings``
+        (:func:`~sparsernn.tasks.spec_fields`) where specs are read and used.
     difficulty : int or None
         The task's difficulty knob (:data:`sparsernn.tasks.DIFFICULTY`: sequence length or
-        delay); None keeps its default. ``task`` and ``difficulty`` are left out of
-        :meth:`to_dict` at their defaults (and ``task`` for the grammar tasks, which
-        ``grammar`` names), so the study's configs and run keys are unchanged.
+        delay); None keeps its default. ``task`` and ``difficulty`` came after run keys
+        existed: each is a :func:`~sparsernn.config.key_field`, left out of :meth:`to_dict`
+        at its default, so the study's configs and run keys are unchanged.
+
+    The constructor only validates: a mapping or a legacy three-number ``negative_mix``, a
+    path object, numpy numbers or a grammar's name as ``task`` are made canonical by
+    :meth:`from_dict` (:meth:`normalise`), so that one data set has one config and one key.
     """
 
     grammar: str = "reber"
@@ -173,8 +201,29 @@ class DataSpec(Config):
     seed: int = 0
     train_csv: str | None = None
     test_csv: str | None = None
-    task: str = "reber"
-    difficulty: int | None = None
+    task: str | None = key_field(None)
+    difficulty: int | None = key_field(None)
+
+    @classmethod
+    def normalise(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """Raw fields made canonical (see the class docstring); invalid ones raise."""
+        task = data.get("task")
+        if task in GRAMMARS:  # one name for one grammar: ``grammar`` names it
+            if task != "reber":  # "reber", the default task, leaves ``grammar`` as given
+                data["grammar"] = task
+            data["task"] = None
+        for name in ("train_csv", "test_csv"):
+            if isinstance(data.get(name), os.PathLike):
+                data[name] = os.fspath(data[name])
+        for name, kind in _NUMBERS.items():
+            value = data.get(name)
+            if isinstance(value, (np.integer, np.floating)) and not isinstance(value, bool):
+                data[name] = kind(value)
+        if "negative_mix" in data:
+            data["negative_mix"] = _normalise_mix(data["negative_mix"])
+        if "alternative_grammars" in data:
+            data["alternative_grammars"] = _normalise_alternatives(data["alternative_grammars"])
+        return data
 
     def __post_init__(self) -> None:
         self._check_task()
@@ -184,41 +233,49 @@ class DataSpec(Config):
             )
         for name in ("train_csv", "test_csv"):
             value = getattr(self, name)
-            if value is not None:
-                if not isinstance(value, (str, os.PathLike)) or not str(value):
-                    raise ConfigError(f"DataSpec.{name}={value!r} must be a file path")
-                object.__setattr__(self, name, os.fspath(value))
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigError(
+                    f"DataSpec.{name}={value!r} must be a file path as text (str(path))"
+                )
         if self.grammar not in GRAMMARS:
             raise ConfigError(
                 f"DataSpec.grammar: unknown grammar {self.grammar!r}; "
                 f"valid grammars: {', '.join(sorted(GRAMMARS))}"
             )
+        self._check_numbers()
+        _check_canonical(self.negative_mix, _normalise_mix(self.negative_mix), "negative_mix")
+        _check_canonical(
+            self.alternative_grammars,
+            _normalise_alternatives(self.alternative_grammars),
+            "alternative_grammars",
+        )
+        self._check_lengths()
+
+    def _check_numbers(self) -> None:
+        """The integer and fraction fields: plain numbers in range."""
         for name in ("n_strings", "min_length", "max_length", "seed"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            if isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(f"DataSpec.{name}={value!r} must be an integer")
-            object.__setattr__(self, name, int(value))
         if self.n_strings < 4:
             raise ConfigError(f"DataSpec.n_strings={self.n_strings} must be >= 4")
         if self.seed < 0:
             raise ConfigError(f"DataSpec.seed={self.seed} must be >= 0")
         for name in ("valid_fraction", "test_fraction"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
+            if isinstance(value, bool) or not isinstance(value, float):
                 raise ConfigError(f"DataSpec.{name}={value!r} must be a number in (0, 1)")
-            if not 0.0 < float(value) < 1.0:
+            if not 0.0 < value < 1.0:
                 raise ConfigError(f"DataSpec.{name}={value} must lie in the open range (0, 1)")
-            object.__setattr__(self, name, float(value))
         n_valid = round(self.n_strings * self.valid_fraction)
         if not 1 <= n_valid <= self.n_strings - 1:
             raise ConfigError(
                 f"DataSpec.valid_fraction={self.valid_fraction} gives {n_valid} valid of "
                 f"{self.n_strings} strings; both classes need at least one string"
             )
-        object.__setattr__(self, "negative_mix", _normalise_mix(self.negative_mix))
-        object.__setattr__(
-            self, "alternative_grammars", _normalise_alternatives(self.alternative_grammars)
-        )
+
+    def _check_lengths(self) -> None:
+        """The length range: some string of ``grammar`` must fit it."""
         g = get_grammar(self.grammar)
         if self.min_length < 1:
             raise ConfigError(f"DataSpec.min_length={self.min_length} must be >= 1")
@@ -234,42 +291,29 @@ class DataSpec(Config):
             )
 
     def _check_task(self) -> None:
-        """Validate ``task``/``difficulty``; grammar tasks and ``grammar`` made to agree."""
-        from sparsernn.tasks import DIFFICULTY, GRAMMAR_TASKS, N_DIGITS
-
-        if self.task not in DIFFICULTY:
+        """Validate the form of ``task``/``difficulty`` (a grammar is named by ``grammar``;
+        :func:`sparsernn.tasks.check_spec` checks them against the task registry)."""
+        if self.task in GRAMMARS:
             raise ConfigError(
-                f"DataSpec.task: unknown task {self.task!r}; valid tasks: {', '.join(DIFFICULTY)}"
+                f"DataSpec.task={self.task!r} is a grammar: give grammar={self.task!r} and "
+                "leave task unset (DataSpec.from_dict moves it)"
             )
-        if self.task in GRAMMAR_TASKS:  # one name for one grammar: task follows grammar
-            name = self.grammar if self.task == "reber" else self.task
-            object.__setattr__(self, "grammar", name)
-            object.__setattr__(self, "task", name)
-        elif self.train_csv is not None:
+        if self.task is not None and (not isinstance(self.task, str) or not self.task):
+            raise ConfigError(f"DataSpec.task={self.task!r} must be a task's name")
+        if self.task is not None and self.train_csv is not None:
             raise ConfigError(
                 f"DataSpec.task={self.task!r} generates its own data; CSV files are "
                 "grammar strings (leave task unset, or drop train_csv/test_csv)"
             )
-        if self.difficulty is not None:
-            if DIFFICULTY[self.task] is None:
-                raise ConfigError(
-                    f"DataSpec.difficulty: the {self.task} task has no difficulty knob; "
-                    "leave it unset"
-                )
-            if isinstance(self.difficulty, bool) or not isinstance(self.difficulty, int):
-                raise ConfigError(f"DataSpec.difficulty={self.difficulty!r} must be an integer")
-        if self.task == "digits" and isinstance(self.n_strings, int):
-            object.__setattr__(self, "n_strings", min(self.n_strings, N_DIGITS))
+        if self.difficulty is not None and (
+            isinstance(self.difficulty, bool) or not isinstance(self.difficulty, int)
+        ):
+            raise ConfigError(f"DataSpec.difficulty={self.difficulty!r} must be an integer")
 
-    def to_dict(self) -> dict[str, Any]:
-        data = super().to_dict()
-        from sparsernn.tasks import GRAMMAR_TASKS
-
-        if data["task"] in GRAMMAR_TASKS:  # ``grammar`` names it: the study's keys stay
-            del data["task"]
-        if data["difficulty"] is None:
-            del data["difficulty"]
-        return data
+    @property
+    def task_name(self) -> str:
+        """The task these data are: :attr:`task`, or for the grammar tasks :attr:`grammar`."""
+        return self.grammar if self.task is None else self.task
 
     @property
     def from_files(self) -> bool:

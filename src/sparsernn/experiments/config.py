@@ -19,6 +19,7 @@ from sparsernn.nn.cells import MODES, cell_spec
 from sparsernn.nn.structured import GATE_LAYOUTS
 from sparsernn.prune import SCOPES, TARGETS
 from sparsernn.sparsity import STUDY_METHODS
+from sparsernn.tasks import check_spec, spec_fields
 from sparsernn.train import TrainConfig
 
 __all__ = [
@@ -54,11 +55,15 @@ class PruningConfig(Config):
     trains: :mod:`sparsernn.experiments.methods`), or several (a list or ``"a,b"``: the grid
     is run with each, over the same base models); ``rounds``/``rewind_epoch`` (lottery) and
     ``update_every``/``drop_fraction``/``redistribute`` (agp, set, rigl) are its options.
+
+    The constructor only validates; :meth:`from_dict` (TOML, the CLI) makes input canonical:
+    ``"a,b"`` or a one-name list as :attr:`method`, integer amounts as floats (so that 50 and
+    50.0 give one study key; a unit's ``amount`` is a float either way).
     """
 
     enabled: bool = True
     targets: tuple[str, ...] = ("both", "i2h", "h2h")
-    amounts: tuple[float, ...] = (10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
+    amounts: tuple[float, ...] = (10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 100.0)
     scope: str = "global"
     retrain_epochs: int = 10
     tolerance: float = 0.01
@@ -79,6 +84,21 @@ class PruningConfig(Config):
         """The methods the grid is run with (:attr:`method` as a tuple)."""
         return (self.method,) if isinstance(self.method, str) else tuple(self.method)
 
+    @classmethod
+    def normalise(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """``method`` as one name or a tuple of several; ``amounts`` as floats."""
+        method = data.get("method")
+        if isinstance(method, (str, list, tuple)):
+            names = method.split(",") if isinstance(method, str) else list(method)
+            names = [n.strip() if isinstance(n, str) else n for n in names]
+            data["method"] = names[0] if len(names) == 1 else tuple(names)
+        amounts = data.get("amounts")
+        if isinstance(amounts, (list, tuple)):
+            data["amounts"] = tuple(
+                float(a) if isinstance(a, int) and not isinstance(a, bool) else a for a in amounts
+            )
+        return data
+
     def __post_init__(self) -> None:
         _check_method(self)
         if isinstance(self.bundle, bool) or not isinstance(self.bundle, int) or self.bundle < 0:
@@ -88,10 +108,8 @@ class PruningConfig(Config):
         for t in self.targets:
             if t not in TARGETS:
                 raise ConfigError(f"unknown pruning target {t!r}; choose from {', '.join(TARGETS)}")
-        try:  # floats, so that 50 and 50.0 (TOML, CLI) give the same run key
-            object.__setattr__(self, "amounts", tuple(float(a) for a in self.amounts))
-        except (TypeError, ValueError):
-            raise ConfigError(f"pruning amounts {self.amounts!r} must be numbers") from None
+        if not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in self.amounts):
+            raise ConfigError(f"pruning amounts {self.amounts!r} must be numbers")
         for a in self.amounts:
             if not 0 <= a <= 100:
                 raise ConfigError(f"pruning amount {a} is outside 0..100 (a percentage)")
@@ -104,10 +122,15 @@ class PruningConfig(Config):
 
 
 def _check_method(p: PruningConfig) -> None:
-    """Validate :attr:`PruningConfig.method` (one name, kept a string; several, a tuple) and
-    the methods' options."""
-    names = p.method.split(",") if isinstance(p.method, str) else list(p.method)
-    names = [str(n).strip() for n in names]
+    """Validate :attr:`PruningConfig.method` (one name, a string; several, a tuple of two or
+    more) and the methods' options."""
+    names = [p.method] if isinstance(p.method, str) else list(p.method)
+    several = isinstance(p.method, tuple) and len(names) > 1
+    if not (several or isinstance(p.method, str)) or "," in names[0]:
+        raise ConfigError(
+            f"pruning method {p.method!r}: give one name, or a tuple of several "
+            "(PruningConfig.from_dict also takes 'a,b' or a list)"
+        )
     for name in names:
         if name not in STUDY_METHODS:
             raise ConfigError(
@@ -115,7 +138,6 @@ def _check_method(p: PruningConfig) -> None:
             )
     if not names or len(set(names)) < len(names):
         raise ConfigError(f"pruning method {p.method!r}: give each method once")
-    object.__setattr__(p, "method", names[0] if len(names) == 1 else tuple(names))
     if p.rounds < 1 or p.rewind_epoch < 0 or p.update_every < 1:
         raise ConfigError("pruning rounds and update_every must be >= 1, rewind_epoch >= 0")
     if not 0 <= p.drop_fraction <= 1 or not isinstance(p.redistribute, bool):
@@ -191,7 +213,15 @@ class StudyConfig(Config):
     pruning: PruningConfig = PruningConfig()
     structure: StructureConfig = StructureConfig()
 
+    @classmethod
+    def normalise(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """A finite task's ``data.n_strings`` capped at its size (:func:`spec_fields`)."""
+        if isinstance(data.get("data"), dict):
+            data["data"] = spec_fields(data["data"])
+        return data
+
     def __post_init__(self) -> None:
+        check_spec(self.data)
         if not self.cells:
             raise ConfigError("no cells selected; choose from " + ", ".join(MODES))
         for c in self.cells:
@@ -225,7 +255,7 @@ PROFILES: dict[str, StudyConfig] = {
         cells=("gru", "rnn_tanh"),
         data=DataSpec(n_strings=1500),
         train=TrainConfig(epochs=3),
-        pruning=PruningConfig(targets=("both", "h2h"), amounts=(50, 100), retrain_epochs=1),
+        pruning=PruningConfig(targets=("both", "h2h"), amounts=(50.0, 100.0), retrain_epochs=1),
         structure=StructureConfig(n_graphs=2, nodes=(10, 14), epochs=3, batch_size=32),
     ),
 }

@@ -127,7 +127,7 @@ def check_data(spec: DataSpec) -> None:
             f"n_strings = {spec.n_strings} (--n-strings) is more than sparsernn generates "
             f"({MAX_N_STRINGS}; the study's data set has 25000): ask for fewer"
         )
-    if spec.task in GRAMMAR_TASKS:
+    if spec.task_name in GRAMMAR_TASKS:
         from sparsernn.data import get_grammar
 
         grammar = get_grammar(spec.grammar)

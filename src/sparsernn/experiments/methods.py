@@ -34,15 +34,14 @@ DEFAULT_METHOD = "magnitude"
 
 
 def method_config(pruning: Any, method: str, train: TrainConfig, seed: int) -> dict[str, Any]:
-    """The entries a pruning unit's config gains for ``method`` (none for the default, so the
-    study's keys are unchanged; the options of ``pruning`` the method uses); from-scratch
-    methods retrain with the base model's training config ``train``."""
-    if method == DEFAULT_METHOD:
-        return {}
+    """The :class:`~sparsernn.experiments.units.PruneUnitConfig` fields ``method`` sets: its
+    name and the options of ``pruning`` it uses (None for the study's method, whose units
+    predate methods); from-scratch methods retrain with the base's training config ``train``."""
     cls = METHODS[method]
+    options = {k: getattr(pruning, k) for k in cls.study_options or ()}
     extra: dict[str, Any] = {
         "method": method,
-        "method_options": {k: getattr(pruning, k) for k in cls.study_options or ()},
+        "method_options": None if method == DEFAULT_METHOD else options,
     }
     if cls.from_scratch:
         extra["retrain"] = dataclasses.replace(train, seed=seed).to_dict()

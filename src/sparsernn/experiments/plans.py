@@ -25,7 +25,6 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from sparsernn._files import atomic_write_bytes
-from sparsernn.config import config_key
 from sparsernn.errors import SparsernnError
 from sparsernn.experiments.config import KINDS, StudyConfig, study_from_store
 
@@ -141,11 +140,11 @@ def study_toml(plans: Mapping[str, Plan]) -> str:
     """``plans`` as TOML: one ``[[plan]]`` table per distinct config, with its ``kinds``."""
     import tomli_w
 
-    groups: dict[str, tuple[list[str], dict[str, Any]]] = {}
+    groups: dict[str, tuple[list[str], StudyConfig]] = {}
     for kind, plan in plans.items():
-        groups.setdefault(config_key(plan.config), ([], plan.config))[0].append(kind)
+        study = StudyConfig.from_dict(plan.config)  # records of older versions made canonical
+        groups.setdefault(study.key, ([], study))[0].append(kind)
     tables = [
-        {"kinds": kinds, **tomllib.loads(StudyConfig.from_dict(config).to_toml())}
-        for kinds, config in groups.values()
+        {"kinds": kinds, **tomllib.loads(study.to_toml())} for kinds, study in groups.values()
     ]
     return _TOML_HEADER + tomli_w.dumps({"plan": tables})

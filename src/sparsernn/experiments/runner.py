@@ -39,6 +39,7 @@ from sparsernn.experiments.config import KINDS, StudyConfig
 from sparsernn.experiments.executors import EXECUTORS, Executor, Job, WorkerError
 from sparsernn.experiments.inputs import resolve_inputs
 from sparsernn.experiments.plans import planned_kinds, record_plans
+from sparsernn.experiments.progress import Progress
 from sparsernn.experiments.runlog import finish_run, start_run
 from sparsernn.experiments.units import Unit, plan_units
 from sparsernn.store import ResultsStore, artefact_dir
@@ -149,75 +150,6 @@ def _interrupts_deferred() -> Iterator[None]:
                 signal.raise_signal(signal.SIGTERM)
 
 
-class _Progress:
-    """One tqdm bar on stderr: units finished of those to run, and the unit(s) running now."""
-
-    def __init__(self, enabled: bool, total: int) -> None:
-        self._running: dict[str, str] = {}
-        self._bar = None
-        if enabled:
-            from tqdm.auto import tqdm
-
-            # miniters=1: a bundle finishes 30 units at once, which would otherwise make tqdm
-            # raise its redraw threshold and leave the bar behind the store for minutes.
-            self._bar = tqdm(
-                total=total,
-                desc="units",
-                unit="unit",
-                file=sys.stderr,
-                dynamic_ncols=True,
-                miniters=1,
-            )
-
-    def _show(self, refresh: bool) -> None:
-        if self._bar is None:
-            return
-        labels = list(self._running.values())
-        if not labels:
-            text = ""
-        elif len(labels) == 1:
-            text = labels[0]
-        else:
-            text = f"{labels[-1]} (+{len(labels) - 1} running)"
-        self._bar.set_postfix_str(text, refresh=refresh)
-
-    def start(self, unit: Unit) -> None:
-        self._running[unit.key] = unit.label
-        self._show(refresh=True)
-
-    def finish(self, unit: Unit) -> None:
-        self._running.pop(unit.key, None)
-        self._show(refresh=False)
-        if self._bar is not None:
-            self._bar.update(1)
-
-    def refresh(self) -> None:
-        """Redraw now (after a job's units were counted in one burst)."""
-        if self._bar is not None:
-            self._bar.refresh()
-
-    def skip(self) -> None:
-        if self._bar is not None:
-            self._bar.update(1)
-
-    def grow(self, n: int) -> None:
-        """``n`` more units to run than planned (a base trained again)."""
-        if self._bar is not None and self._bar.total is not None:
-            self._bar.total += n
-            self._bar.refresh()
-
-    def note(self, text: str) -> None:
-        """One line on stderr, above the bar when there is one."""
-        if self._bar is not None:
-            self._bar.write(text, file=sys.stderr)
-        else:
-            print(text, file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-
-
 # ---------------------------------------------------------------------------------- the study
 def run_study(
     study: StudyConfig,
@@ -255,7 +187,7 @@ def run_study(
     """
     _check_options(workers, executor, address, gpus_per_unit, kinds)
     _check_out(out)
-    workers = workers or executors.n_cores()
+    pool_args = (executor, workers or executors.n_cores(), address, gpus_per_unit)
     run = StudyRun(Path(out))
     t0 = time.perf_counter()
     every = _plan(study, None if kinds is None else (*kinds, "base"))
@@ -271,29 +203,44 @@ def run_study(
         todo = [u for u in units if u.key not in done and (retry_failed or u.key not in failed)]
         run.skipped = run.total - len(todo)
         if todo:
-            kinds_run = sorted({u.kind for u in todo})
-            argv = [Path(sys.argv[0]).name, *sys.argv[1:]]  # the command line, for the record
-            record = start_run(
-                store, kinds=kinds_run, executor=executor, workers=workers, argv=argv
-            )
-            interrupted = True
-            try:
-                said = _prepare_kernel(todo, executor, run)
-                pool = executors.make_executor(
-                    executor, workers, len(todo), address, gpus_per_unit, native_said=said
-                )
-                bar = _Progress(progress, len(todo))
-                bases = {u.key: u for u in every if u.kind == "base"}
-                drive = functools.partial(
-                    _drive, todo, _bundles(units), bases, store, run, pool, bar, on_result
-                )
-                _run_then_stop(drive, pool, bar)
-                interrupted = False
-            finally:
-                outcome = {"done": run.done, "failed": run.failed, "interrupted": interrupted}
-                finish_run(store, record, **outcome)
+            _run_todo(store, run, todo, every, units, pool_args, progress, on_result)
     run.wall_s = time.perf_counter() - t0
     return run
+
+
+def _run_todo(
+    store: ResultsStore,
+    run: StudyRun,
+    todo: list[Unit],
+    every: list[Unit],
+    units: list[Unit],
+    pool_args: tuple[str, int, str | None, float],
+    progress: bool,
+    on_result: Callable[[Unit, dict[str, Any]], None] | None,
+) -> None:
+    """Run the units ``todo`` (of the planned ``units``; ``every`` adds the bases they need)
+    in a pool made from ``pool_args`` (executor, workers, address, GPUs per unit), recording
+    the run in ``store`` (its start, and its outcome however it ends)."""
+    executor, workers, address, gpus_per_unit = pool_args
+    argv = [Path(sys.argv[0]).name, *sys.argv[1:]]  # the command line, for the record
+    kinds_run = sorted({u.kind for u in todo})
+    record = start_run(store, kinds=kinds_run, executor=executor, workers=workers, argv=argv)
+    interrupted = True
+    try:
+        said = _prepare_kernel(todo, executor, run)
+        pool = executors.make_executor(
+            executor, workers, len(todo), address, gpus_per_unit, native_said=said
+        )
+        bar = Progress(progress, len(todo))
+        bases = {u.key: u for u in every if u.kind == "base"}
+        drive = functools.partial(
+            _drive, todo, _bundles(units), bases, store, run, pool, bar, on_result
+        )
+        _run_then_stop(drive, pool, bar)
+        interrupted = False
+    finally:
+        outcome = {"done": run.done, "failed": run.failed, "interrupted": interrupted}
+        finish_run(store, record, **outcome)
 
 
 def _prepare_kernel(todo: list[Unit], executor: str, run: StudyRun) -> bool:
@@ -394,7 +341,7 @@ def _plan(study: StudyConfig, kinds: tuple[str, ...] | None) -> list[Unit]:
     return [u for u in units if kinds is None or u.kind in kinds]
 
 
-def _run_then_stop(drive: Callable[[], None], pool: Executor, bar: _Progress) -> None:
+def _run_then_stop(drive: Callable[[], None], pool: Executor, bar: Progress) -> None:
     """Run ``drive()``; on any exit stop ``pool`` (cancelling queued units unless all ran)."""
     cancel = True
     try:
@@ -415,7 +362,7 @@ def _drive(
     store: ResultsStore,
     run: StudyRun,
     pool: Executor,
-    bar: _Progress,
+    bar: Progress,
     on_result: Callable[[Unit, dict[str, Any]], None] | None,
 ) -> None:
     """Feed ``pool`` the jobs whose dependencies are met and commit results as they come.
@@ -429,19 +376,7 @@ def _drive(
     again: set[str] = set()  # stored bases trained again: their rows are replaced
     ready: deque[Job] = deque()
     waiting: dict[str, list[tuple[Unit, ...]]] = {}  # base key -> its jobs, until it is run
-    stored: dict[str, list[tuple[Unit, ...]]] = {}  # base key -> jobs whose base is stored
-    queued: set[tuple[str, ...]] = set()
-    for unit in todo:
-        job = bundles.get(unit.key, (unit,))
-        if tuple(u.key for u in job) in queued:
-            continue
-        queued.add(tuple(u.key for u in job))
-        if unit.depends_on is None:
-            ready.append((job, None))
-        elif unit.depends_on in pending:
-            waiting.setdefault(unit.depends_on, []).append(job)
-        else:  # the base is not run now: use its stored checkpoint, if any
-            stored.setdefault(unit.depends_on, []).append(job)
+    stored = _queue(todo, bundles, pending, ready, waiting)
     for key, jobs in stored.items():
         checkpoint, lost = _base_checkpoint(store, key)
         if lost is not None and key in bases:
@@ -475,6 +410,32 @@ def _drive(
         bar.refresh()
 
 
+def _queue(
+    todo: list[Unit],
+    bundles: dict[str, tuple[Unit, ...]],
+    pending: set[str],
+    ready: deque[Job],
+    waiting: dict[str, list[tuple[Unit, ...]]],
+) -> dict[str, list[tuple[Unit, ...]]]:
+    """Sort the jobs of ``todo`` (each once): those with no dependency into ``ready``, those
+    whose base is ``pending`` into ``waiting`` (by base key); return the rest, whose base is
+    not run now, by base key (they need its stored checkpoint)."""
+    stored: dict[str, list[tuple[Unit, ...]]] = {}
+    queued: set[tuple[str, ...]] = set()
+    for unit in todo:
+        job = bundles.get(unit.key, (unit,))
+        if tuple(u.key for u in job) in queued:
+            continue
+        queued.add(tuple(u.key for u in job))
+        if unit.depends_on is None:
+            ready.append((job, None))
+        elif unit.depends_on in pending:
+            waiting.setdefault(unit.depends_on, []).append(job)
+        else:  # the base is not run now: use its stored checkpoint, if any
+            stored.setdefault(unit.depends_on, []).append(job)
+    return stored
+
+
 def _bundles(units: list[Unit]) -> dict[str, tuple[Unit, ...]]:
     """Each bundled pruning unit's key -> its bundle: consecutive units of one base, in plan
     order, ``config["bundle"]`` at a time. Fixed by the study config alone."""
@@ -496,7 +457,7 @@ def _release(
     base: bytes | None,
     ready: deque[Job],
     run: StudyRun,
-    bar: _Progress,
+    bar: Progress,
     pending: set[str],
     *,
     first: bool,
@@ -515,7 +476,7 @@ def _release(
         ready.extend((job, base) for job in jobs)
 
 
-def _say(run: StudyRun, bar: _Progress | None, text: str) -> None:
+def _say(run: StudyRun, bar: Progress | None, text: str) -> None:
     """A line for the user (stderr, above the progress bar) also kept in ``run.notes``."""
     run.notes.append(text)
     if bar is not None:

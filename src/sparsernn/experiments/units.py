@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from sparsernn._seed import derive_seed
-from sparsernn.config import config_key
+from sparsernn.config import Config, config_key, key_field
 from sparsernn.data import DataSpec
 from sparsernn.errors import DataError
 from sparsernn.experiments import methods
@@ -40,7 +40,16 @@ from sparsernn.train import (
     resolve_device,
 )
 
-__all__ = ["Unit", "plan_units", "execute", "execute_job", "bundle_size", "CODE_VERSION"]
+__all__ = [
+    "Unit",
+    "PruneUnitConfig",
+    "StructureUnitConfig",
+    "plan_units",
+    "execute",
+    "execute_job",
+    "bundle_size",
+    "CODE_VERSION",
+]
 
 #: Bump when a change alters results of an unchanged config, so old store rows are not reused.
 CODE_VERSION = "1"
@@ -76,6 +85,54 @@ class Unit:
             return f"prune {method}{c['cell']} {c['target']} {c['amount']:g}% seed={c['seed']}"
         graph = f"file {c['graph']}" if c["generator"] == "file" else f"{c['generator']}#"
         return f"structure {c['cell']} {graph}{c.get('graph_id', '')} seed={c['seed']}"
+
+
+@dataclasses.dataclass(frozen=True)
+class PruneUnitConfig(Config):
+    """What identifies a pruning unit (:attr:`Unit.config` is its :meth:`to_dict`).
+
+    ``method``, ``method_options`` and ``bundle`` came after pruning units existed: each is a
+    :func:`~sparsernn.config.key_field`, so the study's own units (magnitude pruning, each
+    point retrained alone) keep their keys. The study's method has no options in its
+    identity (``method_options`` None); every other method's are recorded, even when empty.
+    """
+
+    cell: str = "gru"
+    seed: int = 0
+    base: str = ""  # the base unit's key
+    target: str = "both"
+    amount: float = 0.0
+    scope: str = "global"
+    retrain: dict[str, Any] = dataclasses.field(default_factory=dict)  # TrainConfig.to_dict()
+    data: dict[str, Any] = dataclasses.field(default_factory=dict)
+    method: str = key_field(methods.DEFAULT_METHOD)
+    method_options: dict[str, Any] | None = key_field(None)
+    bundle: int = key_field(1)  # pruning points retrained together (1: alone)
+
+
+@dataclasses.dataclass(frozen=True)
+class StructureUnitConfig(Config):
+    """What identifies a random-structure unit (:attr:`Unit.config` is its :meth:`to_dict`).
+
+    A generated graph is named by ``generator``, ``graph_id`` and ``node_range``; a file's
+    graph (``generator="file"``) by ``graph``, ``graph_sha256``, ``n_nodes`` and
+    ``graph_edges``, without a position, so that adding a file retrains nothing else. Those
+    and ``gate_layout`` (added later) are :func:`~sparsernn.config.key_field` s, absent from
+    the key while unused.
+    """
+
+    cell: str = "gru"
+    seed: int = 0
+    data: dict[str, Any] = dataclasses.field(default_factory=dict)
+    train: dict[str, Any] = dataclasses.field(default_factory=dict)  # TrainConfig.to_dict()
+    generator: str = "ws"
+    graph_id: int | None = key_field(None)
+    node_range: tuple[int, int] | None = key_field(None)
+    graph: str | None = key_field(None)
+    graph_sha256: str | None = key_field(None)
+    n_nodes: int | None = key_field(None)
+    graph_edges: tuple[tuple[int, int], ...] | None = key_field(None)
+    gate_layout: str = key_field("blocked")
 
 
 def _base_config(study: StudyConfig, cell: str, seed: int, data: dict[str, Any]) -> dict[str, Any]:
@@ -130,7 +187,7 @@ def plan_units(study: StudyConfig, inputs: StudyInputs | None = None) -> list[Un
             n_points = len([m for m in p.methods if METHODS[m].one_shot]) * len(p.targets)
             bundled = bundle_size(p.bundle, cell, n_points * len(p.amounts))
             for method, target, amount in itertools.product(p.methods, p.targets, p.amounts):
-                cfg = {
+                fields = {
                     "cell": cell,
                     "seed": seed,
                     "base": base.key,
@@ -139,12 +196,11 @@ def plan_units(study: StudyConfig, inputs: StudyInputs | None = None) -> list[Un
                     "scope": p.scope,
                     "retrain": retrain.to_dict(),
                     "data": data,
-                    **method_config(p, method, study.train, seed),
+                    "bundle": bundled if METHODS[method].one_shot else 1,  # hooks: a MaskedRNN
+                    **method_config(p, method, study.train, seed),  # may replace retrain
                 }
-                bundle = bundled if METHODS[method].one_shot else 1  # hooks need a MaskedRNN
-                if bundle > 1:  # one-by-one units keep the keys they had before bundles
-                    cfg["bundle"] = bundle
-                units.append(Unit("prune", cfg, depends_on=base.key, runtime=runtime))
+                cfg = PruneUnitConfig(**fields)
+                units.append(Unit("prune", cfg.to_dict(), depends_on=base.key, runtime=runtime))
     s = study.structure
     if s.enabled:
         for cell in study.cells:
@@ -152,19 +208,20 @@ def plan_units(study: StudyConfig, inputs: StudyInputs | None = None) -> list[Un
                 train = dataclasses.replace(
                     study.train, epochs=s.epochs, batch_size=s.batch_size, seed=seed
                 )
-                common = {"cell": cell, "seed": seed, "data": data, "train": train.to_dict()}
-                if s.gate_layout != "blocked":  # keep the keys of blocked runs
-                    common["gate_layout"] = s.gate_layout
+                common: dict[str, Any] = {
+                    "cell": cell, "seed": seed, "data": data, "train": train.to_dict()
+                }
                 for graph in _structure_graphs(s, inputs):
-                    units.append(Unit("structure", {**common, **graph}, runtime=runtime))
+                    shape = StructureUnitConfig(**common, **graph, gate_layout=s.gate_layout)
+                    units.append(Unit("structure", shape.to_dict(), runtime=runtime))
     return units
 
 
 def _structure_graphs(s, inputs: StudyInputs) -> list[dict[str, Any]]:
-    """The graph part of each structure unit's config: a generator's graph, or a file's."""
+    """The graph fields of each structure unit's config: a generator's graph, or a file's."""
     if inputs.graphs is None:
         return [
-            {"generator": gen, "graph_id": graph_id, "node_range": list(s.nodes)}
+            {"generator": gen, "graph_id": graph_id, "node_range": tuple(s.nodes)}
             for gen in s.generators
             for graph_id in range(s.n_graphs)
         ]
@@ -175,7 +232,7 @@ def _structure_graphs(s, inputs: StudyInputs) -> list[dict[str, Any]]:
             "graph": g.name,
             "graph_sha256": g.sha256,
             "n_nodes": g.n_nodes,
-            "graph_edges": [list(e) for e in g.edges],
+            "graph_edges": tuple(tuple(e) for e in g.edges),
         }
         for g in inputs.graphs
     ]

@@ -14,7 +14,9 @@ digits            8 values digit (10 classes)             -- (scikit-learn's 179
 
 :func:`task_data` builds any task from a :class:`~sparsernn.data.DataSpec` (its ``task`` and
 ``difficulty``); :func:`model_fields` gives the model fields it needs; docs/tasks.md has
-the chance levels and what a dense GRU reaches.
+the chance levels and what a dense GRU reaches. This package sits above :mod:`sparsernn.data`
+(which knows grammars, not tasks): it checks a spec's task against its registry
+(:func:`check_spec`) and caps a finite task's size (:func:`spec_fields`).
 
 >>> from sparsernn.tasks import make_task
 >>> train, test = make_task("parity", n=100, difficulty=10, seed=0)
@@ -24,34 +26,38 @@ the chance levels and what a dense GRU reaches.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from sparsernn._seed import derive_seed
+from sparsernn.data import Dataset, DataSpec, encode, make_dataset, read_csv
+from sparsernn.data.reber import GRAMMARS
 from sparsernn.errors import ConfigError
 from sparsernn.tasks.base import TaskData, split
 from sparsernn.tasks.digits import N_DIGITS, digits
 from sparsernn.tasks.memory import adding, adding_regression, copy_memory, parity
 
-if TYPE_CHECKING:
-    from sparsernn.data import Dataset, DataSpec
-
 __all__ = [
     "TASKS",
     "DIFFICULTY",
     "GRAMMAR_TASKS",
+    "SHAPES",
+    "TaskShape",
     "N_DIGITS",
     "TaskData",
     "adding",
     "adding_regression",
     "chance_level",
+    "check_spec",
     "copy_memory",
     "digits",
     "make_task",
     "model_fields",
     "parity",
+    "spec_fields",
     "split",
     "strings_task",
     "task_data",
@@ -59,7 +65,7 @@ __all__ = [
 
 #: The tasks whose data are grammar strings: a :class:`~sparsernn.data.DataSpec` builds them
 #: (its ``grammar`` field names which), and the study's rules apply (last padded step).
-GRAMMAR_TASKS = ("reber", "embedded_reber")
+GRAMMAR_TASKS = tuple(GRAMMARS)  # ("reber", "embedded_reber")
 
 #: What each task's difficulty knob sets (None: it has none).
 DIFFICULTY: dict[str, str | None] = {
@@ -73,13 +79,39 @@ DIFFICULTY: dict[str, str | None] = {
 }
 
 
+@dataclasses.dataclass(frozen=True)
+class TaskShape:
+    """What a task's data declare, known without generating them: the model fields it needs.
+
+    ``inputs`` is ``"tokens"`` (codes below ``vocab_size``) or ``"real"`` (``input_size``
+    values per step); ``n_classes`` per output position (0: a regression target), with
+    ``n_outputs`` positions. No task's shape depends on its difficulty knob.
+    """
+
+    inputs: str
+    n_classes: int
+    n_outputs: int = 1
+    vocab_size: int = 0
+    input_size: int = 0
+
+
+#: Each task's :class:`TaskShape` (what its :class:`TaskData` declare; a test checks them).
+SHAPES: dict[str, TaskShape] = {
+    "reber": TaskShape("tokens", 2, vocab_size=128),
+    "embedded_reber": TaskShape("tokens", 2, vocab_size=128),
+    "adding": TaskShape("real", 10, input_size=2),
+    "adding_regression": TaskShape("real", 0, input_size=2),
+    "copy": TaskShape("tokens", 8, n_outputs=5, vocab_size=11),
+    "parity": TaskShape("tokens", 2, vocab_size=3),
+    "digits": TaskShape("real", 10, input_size=8),
+}
+
+
 def strings_task(dataset: Dataset) -> TaskData:
     """A :class:`~sparsernn.data.Dataset` of strings as token data (ASCII codes, 2 classes).
 
     Models read these at the last PADDED step of each batch, as the study did (SPEC 3).
     """
-    from sparsernn.data import encode
-
     lengths = dataset.lengths
     return TaskData(
         encode(dataset.strings), lengths, np.asarray(dataset.labels, dtype=np.int64),
@@ -89,8 +121,6 @@ def strings_task(dataset: Dataset) -> TaskData:
 
 def _grammar(name: str) -> Callable[..., tuple[TaskData, TaskData]]:
     def make(n: int, difficulty: int | None, seed: int, test_fraction: float):
-        from sparsernn.data import DataSpec, make_dataset
-
         spec = DataSpec(grammar=name, n_strings=n, seed=seed, test_fraction=test_fraction)
         train, test = make_dataset(spec)
         return strings_task(train), strings_task(test)
@@ -144,35 +174,68 @@ def make_task(
     return maker(n, difficulty, seed, test_fraction)
 
 
-def task_data(spec: DataSpec) -> tuple[Dataset | TaskData, Dataset | TaskData]:
-    """The (train, test) data ``spec`` describes: the study's strings for the grammar tasks
-    (:func:`~sparsernn.data.make_dataset`, exactly as before tasks existed), else the task's
-    :class:`TaskData` with ``spec.n_strings`` examples, ``spec.difficulty`` and ``spec.seed``."""
-    from sparsernn.data import make_dataset
+def check_spec(spec: DataSpec) -> None:
+    """Refuse a spec whose task is not in the registry, whose difficulty its task has no knob
+    for, or that asks a finite task for more examples than it has (:func:`spec_fields` caps
+    them where specs are read)."""
+    name = spec.task_name
+    if name not in DIFFICULTY:
+        raise ConfigError(
+            f"DataSpec.task: unknown task {name!r}; valid tasks: {', '.join(DIFFICULTY)}"
+        )
+    if spec.difficulty is not None and DIFFICULTY[name] is None:
+        raise ConfigError(
+            f"DataSpec.difficulty: the {name} task has no difficulty knob; leave it unset"
+        )
+    if name == "digits" and spec.n_strings > N_DIGITS:
+        raise ConfigError(
+            f"DataSpec.n_strings={spec.n_strings}: the digits task has {N_DIGITS} examples; "
+            f"ask for at most {N_DIGITS} (sparsernn.tasks.spec_fields caps it)"
+        )
 
-    if spec.task in GRAMMAR_TASKS:
-        return make_dataset(spec)
+
+def spec_fields(raw: dict[str, Any]) -> dict[str, Any]:
+    """Raw :class:`~sparsernn.data.DataSpec` fields (TOML, the CLI, a store) with a finite
+    task's ``n_strings`` capped at its size (``digits``: 1797, also when ``n_strings`` is
+    absent), so that asking for more gives the one spec, and run key, of all its examples."""
+    n = raw.get("n_strings", DataSpec.n_strings)
+    if raw.get("task") == "digits" and isinstance(n, int) and not isinstance(n, bool):
+        return {**raw, "n_strings": min(n, N_DIGITS)}
+    return raw
+
+
+def task_data(spec: DataSpec) -> tuple[TaskData, TaskData]:
+    """The (train, test) :class:`TaskData` ``spec`` describes: for the grammar tasks the
+    study's strings (:func:`~sparsernn.data.make_dataset`, exactly as before tasks existed) as
+    :func:`strings_task` encodes them, else the task's data with ``spec.n_strings`` examples,
+    ``spec.difficulty`` and ``spec.seed``. What the studies and ``sparsernn train`` train on."""
+    check_spec(spec)
+    if spec.task_name in GRAMMAR_TASKS:
+        train, test = make_dataset(spec)
+        return strings_task(train), strings_task(test)
     return make_task(
-        spec.task, spec.n_strings, difficulty=spec.difficulty, seed=spec.seed,
+        spec.task_name, spec.n_strings, difficulty=spec.difficulty, seed=spec.seed,
         test_fraction=spec.test_fraction,
     )
 
 
 def model_fields(spec: DataSpec) -> dict[str, Any]:
     """The :class:`~sparsernn.models.ModelConfig` fields a model of ``spec``'s task needs
-    (input layer and head); empty for the grammar tasks, whose model is the study's."""
-    if spec.task in GRAMMAR_TASKS:
+    (input layer and head), read from its :data:`SHAPES` entry without generating data; empty
+    for the grammar tasks, whose model is the study's."""
+    check_spec(spec)
+    if spec.task_name in GRAMMAR_TASKS:
         return {}
-    sample, _ = make_task(spec.task, 40, difficulty=spec.difficulty, seed=spec.seed)
+    shape = SHAPES[spec.task_name]
     fields: dict[str, Any] = {
-        "n_classes": max(sample.n_classes, 1),
-        "n_outputs": sample.n_outputs,
-        "regression": sample.regression,
+        "n_classes": max(shape.n_classes, 1),
+        "n_outputs": shape.n_outputs,
+        "regression": shape.n_classes == 0,
     }
-    if sample.input_kind == "tokens":
-        fields["vocab_size"] = sample.vocab_size
+    if shape.inputs == "tokens":
+        fields["vocab_size"] = shape.vocab_size
     else:
-        fields["input_size"] = sample.input_size
+        fields["input_size"] = shape.input_size
     return fields
 
 
@@ -180,10 +243,8 @@ def chance_level(spec: DataSpec) -> float:
     """What always answering the most frequent class scores on ``spec``'s test data (for a
     regression: the mean squared error of always answering the mean target)."""
     if spec.from_files:
-        from sparsernn.data import read_csv
-
         share = float(np.mean(read_csv(spec.test_csv).labels))  # type: ignore[arg-type]
         return max(share, 1.0 - share)
-    if spec.task in GRAMMAR_TASKS:
+    if spec.task_name in GRAMMAR_TASKS:
         return max(spec.valid_fraction, 1.0 - spec.valid_fraction)
-    return task_data(spec)[1].chance()  # type: ignore[union-attr]
+    return task_data(spec)[1].chance()
