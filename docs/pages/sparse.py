@@ -83,9 +83,11 @@ WHAT = """\
 ## What runs, and why not torch.sparse
 
 The sparse path is `src/sparsernn/nn/_native/sparse_layer.cpp` (with `sparse_products.cpp`),
-built with the system's C++ compiler by the rules of the structure networks' compiled loop (a
-per-user cache; `make install` or the first use builds it). One call runs one direction of one
-layer over the whole sequence, and one call its backward. Sequences are feature-major with the
+built with the system's C++ compiler by the same code as the structure networks' compiled loop
+(`sparsernn/nn/_build.py`: a per-user cache, checksums, the ABI version given as `-DSPL_ABI`
+and the shared structs checked field by field on loading; `make install` or the first use
+builds it). One call runs one direction of one layer over the whole sequence, and one call its
+backward. Sequences are feature-major with the
 batch innermost, so a kept weight multiplies a whole row of batch lanes (AVX-512 vectors); the
 input product of all time steps is one product before the loop; at batch 1 the recurrent rows
 are packed a vector of rows at a time (sliced ELLPACK) and the state's entries gathered; the

@@ -29,7 +29,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from itertools import accumulate
 from pathlib import Path
 
@@ -258,17 +258,20 @@ class Schedule:
                     f"Schedule: wide layer {k}'s blocks {wiring.sizes.tolist()} are not its "
                     f"destination layers' sizes {[self.sizes[l] for l in dests]}"
                 )
-        tables = {
+
+    @cached_property
+    def _tables(self) -> dict[str, Tensor]:
+        """The int64 tables the C side reads (kept alive with the schedule)."""
+        return {
             "source": _int64(self.sources),
             "block_ptr": _int64(list(accumulate((len(d) for d in self.dests), initial=0))),
             "block_dest": _int64([l for d in self.dests for l in d]),
             "sizes": _int64(self.sizes),
         }
-        object.__setattr__(self, "_tables", tables)  # kept alive: the C side reads them
 
     def pointers(self) -> dict[str, int | None]:
         """The int64 tables' addresses, by the name of their ``NetArgs`` field."""
-        return {name: _ptr(t) for name, t in self._tables.items()}  # type: ignore[attr-defined]
+        return {name: _ptr(t) for name, t in self._tables.items()}
 
 
 def _ptr(t: Tensor | None) -> int | None:
