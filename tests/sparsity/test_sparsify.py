@@ -148,3 +148,23 @@ def test_set_and_rigl_move_their_masks_and_rigl_regrows_by_the_gradient():
         end = _all_masks(model)
         moved[method] = sum(int((start[k] != end[k]).sum()) for k in start)
     assert moved["set"] > 0 and moved["rigl"] > 0
+
+
+def test_squash_sparse_gives_sparse_rnns_with_the_same_outputs():
+    """The user model (bidirectional LSTM, GRU) pruned to 90% and squashed into SparseRNNs:
+    the same outputs, and only the kept weights stored."""
+    from sparsernn.nn import SparseRNN
+
+    model = user_model()
+    tokens, _ = user_batch()
+    sp = sparsify(model, "magnitude", 0.9)
+    kept = sum(int(m.sum()) for mod in _masked_modules(model).values() for _, m in mod.masks())
+    dense_out = model(tokens)
+    assert sp.squash(sparse=True) is model
+    assert type(model.encoder) is SparseRNN and type(model.decoder) is SparseRNN
+    assert (model(tokens) - dense_out).abs().max() <= 1e-10
+    stored = sum(
+        p.numel() for mod in (model.encoder, model.decoder)
+        for n, p in mod.named_parameters() if "weight" in n
+    )  # fmt: skip
+    assert stored == kept

@@ -317,18 +317,23 @@ class Sparsifier:
         return sparsity_report(self.model, per_gate=True)
 
     @torch.no_grad()
-    def squash(self) -> nn.Module:
-        """Replace every MaskedRNN of the model by a plain ``torch.nn.RNN/GRU/LSTM`` holding the
-        same parameters, the masked entries zero (stock kernels, no masks); return the model.
+    def squash(self, *, sparse: bool = False) -> nn.Module:
+        """Replace every MaskedRNN of the model by a module without masks and return the model:
+        a plain ``torch.nn.RNN/GRU/LSTM`` holding the same parameters with the masked entries
+        zero (stock kernels), or with ``sparse=True`` a :class:`~sparsernn.nn.SparseRNN` that
+        stores and computes only the kept weights (torch.nn's forward; smaller and, above the
+        measured crossovers of ``docs/sparse.md``, faster on a CPU).
 
-        The Sparsifier is spent afterwards; the model's state dict then has torch's keys only.
+        The Sparsifier is spent afterwards; the model's state dict then has torch's keys only
+        (``sparse=True``: SparseRNN's compressed ones).
         """
         self._check_live()
+        make = _sparse_twin if sparse else _torch_twin
         plain = {}
         for prefix, mod in self.model.named_modules():
             if isinstance(mod, MaskedRNN):
                 try:
-                    plain[id(mod)] = mod.to_torch(share_parameters=True).train(mod.training)
+                    plain[id(mod)] = make(mod).train(mod.training)
                 except ConfigError as error:  # name the module as well
                     raise ConfigError(f"{prefix}.{error}" if prefix else str(error)) from None
         for _, parent in self.model.named_modules(remove_duplicate=False):
@@ -374,3 +379,13 @@ class Sparsifier:
                 )
         self.n_steps = int(state["n_steps"])
         self.method.load_state_dict(state["method_state"])
+
+
+def _torch_twin(module: MaskedRNN) -> nn.Module:
+    return module.to_torch(share_parameters=True)
+
+
+def _sparse_twin(module: MaskedRNN) -> nn.Module:
+    from sparsernn.nn.sparse import SparseRNN
+
+    return SparseRNN.from_module(module)
