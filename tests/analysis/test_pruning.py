@@ -83,9 +83,10 @@ def test_tolerated_sparsity_aggregate_t_interval():
     results, base = _results()
     out = tolerated_sparsity(results, base).set_index("target")
     row = out.loc["both"]
-    # [20, 10]: mean 15, s = 7.071, sem = 5, t_{0.975,1} = 12.706 -> half width 63.53
+    # [20, 10]: mean 15, s = 7.071, sem = 5, t_{0.975,1} = 12.706 -> half width 63.53,
+    # the low end clipped at 0 (no amount is negative)
     assert row["tolerated_mean"] == 15
-    assert row["tolerated_ci_low"] == pytest.approx(15 - 63.53, abs=0.01)
+    assert row["tolerated_ci_low"] == 0.0
     assert row["tolerated_ci_high"] == pytest.approx(15 + 63.53, abs=0.01)
     assert row["n_seeds"] == 2 and row["n_below_grid"] == 0 and row["per_seed"] == "20, 10"
     assert out.loc["h2h", "per_seed"] == "<10, <10" and out.loc["h2h", "n_below_grid"] == 2
@@ -133,8 +134,9 @@ def test_epochs_to_recover_aggregate_and_display():
     results, base = _results()
     out = epochs_to_recover(results, base).set_index(["target", "amount"])
     assert out.loc[("both", 10), "epochs"] == "0.0 [0.0, 0.0]"
-    # [0, 1]: mean 0.5, sem 0.5, half width 12.706 * 0.5 = 6.353
-    assert out.loc[("both", 20), "epochs"] == "0.5 [-5.9, 6.9]"
+    # [0, 1]: mean 0.5, sem 0.5, half width 12.706 * 0.5 = 6.353; clipped at 0 epochs
+    assert out.loc[("both", 20), "epochs"] == "0.5 [0.0, 6.9]"
+    assert out.loc[("both", 20), "ci_low"] == 0.0
     assert out.loc[("both", 20), "ci_high"] == pytest.approx(6.853, abs=1e-3)
     assert out.loc[("both", 30), "epochs_mean"] == 1.0
     assert out.loc[("both", 40), "epochs"] == "never"

@@ -162,10 +162,14 @@ def _per_seed_text(seeds: pd.DataFrame) -> str:
 def _over_seeds(
     seeds: pd.DataFrame, keys: list[str], value: str, confidence: float
 ) -> pd.DataFrame:
-    """Per group of ``keys``: ``mean, ci_low, ci_high`` of ``value`` (t-interval, NaNs dropped)
-    and ``n_seeds`` (all rows of the group)."""
+    """Per group of ``keys``: ``mean, ci_low, ci_high`` of ``value`` (t-interval, NaNs dropped,
+    clipped at 0: an amount or a count of epochs is never negative) and ``n_seeds`` (all rows
+    of the group)."""
     groups = seeds.groupby(keys, sort=True)[value]
-    stats = groups.apply(lambda v: pd.Series(mean_ci(v, confidence), ["mean", "ci_low", "ci_high"]))
+    bounds = (0.0, float("inf"))
+    stats = groups.apply(
+        lambda v: pd.Series(mean_ci(v, confidence, bounds), ["mean", "ci_low", "ci_high"])
+    )
     out = stats.unstack().join(groups.size().rename("n_seeds"))
     return out.reset_index()
 
