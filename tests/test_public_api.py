@@ -45,3 +45,18 @@ def test_stable_names_and_signatures(tmp_path):
         "density",
         "average_shortest_path_length",
     ]
+
+
+def test_the_names_people_type_are_at_the_top_and_the_same_objects():
+    """``from sparsernn import X`` gives the object of its home module (loaded on first use)."""
+    import importlib
+
+    import sparsernn
+
+    homes = {"sparsify": "sparsity", "magnitude_prune": "sparsity", "MaskedRNN": "nn",
+             "StructuredRNN": "nn", "SparseRNN": "nn", "build_model": "models",
+             "fit": "train", "evaluate": "train"}  # fmt: skip
+    assert set(sparsernn.__all__) == set(homes)
+    for name, home in homes.items():
+        module = importlib.import_module(f"sparsernn.{home}")
+        assert getattr(sparsernn, name) is getattr(module, name), name

@@ -3,7 +3,8 @@ and make the recurrent layers of your own model sparse (:func:`sparsify`).
 
 The names people type are here, loaded on first use (PEP 562) so that ``import sparsernn``
 stays light: :func:`sparsify`, :class:`~sparsernn.nn.MaskedRNN`,
-:class:`~sparsernn.nn.StructuredRNN`, :func:`~sparsernn.models.build_model`,
+:class:`~sparsernn.nn.StructuredRNN`, :class:`~sparsernn.nn.SparseRNN`,
+:func:`~sparsernn.models.build_model`,
 :func:`~sparsernn.train.fit`, :func:`~sparsernn.train.evaluate` and
 :func:`~sparsernn.sparsity.magnitude_prune`.
 """
@@ -16,7 +17,7 @@ from sparsernn._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from sparsernn.models import build_model
-    from sparsernn.nn import MaskedRNN, StructuredRNN
+    from sparsernn.nn import MaskedRNN, SparseRNN, StructuredRNN
     from sparsernn.sparsity import magnitude_prune, sparsify
     from sparsernn.train import evaluate, fit
 
@@ -26,6 +27,7 @@ __all__ = [
     "sparsify",
     "MaskedRNN",
     "StructuredRNN",
+    "SparseRNN",
     "build_model",
     "fit",
     "evaluate",
@@ -39,6 +41,7 @@ __getattr__ = lazy_getattr(
         "magnitude_prune": "sparsernn.sparsity",
         "MaskedRNN": "sparsernn.nn",
         "StructuredRNN": "sparsernn.nn",
+        "SparseRNN": "sparsernn.nn",
         "build_model": "sparsernn.models",
         "fit": "sparsernn.train",
         "evaluate": "sparsernn.train",
