@@ -38,9 +38,11 @@ docs: install
 	$(PY) docs/generate.py
 
 # The data behind the pages: each runs (or resumes) a study and exports it to results/.
-# results-full is the study's whole protocol: hours on 2 cores, resumable (rerun to continue).
-# A partial run committed as a resumable export (results/full/resume) is restored first, so a
-# fresh clone continues where the last machine stopped.
+# results-full is the study's whole protocol: hours on 2 cores (results/full/manifest.json
+# records the unit-hours of the last run), resumable (rerun to continue). results/full holds
+# the complete run;
+# rerunning this on a fresh clone reproduces it from scratch and overwrites it. A partial run
+# committed as a resumable export (results/full/resume) would be restored first.
 results-full: install
 	@if [ ! -e runs/full/results.sqlite ] && [ -d results/full/resume ]; then \
 		$(VENV)/bin/sparsernn restore results/full runs/full; fi

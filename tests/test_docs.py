@@ -57,3 +57,31 @@ def test_a_partial_grid_is_left_out_of_the_pruning_page():
     assert complete_grids(pruning, [10, 20, 30, 40], last=2).empty
     assert complete_grids(pruning, [10, 20], last=2)["seed"].nunique() == 1  # seed 1 epoch gap
     assert "1 of the 2" in _completeness(1, 2)[0] and _completeness(2, 2) == []
+
+
+def test_the_topology_sentence_follows_each_regressors_gain_interval():
+    """Agreeing regressors give one verdict per cell; differing ones are each named with the
+    interval that decided it (the page once printed 'cannot tell / topology adds signal')."""
+    import pandas as pd
+
+    sys.path.insert(0, str(ROOT / "docs"))
+    try:
+        from pages.structure import topology_lines
+    finally:
+        sys.path.remove(str(ROOT / "docs"))
+
+    def row(cell, regressor, lo, hi):
+        return {"cell": cell, "model": regressor, "gain": (lo + hi) / 2,
+                "gain_ci_low": lo, "gain_ci_high": hi}  # fmt: skip
+
+    out = pd.DataFrame([row("lstm", "bayesian_ridge", 0.09, 0.49),
+                        row("lstm", "random_forest", -0.47, 0.74),
+                        row("gru", "bayesian_ridge", 0.68, 0.85),
+                        row("gru", "random_forest", 0.16, 0.44)])  # fmt: skip
+    (line,) = topology_lines(out)
+    assert "GRU: topology adds signal (both regressors)" in line
+    assert ("LSTM: the regressors differ, topology adds signal by bayesian_ridge (gain +0.29 "
+            "[+0.09, +0.49]), cannot tell by random_forest (gain +0.14 [-0.47, +0.74])") in line
+    assert line.index("GRU") < line.index("LSTM")  # the study's cell order
+    flipped = out.assign(gain_ci_low=-out["gain_ci_high"], gain_ci_high=-out["gain_ci_low"])
+    assert "GRU: size alone predicts better (both regressors)" in topology_lines(flipped)[0]

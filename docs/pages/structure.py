@@ -252,10 +252,21 @@ def _gain_verdict(lo: float, hi: float) -> str:
 
 
 def topology_lines(out: pd.DataFrame) -> list[str]:
-    verdicts = {
-        cell: sorted({_gain_verdict(r.gain_ci_low, r.gain_ci_high) for r in grp.itertuples()})
-        for cell, grp in out.groupby("cell", sort=False)
-    }
-    parts = [f"{CELL_NAMES[c]}: {' / '.join(v)}" for c, v in verdicts.items()]
+    """One sentence: each cell's verdict, said once where the regressors agree, else each
+    regressor's with its gain interval."""
+    parts = []
+    for cell in [c for c in CELL_NAMES if c in set(out["cell"])]:
+        rows = list(out[out["cell"] == cell].itertuples())
+        verdicts = [_gain_verdict(r.gain_ci_low, r.gain_ci_high) for r in rows]
+        if len(set(verdicts)) == 1:
+            both = "both regressors" if len(rows) == 2 else f"all {len(rows)} regressors"
+            parts.append(f"{CELL_NAMES[cell]}: {verdicts[0]} ({both})")
+            continue
+        each = [
+            f"{v} by {r.model} (gain {r.gain:+.2f} [{r.gain_ci_low:+.2f}, "
+            f"{r.gain_ci_high:+.2f}])"
+            for v, r in zip(verdicts, rows, strict=True)
+        ]
+        parts.append(f"{CELL_NAMES[cell]}: the regressors differ, {', '.join(each)}")
     text = "; ".join(parts)
-    return [f"Does topology carry signal beyond size? By cell (both regressors): {text}."]
+    return [f"Does topology carry signal beyond size? By cell: {text}."]
