@@ -16,6 +16,7 @@ from sparsernn.compat import load_study_checkpoint, load_study_structure_checkpo
 from sparsernn.data import Dataset
 from sparsernn.errors import DataError
 from sparsernn.prune import magnitude_prune
+from sparsernn.tasks import strings_task
 from sparsernn.train import evaluate
 
 
@@ -64,7 +65,7 @@ def test_study_checkpoint_loads_one_to_one(cell, tmp_path):
     tokens = torch.tensor([[66, 84, 88, 83, 69, 0], [66, 80, 86, 86, 69, 69]])
     with torch.no_grad():
         assert torch.allclose(model(tokens), _torch_forward(state, cell, tokens), atol=1e-5)
-    data = Dataset(["BTXSE", "BPVVE", "BQQE"], np.array([1, 1, 0]))
+    data = strings_task(Dataset(["BTXSE", "BPVVE", "BQQE"], np.array([1, 1, 0])))
     assert set(evaluate(model, data)) >= {"accuracy", "loss"}
 
 
@@ -143,7 +144,7 @@ def test_pruned_study_model_keeps_its_masks_and_zeros(cell, mask_dtype):
     assert torch.allclose(_logits(model), reference_logits(state, cell, TOKENS), atol=1e-6)
     # masked entries stay exactly zero after Adam steps of fitting
     model = load_study_checkpoint(state, cell)
-    data = Dataset(["BTXSE", "BPVVE", "BQQE", "BTSSXXTVVE"], np.array([1, 1, 0, 1]))
+    data = strings_task(Dataset(["BTXSE", "BPVVE", "BQQE", "BTSSXXTVVE"], np.array([1, 1, 0, 1])))
     from sparsernn.train import TrainConfig, fit
 
     fit(model, data, None, TrainConfig(epochs=2, batch_size=2, seed=0))
@@ -233,7 +234,7 @@ def test_study_structure_masks_are_used_as_saved():
 def test_study_structure_network_evaluates():
     graph = STUDY_EXAMPLE
     model = load_study_structure_checkpoint(structure_state(graph, "lstm"), graph, "lstm")
-    data = Dataset(["BTXSE", "BPVVE", "BQQE"], np.array([1, 1, 0]))
+    data = strings_task(Dataset(["BTXSE", "BPVVE", "BQQE"], np.array([1, 1, 0])))
     res = evaluate(model, data, batch_size=128)
     assert 0.0 <= res["accuracy"] <= 1.0 and np.isfinite(res["loss"])
 

@@ -104,11 +104,13 @@ def test_threshold_equals_numpy_percentile_on_study_model():
 
 def test_pruned_weights_stay_zero_through_retraining():
     from sparsernn.data import Dataset
+    from sparsernn.tasks import strings_task
     from sparsernn.train import TrainConfig, fit
 
     model = build_model(ModelConfig(cell="lstm", hidden_size=8, embedding_dim=4), seed=0)
     masks = magnitude_prune(model, 0.7)
-    data = Dataset(["BTXSE", "BPVVE", "BTTTE", "BXXE"] * 8, np.array([1, 1, 0, 0] * 8))
+    strings = Dataset(["BTXSE", "BPVVE", "BTTTE", "BXXE"] * 8, np.array([1, 1, 0, 0] * 8))
+    data = strings_task(strings)
     fit(model, data, None, TrainConfig(epochs=3, batch_size=8))
     params = dict(model.named_parameters())
     for name, mask in masks.items():

@@ -4,15 +4,16 @@ import pytest
 import torch
 
 from sparsernn._threads import _flush_denormal_enabled, resolve_threads, torch_threads
-from sparsernn.data import DataSpec, make_dataset
+from sparsernn.data import DataSpec
 from sparsernn.errors import ConfigError
 from sparsernn.models import ModelConfig, build_model
+from sparsernn.tasks import task_data
 from sparsernn.train import TrainConfig, evaluate, fit, train_many
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    return make_dataset(DataSpec(n_strings=60, seed=2))
+    return task_data(DataSpec(n_strings=60, seed=2))
 
 
 @pytest.fixture

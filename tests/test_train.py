@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
+from sparsernn.batching import EncodedData
 from sparsernn.data import Dataset, DataSpec, make_dataset
 from sparsernn.errors import ConfigError, DataError
 from sparsernn.models import ModelConfig, build_model
 from sparsernn.tasks import strings_task
 from sparsernn.train import (
-    EncodedData,
     TrainConfig,
     accuracy_by_kind,
     evaluate,
@@ -21,8 +21,13 @@ from sparsernn.train import (
 
 
 @pytest.fixture(scope="module")
-def tiny():
+def tiny_strings():
     return make_dataset(DataSpec(n_strings=400, seed=1))
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_strings):
+    return strings_task(tiny_strings[0]), strings_task(tiny_strings[1])
 
 
 def test_training_on_tiny_data_learns(tiny):
@@ -56,7 +61,7 @@ def test_evaluate_pads_each_batch_to_its_own_longest_string():
     model = build_model(ModelConfig(cell="rnn_tanh", hidden_size=6, embedding_dim=3), seed=0)
     strings = ["BTXSE", "BPVVE", "BTSSXXTVVE", "BTXXVPSE", "BPE"]
     labels = np.array([1, 1, 1, 1, 0])
-    data = Dataset(strings, labels)
+    data = strings_task(Dataset(strings, labels))
     res = evaluate(model, data, batch_size=2)
     losses, correct = [], 0
     with torch.no_grad():
@@ -113,13 +118,35 @@ def test_bad_options_and_files(tmp_path):
     with pytest.raises(DataError, match="unreadable checkpoint .*truncated"):
         load_checkpoint(tmp_path / "cut.pt")
     with pytest.raises(DataError, match="empty data set"):
-        EncodedData(Dataset([], np.array([], dtype=np.int64)))
+        EncodedData(strings_task(Dataset([], np.array([], dtype=np.int64))))
 
 
-def test_bucketing_keeps_every_string_once(tiny):
+def test_engine_takes_task_data_and_converts_strings_with_a_warning(tiny_strings, tiny):
+    """TaskData is the one input type: a Dataset still trains the same model (FutureWarning,
+    converted as strings_task converts it); anything else is a TypeError naming the fix."""
+    cfg = TrainConfig(epochs=1, batch_size=16, seed=0)
+    small = strings_task(tiny_strings[0][:64])
+    models = [build_model(ModelConfig(cell="gru", hidden_size=6, embedding_dim=3), seed=0)
+              for _ in range(2)]  # fmt: skip
+    with pytest.warns(
+        FutureWarning, match=r"fit\(\) takes a sparsernn.tasks.TaskData.*strings_task"
+    ):
+        old = fit(models[0], tiny_strings[0][:64], None, cfg)
+    new = fit(models[1], small, None, cfg)
+    assert old[0]["train_loss"] == new[0]["train_loss"]
+    with pytest.warns(FutureWarning, match=r"evaluate\(\)"):
+        assert evaluate(models[0], tiny_strings[1]) == evaluate(models[1], tiny[1])
+    for call in (fit, evaluate, predict):
+        with pytest.raises(
+            TypeError, match=r"takes a sparsernn.tasks.TaskData, not ndarray.*task_data"
+        ):
+            call(models[0], small.inputs)
+
+
+def test_bucketing_keeps_every_string_once(tiny_strings):
     from sparsernn.batching import epoch_order
 
-    train, _ = tiny
+    train, _ = tiny_strings
     lengths = np.array([len(s) for s in train.strings])
     rng = np.random.default_rng
     order = epoch_order(len(train), lengths, rng(0), shuffle=True, bucket=True, batch_size=8)
@@ -130,12 +157,12 @@ def test_bucketing_keeps_every_string_once(tiny):
     assert np.mean(spans) < np.mean(spans_plain) / 2
 
 
-def test_predict_and_accuracy_by_kind_agree_with_evaluate(tiny):
-    train, test = tiny
+def test_predict_and_accuracy_by_kind_agree_with_evaluate(tiny_strings, tiny):
+    _, test = tiny_strings
     model = build_model(ModelConfig(cell="gru", hidden_size=8, embedding_dim=4), seed=1)
-    pred = predict(model, test, 16)
+    pred = predict(model, tiny[1], 16)
     assert pred.shape == (len(test),)
-    assert (pred == test.labels).mean() == pytest.approx(evaluate(model, test, 16)["accuracy"])
+    assert (pred == test.labels).mean() == pytest.approx(evaluate(model, tiny[1], 16)["accuracy"])
     table = accuracy_by_kind(model, test, 16).set_index(["level", "kind"])
     kinds = np.array(test.kinds)
     for kind in set(test.kinds) - {"valid"}:  # by hand, from the predictions

@@ -7,6 +7,7 @@ of one epoch (shuffled, optionally bucketed by length). Both serve :mod:`sparser
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 
 import numpy as np
@@ -17,25 +18,23 @@ from sparsernn.data import Dataset
 from sparsernn.errors import DataError
 from sparsernn.tasks.base import TaskData
 
-__all__ = ["Data", "EncodedData", "encoded", "epoch_order"]
+__all__ = ["EncodedData", "as_task_data", "encoded", "epoch_order"]
 
 
 class EncodedData:
-    """A data set encoded once: padded inputs, lengths and targets as tensors.
-
-    ``data``: the study's strings (codes (N, T_max), read at the last padded step) or a task's
-    :class:`~sparsernn.tasks.TaskData` (codes (N, T) or values (N, T, F); targets (N,), (N, K)
-    or real; read at each sequence's own last step unless its ``last_step`` says otherwise).
-    ``inputs`` holds the inputs (codes or values), ``targets`` the targets, as in
-    :class:`~sparsernn.tasks.TaskData`.
+    """The engine's view of a :class:`~sparsernn.tasks.TaskData`: its padded inputs, lengths
+    and targets as tensors on one device (codes (N, T) or values (N, T, F); targets (N,),
+    (N, K) or real; read at each sequence's own last step unless its ``last_step`` says
+    otherwise). Made by :func:`encoded` inside each engine call; not an input type.
     """
 
-    def __init__(self, data: Dataset | TaskData, device: torch.device | str = "cpu") -> None:
-        if len(data) == 0:
+    def __init__(self, task: TaskData, device: torch.device | str = "cpu") -> None:
+        if not isinstance(task, TaskData):
+            raise TypeError(
+                f"EncodedData takes a sparsernn.tasks.TaskData, not {type(task).__name__}"
+            )
+        if len(task) == 0:
             raise DataError("empty data set: nothing to train or evaluate on")
-        from sparsernn.tasks import strings_task
-
-        task = data if isinstance(data, TaskData) else strings_task(data)
         self.inputs = torch.as_tensor(task.inputs, device=device)  # (N, T) or (N, T, F)
         self.lengths = torch.as_tensor(task.lengths, device=device)
         self.targets = torch.as_tensor(task.targets, device=device)  # (N,), (N, K)
@@ -94,10 +93,33 @@ def epoch_order(
     return np.concatenate([batches[i] for i in rng.permutation(len(batches))])
 
 
-#: What the engine trains and evaluates on: strings, a task's data, or either encoded.
-Data = Dataset | TaskData | EncodedData
+def as_task_data(data: TaskData, caller: str = "fit") -> TaskData:
+    """``data`` checked to be the engine's one data type, :class:`~sparsernn.tasks.TaskData`
+    (called first thing by each public function of :mod:`sparsernn.train`, named ``caller``).
+
+    A :class:`~sparsernn.data.Dataset` of strings is still taken, with a FutureWarning, as
+    :func:`sparsernn.tasks.strings_task` makes it (the same data, read the same way); anything
+    else is a TypeError naming the fix.
+    """
+    if isinstance(data, TaskData):
+        return data
+    if isinstance(data, Dataset):
+        from sparsernn.tasks import strings_task
+
+        warnings.warn(
+            f"{caller}() takes a sparsernn.tasks.TaskData; a Dataset of strings is converted "
+            "for now but will be refused in 0.3: pass sparsernn.tasks.strings_task(dataset), "
+            "or make both parts with sparsernn.tasks.task_data(spec)",
+            FutureWarning,
+            stacklevel=3,
+        )
+        return strings_task(data)
+    raise TypeError(
+        f"{caller}() takes a sparsernn.tasks.TaskData, not {type(data).__name__}: make one with "
+        "sparsernn.tasks.task_data(spec), make_task(name, ...) or strings_task(dataset)"
+    )
 
 
-def encoded(dataset: Data, device: torch.device) -> EncodedData:
-    """``dataset`` as :class:`EncodedData` on ``device`` (encoded once, or as given)."""
-    return dataset if isinstance(dataset, EncodedData) else EncodedData(dataset, device)
+def encoded(data: TaskData, device: torch.device) -> EncodedData:
+    """``data`` as the engine's tensors on ``device`` (zero-copy on CPU)."""
+    return EncodedData(data, device)

@@ -7,8 +7,9 @@ equals fit" holds by construction. Per-step hooks (:data:`StepHook`) are where m
 sparsity schedules and logging plug in. Checkpoints (:mod:`sparsernn.checkpoints`, also
 importable from here) are a config JSON plus a state dict, written atomically.
 
-Data are the study's strings (a :class:`~sparsernn.data.Dataset`) or any task's
-:class:`~sparsernn.tasks.TaskData`. Strings are read at the last padded step of each batch, as
+Data are a :class:`~sparsernn.tasks.TaskData` (:func:`sparsernn.tasks.task_data` makes the
+study's strings or any task's; :func:`sparsernn.tasks.strings_task` converts a
+:class:`~sparsernn.data.Dataset`). Strings are read at the last padded step of each batch, as
 the study did; task data at each sequence's own last step (the same step for tasks of one
 length). Classification scores cross-entropy and accuracy (per symbol for the copy task's K
 outputs); regression scores mean squared error as the loss and, as ``accuracy``, the share of
@@ -31,7 +32,7 @@ from torch import Tensor, nn
 
 from sparsernn._seed import derive_seed
 from sparsernn._threads import resolve_threads, torch_threads
-from sparsernn.batching import Data, EncodedData, encoded, epoch_order
+from sparsernn.batching import EncodedData, as_task_data, encoded, epoch_order
 from sparsernn.checkpoints import checkpoint_bytes, load_checkpoint, save_checkpoint
 from sparsernn.config import Config, key_field
 from sparsernn.data import Dataset
@@ -40,10 +41,10 @@ from sparsernn.models import BatchedClassifier, SequenceClassifier
 from sparsernn.nn import sparse_path
 from sparsernn.nn.batched import clip_grad_norm_per_model_
 from sparsernn.nn.masked import MaskedRNN
+from sparsernn.tasks import TaskData, strings_task
 
 __all__ = [
     "TrainConfig",
-    "EncodedData",
     "REGRESSION_TOLERANCE",
     "StepHook",
     "TrainStep",
@@ -197,7 +198,7 @@ def _evaluate_all(model: nn.Module, data: EncodedData, batch_size: int) -> list[
 
 def evaluate(
     model: nn.Module,
-    dataset: Data,
+    dataset: TaskData,
     batch_size: int = 32,
     *,
     threads: int | None = None,
@@ -208,36 +209,39 @@ def evaluate(
     so the result depends on ``batch_size``. ``threads``: torch intra-op threads for this call
     (None: ``OMP_NUM_THREADS`` when set, else 1; see :func:`fit`).
     """
+    task = as_task_data(dataset, "evaluate")
     with torch_threads(threads), torch.no_grad():
-        data = encoded(dataset, next(model.parameters()).device)
+        data = encoded(task, next(model.parameters()).device)
         return _evaluate_all(model, data, batch_size)[0]
 
 
 @torch.no_grad()
 def evaluate_many(
     models: BatchedClassifier | Sequence[SequenceClassifier],
-    dataset: Data,
+    dataset: TaskData,
     batch_size: int = 32,
 ) -> list[dict[str, float]]:
     """:func:`evaluate` for K models of one architecture at once: one dict per model."""
+    task = as_task_data(dataset, "evaluate_many")
     batched = (
         models if isinstance(models, BatchedClassifier) else BatchedClassifier.from_models(models)
     )
     device = next(batched.parameters()).device
-    return _evaluate_all(batched, encoded(dataset, device), batch_size)
+    return _evaluate_all(batched, encoded(task, device), batch_size)
 
 
 def predict(
     model: nn.Module,
-    dataset: Data,
+    dataset: TaskData,
     batch_size: int = 32,
     *,
     threads: int | None = None,
 ) -> np.ndarray:
     """Predicted labels, shape (N,) ((N, K) for K outputs; real numbers for a regression),
     batched exactly as :func:`evaluate` batches (file order)."""
+    task = as_task_data(dataset, "predict")
     with torch_threads(threads), torch.no_grad():
-        data = encoded(dataset, next(model.parameters()).device)
+        data = encoded(task, next(model.parameters()).device)
         was_training = model.training
         model.eval()
         out = []
@@ -270,7 +274,8 @@ def accuracy_by_kind(
             "label": dataset.labels,
             "kind": kinds,
             "family": [family_of(k) for k in kinds],
-            "right": predict(model, dataset, batch_size, threads=threads) == dataset.labels,
+            "right": predict(model, strings_task(dataset), batch_size, threads=threads)
+            == dataset.labels,
         }
     )
     rows = [
@@ -445,8 +450,8 @@ def _epoch_records(
 
 def fit(
     model: nn.Module,
-    train: Data,
-    test: Data | None = None,
+    train: TaskData,
+    test: TaskData | None = None,
     config: TrainConfig | None = None,
     *,
     optimizer: torch.optim.Optimizer | None = None,
@@ -471,6 +476,8 @@ def fit(
     restored when ``fit`` returns (:func:`sparsernn._threads.torch_threads`).
     """
     cfg = config or TrainConfig()
+    train = as_task_data(train, "fit")
+    test = None if test is None else as_task_data(test, "fit")
     with torch_threads(cfg.threads):
         device = next(model.parameters()).device
         train_data = encoded(train, device)
@@ -493,8 +500,8 @@ def fit(
 
 def train_many(
     models: Sequence[SequenceClassifier],
-    train: Data,
-    test: Data | None = None,
+    train: TaskData,
+    test: TaskData | None = None,
     config: TrainConfig | None = None,
     *,
     chunk_size: int | None = None,
@@ -523,6 +530,8 @@ def train_many(
     its own ``epoch_time``: the same batches and the same result to float rounding.
     """
     models = list(models)
+    train = as_task_data(train, "train_many")
+    test = None if test is None else as_task_data(test, "train_many")
     if not models:
         return []
     cfg = config or TrainConfig()

@@ -7,13 +7,14 @@ import torch
 from torch import _VF, nn
 
 import sparsernn.nn.functional as fnl
-from sparsernn.data import DataSpec, make_dataset
+from sparsernn.data import DataSpec
 from sparsernn.errors import ConfigError
 from sparsernn.models import BatchedClassifier, ModelConfig, build_model
 from sparsernn.nn import GATES, MODES, MaskedRNN
 from sparsernn.nn.batched import BatchedMaskedRNN, clip_grad_norm_per_model_
 from sparsernn.nn.functional import fused_recurrence, run_layers
 from sparsernn.prune import magnitude_prune
+from sparsernn.tasks import task_data
 from sparsernn.train import TrainConfig, evaluate, evaluate_many, fit, train_many
 
 TINY = {"embedding_dim": 6, "hidden_size": 7, "num_layers": 2}
@@ -22,7 +23,7 @@ PRUNINGS = [(30, "both"), (60, "i2h"), (90, "h2h")]
 
 @pytest.fixture(scope="module")
 def data():
-    return make_dataset(DataSpec(n_strings=160, seed=1))
+    return task_data(DataSpec(n_strings=160, seed=1))
 
 
 def _pruned_copies(mode, seed=0, **sizes):
@@ -99,8 +100,8 @@ def test_batched_classifier_equals_each_model(mode, shape):
     logits = batched(tokens)
     for k, m in enumerate(copies):
         assert torch.allclose(logits[k], m(tokens), atol=1e-5)
-    ev = evaluate_many(batched, make_dataset(DataSpec(n_strings=40, seed=2))[1], batch_size=4)
-    single = evaluate(copies[1], make_dataset(DataSpec(n_strings=40, seed=2))[1], batch_size=4)
+    ev = evaluate_many(batched, task_data(DataSpec(n_strings=40, seed=2))[1], batch_size=4)
+    single = evaluate(copies[1], task_data(DataSpec(n_strings=40, seed=2))[1], batch_size=4)
     assert ev[1]["accuracy"] == pytest.approx(single["accuracy"])
     assert ev[1]["loss"] == pytest.approx(single["loss"], abs=1e-5)
 

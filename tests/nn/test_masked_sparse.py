@@ -8,12 +8,14 @@ import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from sparsernn.data import DataSpec, make_dataset
+from sparsernn.batching import EncodedData
+from sparsernn.data import DataSpec
 from sparsernn.errors import ConfigError
 from sparsernn.models import ModelConfig, build_model
 from sparsernn.nn import MODES, MaskedRNN, sparse_kernel, sparse_path
 from sparsernn.sparsity import DynamicSparsity
-from sparsernn.train import EncodedData, TrainStep
+from sparsernn.tasks import task_data
+from sparsernn.train import TrainStep
 
 
 def _pair(mode, dtype, density=0.3, seed=0, bidirectional=False):
@@ -128,7 +130,7 @@ def test_masks_changed_in_place_are_seen():
 def test_rigl_mask_updates_keep_both_paths_equal():
     """RigL (gradient regrowth) changing masks every 2 steps: after 8 Adam steps the masks
     and weights of a sparse-kernel model equal the dense-kernel model's."""
-    train, _ = make_dataset(DataSpec(n_strings=64, seed=2))
+    train, _ = task_data(DataSpec(n_strings=64, seed=2))
     data = EncodedData(train)
     batches = list(data.batches(np.arange(len(data)), 16))
     models = []
@@ -228,7 +230,7 @@ def test_train_many_trains_sparse_enough_models_alone(monkeypatch):
 
     table = {"gru": {"train": {8: {16: 0.5}}, "bundle": {8: {16: 0.5}}}}
     monkeypatch.setattr(sparse_path, "CROSSOVER", table)
-    data = EncodedData(make_dataset(DataSpec(n_strings=60, seed=2))[0])
+    data = task_data(DataSpec(n_strings=60, seed=2))[0]
     cfg = engine.TrainConfig(epochs=1, batch_size=16, seed=1)
     base = build_model(ModelConfig(cell="gru", embedding_dim=5, hidden_size=8), seed=1)
     models = []

@@ -7,17 +7,18 @@ import numpy as np
 import pytest
 import torch
 
-from sparsernn.data import DataSpec, make_dataset
+from sparsernn.batching import EncodedData
+from sparsernn.data import DataSpec
 from sparsernn.models import ModelConfig, build_model
 from sparsernn.sparsity import AGPSchedule, DynamicSparsity, GradualPruner, cosine_drop_fraction
 from sparsernn.sparsity.dynamic import share_regrowth
-from sparsernn.train import EncodedData, TrainConfig, fit
+from sparsernn.tasks import task_data
+from sparsernn.train import TrainConfig, fit
 
 
 @pytest.fixture(scope="module")
 def data():
-    train, _ = make_dataset(DataSpec(n_strings=200, seed=2))
-    return EncodedData(train)
+    return task_data(DataSpec(n_strings=200, seed=2))[0]
 
 
 def _model(cell="lstm"):
@@ -42,7 +43,7 @@ class _Watch:
 @pytest.mark.parametrize("scope", ["gate", "layer"])
 def test_set_and_rigl_keep_exact_counts_and_zeros_through_adam(data, regrow, scope):
     model = _model()
-    batch = list(data.batches(np.arange(32), 32))
+    batch = list(EncodedData(data).batches(np.arange(32), 32))
     hook = DynamicSparsity(
         model,
         0.75,

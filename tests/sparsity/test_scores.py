@@ -5,7 +5,8 @@ import copy
 import pytest
 import torch
 
-from sparsernn.data import DataSpec, make_dataset
+from sparsernn.batching import EncodedData
+from sparsernn.data import DataSpec
 from sparsernn.errors import ConfigError
 from sparsernn.models import ModelConfig, build_model
 from sparsernn.prune import magnitude_prune, sparsity_report
@@ -17,7 +18,7 @@ from sparsernn.sparsity import (
     random_scores,
     snip_scores,
 )
-from sparsernn.train import EncodedData
+from sparsernn.tasks import task_data
 from tests.sparsity.helpers import as_lists, hand_gru
 
 T, F = True, False
@@ -105,7 +106,7 @@ def test_random_mask_removes_the_asked_fraction_regardless_of_magnitude():
 
 def _tiny_model_and_batches():
     model = build_model(ModelConfig(cell="gru", hidden_size=6, num_layers=2), seed=0)
-    train, _ = make_dataset(DataSpec(n_strings=60, seed=0))
+    train, _ = task_data(DataSpec(n_strings=60, seed=0))
     data = EncodedData(train)
     batches = list(data.batches(torch.arange(20).numpy(), 10))
     return model, batches

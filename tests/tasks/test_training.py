@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from sparsernn.data import DataSpec, make_dataset
+from sparsernn.data import DataSpec
 from sparsernn.errors import ConfigError
 from sparsernn.experiments.config import StudyConfig
 from sparsernn.models import ModelConfig, build_model
@@ -28,8 +28,9 @@ EASY = [("adding", 6), ("adding_regression", 6), ("copy", 2), ("parity", 4), ("d
 
 
 def _model(spec: DataSpec, seed: int = 0, cell: str = "gru"):
-    cfg = ModelConfig(cell=cell, hidden_size=24, embedding_dim=8, num_layers=1,
-                      **model_fields(spec))
+    cfg = ModelConfig(
+        cell=cell, hidden_size=24, embedding_dim=8, num_layers=1, **model_fields(spec)
+    )
     return build_model(cfg, seed=seed)
 
 
@@ -71,7 +72,7 @@ def test_variable_length_parity_reads_each_sequence_at_its_own_end():
 
 
 def test_strings_keep_the_studys_last_padded_step():
-    train, _ = make_dataset(DataSpec(n_strings=60, seed=0))
+    train, _ = task_data(DataSpec(n_strings=60, seed=0))
     model = build_model(ModelConfig(hidden_size=6, embedding_dim=3, num_layers=1), seed=0)
     first = evaluate(model, train, 60)["loss"]
     assert first != pytest.approx(evaluate(model, train, 1)["loss"], abs=1e-9)

@@ -21,12 +21,13 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from sparsernn._threads import torch_threads
+from sparsernn.batching import EncodedData
 from sparsernn.bench.config import study_train_step
 from sparsernn.bench.timing import draw_batches
 from sparsernn.data import DataSpec, make_dataset
 from sparsernn.graphs import graph_to_edges, make_graph
 from sparsernn.models import ModelConfig, build_model
-from sparsernn.train import EncodedData
+from sparsernn.tasks import strings_task
 
 __all__ = ["CATEGORIES", "category", "main", "run", "tiny_op_us"]
 
@@ -85,7 +86,7 @@ def _setup(args: argparse.Namespace):
     )
     model = build_model(cfg, seed=0)
     model.recurrent.kernel = args.kernel
-    data = EncodedData(make_dataset(DataSpec(n_strings=5000, seed=0))[0])
+    data = EncodedData(strings_task(make_dataset(DataSpec(n_strings=5000, seed=0))[0]))
     batches = draw_batches(data, args.batch, args.steps + 3, 0, torch.device("cpu"))
     return model, study_train_step(model), batches
 

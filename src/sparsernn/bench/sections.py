@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from sparsernn._threads import torch_threads
+from sparsernn.batching import EncodedData
 from sparsernn.bench.config import BenchConfig, study_train_step
 from sparsernn.bench.formatting import cell_line, many_line, structured_line
 from sparsernn.bench.projection import project_full_profile
@@ -37,7 +38,8 @@ from sparsernn.nn.masked import MaskedRNN
 from sparsernn.nn.reference import ReferenceClassifier
 from sparsernn.nn.structured import StructuredRNN
 from sparsernn.prune import TARGETS, magnitude_prune
-from sparsernn.train import EncodedData, resolve_device
+from sparsernn.tasks import strings_task
+from sparsernn.train import resolve_device
 
 __all__ = ["DenseClassifier", "run_benchmark"]
 
@@ -243,7 +245,9 @@ def _run(cfg: BenchConfig, say: Callable[[str], None]) -> dict[str, Any]:
     device = resolve_device(cfg.device)
     timer = Timer(device)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    data = EncodedData(make_dataset(DataSpec(n_strings=cfg.n_strings, seed=cfg.seed))[0])
+    data = EncodedData(
+        strings_task(make_dataset(DataSpec(n_strings=cfg.n_strings, seed=cfg.seed))[0])
+    )
     n_batches = cfg.warmup + max(cfg.repeats, cfg.structured_repeats, cfg.many_repeats)
     sizes = {*cfg.batch_sizes, cfg.structured_batch, cfg.many_batch}
     batches = {bs: draw_batches(data, bs, n_batches, cfg.seed, device) for bs in sizes}

@@ -44,6 +44,7 @@ import torch
 from torch import Tensor, nn
 
 from sparsernn._threads import torch_threads
+from sparsernn.batching import EncodedData
 from sparsernn.bench.config import study_train_step
 from sparsernn.bench.sections import DenseClassifier
 from sparsernn.bench.sparse_report import crossovers, grid_line, split_alone, study_line
@@ -55,7 +56,8 @@ from sparsernn.models import BatchedClassifier, ModelConfig, SequenceClassifier,
 from sparsernn.nn import MODES, MaskedRNN, SparseRNN, sparse_kernel, sparse_path
 from sparsernn.nn.cells import cell_spec
 from sparsernn.prune import TARGETS, magnitude_prune
-from sparsernn.train import EncodedData, make_adam
+from sparsernn.tasks import strings_task
+from sparsernn.train import make_adam
 
 __all__ = ["SparseBenchConfig", "run_sparse_benchmark"]
 
@@ -411,7 +413,9 @@ def run_sparse_benchmark(
             for batch in cfg.batch_sizes
         ]
         if cfg.study:
-            data = EncodedData(make_dataset(DataSpec(n_strings=cfg.n_strings, seed=cfg.seed))[0])
+            data = EncodedData(
+                strings_task(make_dataset(DataSpec(n_strings=cfg.n_strings, seed=cfg.seed))[0])
+            )
             n = cfg.warmup + cfg.study_repeats
             batches = draw_batches(data, 32, n, cfg.seed, torch.device("cpu"))
             for cell in cfg.cells:

@@ -21,7 +21,8 @@ import torch
 from sparsernn._threads import resolve_threads
 from sparsernn.data import Dataset, DataSpec, make_dataset
 from sparsernn.models import ModelConfig, build_model
-from sparsernn.train import EncodedData, TrainConfig, fit
+from sparsernn.tasks import strings_task
+from sparsernn.train import TrainConfig, fit
 
 __all__ = ["run_threads_benchmark", "format_threads_report"]
 
@@ -108,10 +109,10 @@ def run_threads_benchmark(
     3 x 50 model, batch 32, evaluation excluded) and keeps the median epoch time.
     """
     train, test = make_dataset(DataSpec(n_strings=n_strings, seed=seed))
-    data = EncodedData(
+    data = strings_task(
         Dataset(train.strings + test.strings, np.concatenate([train.labels, test.labels]))
     )
-    warm = EncodedData(Dataset(train.strings[:200], train.labels[:200]))
+    warm = strings_task(Dataset(train.strings[:200], train.labels[:200]))
     all_threads = _IMPORT_THREADS if _IMPORT_THREADS > 1 else _n_cores()
     variants = {"default": None, "one": 1, "all": all_threads}
 

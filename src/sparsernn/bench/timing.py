@@ -17,9 +17,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from sparsernn.batching import EncodedData
 from sparsernn.nn.cells import GATES
 from sparsernn.nn.structured import StructuredRNN
-from sparsernn.train import EncodedData, evaluate_batch
+from sparsernn.train import evaluate_batch
 
 __all__ = [
     "Step",

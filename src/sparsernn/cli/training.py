@@ -191,6 +191,7 @@ def evaluate(checkpoint, test_csv, cell, graph_file, allow_pickle, batch_size, b
     """Evaluate a checkpoint (ours, or the study's with --study-format CELL) on a CSV."""
     from sparsernn.compat import load_study_checkpoint, load_study_structure_checkpoint
     from sparsernn.data import read_csv
+    from sparsernn.tasks import strings_task
     from sparsernn.train import evaluate as _evaluate
     from sparsernn.train import load_checkpoint
 
@@ -206,7 +207,7 @@ def evaluate(checkpoint, test_csv, cell, graph_file, allow_pickle, batch_size, b
     else:
         model = load_checkpoint(checkpoint)[0]
     test = read_csv(test_csv)
-    res = _evaluate(model, test, batch_size, threads=threads)
+    res = _evaluate(model, strings_task(test), batch_size, threads=threads)
     click.echo(f"accuracy {res['accuracy']:.4f}  loss {res['loss']:.4f}")
     if by_kind:
         from sparsernn.train import accuracy_by_kind

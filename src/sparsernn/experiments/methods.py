@@ -23,9 +23,11 @@ import numpy as np
 from torch import Tensor, nn
 
 from sparsernn._seed import derive_seed
+from sparsernn.batching import encoded
 from sparsernn.models import build_model
 from sparsernn.sparsity import METHODS, SparsityMethod, sparsity_report
-from sparsernn.train import EncodedData, TrainConfig, evaluate, evaluate_many, fit, train_many
+from sparsernn.tasks import TaskData
+from sparsernn.train import TrainConfig, evaluate, evaluate_many, fit, train_many
 
 __all__ = ["DEFAULT_METHOD", "PruneInputs", "method_config", "run", "run_many"]
 
@@ -53,8 +55,8 @@ class PruneInputs:
     """What every pruning unit of one base model starts from."""
 
     retrain: TrainConfig
-    train: EncodedData
-    test: EncodedData
+    train: TaskData
+    test: TaskData
     model: nn.Module  # the trained base model
     base: dict[str, float]  # its test metrics
     eval_batch_size: int
@@ -100,7 +102,8 @@ class _Unit:
         data, size = self.inputs.train, self.inputs.retrain.batch_size
         rng = np.random.default_rng(derive_seed(seed, *parts))
         order = rng.permutation(len(data))[: n_batches * size]
-        return list(data.batches(order, size))
+        device = next(self.model.parameters()).device
+        return list(encoded(data, device).batches(order, size))
 
     def init_model(self) -> nn.Module:
         seed = derive_seed(self.seed, "init", self.cfg["cell"])  # the base model's init

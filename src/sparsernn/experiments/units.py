@@ -15,8 +15,6 @@ import time
 import traceback
 from typing import Any
 
-import torch
-
 from sparsernn._seed import derive_seed
 from sparsernn.config import Config, config_key, key_field
 from sparsernn.data import DataSpec
@@ -29,9 +27,8 @@ from sparsernn.models import ModelConfig, build_model
 from sparsernn.nn.cells import CELLS
 from sparsernn.nn.structured import StructuredRNN
 from sparsernn.sparsity import METHODS
-from sparsernn.tasks import model_fields, task_data
+from sparsernn.tasks import TaskData, model_fields, task_data
 from sparsernn.train import (
-    EncodedData,
     TrainConfig,
     checkpoint_bytes,
     evaluate,
@@ -209,7 +206,10 @@ def plan_units(study: StudyConfig, inputs: StudyInputs | None = None) -> list[Un
                     study.train, epochs=s.epochs, batch_size=s.batch_size, seed=seed
                 )
                 common: dict[str, Any] = {
-                    "cell": cell, "seed": seed, "data": data, "train": train.to_dict()
+                    "cell": cell,
+                    "seed": seed,
+                    "data": data,
+                    "train": train.to_dict(),
                 }
                 for graph in _structure_graphs(s, inputs):
                     shape = StructureUnitConfig(**common, **graph, gate_layout=s.gate_layout)
@@ -240,23 +240,22 @@ def _structure_graphs(s, inputs: StudyInputs) -> list[dict[str, Any]]:
 
 # ---------------------------------------------------------------------------------- execution
 @functools.lru_cache(maxsize=4)
-def _data(spec_json: str, identity_json: str | None, device: str):
+def _data(spec_json: str, identity_json: str | None) -> tuple[TaskData, TaskData]:
     spec = DataSpec.from_json(spec_json)
     if identity_json is not None and data_identity(spec) != json.loads(identity_json):
         raise DataError(
             f"data files changed since the study was planned ({spec.train_csv}, "
             f"{spec.test_csv}); rerun the command to plan units for their new content"
         )
-    train, test = task_data(spec)
-    dev = torch.device(device)
-    return EncodedData(train, dev), EncodedData(test, dev)
+    return task_data(spec)
 
 
-def _datasets(cfg: dict[str, Any], device: torch.device):
-    """The encoded (train, test) data of a unit config (as :func:`_with_runtime` made it)."""
+def _datasets(cfg: dict[str, Any]) -> tuple[TaskData, TaskData]:
+    """The (train, test) data of a unit config (as :func:`_with_runtime` made it), made once
+    per process for each data spec (the engine views it on the model's device per call)."""
     identity = cfg.get("data_identity")
     identity_json = None if identity is None else json.dumps(identity, sort_keys=True)
-    return _data(DataSpec.from_dict(cfg["data"]).to_json(), identity_json, str(device))
+    return _data(DataSpec.from_dict(cfg["data"]).to_json(), identity_json)
 
 
 def _with_runtime(unit: dict[str, Any]) -> dict[str, Any]:
@@ -272,7 +271,7 @@ def _with_runtime(unit: dict[str, Any]) -> dict[str, Any]:
 def _run_base(cfg: dict[str, Any]) -> dict[str, Any]:
     train_cfg = TrainConfig.from_dict(cfg["train"])
     device = resolve_device(train_cfg.device)
-    train, test = _datasets(cfg, device)
+    train, test = _datasets(cfg)
     model_cfg = ModelConfig.from_dict(cfg["model"])
     model = build_model(model_cfg, seed=derive_seed(cfg["seed"], "init", cfg["cell"])).to(device)
     curve = fit(model, train, test, train_cfg)
@@ -297,7 +296,7 @@ def _prune_inputs(cfg: dict[str, Any], base_bytes: bytes) -> PruneInputs:
     model and its test metrics, and the evaluation batch size."""
     retrain = TrainConfig.from_dict(cfg["retrain"])
     device = resolve_device(retrain.device)
-    train, test = _datasets(cfg, device)
+    train, test = _datasets(cfg)
     model, _ = load_checkpoint(base_bytes, device)
     eval_bs = retrain.eval_batch_size or retrain.batch_size
     base = evaluate(model, test, eval_bs)
@@ -332,7 +331,7 @@ def _run_structure(cfg: dict[str, Any]) -> dict[str, Any]:
     graph = structure_graph(cfg)
     train_cfg = TrainConfig.from_dict(cfg["train"])
     device = resolve_device(train_cfg.device)
-    train, test = _datasets(cfg, device)
+    train, test = _datasets(cfg)
     edges = graph_to_edges(graph)
     model_cfg = ModelConfig(
         cell=cfg["cell"],
