@@ -24,9 +24,14 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/sparsernn reproduce --profile smoke --out runs/smoke
 
+# Tests run in TEST_WORKERS processes (pytest-xdist; 2 = the CI machine's cores). `make test`
+# on the idle 2-core VM on 2026-12-08: 5 min 29 s serially, 3 min 8 s with 2 workers (mypy
+# included). TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= 2
+
 test: install
 	$(PY) -m mypy
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 # The tests marked slow (a real Ray cluster, long trainings): deselected by `make test`.
 test-slow: install

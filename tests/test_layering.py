@@ -305,3 +305,38 @@ def test_upward_imports_of_made_up_layers():
         "pkg.x.one (line 4, layer 'low') imports pkg.y (layer 'high', above it)"
     ]
     assert layer_of("pkg", layers) == 1 and layer_of("pkg.z", layers) is None
+
+
+# --------------------------------------------------------------------------------------------
+# Room sizes (issue 26: no module over 600 lines, no function over 60)
+
+MAX_MODULE_LINES = 600
+MAX_FUNCTION_LINES = 60
+
+
+def oversized(package_dir: Path) -> list[str]:
+    """Modules over :data:`MAX_MODULE_LINES` lines and functions (docstring included) over
+    :data:`MAX_FUNCTION_LINES`, as ``path[:function]: lines``."""
+    found = []
+    for path in sorted(package_dir.rglob("*.py")):
+        text = path.read_text()
+        rel = path.relative_to(package_dir).as_posix()
+        if text.count("\n") > MAX_MODULE_LINES:
+            found.append(f"{rel}: {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_FUNCTION_LINES:
+                    found.append(f"{rel}:{node.name}: {n} lines")
+    return found
+
+
+def test_no_oversized_module_or_function():
+    assert oversized(PACKAGE_DIR) == []
+
+
+def test_oversized_finds_a_long_module_and_a_long_function(tmp_path):
+    long_body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+    (tmp_path / "f.py").write_text(f"def f():\n{long_body}\n")
+    (tmp_path / "m.py").write_text("x = 1\n" * (MAX_MODULE_LINES + 1))
+    assert oversized(tmp_path) == [f"f.py:f: {MAX_FUNCTION_LINES + 1} lines", "m.py: 601 lines"]
