@@ -105,6 +105,18 @@ def n_done(study_dir: Path) -> int:
         return 0
 
 
+def with_ctrl_c(command: list[str]) -> list[str]:
+    """``command`` (a Python command line) run with Ctrl-C at its default, as in a terminal:
+    a background job of a non-interactive shell (``make test-slow &``) starts with SIGINT
+    ignored, its children inherit that, and a study that never sees Ctrl-C runs to the end."""
+    assert command[0] == sys.executable
+    restore = (
+        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+        "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+    )
+    return [sys.executable, "-c", restore, *command[1:]]
+
+
 def wait_for_units(study_dir: Path, n_units: int, proc: subprocess.Popen[str]) -> None:
     """Wait until ``n_units`` units are stored, or fail if ``proc`` ended first."""
     deadline = time.monotonic() + 120
@@ -223,7 +235,7 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_store(
 def test_ctrl_c_stops_a_pool_run_promptly_and_keeps_the_store(tmp_path: Path, reference):
     out = tmp_path / "study"
     proc = subprocess.Popen(
-        reproduce(out, "--workers", "2"),
+        with_ctrl_c(reproduce(out, "--workers", "2")),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -344,6 +344,25 @@ def test_ctrl_c_during_a_commit_waits_for_the_commit():
     signal.signal(signal.SIGINT, previous)
 
 
+def test_a_deferred_ctrl_c_is_raised_as_itself_when_no_python_handler_was_set():
+    """With SIGINT at SIG_DFL before the commit, a Ctrl-C held off during it is raised as
+    KeyboardInterrupt afterwards (it was once re-sent as SIGTERM: the loop's last signal)."""
+    terms: list[int] = []
+    previous = {
+        signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        signal.SIGTERM: signal.signal(signal.SIGTERM, lambda n, f: terms.append(n)),
+    }
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with runner._interrupts_deferred():
+                signal.raise_signal(signal.SIGINT)  # held: the deferring handler is set
+        assert terms == []
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_DFL
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 # ---------------------------------------------------------------------------------- progress
 def test_progress_bar_goes_to_stderr_with_the_current_unit(tmp_path: Path, capsys):
     run_study(tiny_study(), tmp_path, workers=1, kinds=("base", "prune"), progress=True)

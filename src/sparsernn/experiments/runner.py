@@ -144,9 +144,9 @@ def _interrupts_deferred() -> Iterator[None]:
             handler = previous[signal.Signals(first)]
             if callable(handler):
                 handler(first, frame)
-            elif signum == signal.SIGINT and handler != signal.SIG_IGN:
+            elif first == signal.SIGINT and handler != signal.SIG_IGN:
                 raise KeyboardInterrupt
-            elif signum == signal.SIGTERM and handler == signal.SIG_DFL:
+            elif first == signal.SIGTERM and handler == signal.SIG_DFL:
                 signal.raise_signal(signal.SIGTERM)
 
 
