@@ -14,6 +14,7 @@ driver dies.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import multiprocessing
@@ -25,6 +26,7 @@ import threading
 import time
 import traceback
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -66,13 +68,40 @@ def _worker_init(threads: int, driver: int | None = None, native_said: bool = Fa
 
     torch.set_num_threads(threads)
     # A terminal's Ctrl-C reaches the whole process group; the driver alone decides what to do.
+    # The worker was started with Ctrl-C blocked (:func:`ctrl_c_held_for_children`): ignore it,
+    # then unblock, so one that came while Python started is dropped, not raised.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     if driver is not None:
         die_with(driver)
     if native_said:
         from sparsernn.nn import native
 
         native.fallback_said()
+
+
+@contextlib.contextmanager
+def ctrl_c_held_for_children() -> Iterator[None]:
+    """Block Ctrl-C (SIGINT) in this thread while worker processes may be started in it.
+
+    The signal mask passes through fork and exec, so a worker starts with Ctrl-C blocked until
+    :func:`_worker_init` ignores it: a Ctrl-C during the second or so a spawned worker spends
+    importing no longer kills it with a traceback on the terminal. This process's own Ctrl-C
+    is not lost: another thread of it takes the signal at once (Python then raises it in the
+    main thread as before), or, with no other thread, it is delivered when the block ends.
+    """
+    if (
+        not hasattr(signal, "pthread_sigmask")
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 #: ``prctl`` option: the signal this process gets when the thread that started it ends.
@@ -167,7 +196,8 @@ class _PoolExecutor:
         return len(self._pending)
 
     def submit(self, units: tuple[Unit, ...], base: bytes | None) -> None:
-        self._pending[self._pool.submit(execute_job, _payload(units), base)] = units
+        with ctrl_c_held_for_children():  # the pool starts its workers on demand, in submit
+            self._pending[self._pool.submit(execute_job, _payload(units), base)] = units
         # The processes, to stop them on close (shutdown() forgets them); started on demand.
         self._processes.update((getattr(self._pool, "_processes", None) or {}).values())
         self._reaper.watch(p.pid for p in self._processes)
