@@ -85,3 +85,38 @@ def test_the_topology_sentence_follows_each_regressors_gain_interval():
     assert line.index("GRU") < line.index("LSTM")  # the study's cell order
     flipped = out.assign(gain_ci_low=-out["gain_ci_high"], gain_ci_high=-out["gain_ci_low"])
     assert "GRU: size alone predicts better (both regressors)" in topology_lines(flipped)[0]
+
+
+def test_the_retrained_networks_paragraph_follows_its_data(tmp_path):
+    """Reproduction figure and verdict come from the retraining table: the verdict turns with
+    the share of other-seed runs that learn."""
+    import pandas as pd
+
+    sys.path.insert(0, str(ROOT / "docs"))
+    try:
+        from pages.structure import retrain_lines
+    finally:
+        sys.path.remove(str(ROOT / "docs"))
+    df = pd.DataFrame({"cell": "lstm", "generator": "ba", "graph_id": [1, 2],
+                       "test_accuracy": [0.5, 0.51], "nodes": [10, 12],
+                       "edges": [9, 20]})  # fmt: skip
+
+    def runs(others):
+        rows = [{"cell": "lstm", "generator": "ba", "graph_id": g, "init": "unit",
+                 "final_accuracy": a} for g, a in ((1, 0.5), (2, 0.53))]  # fmt: skip
+        rows += [{"cell": "lstm", "generator": "ba", "graph_id": g, "init": f"alt{i}",
+                  "final_accuracy": a} for g, accs in zip((1, 2), others, strict=True)
+                 for i, a in enumerate(accs)]  # fmt: skip
+        path = tmp_path / "r.csv"
+        pd.DataFrame(rows).to_csv(path, index=False)
+        return retrain_lines(df, path, 15)[0]
+
+    text = runs([(0.9, 0.8, 0.5), (0.85, 0.7, 0.9)])
+    assert "the 2 LSTM networks below 0.6 (ba graphs; 1 of them trees" in text
+    assert "2 of 2 end below 0.6 again (largest difference from the stored accuracy 0.020" in text
+    assert "5 of 6 runs reach 0.6 or more (final accuracy 0.70-0.90)" in text
+    assert text.endswith("mostly the draw of the initialisation, not the graph.")
+    assert runs([(0.5, 0.5, 0.5), (0.5, 0.5, 0.9)]).endswith("other seeds fail too.")
+    assert runs([(0.9, 0.9, 0.9), (0.5, 0.5, 0.5)]).endswith("the draw of the initialisation.")
+    assert "both the graph" in runs([(0.9, 0.9, 0.9), (0.5, 0.5, 0.5)])
+    assert retrain_lines(df, tmp_path / "absent.csv", 15) == []
