@@ -1,8 +1,10 @@
 """Data as the training engine reads it: encoded once as tensors, batched in a seeded order.
 
-:class:`EncodedData` holds the study's strings or any task's
-:class:`~sparsernn.tasks.TaskData` as padded tensors; :func:`epoch_order` draws the batch order
-of one epoch (shuffled, optionally bucketed by length). Both serve :mod:`sparsernn.train`.
+:class:`~sparsernn.tasks.TaskData` is the one data type the engine takes (``fit``, ``evaluate``,
+``train_many``, the studies; :func:`as_task_data` checks it). :class:`EncodedData` is the
+engine's view of one as tensors on the model's device, made per call (zero-copy on CPU);
+:func:`epoch_order` draws the batch order of one epoch (shuffled, optionally bucketed by
+length). All serve :mod:`sparsernn.train`.
 """
 
 from __future__ import annotations
@@ -18,14 +20,14 @@ from sparsernn.data import Dataset
 from sparsernn.errors import DataError
 from sparsernn.tasks.base import TaskData
 
-__all__ = ["EncodedData", "as_task_data", "encoded", "epoch_order"]
+__all__ = ["EncodedData", "as_task_data", "epoch_order"]
 
 
 class EncodedData:
     """The engine's view of a :class:`~sparsernn.tasks.TaskData`: its padded inputs, lengths
     and targets as tensors on one device (codes (N, T) or values (N, T, F); targets (N,),
     (N, K) or real; read at each sequence's own last step unless its ``last_step`` says
-    otherwise). Made by :func:`encoded` inside each engine call; not an input type.
+    otherwise). Made inside each engine call; not an input type.
     """
 
     def __init__(self, task: TaskData, device: torch.device | str = "cpu") -> None:
@@ -119,7 +121,3 @@ def as_task_data(data: TaskData, caller: str = "fit") -> TaskData:
         "sparsernn.tasks.task_data(spec), make_task(name, ...) or strings_task(dataset)"
     )
 
-
-def encoded(data: TaskData, device: torch.device) -> EncodedData:
-    """``data`` as the engine's tensors on ``device`` (zero-copy on CPU)."""
-    return EncodedData(data, device)

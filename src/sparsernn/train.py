@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from sparsernn._seed import derive_seed
 from sparsernn._threads import resolve_threads, torch_threads
-from sparsernn.batching import EncodedData, as_task_data, encoded, epoch_order
+from sparsernn.batching import EncodedData, as_task_data, epoch_order
 from sparsernn.checkpoints import checkpoint_bytes, load_checkpoint, save_checkpoint
 from sparsernn.config import Config, key_field
 from sparsernn.data import Dataset
@@ -211,7 +211,7 @@ def evaluate(
     """
     task = as_task_data(dataset, "evaluate")
     with torch_threads(threads), torch.no_grad():
-        data = encoded(task, next(model.parameters()).device)
+        data = EncodedData(task, next(model.parameters()).device)
         return _evaluate_all(model, data, batch_size)[0]
 
 
@@ -227,7 +227,7 @@ def evaluate_many(
         models if isinstance(models, BatchedClassifier) else BatchedClassifier.from_models(models)
     )
     device = next(batched.parameters()).device
-    return _evaluate_all(batched, encoded(task, device), batch_size)
+    return _evaluate_all(batched, EncodedData(task, device), batch_size)
 
 
 def predict(
@@ -241,7 +241,7 @@ def predict(
     batched exactly as :func:`evaluate` batches (file order)."""
     task = as_task_data(dataset, "predict")
     with torch_threads(threads), torch.no_grad():
-        data = encoded(task, next(model.parameters()).device)
+        data = EncodedData(task, next(model.parameters()).device)
         was_training = model.training
         model.eval()
         out = []
@@ -480,8 +480,8 @@ def fit(
     test = None if test is None else as_task_data(test, "fit")
     with torch_threads(cfg.threads):
         device = next(model.parameters()).device
-        train_data = encoded(train, device)
-        test_data = None if test is None else encoded(test, device)
+        train_data = EncodedData(train, device)
+        test_data = None if test is None else EncodedData(test, device)
         step = TrainStep(
             model,
             optimizer,
@@ -547,7 +547,7 @@ def train_many(
     together = [i for i in range(len(models)) if i not in alone]
     with torch_threads(cfg.threads):
         device = next(models[0].parameters()).device
-        data = (encoded(train, device), None if test is None else encoded(test, device))
+        data = (EncodedData(train, device), None if test is None else EncodedData(test, device))
         for start in range(0, len(together), size):
             index = together[start : start + size]
             step = TrainStep(BatchedClassifier.from_models([models[i] for i in index]),

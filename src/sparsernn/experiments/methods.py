@@ -17,13 +17,14 @@ sparse initialisation (set, rigl).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import numpy as np
 from torch import Tensor, nn
 
 from sparsernn._seed import derive_seed
-from sparsernn.batching import encoded
+from sparsernn.batching import EncodedData
 from sparsernn.models import build_model
 from sparsernn.sparsity import METHODS, SparsityMethod, sparsity_report
 from sparsernn.tasks import TaskData
@@ -98,12 +99,17 @@ class _Unit:
     def seed_for(self, *parts: object) -> int:
         return derive_seed(self.seed, *parts)
 
+    @functools.cached_property
+    def _train_tensors(self) -> EncodedData:
+        """The training data on the model's device, made once per unit (RigL draws a batch
+        from it at every mask update)."""
+        return EncodedData(self.inputs.train, next(self.model.parameters()).device)
+
     def batches(self, seed: int, n_batches: int, *parts: object) -> list[tuple[Tensor, Tensor]]:
-        data, size = self.inputs.train, self.inputs.retrain.batch_size
+        data, size = self._train_tensors, self.inputs.retrain.batch_size
         rng = np.random.default_rng(derive_seed(seed, *parts))
         order = rng.permutation(len(data))[: n_batches * size]
-        device = next(self.model.parameters()).device
-        return list(encoded(data, device).batches(order, size))
+        return list(data.batches(order, size))
 
     def init_model(self) -> nn.Module:
         seed = derive_seed(self.seed, "init", self.cfg["cell"])  # the base model's init
